@@ -1,0 +1,31 @@
+import { resolve } from "node:path";
+
+import type { RunningCloud } from "@roost/cloud";
+import { startCloud } from "@roost/cloud";
+
+/** Options of `roost serve`, already validated. */
+export interface ServeOptions {
+  port: number;
+  host: string;
+  data: string;
+  databaseUrl: string | undefined;
+  allowSignup: boolean;
+  claimCodeTtl: number | undefined;
+  logLevel: string;
+}
+
+/** Starts the cloud for `roost serve` and reports where it listens. */
+export async function serve(options: ServeOptions, print: (line: string) => void): Promise<RunningCloud> {
+  const cloud = await startCloud({
+    port: options.port,
+    host: options.host,
+    dataDir: options.databaseUrl ? undefined : resolve(options.data),
+    databaseUrl: options.databaseUrl,
+    allowSignup: options.allowSignup,
+    claimCodeTtlSeconds: options.claimCodeTtl,
+    logLevel: options.logLevel,
+  });
+  const storage = options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`;
+  print(`Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`);
+  return cloud;
+}

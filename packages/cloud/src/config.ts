@@ -1,0 +1,88 @@
+/** A clock in milliseconds since the epoch; injected so that expiry can be tested without waiting. */
+export type Clock = () => number;
+
+/** Limits on the token endpoint and the API, all per source IP. @see spec/cloud-api.md §8 */
+export interface RateLimitConfig {
+  /** Requests to any route per window. @default 10000 */
+  readonly apiMax: number;
+  /** Requests to `POST /oauth/token` per window. @default 100 */
+  readonly tokenMax: number;
+  /** Requests to `POST /v1/users` and `DELETE /v1/access_tokens/:token` per window. @default 100 */
+  readonly sensitiveMax: number;
+  /** Window length in milliseconds. @default 300000 (5 minutes) */
+  readonly windowMs: number;
+  /** Consecutive failed token requests from one IP before it is blocked. @default 10 */
+  readonly lockoutFailures: number;
+  /** How long a blocked IP stays blocked, in milliseconds. @default 1800000 (30 minutes) */
+  readonly lockoutMs: number;
+}
+
+/** Everything the cloud needs, validated once by the entry point and frozen. */
+export interface CloudConfig {
+  /** SQLite file path, or `:memory:`; ignored when `databaseUrl` is set. */
+  readonly sqliteFile: string;
+  /** `postgres://…` to use PostgreSQL instead of SQLite. */
+  readonly databaseUrl: string | undefined;
+  /** Whether `POST /v1/users` is open. @default false */
+  readonly allowSignup: boolean;
+  /** Claim code lifetime in seconds. @default 3600 @see spec/cloud-api.md §3.4 */
+  readonly claimCodeTtlSeconds: number;
+  /** Default access-token lifetime in seconds. @default 7776000 (90 days) @see spec/cloud-api.md §1.1 */
+  readonly accessTokenTtlSeconds: number;
+  /** Refresh-token lifetime in seconds. @default 1209600 (14 days) */
+  readonly refreshTokenTtlSeconds: number;
+  /** Largest accepted HTTP body in bytes. @default 65536 */
+  readonly bodyLimitBytes: number;
+  /** scrypt cost parameter N for password hashes (memory is 128·N·r bytes). @default 16384 */
+  readonly passwordHashCost: number;
+  /** Rate limits and the token endpoint lock-out. */
+  readonly rateLimits: RateLimitConfig;
+  /** Source of time. @default Date.now */
+  readonly clock: Clock;
+  /** pino log level, or `silent`. @default "info" */
+  readonly logLevel: string;
+}
+
+/** The options a caller may set; every omitted one takes its documented default. */
+export type CloudOptions = Partial<Omit<CloudConfig, "rateLimits">> & { rateLimits?: Partial<RateLimitConfig> };
+
+/** Applies defaults and freezes the result. */
+export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
+  const {
+    sqliteFile = ":memory:",
+    databaseUrl,
+    allowSignup = false,
+    claimCodeTtlSeconds = 3600,
+    accessTokenTtlSeconds = 7_776_000,
+    refreshTokenTtlSeconds = 1_209_600,
+    bodyLimitBytes = 65_536,
+    passwordHashCost = 16_384,
+    clock = Date.now,
+    logLevel = "info",
+    rateLimits = {},
+  } = options;
+  for (const [name, value] of Object.entries({ claimCodeTtlSeconds, accessTokenTtlSeconds, refreshTokenTtlSeconds, bodyLimitBytes })) {
+    if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+  return Object.freeze({
+    sqliteFile,
+    databaseUrl,
+    allowSignup,
+    claimCodeTtlSeconds,
+    accessTokenTtlSeconds,
+    refreshTokenTtlSeconds,
+    bodyLimitBytes,
+    passwordHashCost,
+    clock,
+    logLevel,
+    rateLimits: Object.freeze({
+      apiMax: 10_000,
+      tokenMax: 100,
+      sensitiveMax: 100,
+      windowMs: 300_000,
+      lockoutFailures: 10,
+      lockoutMs: 1_800_000,
+      ...rateLimits,
+    }),
+  });
+}

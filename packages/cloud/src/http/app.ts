@@ -1,0 +1,104 @@
+import { parse as parseQueryString } from "node:querystring";
+
+import formbody from "@fastify/formbody";
+import multipart from "@fastify/multipart";
+import rateLimit from "@fastify/rate-limit";
+import type { FastifyBaseLogger, FastifyError, FastifyInstance } from "fastify";
+import Fastify, { LogController } from "fastify";
+
+import { AppError, renderError, toAppError } from "../errors.js";
+import type { Services } from "../services/index.js";
+import { registerClaimRoutes } from "./routes/claims.js";
+import { registerCustomerRoutes } from "./routes/customers.js";
+import { registerDeviceRoutes } from "./routes/devices.js";
+import { registerOAuthRoutes } from "./routes/oauth.js";
+import { registerProductDeviceRoutes } from "./routes/product-devices.js";
+import { registerProductRoutes } from "./routes/products.js";
+import { registerUserRoutes } from "./routes/users.js";
+
+/** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
+const MAX_IMPORT_FILE_BYTES = 1_048_576;
+
+/** Turns framework errors (body parsing, limits) into Roost's codes; everything else stays as thrown. */
+function fromFastifyError(error: FastifyError | AppError | Error): AppError {
+  if (error instanceof AppError) return error;
+  const code = (error as FastifyError).code;
+  switch (code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+    case "FST_REQ_FILE_TOO_LARGE":
+    case "FST_FILES_LIMIT":
+    case "FST_PARTS_LIMIT":
+      return new AppError("PAYLOAD_TOO_LARGE", "Request body is too large");
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new AppError("MALFORMED_BODY", "Request body is not valid JSON");
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+    case "FST_INVALID_MULTIPART_CONTENT_TYPE":
+      return new AppError("BAD_REQUEST", error.message);
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError) return new AppError("MALFORMED_BODY", "Request body is not valid JSON");
+  const status = (error as FastifyError).statusCode;
+  if (status !== undefined && status >= 400 && status < 500) return new AppError("BAD_REQUEST", error.message);
+  return toAppError(error);
+}
+
+/** Builds the HTTP API of one cloud node over its services. The caller listens (or injects requests). */
+export async function createHttpApp(options: { services: Services; logger: FastifyBaseLogger }): Promise<FastifyInstance> {
+  const { services } = options;
+  const { config } = services;
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: config.bodyLimitBytes,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Device IDs and names are matched exactly; `/v1/devices/` and `/v1/devices` are the same route.
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+
+  app.setErrorHandler((rawError, request, reply) => {
+    const error = fromFastifyError(rawError as FastifyError);
+    const { status, body } = renderError(error);
+    if (status >= 500) request.log.error({ err: rawError, url: request.url }, "request failed");
+    else request.log.debug({ code: error.code, url: request.url }, error.message);
+    void reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const { status, body } = renderError(new AppError("ROUTE_NOT_FOUND", `Not found: ${request.method} ${request.url.split("?")[0]}`));
+    void reply.code(status).send(body);
+  });
+
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimits.apiMax,
+    timeWindow: config.rateLimits.windowMs,
+    errorResponseBuilder: (_request, context) => new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
+  });
+  await app.register(formbody);
+  await app.register(multipart, { attachFieldsToBody: "keyValues", limits: { fileSize: MAX_IMPORT_FILE_BYTES, files: 1, fields: 20 } });
+  // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
+  app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
+    const text = typeof body === "string" ? body : body.toString("utf8");
+    const trimmed = text.trim();
+    if (trimmed.length === 0) return done(null, undefined);
+    if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
+      try {
+        done(null, JSON.parse(trimmed));
+      } catch {
+        done(new AppError("MALFORMED_BODY", "Request body is not valid JSON"), undefined);
+      }
+      return;
+    }
+    done(null, { ...parseQueryString(text) });
+  });
+
+  registerOAuthRoutes(app, services);
+  registerUserRoutes(app, services);
+  registerProductRoutes(app, services);
+  registerCustomerRoutes(app, services);
+  registerClaimRoutes(app, services);
+  registerDeviceRoutes(app, services);
+  registerProductDeviceRoutes(app, services);
+  return app;
+}

@@ -1,0 +1,37 @@
+import type { FastifyInstance } from "fastify";
+
+import { ForbiddenError } from "../../errors.js";
+import type { Services } from "../../services/index.js";
+import { ownerOf } from "../../services/principal.js";
+import { authenticate, bodyOf, optionalString, productParam, requirePerson } from "../request.js";
+
+/** Claim codes. @see spec/cloud-api.md §3.1 */
+export function registerClaimRoutes(app: FastifyInstance, services: Services): void {
+  const { claims } = services;
+
+  // Clients send JSON `{}` (api-js), an empty form (iOS) or `blank=okhttp_appeasement` (Android): unknown
+  // fields are ignored. A cellular `iccid` (else `imei`) is used as the code itself.
+  app.post("/v1/device_claims", async (request) => {
+    const principal = await authenticate(services, request);
+    requirePerson(principal);
+    const fields = bodyOf(request);
+    const owner = ownerOf(principal);
+    if (!owner) throw new ForbiddenError("API users cannot create claim codes");
+    return claims.createCode({ owner, presetCode: optionalString(fields, "iccid") || optionalString(fields, "imei") || undefined });
+  });
+
+  // "To generate a claim code for a product, the access token MUST belong to a customer of the product."
+  app.post("/v1/products/:productIdOrSlug/device_claims", async (request) => {
+    const principal = await authenticate(services, request);
+    requirePerson(principal);
+    const product = await productParam(services, request);
+    if (principal.kind !== "customer" || principal.productId !== product.id) {
+      throw new ForbiddenError("Product claim codes need the access token of a customer of this product");
+    }
+    const fields = bodyOf(request);
+    return claims.createCode({
+      owner: { kind: "customer", customerId: principal.customerId, productId: product.id },
+      presetCode: optionalString(fields, "iccid") || optionalString(fields, "imei") || undefined,
+    });
+  });
+}

@@ -1,0 +1,100 @@
+import type { FastifyInstance } from "fastify";
+
+import { BadRequestError } from "../../errors.js";
+import { deviceToApi } from "../../services/devices.js";
+import type { Services } from "../../services/index.js";
+import type { Fields } from "../request.js";
+import { administeredProduct, authenticate, bodyOf, optionalBoolean, optionalInteger, optionalString, param, queryOf } from "../request.js";
+
+/** Largest accepted `perPage`. */
+const MAX_PER_PAGE = 100;
+
+/** A product's devices: list, import, get, edit, remove, unclaim. @see spec/cloud-api.md §4.2, §4.5 */
+export function registerProductDeviceRoutes(app: FastifyInstance, services: Services): void {
+  const { devices } = services;
+
+  app.get("/v1/products/:productIdOrSlug/devices", async (request) => {
+    const principal = await authenticate(services, request);
+    const product = await administeredProduct(services, request, principal);
+    const query = queryOf(request);
+    const sortDir = optionalString(query, "sortDir");
+    if (sortDir !== undefined && sortDir !== "asc" && sortDir !== "desc") throw new BadRequestError("sortDir must be asc or desc");
+    // api-js sends `per_page`, the docs say `perPage`: accept both. @see spec/cloud-api.md §4.5
+    const perPage = optionalInteger(query, "perPage") ?? optionalInteger(query, "per_page") ?? 25;
+    const { devices: page, totalPages } = await devices.listProduct(product.id, {
+      deviceId: optionalString(query, "deviceId"),
+      deviceName: optionalString(query, "deviceName"),
+      serialNumber: optionalString(query, "serialNumber"),
+      quarantined: optionalBoolean(query, "quarantined"),
+      sortAttr: optionalString(query, "sortAttr"),
+      sortDir,
+      page: Math.max(1, optionalInteger(query, "page") ?? 1),
+      perPage: Math.min(MAX_PER_PAGE, Math.max(1, perPage)),
+    });
+    const customerIds = new Set(page.map((device) => device.owner_customer_id).filter((id): id is string => id !== null));
+    const customers = customerIds.size
+      ? await services.db.selectFrom("customers").select(["id", "email"]).where("id", "in", [...customerIds]).execute()
+      : [];
+    return {
+      devices: page.map((device) => deviceToApi(device, { product: true })),
+      customers: customers.map((customer) => ({ id: customer.id, username: customer.email })),
+      meta: { total_pages: totalPages },
+    };
+  });
+
+  app.post("/v1/products/:productIdOrSlug/devices", async (request) => {
+    const principal = await authenticate(services, request);
+    const product = await administeredProduct(services, request, principal);
+    const fields = bodyOf(request);
+    const ids: string[] = [];
+    const single = optionalString(fields, "id");
+    if (single) ids.push(single);
+    const file = fileText(fields);
+    if (file !== undefined) ids.push(...file.split(/[\r\n,]+/));
+    if (ids.length === 0) throw new BadRequestError("send a device id, or a file of device ids");
+    return devices.importIntoProduct({ productId: product.id, platformId: product.platform_id, ids });
+  });
+
+  app.get("/v1/products/:productIdOrSlug/devices/:deviceId", async (request) => {
+    const principal = await authenticate(services, request);
+    const product = await administeredProduct(services, request, principal);
+    return deviceToApi(await devices.findInProduct(product.id, param(request, "deviceId")), { product: true });
+  });
+
+  app.put("/v1/products/:productIdOrSlug/devices/:deviceId", async (request) => {
+    const principal = await authenticate(services, request);
+    const product = await administeredProduct(services, request, principal);
+    const device = await devices.findInProduct(product.id, param(request, "deviceId"));
+    const fields = bodyOf(request);
+    const name = optionalString(fields, "name");
+    const notes = optionalString(fields, "notes");
+    if (name === undefined && notes === undefined) throw new BadRequestError("nothing to update: send name or notes");
+    const updated = await devices.updateMetadata(device, { name, notes });
+    return { id: updated.id, name: updated.name, notes: updated.notes, updated_at: new Date(updated.updated_at).toISOString() };
+  });
+
+  app.delete("/v1/products/:productIdOrSlug/devices/:deviceId", async (request, reply) => {
+    const principal = await authenticate(services, request);
+    const product = await administeredProduct(services, request, principal);
+    const device = await devices.findInProduct(product.id, param(request, "deviceId"));
+    await devices.removeFromProduct({ device, deny: optionalBoolean(bodyOf(request), "deny") === true });
+    return reply.code(204).send();
+  });
+
+  app.delete("/v1/products/:productIdOrSlug/devices/:deviceId/owner", async (request) => {
+    const principal = await authenticate(services, request);
+    const product = await administeredProduct(services, request, principal);
+    const device = await devices.findInProduct(product.id, param(request, "deviceId"));
+    await devices.release(device.id);
+    return { ok: true };
+  });
+}
+
+/** The text of an uploaded `file` field (multipart), if any. */
+function fileText(fields: Fields): string | undefined {
+  const file = fields.file;
+  if (file === undefined) return undefined;
+  if (Buffer.isBuffer(file)) return file.toString("utf8");
+  if (typeof file === "string") return file;
+  throw new BadRequestError("file must be a text file of device IDs");
+}

@@ -1,0 +1,12 @@
+export { createCloudConfig } from "./config.js";
+export type { CloudConfig, CloudOptions, Clock, RateLimitConfig } from "./config.js";
+export { startCloud } from "./server.js";
+export type { RunningCloud, StartCloudOptions } from "./server.js";
+export { openStorage } from "./storage/database.js";
+export type { Storage, StorageOptions } from "./storage/database.js";
+export type { Database } from "./storage/schema.js";
+export { createServices } from "./services/index.js";
+export type { Services } from "./services/index.js";
+export { CLAIM_REASONS } from "./services/claims.js";
+export type { ClaimReason, ClaimResult, ClaimCodeResponse } from "./services/claims.js";
+export type { Principal, Owner } from "./services/principal.js";

@@ -1,0 +1,65 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
+import type { DestinationStream, Logger } from "pino";
+
+import type { CloudConfig, CloudOptions } from "./config.js";
+import { createCloudConfig } from "./config.js";
+import { createHttpApp } from "./http/app.js";
+import type { Services } from "./services/index.js";
+import { createServices } from "./services/index.js";
+import type { Storage } from "./storage/database.js";
+import { openStorage } from "./storage/database.js";
+
+/** How to start a cloud node. */
+export interface StartCloudOptions extends CloudOptions {
+  /** HTTP port; 0 picks a free one. @default 8080 */
+  port?: number;
+  /** Address to listen on. @default "127.0.0.1" */
+  host?: string;
+  /** Data folder for the SQLite file (and, later, server keys); created if missing. Ignored with `databaseUrl`. */
+  dataDir?: string;
+  /** Where logs go. @default standard output */
+  logDestination?: DestinationStream;
+}
+
+/** A running cloud node. Dispose it (or call `close`) to stop it. */
+export interface RunningCloud extends AsyncDisposable {
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  readonly port: number;
+  readonly config: CloudConfig;
+  readonly services: Services;
+  readonly app: FastifyInstance;
+  readonly logger: Logger;
+  close(): Promise<void>;
+}
+
+/** Opens storage (running migrations), builds the HTTP API and listens. */
+export async function startCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {
+  const { port = 8080, host = "127.0.0.1", dataDir, logDestination, ...cloudOptions } = options;
+  let sqliteFile = cloudOptions.sqliteFile;
+  if (!cloudOptions.databaseUrl && dataDir) {
+    mkdirSync(dataDir, { recursive: true });
+    sqliteFile ??= join(dataDir, "roost.sqlite");
+  }
+  const config = createCloudConfig({ ...cloudOptions, sqliteFile });
+  const logger = pino({ level: config.logLevel }, logDestination ?? pino.destination(1));
+  const storage: Storage = await openStorage({ databaseUrl: config.databaseUrl, sqliteFile: config.sqliteFile });
+  const services = createServices({ db: storage.db, config });
+  const app = await createHttpApp({ services, logger });
+  try {
+    await app.listen({ port, host });
+  } catch (error) {
+    await storage.close();
+    throw error;
+  }
+  const address = app.server.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
+  let closed: Promise<void> | undefined;
+  const close = () => (closed ??= app.close().then(() => storage.close()));
+  return { url, port: boundPort, config, services, app, logger, close, [Symbol.asyncDispose]: close };
+}

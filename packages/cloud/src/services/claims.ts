@@ -1,0 +1,250 @@
+import type { Kysely, Transaction } from "kysely";
+
+import { normalizeDeviceId } from "@roost/protocol";
+
+import type { CloudConfig } from "../config.js";
+import { AppError, DevicePermissionError } from "../errors.js";
+import { hashSecret, newClaimCode, newId } from "../security.js";
+import type { ClaimCodesTable, Database } from "../storage/schema.js";
+import type { DeviceService } from "./devices.js";
+import type { Owner } from "./principal.js";
+
+/**
+ * Why a claim attempt ended as it did. Recorded with every attempt (the claim timeline of DESIGN.md).
+ * @see spec/cloud-api.md §3.3–§3.5
+ */
+export const CLAIM_REASONS = [
+  "claimed",
+  "already_owned",
+  "unknown_code",
+  "expired_code",
+  "used_code",
+  "revoked_code",
+  "wrong_product",
+  "device_not_in_product",
+  "owned_by_other",
+  "unknown_device",
+  "key_mismatch",
+  "device_offline",
+] as const;
+
+/** One of {@link CLAIM_REASONS}. */
+export type ClaimReason = (typeof CLAIM_REASONS)[number];
+
+/** The outcome of presenting a claim code. */
+export interface ClaimResult {
+  readonly ok: boolean;
+  readonly reason: ClaimReason;
+  /** The claim code's id, when the code was recognised. */
+  readonly claimId: string | null;
+  /** The device's owner after the attempt, when it succeeded. */
+  readonly owner: Owner | null;
+}
+
+/** Where a claim attempt came from. */
+export type ClaimSource = "gateway" | "api";
+
+/** A new claim code as `POST /v1/device_claims` returns it, plus Roost's `claim_id`. @see spec/cloud-api.md §3.1 */
+export interface ClaimCodeResponse {
+  claim_code: string;
+  device_ids: string[];
+  claim_id: string;
+}
+
+class ClaimRefused extends Error {
+  constructor(readonly reason: ClaimReason) {
+    super(reason);
+  }
+}
+
+function ownerColumns(owner: Owner): { owner_user_id: string | null; owner_customer_id: string | null } {
+  return owner.kind === "user" ? { owner_user_id: owner.userId, owner_customer_id: null } : { owner_user_id: null, owner_customer_id: owner.customerId };
+}
+
+function codeOwner(code: ClaimCodesTable): Owner | undefined {
+  if (code.principal_kind === "user" && code.user_id) return { kind: "user", userId: code.user_id };
+  if (code.principal_kind === "customer" && code.customer_id && code.product_id !== null) {
+    return { kind: "customer", customerId: code.customer_id, productId: code.product_id };
+  }
+  return undefined;
+}
+
+function sameOwner(a: Owner, device: { owner_user_id: string | null; owner_customer_id: string | null }): boolean {
+  return a.kind === "user" ? device.owner_user_id === a.userId : device.owner_customer_id === a.customerId;
+}
+
+/**
+ * Claim codes and claiming. `claimByCode` is the one transaction both the device gateway and tests use:
+ * it checks the code, binds the device and spends the code, or changes nothing and records why not.
+ */
+export class ClaimService {
+  readonly #db: Kysely<Database>;
+  readonly #config: CloudConfig;
+  readonly #devices: DeviceService;
+
+  constructor(options: { db: Kysely<Database>; config: CloudConfig; devices: DeviceService }) {
+    this.#db = options.db;
+    this.#config = options.config;
+    this.#devices = options.devices;
+  }
+
+  /**
+   * Creates a claim code for a user or a product customer. A cellular `iccid` (or `imei`) given by the
+   * caller is used as the code itself. @see spec/cloud-api.md §3.1, §3.2
+   */
+  async createCode(options: { owner: Owner; presetCode?: string | undefined }): Promise<ClaimCodeResponse> {
+    const { owner } = options;
+    const code = options.presetCode ?? newClaimCode();
+    const now = this.#config.clock();
+    const id = newId();
+    await this.#db
+      .insertInto("claim_codes")
+      .values({
+        id,
+        code_hash: hashSecret(code),
+        principal_kind: owner.kind,
+        user_id: owner.kind === "user" ? owner.userId : null,
+        customer_id: owner.kind === "customer" ? owner.customerId : null,
+        product_id: owner.kind === "customer" ? owner.productId : null,
+        created_at: now,
+        expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
+        used_at: null,
+        revoked_at: null,
+        device_id: null,
+      })
+      // A preset code (an ICCID) may be asked for again: the newest request wins.
+      .onConflict((oc) => oc.column("code_hash").doUpdateSet({ id, created_at: now, expires_at: now + this.#config.claimCodeTtlSeconds * 1000, used_at: null, revoked_at: null, device_id: null, user_id: owner.kind === "user" ? owner.userId : null, customer_id: owner.kind === "customer" ? owner.customerId : null, product_id: owner.kind === "customer" ? owner.productId : null, principal_kind: owner.kind }))
+      .execute();
+    return { claim_code: code, device_ids: await this.#devices.ownedIds(owner), claim_id: id };
+  }
+
+  /**
+   * A device (already authenticated by its key) presents a claim code. In one transaction: the code must
+   * exist, be unexpired, unused and unrevoked; a product code needs the device in that product; the device
+   * must be unowned or already the code owner's. Then the device is bound and the code spent.
+   * @see spec/cloud-api.md §3.3–§3.5, DESIGN.md security rules
+   */
+  async claimByCode(options: { deviceId: string; code: string; source?: ClaimSource }): Promise<ClaimResult> {
+    const deviceId = normalizeDeviceId(options.deviceId);
+    const source = options.source ?? "gateway";
+    const now = this.#config.clock();
+    let claimId: string | null = null;
+    try {
+      return await this.#db.transaction().execute(async (trx) => {
+        const code = await trx.selectFrom("claim_codes").selectAll().where("code_hash", "=", hashSecret(options.code)).executeTakeFirst();
+        if (!code) throw new ClaimRefused("unknown_code");
+        claimId = code.id;
+        if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
+        if (code.used_at !== null) throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
+        if (code.expires_at <= now) throw new ClaimRefused("expired_code");
+        const owner = codeOwner(code);
+        if (!owner) throw new ClaimRefused("unknown_code");
+        const device = await trx.selectFrom("devices").selectAll().where("id", "=", deviceId).executeTakeFirst();
+        if (!device) throw new ClaimRefused("unknown_device");
+        if (owner.kind === "customer") {
+          if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
+          if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
+        }
+        const alreadyMine = sameOwner(owner, device);
+        if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null)) throw new ClaimRefused("owned_by_other");
+        const spent = await trx
+          .updateTable("claim_codes")
+          .set({ used_at: now, device_id: deviceId })
+          .where("id", "=", code.id)
+          .where("used_at", "is", null)
+          .where("revoked_at", "is", null)
+          .executeTakeFirst();
+        if (spent.numUpdatedRows === 0n) throw new ClaimRefused("used_code");
+        if (!alreadyMine) await this.#bind(trx, { deviceId, owner });
+        const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
+        await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
+        return { ok: true, reason, claimId: code.id, owner };
+      });
+    } catch (error) {
+      if (!(error instanceof ClaimRefused)) throw error;
+      await this.#record(this.#db, { claimId, deviceId, outcome: "refused", reason: error.reason, source });
+      return { ok: error.reason === "already_owned", reason: error.reason, claimId, owner: null };
+    }
+  }
+
+  /**
+   * Claims a device by ID for the caller (`POST /v1/devices`). The device must be online and unowned;
+   * a customer may only claim devices of its product. @see spec/cloud-api.md §4.1
+   */
+  async claimById(options: { owner: Owner; deviceId: string; requestTransfer: boolean }): Promise<Record<string, unknown>> {
+    const { owner } = options;
+    const device = await this.#devices.get(options.deviceId);
+    // Unknown and offline devices get the same answer, so that IDs cannot be probed.
+    if (!device) throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
+    if (owner.kind === "customer" && device.product_id !== owner.productId) throw new DevicePermissionError();
+    const ownerId = owner.kind === "user" ? owner.userId : owner.customerId;
+    if (sameOwner(owner, device)) return { ok: true, id: device.id, deviceID: device.id, user_id: ownerId, connected: device.online === 1, claimed: true };
+    if (device.owner_user_id !== null || device.owner_customer_id !== null) {
+      if (!options.requestTransfer) throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
+      const transferId = newId();
+      await this.#db
+        .insertInto("transfers")
+        .values({
+          id: transferId,
+          device_id: device.id,
+          requested_by_user_id: owner.kind === "user" ? owner.userId : null,
+          requested_by_customer_id: owner.kind === "customer" ? owner.customerId : null,
+          status: "pending",
+          created_at: this.#config.clock(),
+        })
+        .execute();
+      return { ok: true, transfer_id: transferId };
+    }
+    if (device.online !== 1) {
+      await this.#record(this.#db, { claimId: null, deviceId: device.id, outcome: "refused", reason: "device_offline", source: "api" });
+      throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
+    }
+    const bound = await this.#db.transaction().execute(async (trx) => {
+      const ok = await this.#bind(trx, { deviceId: device.id, owner });
+      await this.#record(trx, { claimId: null, deviceId: device.id, outcome: ok ? "claimed" : "refused", reason: ok ? "claimed" : "owned_by_other", source: "api" });
+      return ok;
+    });
+    if (!bound) throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
+    return { ok: true, id: device.id, deviceID: device.id, user_id: ownerId, connected: true, claimed: true };
+  }
+
+  /** Sets the owner only if the device has none (so two claims can never both win); names it if unnamed. */
+  async #bind(trx: Transaction<Database>, options: { deviceId: string; owner: Owner }): Promise<boolean> {
+    const now = this.#config.clock();
+    const result = await trx
+      .updateTable("devices")
+      .set({ ...ownerColumns(options.owner), claimed_at: now, updated_at: now })
+      .where("id", "=", options.deviceId)
+      .where("owner_user_id", "is", null)
+      .where("owner_customer_id", "is", null)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) return false;
+    const device = await trx.selectFrom("devices").selectAll().where("id", "=", options.deviceId).executeTakeFirstOrThrow();
+    if (device.name === null) {
+      await trx.updateTable("devices").set({ name: await this.#devices.generateName(device, trx) }).where("id", "=", device.id).execute();
+    }
+    return true;
+  }
+
+  async #record(db: Kysely<Database>, attempt: { claimId: string | null; deviceId: string; outcome: string; reason: ClaimReason; source: ClaimSource }): Promise<void> {
+    await db
+      .insertInto("claim_attempts")
+      .values({ id: newId(), claim_code_id: attempt.claimId, device_id: attempt.deviceId, outcome: attempt.outcome, reason: attempt.reason, source: attempt.source, at: this.#config.clock() })
+      .execute();
+  }
+
+  /** The recorded attempts for a device, newest last (the claim timeline). */
+  attemptsForDevice(deviceId: string): Promise<Database["claim_attempts"][]> {
+    return this.#db.selectFrom("claim_attempts").selectAll().where("device_id", "=", normalizeDeviceId(deviceId)).orderBy("at").execute();
+  }
+
+  /** The recorded attempts for a claim code, newest last. */
+  attemptsForCode(claimId: string): Promise<Database["claim_attempts"][]> {
+    return this.#db.selectFrom("claim_attempts").selectAll().where("claim_code_id", "=", claimId).orderBy("at").execute();
+  }
+
+  /** Revokes every unspent code of a customer (used when the customer is deleted). */
+  async revokeCustomerCodes(customerId: string): Promise<void> {
+    await this.#db.updateTable("claim_codes").set({ revoked_at: this.#config.clock() }).where("customer_id", "=", customerId).where("used_at", "is", null).execute();
+  }
+}

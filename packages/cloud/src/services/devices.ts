@@ -1,0 +1,330 @@
+import { createPublicKey, randomInt } from "node:crypto";
+
+import type { Kysely, Updateable } from "kysely";
+
+import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
+
+import type { CloudConfig } from "../config.js";
+import { BadRequestError, DevicePermissionError } from "../errors.js";
+import type { Database, DeviceRecord, DevicesTable } from "../storage/schema.js";
+import type { Owner, Principal } from "./principal.js";
+
+/** A device row with its owner's display name (user name or customer e-mail) joined in. */
+export type DeviceRow = DeviceRecord & { owner_name: string | null };
+
+/** Key algorithms `POST /v1/provisioning` accepts, as `particle keys send` names them. */
+export const KEY_ALGORITHMS = ["rsa", "ecc"] as const;
+
+const NAME_WORDS_A = ["amber", "brisk", "calm", "dusty", "eager", "fuzzy", "gentle", "happy", "icy", "jolly", "keen", "lucky", "mellow", "nimble", "proud", "quiet", "rapid", "sunny", "tidy", "witty"];
+const NAME_WORDS_B = ["badger", "crane", "dingo", "eagle", "ferret", "gecko", "heron", "ibis", "jaguar", "koala", "lemur", "marten", "newt", "otter", "panda", "quail", "raven", "stoat", "tapir", "wombat"];
+
+function pick(words: readonly string[]): string {
+  return words[randomInt(words.length)] ?? "device";
+}
+
+function parseJson<T>(text: string, fallback: T): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/**
+ * The wire form of a device, with every §4.3 field Roost knows. Mobile SDKs read `connected`, newer
+ * clients `online`: both are sent. @see spec/cloud-api.md §4.3
+ */
+export function deviceToApi(device: DeviceRow, options: { product?: boolean } = {}): Record<string, unknown> {
+  const online = device.online === 1;
+  const body: Record<string, unknown> = {
+    id: device.id,
+    name: device.name,
+    owner: device.owner_name,
+    last_app: null,
+    last_ip_address: device.last_ip_address,
+    last_heard: iso(device.last_heard),
+    last_handshake_at: iso(device.last_handshake_at),
+    product_id: device.product_id ?? device.platform_id,
+    platform_id: device.platform_id,
+    online,
+    connected: online,
+    cellular: false,
+    notes: device.notes,
+    functions: parseJson<string[]>(device.functions, []),
+    variables: parseJson<Record<string, string>>(device.variables, {}),
+    status: "normal",
+    serial_number: device.serial_number,
+    mac_wifi: null,
+    system_firmware_version: device.system_firmware_version,
+    current_build_target: device.system_firmware_version,
+    default_build_target: device.system_firmware_version,
+    pinned_build_target: null,
+    firmware_updates_enabled: true,
+    firmware_updates_forced: false,
+  };
+  if (options.product || device.product_id !== null) {
+    Object.assign(body, {
+      firmware_product_id: device.product_id,
+      firmware_version: device.firmware_version,
+      desired_firmware_version: null,
+      targeted_firmware_release_version: null,
+      groups: [],
+      development: device.development === 1,
+      quarantined: device.quarantined === 1,
+      denied: device.denied === 1,
+      customer: undefined,
+    });
+  }
+  return body;
+}
+
+/** Filters and paging of `GET /v1/products/:p/devices`. @see spec/cloud-api.md §4.5 */
+export interface ProductDeviceQuery {
+  deviceId?: string | undefined;
+  deviceName?: string | undefined;
+  serialNumber?: string | undefined;
+  quarantined?: boolean | undefined;
+  sortAttr?: string | undefined;
+  sortDir?: "asc" | "desc" | undefined;
+  page: number;
+  perPage: number;
+}
+
+/** Device identities (registered keys), ownership reads, metadata edits and product membership. */
+export class DeviceService {
+  readonly #db: Kysely<Database>;
+  readonly #config: CloudConfig;
+
+  constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
+    this.#db = options.db;
+    this.#config = options.config;
+  }
+
+  /** Devices with their owner's display name; the base of every read. */
+  query(db: Kysely<Database> = this.#db) {
+    return db
+      .selectFrom("devices")
+      .leftJoin("users as owner_users", "owner_users.id", "devices.owner_user_id")
+      .leftJoin("customers as owner_customers", "owner_customers.id", "devices.owner_customer_id")
+      .selectAll("devices")
+      .select((eb) => eb.fn.coalesce("owner_users.username", "owner_customers.email").as("owner_name"));
+  }
+
+  /** A device by exact ID, whoever owns it. */
+  get(deviceId: string): Promise<DeviceRow | undefined> {
+    if (!isDeviceId(deviceId)) return Promise.resolve(undefined);
+    return this.query().where("devices.id", "=", normalizeDeviceId(deviceId)).executeTakeFirst();
+  }
+
+  /**
+   * Registers (or replaces) a device's public key, as `particle keys send` does. Anyone signed in may
+   * register an unknown ID; replacing a key is for whoever registered it, its owner, or its product's team.
+   * @see spec/cloud-api.md (provisioning), DESIGN.md security rules
+   */
+  async register(options: {
+    principal: Principal;
+    deviceId: string;
+    publicKey: string;
+    algorithm: string;
+    productId: number | null;
+    platformId: number;
+    mayAdministerProduct: (productId: number) => Promise<boolean>;
+  }): Promise<DeviceRow> {
+    const { principal } = options;
+    if (!isDeviceId(options.deviceId)) throw new BadRequestError("device ID must be 24 hexadecimal characters");
+    const id = normalizeDeviceId(options.deviceId);
+    if (!(KEY_ALGORITHMS as readonly string[]).includes(options.algorithm)) throw new BadRequestError("algorithm must be rsa or ecc");
+    let pem: string;
+    try {
+      const key = createPublicKey(options.publicKey);
+      const type = key.asymmetricKeyType;
+      if ((options.algorithm === "rsa" && type !== "rsa") || (options.algorithm === "ecc" && type !== "ec")) {
+        throw new BadRequestError(`publicKey is not an ${options.algorithm} key`);
+      }
+      pem = key.export({ type: "spki", format: "pem" }).toString();
+    } catch (error) {
+      if (error instanceof BadRequestError) throw error;
+      throw new BadRequestError("publicKey must be a PEM-encoded public key");
+    }
+    const now = this.#config.clock();
+    const existing = await this.get(id);
+    if (existing) {
+      const owner = existing.owner_user_id ?? existing.owner_customer_id;
+      const mine =
+        (principal.kind === "user" && (existing.registered_by_user_id === principal.userId || existing.owner_user_id === principal.userId)) ||
+        (principal.kind === "customer" && existing.owner_customer_id === principal.customerId) ||
+        (existing.product_id !== null && (await options.mayAdministerProduct(existing.product_id))) ||
+        (owner === null && existing.registered_by_user_id === null);
+      if (!mine) throw new DevicePermissionError();
+      await this.#db
+        .updateTable("devices")
+        .set({ public_key: pem, key_algorithm: options.algorithm, product_id: options.productId ?? existing.product_id, updated_at: now })
+        .where("id", "=", id)
+        .execute();
+    } else {
+      await this.#db
+        .insertInto("devices")
+        .values({
+          id,
+          public_key: pem,
+          key_algorithm: options.algorithm,
+          registered_by_user_id: principal.kind === "user" ? principal.userId : null,
+          product_id: options.productId,
+          platform_id: options.platformId,
+          created_at: now,
+          updated_at: now,
+        })
+        .execute();
+    }
+    const device = await this.get(id);
+    if (!device) throw new Error("device vanished after registration");
+    return device;
+  }
+
+  /** The principal's devices, most recently connected first. @see spec/cloud-api.md §4.3 */
+  listOwned(owner: Owner): Promise<DeviceRow[]> {
+    let query = this.query();
+    query = owner.kind === "user" ? query.where("devices.owner_user_id", "=", owner.userId) : query.where("devices.owner_customer_id", "=", owner.customerId);
+    return query.orderBy("devices.last_handshake_at", "desc").orderBy("devices.id").execute();
+  }
+
+  /** IDs of the devices an owner has, for `device_ids` in claim-code responses. */
+  async ownedIds(owner: Owner): Promise<string[]> {
+    return (await this.listOwned(owner)).map((device) => device.id);
+  }
+
+  /**
+   * The device a principal names by ID or name and may act on: its own, or (product token) one in its
+   * product. Anything else gets the same 403 as an unknown device. @see spec/cloud-api.md §4.3
+   */
+  async findAccessible(principal: Principal, idOrName: string): Promise<DeviceRow> {
+    let query = this.query();
+    if (principal.kind === "user") query = query.where("devices.owner_user_id", "=", principal.userId);
+    else if (principal.kind === "customer") query = query.where("devices.owner_customer_id", "=", principal.customerId);
+    else query = query.where("devices.product_id", "=", principal.productId);
+    const byId = isDeviceId(idOrName) ? await query.where("devices.id", "=", normalizeDeviceId(idOrName)).executeTakeFirst() : undefined;
+    const device = byId ?? (principal.kind === "product" ? undefined : await query.where("devices.name", "=", idOrName).executeTakeFirst());
+    if (!device) throw new DevicePermissionError();
+    return device;
+  }
+
+  /** Sets name and/or notes; names are unique among one owner's devices. @see spec/cloud-api.md §4.4 */
+  async updateMetadata(device: DeviceRow, changes: { name?: string | undefined; notes?: string | undefined }): Promise<DeviceRow> {
+    const set: Updateable<DevicesTable> = { updated_at: this.#config.clock() };
+    if (changes.name !== undefined) {
+      const name = changes.name.trim();
+      if (!/^[A-Za-z0-9_-]{1,63}$/.test(name)) throw new BadRequestError("name must be 1-63 letters, digits, dashes or underscores");
+      if (isDeviceId(name)) throw new BadRequestError("name must not look like a device ID");
+      if (name !== device.name && (await this.#nameTaken(device, name))) throw new BadRequestError("name is already in use by another device");
+      set.name = name;
+    }
+    if (changes.notes !== undefined) {
+      if (changes.notes.length > 1000) throw new BadRequestError("notes must be at most 1000 characters");
+      set.notes = changes.notes;
+    }
+    await this.#db.updateTable("devices").set(set).where("id", "=", device.id).execute();
+    return { ...device, ...set };
+  }
+
+  async #nameTaken(device: DeviceRecord, name: string, db: Kysely<Database> = this.#db): Promise<boolean> {
+    let query = db.selectFrom("devices").select("id").where("name", "=", name).where("id", "!=", device.id);
+    if (device.owner_user_id) query = query.where("owner_user_id", "=", device.owner_user_id);
+    else if (device.owner_customer_id) query = query.where("owner_customer_id", "=", device.owner_customer_id);
+    else return false;
+    return (await query.executeTakeFirst()) !== undefined;
+  }
+
+  /** A fresh name for a newly claimed device that has none, unique among the owner's devices. */
+  async generateName(device: DeviceRecord, db: Kysely<Database> = this.#db): Promise<string> {
+    for (;;) {
+      const name = `${pick(NAME_WORDS_A)}_${pick(NAME_WORDS_B)}${randomInt(100)}`;
+      if (!(await this.#nameTaken(device, name, db))) return name;
+    }
+  }
+
+  /** Removes the owner; the device keeps its key and product membership. @see spec/cloud-api.md §4.2 */
+  async release(deviceId: string): Promise<void> {
+    await this.#db
+      .updateTable("devices")
+      .set({ owner_user_id: null, owner_customer_id: null, claimed_at: null, updated_at: this.#config.clock() })
+      .where("id", "=", deviceId)
+      .execute();
+  }
+
+  /** A page of a product's devices with the owners among them. @see spec/cloud-api.md §4.5 */
+  async listProduct(productId: number, filter: ProductDeviceQuery): Promise<{ devices: DeviceRow[]; totalPages: number }> {
+    let query = this.query().where("devices.product_id", "=", productId);
+    if (filter.deviceId) query = query.where("devices.id", "like", `%${escapeLike(filter.deviceId.toLowerCase())}%`);
+    if (filter.deviceName) query = query.where("devices.name", "like", `%${escapeLike(filter.deviceName)}%`);
+    if (filter.serialNumber) query = query.where("devices.serial_number", "=", filter.serialNumber);
+    if (filter.quarantined !== undefined) query = query.where("devices.quarantined", "=", filter.quarantined ? 1 : 0);
+    const all = await query.execute();
+    const column = { deviceName: "name", deviceId: "id", firmwareVersion: "firmware_version", lastConnection: "last_handshake_at" }[filter.sortAttr ?? "deviceId"] as keyof DeviceRow | undefined;
+    const sortKey = column ?? "id";
+    const direction = filter.sortDir === "desc" ? -1 : 1;
+    all.sort((a, b) => direction * compare(a[sortKey], b[sortKey]) || compare(a.id, b.id));
+    const totalPages = Math.max(1, Math.ceil(all.length / filter.perPage));
+    const start = (filter.page - 1) * filter.perPage;
+    return { devices: all.slice(start, start + filter.perPage), totalPages };
+  }
+
+  /**
+   * Adds registered devices to a product. Unknown IDs and other platforms are `invalidDeviceIds`;
+   * devices already in another product are `nonmemberDeviceIds`. @see spec/cloud-api.md §4.5
+   */
+  async importIntoProduct(options: { productId: number; platformId: number; ids: readonly string[] }): Promise<{ updated: number; nonmemberDeviceIds: string[]; invalidDeviceIds: string[] }> {
+    const result = { updated: 0, nonmemberDeviceIds: [] as string[], invalidDeviceIds: [] as string[] };
+    const now = this.#config.clock();
+    for (const raw of new Set(options.ids.map((id) => id.trim()).filter((id) => id.length > 0))) {
+      const device = await this.get(raw);
+      if (!device || device.platform_id !== options.platformId) {
+        result.invalidDeviceIds.push(raw);
+      } else if (device.product_id !== null && device.product_id !== options.productId) {
+        result.nonmemberDeviceIds.push(device.id);
+      } else {
+        await this.#db.updateTable("devices").set({ product_id: options.productId, quarantined: 0, denied: 0, updated_at: now }).where("id", "=", device.id).execute();
+        result.updated += 1;
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Removes a device from a product (unclaiming it when a customer owns it), or with `deny` marks it
+   * denied instead. @see spec/cloud-api.md §4.2, §3.5
+   */
+  async removeFromProduct(options: { device: DeviceRow; deny: boolean }): Promise<void> {
+    const now = this.#config.clock();
+    if (options.deny) {
+      await this.#db.updateTable("devices").set({ denied: 1, quarantined: 0, updated_at: now }).where("id", "=", options.device.id).execute();
+      return;
+    }
+    await this.#db
+      .updateTable("devices")
+      .set({ product_id: null, owner_customer_id: null, ...(options.device.owner_customer_id ? { claimed_at: null } : {}), updated_at: now })
+      .where("id", "=", options.device.id)
+      .execute();
+  }
+
+  /** A device of the product by ID, or the usual 403 when it is not in it. */
+  async findInProduct(productId: number, deviceId: string): Promise<DeviceRow> {
+    const device = await this.get(deviceId);
+    if (!device || device.product_id !== productId) throw new DevicePermissionError();
+    return device;
+  }
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, "");
+}
+
+function compare(a: unknown, b: unknown): number {
+  if (a === b) return 0;
+  if (a === null || a === undefined) return 1;
+  if (b === null || b === undefined) return -1;
+  return (a as number | string) < (b as number | string) ? -1 : 1;
+}

@@ -1,0 +1,36 @@
+import type { Kysely } from "kysely";
+
+import type { CloudConfig } from "../config.js";
+import type { Database } from "../storage/schema.js";
+import { AccountService } from "./accounts.js";
+import { ClaimService } from "./claims.js";
+import { DeviceService } from "./devices.js";
+import { LockoutService } from "./lockout.js";
+import { ProductService } from "./products.js";
+import { TokenService } from "./tokens.js";
+
+/** Every service of one cloud node, over one database. */
+export interface Services {
+  readonly config: CloudConfig;
+  readonly db: Kysely<Database>;
+  readonly accounts: AccountService;
+  readonly tokens: TokenService;
+  readonly products: ProductService;
+  readonly devices: DeviceService;
+  readonly claims: ClaimService;
+  readonly lockout: LockoutService;
+}
+
+/** Wires the services together over a database. */
+export function createServices(options: { db: Kysely<Database>; config: CloudConfig }): Services {
+  const devices = new DeviceService(options);
+  return {
+    ...options,
+    accounts: new AccountService(options),
+    tokens: new TokenService(options),
+    products: new ProductService(options),
+    devices,
+    claims: new ClaimService({ ...options, devices }),
+    lockout: new LockoutService(options),
+  };
+}

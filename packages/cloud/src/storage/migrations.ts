@@ -1,0 +1,158 @@
+import type { Kysely, Migration, MigrationProvider } from "kysely";
+import { sql } from "kysely";
+
+/** The SQL dialect a migration is written for; the only difference is how auto-increment keys are declared. */
+export type Dialect = "sqlite" | "postgres";
+
+function initial(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("users")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("username", "text", (c) => c.notNull().unique())
+        .addColumn("password_hash", "text", (c) => c.notNull())
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .execute();
+      let products = db.schema.createTable("products");
+      products =
+        dialect === "postgres"
+          ? products.addColumn("id", "serial", (c) => c.primaryKey())
+          : products.addColumn("id", "integer", (c) => c.primaryKey().autoIncrement());
+      await products
+        .addColumn("slug", "text", (c) => c.notNull().unique())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("description", "text", (c) => c.notNull().defaultTo(""))
+        .addColumn("platform_id", "integer", (c) => c.notNull())
+        .addColumn("owner_user_id", "text", (c) => c.notNull())
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("product_members")
+        .addColumn("product_id", "integer", (c) => c.notNull())
+        .addColumn("user_id", "text", (c) => c.notNull())
+        .addColumn("role", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("product_members_pk", ["product_id", "user_id"])
+        .execute();
+      await db.schema
+        .createTable("oauth_clients")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("secret_hash", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("type", "text", (c) => c.notNull())
+        .addColumn("redirect_uri", "text")
+        .addColumn("scope", "text")
+        .addColumn("product_id", "integer")
+        .addColumn("owner_user_id", "text")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("customers")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("product_id", "integer", (c) => c.notNull())
+        .addColumn("email", "text", (c) => c.notNull())
+        .addColumn("password_hash", "text")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addUniqueConstraint("customers_product_email", ["product_id", "email"])
+        .execute();
+      for (const table of ["access_tokens", "refresh_tokens"]) {
+        await db.schema
+          .createTable(table)
+          .addColumn("token_hash", "text", (c) => c.primaryKey())
+          .addColumn("principal_kind", "text", (c) => c.notNull())
+          .addColumn("user_id", "text")
+          .addColumn("customer_id", "text")
+          .addColumn("product_id", "integer")
+          .addColumn("client_id", "text", (c) => c.notNull())
+          .addColumn("expires_at", "bigint")
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex(`${table}_user`).on(table).column("user_id").execute();
+        await db.schema.createIndex(`${table}_customer`).on(table).column("customer_id").execute();
+      }
+      await db.schema
+        .createTable("claim_codes")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("code_hash", "text", (c) => c.notNull().unique())
+        .addColumn("principal_kind", "text", (c) => c.notNull())
+        .addColumn("user_id", "text")
+        .addColumn("customer_id", "text")
+        .addColumn("product_id", "integer")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("expires_at", "bigint", (c) => c.notNull())
+        .addColumn("used_at", "bigint")
+        .addColumn("revoked_at", "bigint")
+        .addColumn("device_id", "text")
+        .execute();
+      await db.schema
+        .createTable("claim_attempts")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("claim_code_id", "text")
+        .addColumn("device_id", "text", (c) => c.notNull())
+        .addColumn("outcome", "text", (c) => c.notNull())
+        .addColumn("reason", "text", (c) => c.notNull())
+        .addColumn("source", "text", (c) => c.notNull())
+        .addColumn("at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("claim_attempts_code").on("claim_attempts").column("claim_code_id").execute();
+      await db.schema.createIndex("claim_attempts_device").on("claim_attempts").column("device_id").execute();
+      await db.schema
+        .createTable("devices")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("public_key", "text", (c) => c.notNull())
+        .addColumn("key_algorithm", "text", (c) => c.notNull())
+        .addColumn("registered_by_user_id", "text")
+        .addColumn("name", "text")
+        .addColumn("notes", "text")
+        .addColumn("owner_user_id", "text")
+        .addColumn("owner_customer_id", "text")
+        .addColumn("product_id", "integer")
+        .addColumn("platform_id", "integer", (c) => c.notNull())
+        .addColumn("quarantined", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("denied", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("development", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("online", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("last_heard", "bigint")
+        .addColumn("last_handshake_at", "bigint")
+        .addColumn("last_ip_address", "text")
+        .addColumn("system_firmware_version", "text")
+        .addColumn("firmware_version", "integer")
+        .addColumn("serial_number", "text")
+        .addColumn("functions", "text", (c) => c.notNull().defaultTo("[]"))
+        .addColumn("variables", "text", (c) => c.notNull().defaultTo("{}"))
+        .addColumn("claimed_at", "bigint")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("devices_owner_user").on("devices").column("owner_user_id").execute();
+      await db.schema.createIndex("devices_owner_customer").on("devices").column("owner_customer_id").execute();
+      await db.schema.createIndex("devices_product").on("devices").column("product_id").execute();
+      await db.schema
+        .createTable("transfers")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("device_id", "text", (c) => c.notNull())
+        .addColumn("requested_by_user_id", "text")
+        .addColumn("requested_by_customer_id", "text")
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("login_failures")
+        .addColumn("ip", "text", (c) => c.primaryKey())
+        .addColumn("failures", "integer", (c) => c.notNull())
+        .addColumn("blocked_until", "bigint")
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .execute();
+      // Product ids are shown to people and used in URLs; start them where Particle's look familiar.
+      if (dialect === "postgres") await sql`ALTER SEQUENCE products_id_seq RESTART WITH 1000`.execute(db);
+      else await sql`INSERT INTO sqlite_sequence (name, seq) VALUES ('products', 999)`.execute(db);
+    },
+  };
+}
+
+/** Migrations live in code, in order; each runs once per database. */
+export function createMigrationProvider(dialect: Dialect): MigrationProvider {
+  return {
+    getMigrations: () => Promise.resolve({ "0001_initial": initial(dialect) }),
+  };
+}

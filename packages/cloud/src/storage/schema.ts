@@ -1,0 +1,148 @@
+import type { Generated, Selectable } from "kysely";
+
+/**
+ * The one relational schema of Roost, shared by SQLite and PostgreSQL. Times are epoch milliseconds,
+ * booleans are 0/1 integers, JSON is text: the lowest common denominator keeps the queries identical.
+ */
+export interface Database {
+  users: UsersTable;
+  products: ProductsTable;
+  product_members: ProductMembersTable;
+  oauth_clients: OAuthClientsTable;
+  customers: CustomersTable;
+  access_tokens: TokensTable;
+  refresh_tokens: TokensTable;
+  claim_codes: ClaimCodesTable;
+  claim_attempts: ClaimAttemptsTable;
+  devices: DevicesTable;
+  transfers: TransfersTable;
+  login_failures: LoginFailuresTable;
+}
+
+export interface UsersTable {
+  id: string;
+  username: string;
+  password_hash: string;
+  created_at: number;
+}
+
+export interface ProductsTable {
+  id: Generated<number>;
+  slug: string;
+  name: string;
+  description: string;
+  platform_id: number;
+  owner_user_id: string;
+  created_at: number;
+}
+
+export interface ProductMembersTable {
+  product_id: number;
+  user_id: string;
+  role: string;
+}
+
+export interface OAuthClientsTable {
+  id: string;
+  secret_hash: string;
+  name: string;
+  type: string;
+  redirect_uri: string | null;
+  scope: string | null;
+  product_id: number | null;
+  owner_user_id: string | null;
+  created_at: number;
+}
+
+export interface CustomersTable {
+  id: string;
+  product_id: number;
+  email: string;
+  password_hash: string | null;
+  created_at: number;
+}
+
+/** Who a token, refresh token or claim code belongs to. */
+export type PrincipalKind = "user" | "customer" | "product";
+
+export interface TokensTable {
+  token_hash: string;
+  principal_kind: PrincipalKind;
+  user_id: string | null;
+  customer_id: string | null;
+  product_id: number | null;
+  client_id: string;
+  expires_at: number | null;
+  created_at: number;
+}
+
+export interface ClaimCodesTable {
+  id: string;
+  code_hash: string;
+  principal_kind: "user" | "customer";
+  user_id: string | null;
+  customer_id: string | null;
+  product_id: number | null;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  revoked_at: number | null;
+  device_id: string | null;
+}
+
+export interface ClaimAttemptsTable {
+  id: string;
+  claim_code_id: string | null;
+  device_id: string;
+  outcome: string;
+  reason: string;
+  source: string;
+  at: number;
+}
+
+export interface DevicesTable {
+  id: string;
+  public_key: string;
+  key_algorithm: string;
+  registered_by_user_id: string | null;
+  name: string | null;
+  notes: string | null;
+  owner_user_id: string | null;
+  owner_customer_id: string | null;
+  product_id: number | null;
+  platform_id: number;
+  quarantined: Generated<number>;
+  denied: Generated<number>;
+  development: Generated<number>;
+  online: Generated<number>;
+  last_heard: number | null;
+  last_handshake_at: number | null;
+  last_ip_address: string | null;
+  system_firmware_version: string | null;
+  firmware_version: number | null;
+  serial_number: string | null;
+  functions: Generated<string>;
+  variables: Generated<string>;
+  claimed_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface TransfersTable {
+  id: string;
+  device_id: string;
+  requested_by_user_id: string | null;
+  requested_by_customer_id: string | null;
+  status: string;
+  created_at: number;
+}
+
+export interface LoginFailuresTable {
+  ip: string;
+  failures: number;
+  blocked_until: number | null;
+  updated_at: number;
+}
+
+/** A device row as read. */
+export type DeviceRecord = Selectable<DevicesTable>;
