@@ -34,7 +34,9 @@ export async function openStorage({ databaseUrl, sqliteFile = ":memory:" }: Stor
       max: 10,
       types: {
         getTypeParser: ((oid: number, format?: "text" | "binary") =>
-          oid === PG_INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+          oid === PG_INT8_OID
+            ? (value: string) => Number(value)
+            : (pg.types.getTypeParser(oid, format) as (value: string) => unknown)) as typeof pg.types.getTypeParser,
       },
     });
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -50,7 +52,7 @@ export async function openStorage({ databaseUrl, sqliteFile = ":memory:" }: Stor
   const { error } = await migrator.migrateToLatest();
   if (error) {
     await db.destroy();
-    throw error instanceof Error ? error : new Error(`migration failed: ${String(error)}`);
+    throw error instanceof Error ? error : new Error("migration failed", { cause: error });
   }
   return { db, dialect, close: () => db.destroy() };
 }

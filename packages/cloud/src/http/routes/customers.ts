@@ -96,7 +96,7 @@ export function registerCustomerRoutes(app: FastifyInstance, services: Services)
   });
 
   // Password reset would e-mail the customer; Roost sends no mail, so it says so instead of pretending.
-  app.post("/v1/products/:productIdOrSlug/customers/reset_password", async () => {
+  app.post("/v1/products/:productIdOrSlug/customers/reset_password", () => {
     throw new AppError("BAD_REQUEST", "Password reset by e-mail is not available on this server; set the password with PUT …/customers/:email");
   });
 }

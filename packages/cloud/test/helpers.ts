@@ -1,0 +1,106 @@
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+
+import pg from "pg";
+
+import type { RunningCloud, StartCloudOptions } from "../src/index.js";
+import { startCloud } from "../src/index.js";
+
+/** PostgreSQL server URL for the scale-out tests (a database on it is created per test file); unset → skipped. */
+export const POSTGRES_URL = process.env.ROOST_TEST_POSTGRES_URL;
+
+/** A temporary PostgreSQL database, dropped on dispose. */
+export interface TemporaryDatabase extends AsyncDisposable {
+  readonly url: string;
+}
+
+/** Creates an empty database on the test PostgreSQL server, so test files never share state. */
+export async function createTemporaryDatabase(serverUrl: string): Promise<TemporaryDatabase> {
+  const name = `roost_test_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async [Symbol.asyncDispose]() {
+      const client = new pg.Client({ connectionString: serverUrl });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+/** Starts a real cloud on 127.0.0.1, port 0, in-memory SQLite unless told otherwise, logging nothing. */
+export function startTestCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {
+  return startCloud({ port: 0, host: "127.0.0.1", logLevel: "silent", allowSignup: true, passwordHashCost: 1024, ...options });
+}
+
+/** A JSON HTTP call against a running cloud; returns status and parsed body. */
+export async function call(
+  cloud: { url: string },
+  request: { method?: string; path: string; token?: string; json?: unknown; form?: Record<string, string>; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = { ...request.headers };
+  let body: string | undefined = request.body;
+  if (request.token) headers.authorization = `Bearer ${request.token}`;
+  if (request.json !== undefined) {
+    headers["content-type"] = "application/json";
+    body = JSON.stringify(request.json);
+  } else if (request.form) {
+    headers["content-type"] = "application/x-www-form-urlencoded";
+    body = new URLSearchParams(request.form).toString();
+  }
+  const response = await fetch(`${cloud.url}${request.path}`, { method: request.method ?? "GET", headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text.length > 0 ? JSON.parse(text) : undefined;
+  } catch {
+    // Not JSON: keep the text so the assertion shows it.
+  }
+  return { status: response.status, body: parsed };
+}
+
+/** Signs a user up and logs in; returns the access token. */
+export async function signUpAndLogin(cloud: { url: string }, username = `user-${randomBytes(4).toString("hex")}@example.com`): Promise<{ username: string; token: string }> {
+  const password = "correct horse battery";
+  const signup = await call(cloud, { method: "POST", path: "/v1/users", json: { username, password } });
+  if (signup.status !== 200) throw new Error(`sign-up failed: ${JSON.stringify(signup.body)}`);
+  const login = await call(cloud, {
+    method: "POST",
+    path: "/oauth/token",
+    form: { grant_type: "password", username, password, client_id: "particle", client_secret: "particle" },
+  });
+  if (login.status !== 200) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
+  return { username, token: login.body.access_token as string };
+}
+
+/** A fresh 24-hex device ID. */
+export function newDeviceId(): string {
+  return randomBytes(12).toString("hex");
+}
+
+/** A fresh RSA-1024 device key pair, the Gen 2 device key. @see spec/device-protocols.md B.1 */
+export function newDeviceKey(): { publicKeyPem: string; privateKeyPem: string } {
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 });
+  return {
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
+  };
+}
+
+/** Registers a new device's key as a manufacturer would (`POST /v1/provisioning/:id`); returns its ID. */
+export async function provisionDevice(cloud: { url: string }, token: string, options: { productId?: number } = {}): Promise<string> {
+  const id = newDeviceId();
+  const response = await call(cloud, {
+    method: "POST",
+    path: `/v1/provisioning/${id}`,
+    token,
+    json: { deviceID: id, publicKey: newDeviceKey().publicKeyPem, algorithm: "rsa", ...(options.productId ? { product_id: options.productId } : {}) },
+  });
+  if (response.status !== 200) throw new Error(`provisioning failed: ${JSON.stringify(response.body)}`);
+  return id;
+}
