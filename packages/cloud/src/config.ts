@@ -37,6 +37,12 @@ export interface CloudConfig {
   readonly passwordHashCost: number;
   /** Rate limits and the token endpoint lock-out. */
   readonly rateLimits: RateLimitConfig;
+  /** Longest silence on an event stream before a keep-alive is written, in ms. @default 9000 @see spec/cloud-api.md §5.2 */
+  readonly sseKeepAliveMs: number;
+  /** Simultaneous event streams per IP. @default 100 @see spec/cloud-api.md §8 */
+  readonly sseMaxPerIp: number;
+  /** How long the API waits for a device to answer a function call or variable read, in ms. @default 30000 */
+  readonly deviceRequestTimeoutMs: number;
   /** Source of time. @default Date.now */
   readonly clock: Clock;
   /** pino log level, or `silent`. @default "info" */
@@ -57,6 +63,9 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     refreshTokenTtlSeconds = 1_209_600,
     bodyLimitBytes = 65_536,
     passwordHashCost = 16_384,
+    sseKeepAliveMs = 9000,
+    sseMaxPerIp = 100,
+    deviceRequestTimeoutMs = 30_000,
     clock = Date.now,
     logLevel = "info",
     rateLimits = {},
@@ -73,6 +82,9 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     refreshTokenTtlSeconds,
     bodyLimitBytes,
     passwordHashCost,
+    sseKeepAliveMs,
+    sseMaxPerIp,
+    deviceRequestTimeoutMs,
     clock,
     logLevel,
     rateLimits: Object.freeze({

@@ -11,6 +11,7 @@ import type { Services } from "../services/index.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
+import { registerEventRoutes } from "./routes/events.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerProductDeviceRoutes } from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
@@ -100,5 +101,6 @@ export async function createHttpApp(options: { services: Services; logger: Fasti
   registerClaimRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerProductDeviceRoutes(app, services);
+  registerEventRoutes(app, services);
   return app;
 }

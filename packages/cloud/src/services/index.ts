@@ -1,6 +1,8 @@
 import type { Kysely } from "kysely";
 
 import type { CloudConfig } from "../config.js";
+import type { EventBus } from "../events/bus.js";
+import { InProcessEventBus } from "../events/bus.js";
 import type { Database } from "../storage/schema.js";
 import { AccountService } from "./accounts.js";
 import { ClaimService } from "./claims.js";
@@ -19,13 +21,16 @@ export interface Services {
   readonly devices: DeviceService;
   readonly claims: ClaimService;
   readonly lockout: LockoutService;
+  readonly bus: EventBus;
 }
 
 /** Wires the services together over a database. */
-export function createServices(options: { db: Kysely<Database>; config: CloudConfig }): Services {
-  const devices = new DeviceService(options);
+export function createServices(options: { db: Kysely<Database>; config: CloudConfig; bus?: EventBus }): Services {
+  const { bus = new InProcessEventBus(), ...rest } = options;
+  const devices = new DeviceService(rest);
   return {
-    ...options,
+    ...rest,
+    bus,
     accounts: new AccountService(options),
     tokens: new TokenService(options),
     products: new ProductService(options),
