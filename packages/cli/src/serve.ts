@@ -12,6 +12,8 @@ export interface ServeOptions {
   allowSignup: boolean;
   claimCodeTtl: number | undefined;
   logLevel: string;
+  devicePort: number;
+  autoRegisterDevices: boolean;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -24,8 +26,14 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     allowSignup: options.allowSignup,
     claimCodeTtlSeconds: options.claimCodeTtl,
     logLevel: options.logLevel,
+    devicePort: options.devicePort,
+    autoRegisterDevices: options.autoRegisterDevices,
   });
   const storage = options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`;
   print(`Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`);
+  if (cloud.gateway) {
+    const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+    print(`Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`);
+  }
   return cloud;
 }

@@ -44,7 +44,7 @@ describe("roost serve", () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it("prints its URL when ready, serves the API, keeps data in --data and stops on SIGTERM", async () => {
-    const child = roost(["serve", "--port", "0", "--data", dataDir, "--allow-signup", "--log-level", "silent"]);
+    const child = roost(["serve", "--port", "0", "--device-port", "0", "--data", dataDir, "--allow-signup", "--log-level", "silent"]);
     const done = exited(child);
     const url = await readyUrl(child);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -61,7 +61,7 @@ describe("roost serve", () => {
     expect(result.stdout).toContain("Received SIGTERM, stopping");
 
     // A second start on the same folder finds the same user: the login works.
-    const again = roost(["serve", "--port", "0", "--data", dataDir, "--log-level", "silent"]);
+    const again = roost(["serve", "--port", "0", "--device-port", "0", "--data", dataDir, "--log-level", "silent"]);
     const againDone = exited(again);
     const url2 = await readyUrl(again);
     const login = await fetch(`${url2}/oauth/token`, {

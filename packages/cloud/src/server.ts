@@ -7,6 +7,11 @@ import type { DestinationStream, Logger } from "pino";
 
 import type { CloudConfig, CloudOptions } from "./config.js";
 import { createCloudConfig } from "./config.js";
+import type { ConnectionLimits } from "./gateway/connection.js";
+import type { Gateway } from "./gateway/gateway.js";
+import { startGateway } from "./gateway/gateway.js";
+import type { ServerKey } from "./gateway/server-key.js";
+import { loadServerKey } from "./gateway/server-key.js";
 import { createHttpApp } from "./http/app.js";
 import type { Services } from "./services/index.js";
 import { createServices } from "./services/index.js";
@@ -23,6 +28,14 @@ export interface StartCloudOptions extends CloudOptions {
   dataDir?: string;
   /** Where logs go. @default standard output */
   logDestination?: DestinationStream;
+  /** TCP port of the device gateway; 0 picks a free one; `false` runs no gateway. @default 5683 */
+  devicePort?: number | false;
+  /** Address the device gateway listens on. @default the HTTP host */
+  deviceHost?: string;
+  /** Register unknown devices' offered keys instead of refusing them (development only). @default false */
+  autoRegisterDevices?: boolean;
+  /** Device connection timeouts and limits. */
+  deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
 }
 
 /** A running cloud node. Dispose it (or call `close`) to stop it. */
@@ -34,12 +47,16 @@ export interface RunningCloud extends AsyncDisposable {
   readonly services: Services;
   readonly app: FastifyInstance;
   readonly logger: Logger;
+  /** The device gateway, unless started with `devicePort: false`. */
+  readonly gateway: Gateway | undefined;
+  /** The device-protocol server key (its public half goes on devices). */
+  readonly serverKey: ServerKey;
   close(): Promise<void>;
 }
 
 /** Opens storage (running migrations), builds the HTTP API and listens. */
 export async function startCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {
-  const { port = 8080, host = "127.0.0.1", dataDir, logDestination, ...cloudOptions } = options;
+  const { port = 8080, host = "127.0.0.1", dataDir, logDestination, devicePort = 5683, deviceHost, autoRegisterDevices = false, deviceLimits, ...cloudOptions } = options;
   let sqliteFile = cloudOptions.sqliteFile;
   if (!cloudOptions.databaseUrl && dataDir) {
     mkdirSync(dataDir, { recursive: true });
@@ -49,10 +66,20 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   const logger = pino({ level: config.logLevel }, logDestination ?? pino.destination(1));
   const storage: Storage = await openStorage({ databaseUrl: config.databaseUrl, sqliteFile: config.sqliteFile });
   const services = createServices({ db: storage.db, config });
+  const serverKey = await loadServerKey({ db: storage.db, clock: config.clock, dataDir: config.databaseUrl ? undefined : dataDir });
+  if (storage.dialect === "sqlite") {
+    // One SQLite file is one node: nothing can still be connected from before this start.
+    await storage.db.updateTable("devices").set({ online: 0 }).where("online", "=", 1).execute();
+  }
   const app = await createHttpApp({ services, logger });
+  let gateway: Gateway | undefined;
   try {
     await app.listen({ port, host });
+    if (devicePort !== false) {
+      gateway = await startGateway({ services, serverKey, logger, port: devicePort, host: deviceHost ?? host, limits: { ...deviceLimits, autoRegister: autoRegisterDevices } });
+    }
   } catch (error) {
+    await app.close();
     await storage.close();
     throw error;
   }
@@ -60,6 +87,12 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   const boundPort = typeof address === "object" && address ? address.port : port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
   let closed: Promise<void> | undefined;
-  const close = () => (closed ??= app.close().then(() => storage.close()));
-  return { url, port: boundPort, config, services, app, logger, close, [Symbol.asyncDispose]: close };
+  const close = () =>
+    (closed ??= (async () => {
+      await gateway?.close();
+      await app.close();
+      await services.bus.close();
+      await storage.close();
+    })());
+  return { url, port: boundPort, config, services, app, logger, gateway, serverKey, close, [Symbol.asyncDispose]: close };
 }

@@ -35,7 +35,7 @@ export async function createTemporaryDatabase(serverUrl: string): Promise<Tempor
 
 /** Starts a real cloud on 127.0.0.1, port 0, in-memory SQLite unless told otherwise, logging nothing. */
 export function startTestCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {
-  return startCloud({ port: 0, host: "127.0.0.1", logLevel: "silent", allowSignup: true, passwordHashCost: 1024, ...options });
+  return startCloud({ port: 0, devicePort: 0, host: "127.0.0.1", logLevel: "silent", allowSignup: true, passwordHashCost: 1024, ...options });
 }
 
 /** A JSON HTTP call against a running cloud; returns status and parsed body. */

@@ -28,6 +28,7 @@ export const ERROR_CODES = [
   // Claiming.
   "DEVICE_OWNED_BY_OTHER",
   "DEVICE_NOT_CONNECTED",
+  "DEVICE_TIMEOUT",
   // Device protocol (gateway side).
   "FRAME_TRUNCATED",
   "FRAME_MALFORMED",

@@ -16,7 +16,7 @@ describe("@roost/client against a real roost cloud", () => {
   let anonymous: ApiClient;
 
   beforeAll(async () => {
-    cloud = await startCloud({ port: 0, logLevel: "silent", allowSignup: true, passwordHashCost: 1024 });
+    cloud = await startCloud({ port: 0, devicePort: 0, logLevel: "silent", allowSignup: true, passwordHashCost: 1024 });
     anonymous = createApiClient({ baseUrl: cloud.url });
   });
   afterAll(() => cloud.close());

@@ -6,6 +6,8 @@ export type DeviceCommand =
   | { readonly kind: "variable"; readonly name: string }
   | { readonly kind: "signal"; readonly on: boolean }
   | { readonly kind: "ping" }
+  /** The device's owner or product changed: re-read it so events route to the new owner. */
+  | { readonly kind: "refresh" }
   | { readonly kind: "event"; readonly event: CloudEvent };
 
 /** The answer to a {@link DeviceCommand}. */

@@ -126,3 +126,11 @@ export async function administeredProduct(services: Services, request: FastifyRe
 export function clientIp(request: FastifyRequest): string {
   return request.ip;
 }
+
+/**
+ * Tells the node holding a device's connection that its owner or product changed, so that its events
+ * route to the right streams. Best effort: an offline device has nothing to refresh.
+ */
+export async function deviceChanged(services: Services, deviceId: string): Promise<void> {
+  await services.bus.requestDevice({ deviceId: deviceId.toLowerCase(), command: { kind: "refresh" }, timeoutMs: 2000 });
+}

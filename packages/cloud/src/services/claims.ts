@@ -3,7 +3,7 @@ import type { Kysely, Transaction } from "kysely";
 import { normalizeDeviceId } from "@roost/protocol";
 
 import type { CloudConfig } from "../config.js";
-import { AppError, DevicePermissionError } from "../errors.js";
+import { AppError } from "../errors.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
 import type { ClaimCodesTable, Database } from "../storage/schema.js";
 import type { DeviceService } from "./devices.js";
@@ -155,7 +155,9 @@ export class ClaimService {
           .where("revoked_at", "is", null)
           .executeTakeFirst();
         if (spent.numUpdatedRows === 0n) throw new ClaimRefused("used_code");
-        if (!alreadyMine) await this.#bind(trx, { deviceId, owner });
+        // The conditional bind can still lose to a concurrent claim of the same device with another code
+        // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
+        if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner }))) throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
         await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
         return { ok: true, reason, claimId: code.id, owner };
@@ -176,7 +178,8 @@ export class ClaimService {
     const device = await this.#devices.get(options.deviceId);
     // Unknown and offline devices get the same answer, so that IDs cannot be probed.
     if (!device) throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
-    if (owner.kind === "customer" && device.product_id !== owner.productId) throw new DevicePermissionError();
+    // A device outside a customer's product does not exist for that customer: the same answer as unknown.
+    if (owner.kind === "customer" && device.product_id !== owner.productId) throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
     const ownerId = owner.kind === "user" ? owner.userId : owner.customerId;
     if (sameOwner(owner, device)) return { ok: true, id: device.id, deviceID: device.id, user_id: ownerId, connected: device.online === 1, claimed: true };
     if (device.owner_user_id !== null || device.owner_customer_id !== null) {

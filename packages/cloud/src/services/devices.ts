@@ -1,11 +1,13 @@
 import { createPublicKey, randomInt } from "node:crypto";
 
 import type { Kysely, Updateable } from "kysely";
+import { sql } from "kysely";
 
 import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
 import type { CloudConfig } from "../config.js";
 import { BadRequestError, DevicePermissionError } from "../errors.js";
+import { MAX_INTEGER } from "../storage/schema.js";
 import type { Database, DeviceRecord, DevicesTable } from "../storage/schema.js";
 import type { Owner, Principal } from "./principal.js";
 
@@ -138,6 +140,7 @@ export class DeviceService {
     if (!isDeviceId(options.deviceId)) throw new BadRequestError("device ID must be 24 hexadecimal characters");
     const id = normalizeDeviceId(options.deviceId);
     if (!(KEY_ALGORITHMS as readonly string[]).includes(options.algorithm)) throw new BadRequestError("algorithm must be rsa or ecc");
+    if (!Number.isInteger(options.platformId) || options.platformId < 0 || options.platformId > MAX_INTEGER) throw new BadRequestError("platform_id must be a non-negative integer");
     let pem: string;
     try {
       const key = createPublicKey(options.publicKey);
@@ -158,7 +161,8 @@ export class DeviceService {
         (principal.kind === "user" && (existing.registered_by_user_id === principal.userId || existing.owner_user_id === principal.userId)) ||
         (principal.kind === "customer" && existing.owner_customer_id === principal.customerId) ||
         (existing.product_id !== null && (await options.mayAdministerProduct(existing.product_id))) ||
-        (owner === null && existing.registered_by_user_id === null);
+        // Nobody's device (no owner, registrant or product) is anyone's; a product's device is its team's.
+        (owner === null && existing.registered_by_user_id === null && existing.product_id === null);
       if (!mine) throw new DevicePermissionError();
       await this.#db
         .updateTable("devices")
@@ -189,7 +193,8 @@ export class DeviceService {
   listOwned(owner: Owner): Promise<DeviceRow[]> {
     let query = this.query();
     query = owner.kind === "user" ? query.where("devices.owner_user_id", "=", owner.userId) : query.where("devices.owner_customer_id", "=", owner.customerId);
-    return query.orderBy("devices.last_handshake_at", "desc").orderBy("devices.id").execute();
+    // NULLS LAST spelled out: PostgreSQL sorts nulls first in a descending order, SQLite last.
+    return query.orderBy("devices.last_handshake_at", (ob) => ob.desc().nullsLast()).orderBy("devices.id").execute();
   }
 
   /** IDs of the devices an owner has, for `device_ids` in claim-code responses. */
@@ -258,8 +263,8 @@ export class DeviceService {
   /** A page of a product's devices with the owners among them. @see spec/cloud-api.md §4.5 */
   async listProduct(productId: number, filter: ProductDeviceQuery): Promise<{ devices: DeviceRow[]; totalPages: number }> {
     let query = this.query().where("devices.product_id", "=", productId);
-    if (filter.deviceId) query = query.where("devices.id", "like", `%${escapeLike(filter.deviceId.toLowerCase())}%`);
-    if (filter.deviceName) query = query.where("devices.name", "like", `%${escapeLike(filter.deviceName)}%`);
+    if (filter.deviceId) query = query.where(contains("devices.id", filter.deviceId));
+    if (filter.deviceName) query = query.where(contains("devices.name", filter.deviceName));
     if (filter.serialNumber) query = query.where("devices.serial_number", "=", filter.serialNumber);
     if (filter.quarantined !== undefined) query = query.where("devices.quarantined", "=", filter.quarantined ? 1 : 0);
     const all = await query.execute();
@@ -318,8 +323,13 @@ export class DeviceService {
   }
 }
 
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, "");
+/**
+ * A case-insensitive substring match with `%`, `_` and `\` taken literally. LIKE is case-insensitive on
+ * SQLite and case-sensitive on PostgreSQL, so both sides are lower-cased to make the dialects agree.
+ */
+function contains(column: "devices.id" | "devices.name", text: string) {
+  const pattern = `%${text.toLowerCase().replace(/[\\%_]/g, "\\$&")}%`;
+  return sql<boolean>`lower(${sql.ref(column)}) like ${pattern} escape '\\'`;
 }
 
 function compare(a: unknown, b: unknown): number {

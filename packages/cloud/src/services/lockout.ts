@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import { sql } from "kysely";
 
 import type { CloudConfig } from "../config.js";
 import type { Database } from "../storage/schema.js";
@@ -23,22 +24,28 @@ export class LockoutService {
     return remaining > 0 ? remaining : 0;
   }
 
-  /** Counts a failure; the Nth consecutive one starts the block. */
+  /**
+   * Counts a failure; the Nth consecutive one starts the block. One atomic upsert, so that failures
+   * arriving at once (on one node or several) are all counted: a read-then-write transaction loses
+   * counts, or fails its insert, under PostgreSQL's READ COMMITTED.
+   */
   async recordFailure(ip: string): Promise<void> {
     const { lockoutFailures, lockoutMs } = this.#config.rateLimits;
     const now = this.#config.clock();
-    await this.#db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom("login_failures").selectAll().where("ip", "=", ip).executeTakeFirst();
-      // A block that has run out starts a fresh count.
-      const expired = row?.blocked_until != null && row.blocked_until <= now;
-      const failures = (row && !expired ? row.failures : 0) + 1;
-      const blockedUntil = failures >= lockoutFailures ? now + lockoutMs : null;
-      if (row) {
-        await trx.updateTable("login_failures").set({ failures, blocked_until: blockedUntil, updated_at: now }).where("ip", "=", ip).execute();
-      } else {
-        await trx.insertInto("login_failures").values({ ip, failures, blocked_until: blockedUntil, updated_at: now }).execute();
-      }
-    });
+    const blockedUntil = now + lockoutMs;
+    // A block that has run out starts a fresh count.
+    const failures = sql<number>`case when login_failures.blocked_until is not null and login_failures.blocked_until <= ${now} then 1 else login_failures.failures + 1 end`;
+    await this.#db
+      .insertInto("login_failures")
+      .values({ ip, failures: 1, blocked_until: lockoutFailures <= 1 ? blockedUntil : null, updated_at: now })
+      .onConflict((oc) =>
+        oc.column("ip").doUpdateSet({
+          failures,
+          blocked_until: sql<number | null>`case when ${failures} >= ${lockoutFailures} then cast(${blockedUntil} as bigint) else null end`,
+          updated_at: now,
+        }),
+      )
+      .execute();
   }
 
   /** A success resets the consecutive-failure count. */

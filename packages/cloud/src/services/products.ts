@@ -5,6 +5,7 @@ import type { Kysely } from "kysely";
 import type { CloudConfig } from "../config.js";
 import { BadRequestError, NotFoundError } from "../errors.js";
 import { hashSecret, newToken, verifySecret } from "../security.js";
+import { MAX_INTEGER } from "../storage/schema.js";
 import type { Database, OAuthClientsTable, ProductsTable } from "../storage/schema.js";
 import type { Principal } from "./principal.js";
 
@@ -55,7 +56,7 @@ export class ProductService {
   async create(options: { userId: string; name: string; platformId: number; description?: string }): Promise<Product> {
     const name = options.name.trim();
     if (name.length === 0 || name.length > 100) throw new BadRequestError("name is required (at most 100 characters)");
-    if (!Number.isInteger(options.platformId) || options.platformId <= 0) throw new BadRequestError("platform_id must be a positive integer");
+    if (!Number.isInteger(options.platformId) || options.platformId <= 0 || options.platformId > MAX_INTEGER) throw new BadRequestError("platform_id must be a positive integer");
     const now = this.#config.clock();
     return this.#db.transaction().execute(async (trx) => {
       let slug = slugify(name);
@@ -75,7 +76,10 @@ export class ProductService {
   /** Finds a product by numeric id or slug. @see spec/cloud-api.md §2 (":productIdOrSlug") */
   async find(idOrSlug: string): Promise<Product | undefined> {
     const query = this.#db.selectFrom("products").selectAll();
-    return /^\d+$/.test(idOrSlug) ? query.where("id", "=", Number(idOrSlug)).executeTakeFirst() : query.where("slug", "=", idOrSlug).executeTakeFirst();
+    if (!/^\d+$/.test(idOrSlug)) return query.where("slug", "=", idOrSlug).executeTakeFirst();
+    // An id no integer column can hold is simply unknown (PostgreSQL would fail the query instead).
+    const id = Number(idOrSlug);
+    return id > MAX_INTEGER ? undefined : query.where("id", "=", id).executeTakeFirst();
   }
 
   /** Products on whose team the user is. */

@@ -150,9 +150,31 @@ function initial(dialect: Dialect): Migration {
   };
 }
 
+/** Server settings (the device-protocol server key) and the log of refused device connections. */
+const settingsAndConnections: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable("server_settings")
+      .addColumn("name", "text", (c) => c.primaryKey())
+      .addColumn("value", "text", (c) => c.notNull())
+      .addColumn("updated_at", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable("device_connection_attempts")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("device_id", "text", (c) => c.notNull())
+      .addColumn("ip", "text", (c) => c.notNull())
+      .addColumn("outcome", "text", (c) => c.notNull())
+      .addColumn("reason", "text", (c) => c.notNull())
+      .addColumn("at", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex("device_connection_attempts_device").on("device_connection_attempts").column("device_id").execute();
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ "0001_initial": initial(dialect) }),
+    getMigrations: () => Promise.resolve({ "0001_initial": initial(dialect), "0002_settings_connections": settingsAndConnections }),
   };
 }

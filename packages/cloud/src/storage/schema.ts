@@ -1,5 +1,8 @@
 import type { Generated, Selectable } from "kysely";
 
+/** The largest value an `integer` column holds on PostgreSQL (int4); SQLite would take more, so services check it. */
+export const MAX_INTEGER = 2_147_483_647;
+
 /**
  * The one relational schema of Roost, shared by SQLite and PostgreSQL. Times are epoch milliseconds,
  * booleans are 0/1 integers, JSON is text: the lowest common denominator keeps the queries identical.
@@ -17,6 +20,23 @@ export interface Database {
   devices: DevicesTable;
   transfers: TransfersTable;
   login_failures: LoginFailuresTable;
+  server_settings: ServerSettingsTable;
+  device_connection_attempts: DeviceConnectionAttemptsTable;
+}
+
+export interface ServerSettingsTable {
+  name: string;
+  value: string;
+  updated_at: number;
+}
+
+export interface DeviceConnectionAttemptsTable {
+  id: string;
+  device_id: string;
+  ip: string;
+  outcome: string;
+  reason: string;
+  at: number;
 }
 
 export interface UsersTable {

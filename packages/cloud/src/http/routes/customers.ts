@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 
-import { AppError, BadRequestError, ForbiddenError, InvalidClientError, InvalidTokenError, NotFoundError } from "../../errors.js";
+import { AppError, BadRequestError, ForbiddenError, InvalidClientError, NotFoundError } from "../../errors.js";
 import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import type { Product } from "../../services/products.js";
@@ -29,7 +29,8 @@ export function registerCustomerRoutes(app: FastifyInstance, services: Services)
     if (!presentedToken(request)) throw new InvalidClientError("Client credentials or an access token are required");
     const principal = await authenticate(services, request);
     if (principal.kind === "customer") throw new ForbiddenError("Customer tokens cannot create customers");
-    if (!(await products.canAdminister(principal, product.id))) throw new InvalidTokenError();
+    // Someone else's product answers like one that does not exist (as administeredProduct does).
+    if (!(await products.canAdminister(principal, product.id))) throw new NotFoundError("Product not found");
     return principal.token.clientId;
   }
 

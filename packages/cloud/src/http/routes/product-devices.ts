@@ -4,7 +4,7 @@ import { BadRequestError } from "../../errors.js";
 import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import type { Fields } from "../request.js";
-import { administeredProduct, authenticate, bodyOf, optionalBoolean, optionalInteger, optionalString, param, queryOf } from "../request.js";
+import { administeredProduct, authenticate, deviceChanged, bodyOf, optionalBoolean, optionalInteger, optionalString, param, queryOf } from "../request.js";
 
 /** Largest accepted `perPage`. */
 const MAX_PER_PAGE = 100;
@@ -78,6 +78,7 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const product = await administeredProduct(services, request, principal);
     const device = await devices.findInProduct(product.id, param(request, "deviceId"));
     await devices.removeFromProduct({ device, deny: optionalBoolean(bodyOf(request), "deny") === true });
+    await deviceChanged(services, device.id);
     return reply.code(204).send();
   });
 
@@ -86,6 +87,7 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const product = await administeredProduct(services, request, principal);
     const device = await devices.findInProduct(product.id, param(request, "deviceId"));
     await devices.release(device.id);
+    await deviceChanged(services, device.id);
     return { ok: true };
   });
 }

@@ -1,0 +1,554 @@
+import { createPublicKey, randomBytes, randomInt } from "node:crypto";
+import type { Duplex } from "node:stream";
+
+import type { Logger } from "pino";
+
+import type { DeviceMessage, ServerMessage, VariableType } from "@roost/protocol";
+import {
+  COAP_CODES,
+  coapCodeClass,
+  decodeFunctionResult,
+  decodeMessage,
+  decodeVariableValue,
+  encodeFrame,
+  encodeMessage,
+  FrameSplitter,
+  HANDSHAKE_CIPHERTEXT_LENGTH,
+  HANDSHAKE_NONCE_LENGTH,
+  HELLO_FLAGS,
+  SESSION_IV_LENGTH,
+  SESSION_KEY_LENGTH,
+  SESSION_SALT_LENGTH,
+  VARIABLE_TYPES,
+} from "@roost/protocol";
+
+import type { SessionCiphers } from "@roost/protocol/node";
+import { createHandshakeReply, createSessionCiphers, openHandshakeCiphertext } from "@roost/protocol/node";
+
+import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
+import type { CloudEvent } from "../events/model.js";
+import type { ClaimResult } from "../services/claims.js";
+import type { DeviceRow } from "../services/devices.js";
+import type { Services } from "../services/index.js";
+import type { ServerKey } from "./server-key.js";
+import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
+
+/** Timeouts and limits of one device connection. */
+export interface ConnectionLimits {
+  /** Time for the device to send its 256-byte handshake ciphertext, in ms. @default 15000 */
+  readonly handshakeTimeoutMs: number;
+  /** Time for the device's Hello after the handshake, in ms. @default 10000 */
+  readonly helloTimeoutMs: number;
+  /** Silence after which the device is taken for gone, in ms (devices ping after 15 s). @default 31000 @see spec/device-protocols.md B.6 */
+  readonly idleTimeoutMs: number;
+  /** Largest accepted frame body in bytes (Photon buffers are 800). @default 2048 @see spec/device-protocols.md B.3 */
+  readonly maxFrameLength: number;
+  /** Register an unknown device's offered key instead of refusing it (development only). @default false */
+  readonly autoRegister: boolean;
+}
+
+/** Why a connection ended, counted by the gateway. */
+export type CloseReason =
+  | "handshake_timeout"
+  | "hello_timeout"
+  | "idle_timeout"
+  | "bad_handshake"
+  | "bad_frame"
+  | "unknown_device"
+  | "key_mismatch"
+  | "replaced"
+  | "device_closed"
+  | "goodbye"
+  | "server_shutdown";
+
+/** What a connection needs from the gateway that runs it. */
+export interface ConnectionContext {
+  readonly services: Services;
+  readonly serverKey: ServerKey;
+  readonly logger: Logger;
+  readonly limits: ConnectionLimits;
+  /** Called once the device is authenticated; returns the function that unregisters it (true if it was still current). */
+  register(session: DeviceSession): () => boolean;
+  /** Called once per connection with why it ended. */
+  closed(reason: CloseReason): void;
+}
+
+/** A device subscription: an event-name prefix and whose events it wants. @see spec/device-protocols.md B.4 (Subscribe) */
+interface Subscription {
+  readonly prefix: string;
+  readonly scope: "my-devices" | "all-devices" | { readonly deviceId: string };
+}
+
+/** Events the cloud keeps to itself: the claim code is a secret, the hardware facts are for the gateway. */
+const HIDDEN_DEVICE_EVENTS = ["spark/device/claim/", "spark/hardware/", "spark/device/ident/"];
+
+/** The event that tells a device its claim code was used: it then clears it and sets claimed. @see spec/device-protocols.md B.5 */
+const CLAIM_CONFIRM_EVENT = "spark/device/claim/confirm";
+
+const CLAIM_CODE_EVENT = "spark/device/claim/code";
+
+/** Throttle for `last_heard` writes: at most one per device per this many ms. */
+const LAST_HEARD_WRITE_INTERVAL_MS = 60_000;
+
+const TYPE_BY_CODE = new Map<number, VariableType>(Object.entries(VARIABLE_TYPES).map(([name, code]) => [code, name as VariableType]));
+
+interface Pending {
+  resolve(message: Extract<DeviceMessage, { kind: "response" }>): void;
+}
+
+/**
+ * One authenticated device connection: the encrypted CoAP session after the handshake. Owns the send
+ * chain, the pending requests (by 1-byte token) and the device's subscriptions.
+ */
+export class DeviceSession {
+  readonly deviceId: string;
+  readonly #socket: Duplex;
+  readonly #ciphers: SessionCiphers;
+  readonly #context: ConnectionContext;
+  readonly #log: Logger;
+  readonly #pending = new Map<number, Pending>();
+  readonly #subscriptions: Subscription[] = [];
+  #messageId = randomInt(0x10000);
+  #device: DeviceRow;
+  #variables: Record<string, number> = {};
+  #lastHeardWritten = 0;
+  #closed = false;
+
+  constructor(options: { socket: Duplex; ciphers: SessionCiphers; context: ConnectionContext; device: DeviceRow; log: Logger }) {
+    this.#socket = options.socket;
+    this.#ciphers = options.ciphers;
+    this.#context = options.context;
+    this.#device = options.device;
+    this.deviceId = options.device.id;
+    this.#log = options.log;
+    this.#variables = parseVariables(options.device.variables);
+  }
+
+  /** The device row as last read (owner and product for event routing). */
+  get device(): DeviceRow {
+    return this.#device;
+  }
+
+  /** Encrypts and frames one message. */
+  send(message: ServerMessage): void {
+    if (this.#closed) return;
+    const body = this.#ciphers.send.encrypt(encodeMessage(message));
+    this.#socket.write(encodeFrame(body));
+  }
+
+  #nextId(): number {
+    this.#messageId = (this.#messageId + 1) & 0xffff;
+    return this.#messageId;
+  }
+
+  /** Closes the connection (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const pending of this.#pending.values()) pending.resolve({ kind: "response", type: "ACK", code: COAP_CODES.SERVICE_UNAVAILABLE, messageId: 0, token: undefined, payload: new Uint8Array(0) });
+    this.#pending.clear();
+    this.#socket.destroy();
+  }
+
+  /** Re-reads the device row, after a claim or an ownership change made elsewhere. */
+  async refresh(): Promise<void> {
+    const row = await this.#context.services.devices.get(this.deviceId);
+    if (row) {
+      this.#device = row;
+      this.#variables = parseVariables(row.variables);
+    }
+  }
+
+  /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
+  deliver(event: CloudEvent): void {
+    const wanted = this.#subscriptions.some((subscription) => {
+      if (!event.name.startsWith(subscription.prefix)) return false;
+      if (subscription.scope === "all-devices") return event.isPublic;
+      if (subscription.scope === "my-devices") return this.#sameOwner(event);
+      return event.coreid === subscription.scope.deviceId && (event.isPublic || this.#sameOwner(event));
+    });
+    if (wanted) this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
+  }
+
+  #sameOwner(event: CloudEvent): boolean {
+    const device = this.#device;
+    if (device.owner_user_id) return event.ownerUserId === device.owner_user_id;
+    if (device.owner_customer_id) return event.ownerCustomerId === device.owner_customer_id;
+    return false;
+  }
+
+  /** Sends an event to the device (NON POST). */
+  sendEvent(event: { name: string; data: string; isPublic: boolean; ttl?: number }): void {
+    this.send({ kind: "event", messageId: this.#nextId(), confirmable: false, visibility: event.isPublic ? "public" : "private", name: event.name, ttl: event.ttl ?? 60, data: event.data });
+  }
+
+  /** Runs a command from the API (function, variable, signal, ping). */
+  async command(command: DeviceCommand): Promise<DeviceCommandResult> {
+    switch (command.kind) {
+      case "function": {
+        const response = await this.#request((token) => ({ kind: "function-call", messageId: this.#nextId(), token, name: command.name, argument: command.argument }));
+        if (!response) return { ok: false, error: "timeout" };
+        if (coapCodeClass(response.code) !== 2) return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "bad_request" };
+        return { ok: true, value: decodeFunctionResult(response.payload) };
+      }
+      case "variable": {
+        const response = await this.#request((token) => ({ kind: "variable-request", messageId: this.#nextId(), token, name: command.name }));
+        if (!response) return { ok: false, error: "timeout" };
+        if (coapCodeClass(response.code) !== 2) return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "device_error" };
+        const type = TYPE_BY_CODE.get(this.#variables[command.name] ?? VARIABLE_TYPES.STRING) ?? "STRING";
+        return { ok: true, value: decodeVariableValue(response.payload, type).value };
+      }
+      case "signal": {
+        const response = await this.#request((token) => ({ kind: "signal", messageId: this.#nextId(), token, start: command.on }));
+        return response && coapCodeClass(response.code) === 2 ? { ok: true, value: command.on } : { ok: false, error: "timeout" };
+      }
+      case "ping":
+        return { ok: true, value: true };
+      case "event":
+        this.deliver(command.event);
+        return { ok: true };
+      case "refresh":
+        await this.refresh();
+        return { ok: true };
+    }
+  }
+
+  /** Sends a request with a fresh 1-byte token and waits for the response carrying it. */
+  #request(build: (token: number) => ServerMessage): Promise<Extract<DeviceMessage, { kind: "response" }> | undefined> {
+    let token = randomInt(256);
+    for (let tries = 0; this.#pending.has(token) && tries < 256; tries++) token = (token + 1) & 0xff;
+    if (this.#pending.has(token)) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(token);
+        resolve(undefined);
+      }, this.#context.services.config.deviceRequestTimeoutMs);
+      this.#pending.set(token, {
+        resolve: (message) => {
+          clearTimeout(timer);
+          this.#pending.delete(token);
+          resolve(message);
+        },
+      });
+      this.send(build(token));
+    });
+  }
+
+  /** Handles one message from the device. Dispatch table of spec B.4; anything unexpected closes the session. */
+  async handle(message: DeviceMessage): Promise<void> {
+    await this.#heard();
+    switch (message.kind) {
+      case "ping":
+        this.send({ kind: "ack", messageId: message.messageId });
+        return;
+      case "ack":
+        return;
+      case "response":
+        if (message.token !== undefined) this.#pending.get(message.token)?.resolve(message);
+        // A describe response comes CON and wants an ACK. @see spec B.4 (Describe request)
+        if (message.type === "CON") this.send({ kind: "ack", messageId: message.messageId });
+        return;
+      case "event":
+        if (message.confirmable) this.send({ kind: "ack", messageId: message.messageId });
+        await this.#event(message);
+        return;
+      case "subscribe":
+        this.#subscriptions.push({ prefix: message.filter, scope: message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind });
+        this.send({ kind: "ack", messageId: message.messageId });
+        return;
+      case "time-request":
+        this.send({ kind: "time-response", messageId: message.messageId, token: message.token, unixSeconds: Math.floor(this.#context.services.config.clock() / 1000) });
+        return;
+      case "describe-post":
+        this.send({ kind: "ack", messageId: message.messageId });
+        await this.#describe(message.description);
+        return;
+      case "goodbye":
+        if (message.confirmable) this.send({ kind: "ack", messageId: message.messageId });
+        throw new SessionEnd("goodbye");
+      case "hello":
+        throw new SessionEnd("bad_frame", "second Hello in one session");
+    }
+  }
+
+  /** Stores the function and variable names of a describe JSON. @see spec/device-protocols.md B.4 (Describe JSON) */
+  async #describe(text: string): Promise<void> {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      this.#log.warn({ deviceId: this.deviceId }, "describe payload is not JSON; ignored");
+      return;
+    }
+    if (typeof parsed !== "object" || parsed === null) return;
+    const { f, v } = parsed as { f?: unknown; v?: unknown };
+    const changes: { functions?: string; variables?: string } = {};
+    if (Array.isArray(f)) changes.functions = JSON.stringify(f.filter((name): name is string => typeof name === "string"));
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) {
+      const variables = Object.fromEntries(Object.entries(v).filter(([, type]) => typeof type === "number"));
+      changes.variables = JSON.stringify(variables);
+    }
+    if (Object.keys(changes).length === 0) return;
+    await this.#context.services.db.updateTable("devices").set(changes).where("id", "=", this.deviceId).execute();
+    await this.refresh();
+  }
+
+  /** A device event: the claim code goes to the claim service; others are published to the streams. */
+  async #event(message: Extract<DeviceMessage, { kind: "event" }>): Promise<void> {
+    if (message.name === CLAIM_CODE_EVENT) {
+      await this.#claim(message.data);
+      return;
+    }
+    if (HIDDEN_DEVICE_EVENTS.some((prefix) => message.name.startsWith(prefix))) return;
+    await this.publish({ name: message.name, data: message.data, ttl: message.ttl, isPublic: message.visibility === "public" });
+  }
+
+  /**
+   * The device presents its stored claim code. The claim service decides in one transaction; on success the
+   * device gets `spark/device/claim/confirm` and the new owner's stream gets `spark/status online`, both
+   * after the commit. @see spec/cloud-api.md §3.3, spec/device-protocols.md B.5
+   */
+  async #claim(code: string): Promise<ClaimResult> {
+    const result = await this.#context.services.claims.claimByCode({ deviceId: this.deviceId, code: code.trim(), source: "gateway" });
+    this.#log.info({ deviceId: this.deviceId, ok: result.ok, reason: result.reason, claimId: result.claimId }, "claim code presented");
+    if (result.ok) {
+      await this.refresh();
+      this.sendEvent({ name: CLAIM_CONFIRM_EVENT, data: "", isPublic: false });
+      await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+    }
+    return result;
+  }
+
+  /** Publishes an event of this device to the bus, with its current owner and product. */
+  async publish(event: { name: string; data: string; ttl: number; isPublic: boolean }): Promise<void> {
+    const device = this.#device;
+    await this.#context.services.bus.publish({
+      name: event.name,
+      data: event.data.length > 0 ? event.data : null,
+      ttl: event.ttl,
+      publishedAt: new Date(this.#context.services.config.clock()).toISOString(),
+      coreid: this.deviceId,
+      isPublic: event.isPublic,
+      ownerUserId: device.owner_user_id,
+      ownerCustomerId: device.owner_customer_id,
+      productId: device.product_id,
+    });
+  }
+
+  /** Asks for the describe of devices that do not post their own (before 2.2.0). */
+  requestDescribe(): void {
+    void this.#request((token) => ({ kind: "describe-request", messageId: this.#nextId(), token, flags: 3 })).then(async (response) => {
+      if (response && response.code === COAP_CODES.CONTENT) await this.#describe(Buffer.from(response.payload).toString("utf8"));
+    });
+  }
+
+  async #heard(): Promise<void> {
+    const now = this.#context.services.config.clock();
+    if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
+    this.#lastHeardWritten = now;
+    await this.#context.services.db.updateTable("devices").set({ last_heard: now }).where("id", "=", this.deviceId).execute();
+  }
+}
+
+/** Ends the message loop with a reason (not an error of ours). */
+class SessionEnd extends Error {
+  constructor(
+    readonly reason: CloseReason,
+    message?: string,
+  ) {
+    super(message ?? reason);
+  }
+}
+
+function parseVariables(text: string): Record<string, number> {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, number>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function sameKey(storedPem: string, offeredDer: Uint8Array): boolean {
+  try {
+    const offered = createPublicKey({ key: Buffer.from(offeredDer), format: "der", type: "spki" });
+    return createPublicKey(storedPem).equals(offered);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Serves one device connection from the first byte to the last: handshake (spec B.2), Hello, then the
+ * message loop, with a timeout on every wait. Never throws: every failure closes the socket, is logged and
+ * counted. Works over any duplex stream, so tests can use an in-memory pair.
+ */
+export async function handleDeviceConnection(socket: Duplex, context: ConnectionContext, remoteAddress = "unknown"): Promise<void> {
+  const { services, limits, logger } = context;
+  const log = logger.child({ ip: remoteAddress });
+  const reader = new ByteReader(socket);
+  let session: DeviceSession | undefined;
+  let unregister: (() => boolean) | undefined;
+  let reason: CloseReason = "device_closed";
+  let deviceId: string | undefined;
+  socket.on("error", (error) => log.debug({ err: error, deviceId }, "device socket error"));
+  try {
+    // B.2 step 1: the nonce, at once.
+    const nonce = new Uint8Array(randomBytes(HANDSHAKE_NONCE_LENGTH));
+    socket.write(nonce);
+    const ciphertext = await reader.read(HANDSHAKE_CIPHERTEXT_LENGTH, { timeoutMs: limits.handshakeTimeoutMs, what: "the handshake ciphertext" }).catch((error: unknown) => {
+      throw error instanceof DeviceTimeoutError ? new SessionEnd("handshake_timeout") : new SessionEnd("bad_handshake", String(error));
+    });
+    // B.2 step 3: decrypt (constant-time unpadding), check the nonce, read the ID and the offered key.
+    let plaintext;
+    try {
+      plaintext = openHandshakeCiphertext({ ciphertext, serverPrivateKey: context.serverKey.privateKey, nonce });
+    } catch (error) {
+      throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
+    }
+    deviceId = plaintext.deviceId;
+    const id = plaintext.deviceId;
+    const offered = plaintext.devicePublicKey;
+    let device = await services.devices.get(id);
+    if (!device) {
+      if (!limits.autoRegister || !offered) {
+        await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "unknown_device" });
+        throw new SessionEnd("unknown_device");
+      }
+      await autoRegister(services, { deviceId: id, offered });
+      device = await services.devices.get(id);
+      if (!device) throw new SessionEnd("unknown_device");
+      log.warn({ deviceId: id }, "registered an unknown device's key (--auto-register-devices)");
+    } else if (!offered || !sameKey(device.public_key, offered)) {
+      await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "key_mismatch" });
+      throw new SessionEnd("key_mismatch");
+    }
+    // B.2 step 4: session credentials, encrypted to the device and signed by the server.
+    const credentials = {
+      key: new Uint8Array(randomBytes(SESSION_KEY_LENGTH)),
+      iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
+      salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
+    };
+    const devicePublicKey = createPublicKey(device.public_key);
+    socket.write(createHandshakeReply({ devicePublicKey, serverPrivateKey: context.serverKey.privateKey, credentials }));
+    const ciphers = createSessionCiphers(credentials);
+
+    // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.
+    const splitter = new FrameSplitter({ maxFrameLength: limits.maxFrameLength });
+    const queue: Uint8Array[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    let failure: unknown;
+    const take = (chunk: Uint8Array) => {
+      try {
+        for (const frame of splitter.push(chunk)) queue.push(frame);
+      } catch (error) {
+        failure = error;
+      }
+      wake?.();
+    };
+    const leftover = reader.detach();
+    if (leftover.length > 0) take(leftover);
+    socket.on("data", (chunk: Buffer) => take(new Uint8Array(chunk)));
+    socket.on("close", () => {
+      ended = true;
+      wake?.();
+    });
+    const next = async (timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> => {
+      for (;;) {
+        if (failure) throw new SessionEnd("bad_frame", failure instanceof Error ? failure.message : String(failure));
+        const frame = queue.shift();
+        if (frame) {
+          try {
+            return decodeMessage(ciphers.receive.decrypt(frame), "device");
+          } catch (error) {
+            throw new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error));
+          }
+        }
+        if (ended) throw new SessionEnd("device_closed");
+        const timedOut = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(true), timeoutMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve(false);
+          };
+        });
+        wake = undefined;
+        if (timedOut) throw new SessionEnd(timeoutReason);
+      }
+    };
+
+    const hello = await next(limits.helloTimeoutMs, "hello_timeout");
+    if (hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
+    session = new DeviceSession({ socket, ciphers, context, device, log: log.child({ deviceId: id }) });
+    // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
+    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
+    const now = services.config.clock();
+    const hasProduct = hello.hello.productId !== 0 && hello.hello.productId !== 0xffff && hello.hello.productId !== hello.hello.platformId;
+    await services.db
+      .updateTable("devices")
+      .set({
+        online: 1,
+        last_handshake_at: now,
+        last_heard: now,
+        last_ip_address: remoteAddress,
+        platform_id: hello.hello.platformId,
+        ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+        ...(hello.hello.layout === "3.x" ? { system_firmware_version: String(hello.hello.systemVersion) } : {}),
+        updated_at: now,
+      })
+      .where("id", "=", id)
+      .execute();
+    await session.refresh();
+    unregister = context.register(session);
+    log.info({ deviceId: id, platformId: hello.hello.platformId }, "device online");
+    await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+    if ((hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
+
+    for (;;) await session.handle(await next(limits.idleTimeoutMs, "idle_timeout"));
+  } catch (error) {
+    if (error instanceof SessionEnd) {
+      reason = error.reason;
+      const level = reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
+      log[level]({ deviceId, reason, detail: error.message === reason ? undefined : error.message }, "device connection closed");
+    } else {
+      reason = "bad_frame";
+      log.error({ err: error, deviceId }, "device connection failed");
+    }
+  } finally {
+    reader.detach();
+    if (session) {
+      const wasCurrent = unregister?.() ?? false;
+      session.close();
+      // Only the newest connection of a device speaks for its presence.
+      if (wasCurrent) await markOffline(services, session).catch((error: unknown) => log.error({ err: error }, "could not mark the device offline"));
+    } else {
+      socket.destroy();
+    }
+    context.closed(reason);
+  }
+}
+
+async function markOffline(services: Services, session: DeviceSession): Promise<void> {
+  const now = services.config.clock();
+  await services.db.updateTable("devices").set({ online: 0, last_heard: now, updated_at: now }).where("id", "=", session.deviceId).execute();
+  await session.refresh();
+  await session.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
+}
+
+async function recordAttempt(services: Services, attempt: { deviceId: string; ip: string; reason: string }): Promise<void> {
+  await services.db
+    .insertInto("device_connection_attempts")
+    .values({ id: randomBytes(16).toString("hex"), device_id: attempt.deviceId, ip: attempt.ip, outcome: "refused", reason: attempt.reason, at: services.config.clock() })
+    .execute();
+}
+
+async function autoRegister(services: Services, options: { deviceId: string; offered: Uint8Array }): Promise<void> {
+  const pem = createPublicKey({ key: Buffer.from(options.offered), format: "der", type: "spki" }).export({ type: "spki", format: "pem" }).toString();
+  const now = services.config.clock();
+  await services.db
+    .insertInto("devices")
+    .values({ id: options.deviceId, public_key: pem, key_algorithm: "rsa", registered_by_user_id: null, product_id: null, platform_id: 6, created_at: now, updated_at: now })
+    .onConflict((oc) => oc.column("id").doNothing())
+    .execute();
+}

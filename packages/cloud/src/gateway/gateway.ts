@@ -1,0 +1,124 @@
+import { createServer } from "node:net";
+import type { Server, Socket } from "node:net";
+
+import type { Logger } from "pino";
+
+import type { Services } from "../services/index.js";
+import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.js";
+import { handleDeviceConnection } from "./connection.js";
+import type { ServerKey } from "./server-key.js";
+
+/** Options of {@link startGateway}. */
+export interface GatewayOptions {
+  readonly services: Services;
+  readonly serverKey: ServerKey;
+  readonly logger: Logger;
+  /** TCP port for devices; 0 picks a free one. @default 5683 */
+  readonly port?: number;
+  /** @default "127.0.0.1" */
+  readonly host?: string;
+  readonly limits?: Partial<ConnectionLimits>;
+}
+
+/** Counters of a running gateway, for logs, tests and benchmarks. */
+export interface GatewayStats {
+  /** Devices connected now. */
+  connected: number;
+  /** Connections accepted since start. */
+  accepted: number;
+  /** Connections ended since start, by reason. */
+  closed: Partial<Record<CloseReason, number>>;
+}
+
+/** The device gateway: Gen 2 devices connect here over TCP. @see spec/device-protocols.md Part B */
+export interface Gateway {
+  readonly port: number;
+  readonly stats: GatewayStats;
+  /** The live session of a device on this node, if it is connected here. */
+  session(deviceId: string): DeviceSession | undefined;
+  close(): Promise<void>;
+}
+
+/** Default limits. @see ConnectionLimits */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  handshakeTimeoutMs: 15_000,
+  helloTimeoutMs: 10_000,
+  idleTimeoutMs: 31_000,
+  maxFrameLength: 2048,
+  autoRegister: false,
+};
+
+/** Listens for devices, runs each connection, routes bus events and commands to the sessions. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { services, logger } = options;
+  const limits: ConnectionLimits = Object.freeze({ ...DEFAULT_CONNECTION_LIMITS, ...options.limits });
+  const sessions = new Map<string, DeviceSession>();
+  const sockets = new Set<Socket>();
+  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
+  const unsubscribe = services.bus.subscribe((event) => {
+    for (const session of sessions.values()) {
+      if (session.deviceId !== event.coreid) session.deliver(event);
+    }
+  });
+
+  const context = {
+    services,
+    serverKey: options.serverKey,
+    logger,
+    limits,
+    register(session: DeviceSession): () => boolean {
+      const previous = sessions.get(session.deviceId);
+      if (previous) {
+        // A device that reconnects replaces its old connection (which may be half-open).
+        sessions.delete(session.deviceId);
+        previous.close();
+      }
+      sessions.set(session.deviceId, session);
+      stats.connected = sessions.size;
+      const stopServing = services.bus.serveDevice(session.deviceId, (command) => session.command(command));
+      return () => {
+        stopServing();
+        if (sessions.get(session.deviceId) !== session) return false;
+        sessions.delete(session.deviceId);
+        stats.connected = sessions.size;
+        return true;
+      };
+    },
+    closed(reason: CloseReason) {
+      stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
+    },
+  };
+
+  const server: Server = createServer({ noDelay: true }, (socket) => {
+    stats.accepted += 1;
+    sockets.add(socket);
+    socket.setKeepAlive(true, 15_000);
+    socket.on("close", () => sockets.delete(socket));
+    void handleDeviceConnection(socket, context, socket.remoteAddress ?? "unknown");
+  });
+  server.on("error", (error) => logger.error({ err: error }, "device gateway error"));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 5683, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+
+  return {
+    port,
+    stats,
+    session: (deviceId) => sessions.get(deviceId),
+    async close() {
+      unsubscribe();
+      const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await closing;
+      // Sessions mark their devices offline as their sockets close; give those writes a moment.
+      const deadline = Date.now() + 2000;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    },
+  };
+}

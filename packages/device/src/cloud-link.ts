@@ -1,0 +1,389 @@
+import type { KeyObject } from "node:crypto";
+import { createPublicKey } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
+
+import type { DeviceMessage, HelloPayload, ServerMessage, VariableValue } from "@roost/protocol";
+import {
+  COAP_CODES,
+  decodeMessage,
+  DESCRIBE_FLAGS,
+  encodeFrame,
+  encodeFunctionResult,
+  encodeMessage,
+  encodeVariableValue,
+  FrameSplitter,
+  HANDSHAKE_NONCE_LENGTH,
+  HANDSHAKE_REPLY_LENGTH,
+  HELLO_FLAGS,
+  messageIdSeedFromSalt,
+  VARIABLE_TYPES,
+} from "@roost/protocol";
+import type { SessionCiphers } from "@roost/protocol/node";
+import { createHandshakeCiphertext, createSessionCiphers, openHandshakeReply } from "@roost/protocol/node";
+
+/** A cloud function of the device's application: takes the argument, returns an int32. */
+export type CloudFunction = (argument: string) => number | Promise<number>;
+
+/** A cloud variable: read each time the cloud asks. */
+export type CloudVariable = () => VariableValue;
+
+/** What the device does while connected; the events an application or test can watch. */
+export interface CloudLinkEvents {
+  /** The session is up: handshake, Hello exchanged, system messages sent. */
+  connected: [];
+  /** The connection ended (by either side, or a timeout). */
+  disconnected: [reason: string];
+  /** An event arrived from the cloud through one of the device's subscriptions. */
+  event: [name: string, data: string];
+  /** The cloud confirmed the claim: the device cleared its claim code. */
+  claimed: [];
+  /** A function was called. */
+  called: [name: string, argument: string];
+}
+
+/** Options of {@link CloudLink}. */
+export interface CloudLinkOptions {
+  /** Gateway address. */
+  host: string;
+  /** Gateway port. @default 5683 */
+  port?: number;
+  /** 24-hex device ID. */
+  deviceId: string;
+  /** The device's RSA-1024 private key. */
+  privateKey: KeyObject;
+  /** The cloud's RSA-2048 public key. */
+  serverPublicKey: KeyObject;
+  /** Platform: 6 Photon, 8 P1. @default 6 */
+  platformId?: number;
+  /** Product ID in the Hello (the platform ID when not a product firmware). @default platformId */
+  productId?: number;
+  /** Product firmware version in the Hello. @default 1 */
+  productVersion?: number;
+  /** Device OS generation whose Hello to send. @default "2.x" (Device OS 2.3, as on Photons) */
+  helloLayout?: "2.x" | "3.x";
+  /** The stored claim code, read at each connect; empty or undefined when none. @see spec/device-protocols.md B.5 step 3 */
+  claimCode?: () => string | undefined;
+  /** Called when the cloud confirms the claim; the device must clear its code and set claimed. */
+  onClaimed?: () => void;
+  /** Application functions. */
+  functions?: Record<string, CloudFunction>;
+  /** Application variables. */
+  variables?: Record<string, CloudVariable>;
+  /** Application subscriptions (prefix, scope), besides the system ones (`spark`, `particle`). */
+  subscriptions?: readonly { prefix: string; scope?: "my-devices" | "all-devices" }[];
+  /** Ping after this much silence from the cloud, in ms. @default 15000 @see spec/device-protocols.md B.6 */
+  pingIntervalMs?: number;
+  /** Give up when nothing arrives this long after a ping, in ms. @default 10000 */
+  pingTimeoutMs?: number;
+  /** Timeout of each handshake step and of the server Hello, in ms. @default 20000 (Hello: 4000) */
+  handshakeTimeoutMs?: number;
+  /** The reset reason sent once as `spark/device/last_reset`, if any. */
+  lastResetReason?: string;
+}
+
+const SYSTEM_SUBSCRIPTIONS = ["spark", "particle"];
+const CLAIM_EVENT_PREFIX = "spark/device/claim/";
+
+/**
+ * The device side of the Gen 2 cloud protocol over TCP: handshake, Hello, the connect sequence of a
+ * Device OS 2.3 Photon (spec B.5), pings, events both ways, functions, variables, describe, signal.
+ * One instance is one connection; reconnecting is the caller's job (the virtual device does it).
+ */
+export class CloudLink extends EventEmitter<CloudLinkEvents> {
+  readonly #options: Required<Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">> & Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">;
+  #socket: Socket | undefined;
+  #ciphers: SessionCiphers | undefined;
+  #messageId = 0;
+  #token = 0;
+  #lastReceived = Date.now();
+  #pingSentAt: number | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #signaling = false;
+  readonly #pendingTime = new Map<number, (seconds: number) => void>();
+
+  constructor(options: CloudLinkOptions) {
+    super();
+    const platformId = options.platformId ?? 6;
+    this.#options = {
+      port: 5683,
+      platformId,
+      productId: platformId,
+      productVersion: 1,
+      helloLayout: "2.x",
+      functions: {},
+      variables: {},
+      subscriptions: [],
+      pingIntervalMs: 15_000,
+      pingTimeoutMs: 10_000,
+      handshakeTimeoutMs: 20_000,
+      ...options,
+    };
+  }
+
+  /** True while the signal (rainbow LED) is on. */
+  get signaling(): boolean {
+    return this.#signaling;
+  }
+
+  /** Connects, runs the handshake and the connect sequence; resolves once the session is up. */
+  async connect(): Promise<void> {
+    const options = this.#options;
+    const socket = connect({ host: options.host, port: options.port, noDelay: true });
+    this.#socket = socket;
+    const incoming: Buffer[] = [];
+    let incomingLength = 0;
+    let wake: (() => void) | undefined;
+    let ended: string | undefined;
+    socket.on("data", (chunk: Buffer) => {
+      incoming.push(chunk);
+      incomingLength += chunk.length;
+      wake?.();
+    });
+    socket.on("close", () => {
+      ended ??= "closed by the cloud";
+      wake?.();
+      this.#shutdown(ended);
+    });
+    socket.on("error", (error) => {
+      ended = error.message;
+    });
+    const read = async (length: number, what: string, timeoutMs = options.handshakeTimeoutMs): Promise<Uint8Array> => {
+      const deadline = Date.now() + timeoutMs;
+      while (incomingLength < length) {
+        if (ended) throw new Error(`connection ended before ${what}: ${ended}`);
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new Error(`timed out waiting for ${what}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, remaining);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      const all = Buffer.concat(incoming, incomingLength);
+      incoming.length = 0;
+      const rest = all.subarray(length);
+      if (rest.length > 0) incoming.push(rest);
+      incomingLength = rest.length;
+      return new Uint8Array(all.subarray(0, length));
+    };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      // B.2 steps 1–5.
+      const nonce = await read(HANDSHAKE_NONCE_LENGTH, "the nonce");
+      const publicKeyDer = new Uint8Array(createPublicKey(options.privateKey).export({ type: "spki", format: "der" }));
+      socket.write(createHandshakeCiphertext({ nonce, deviceId: options.deviceId, devicePublicKey: publicKeyDer, serverPublicKey: options.serverPublicKey }));
+      const reply = await read(HANDSHAKE_REPLY_LENGTH, "the handshake reply");
+      const credentials = openHandshakeReply({ reply, devicePrivateKey: options.privateKey, serverPublicKey: options.serverPublicKey });
+      this.#ciphers = createSessionCiphers(credentials);
+      this.#messageId = messageIdSeedFromSalt(credentials.salt);
+
+      // B.2 step 6: our Hello, then the server's within 4 s.
+      const flags = HELLO_FLAGS.DIAGNOSTICS | HELLO_FLAGS.IMMEDIATE_UPDATES | HELLO_FLAGS.GOODBYE | HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE;
+      const hello: HelloPayload =
+        options.helloLayout === "3.x"
+          ? { layout: "3.x", productId: options.productId, productVersion: options.productVersion, flags, platformId: options.platformId, systemVersion: 3000, maxMessageSize: 1500, maxBinarySize: 1_048_576, otaChunkSize: 512 }
+          : { layout: "2.x", productId: options.productId, productVersion: options.productVersion, flags, platformId: options.platformId };
+      this.#send({ kind: "hello", messageId: this.#nextId(), confirmable: false, hello });
+      const splitter = new FrameSplitter({ maxFrameLength: 4096 });
+      const take = (chunk: Uint8Array) => {
+        for (const frame of splitter.push(chunk)) {
+          const ciphers = this.#ciphers;
+          if (!ciphers) return;
+          this.#lastReceived = Date.now();
+          this.#pingSentAt = undefined;
+          void this.#handle(decodeMessage(ciphers.receive.decrypt(frame), "server")).catch((error: unknown) => this.#shutdown(`bad message: ${String(error)}`));
+        }
+      };
+      const serverHello = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("timed out waiting for the server Hello")), 4000);
+        this.#onServerHello = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      socket.removeAllListeners("data");
+      socket.on("data", (chunk: Buffer) => {
+        try {
+          take(new Uint8Array(chunk));
+        } catch (error) {
+          this.#shutdown(`bad frame: ${String(error)}`);
+        }
+      });
+      const leftover = Buffer.concat(incoming, incomingLength);
+      if (leftover.length > 0) take(new Uint8Array(leftover));
+      await serverHello;
+      this.#connectSequence();
+      this.#timer = setInterval(() => this.#keepAlive(), Math.min(1000, options.pingIntervalMs / 3));
+      this.emit("connected");
+    } catch (error) {
+      this.#shutdown(error instanceof Error ? error.message : String(error));
+      throw error;
+    }
+  }
+
+  #onServerHello: (() => void) | undefined;
+
+  /** B.5: what a Device OS 2.3 Photon sends after the Hello exchange, in order. */
+  #connectSequence(): void {
+    const options = this.#options;
+    this.#describe(DESCRIBE_FLAGS.SYSTEM);
+    const code = options.claimCode?.();
+    if (code && code.length > 0 && code.charCodeAt(0) !== 0xff) this.publish("spark/device/claim/code", code, { private: true });
+    this.publish("spark/hardware/max_binary", "1048576", { private: true });
+    this.publish("spark/hardware/ota_chunk_size", "512", { private: true });
+    if (options.lastResetReason) this.publish("spark/device/last_reset", options.lastResetReason, { private: true });
+    this.publish("particle/device/updates/enabled", "true", { private: true });
+    this.publish("particle/device/updates/forced", "false", { private: true });
+    this.#send({ kind: "time-request", messageId: this.#nextId(), token: this.#nextToken() });
+    this.#describe(DESCRIBE_FLAGS.APPLICATION);
+    for (const prefix of SYSTEM_SUBSCRIPTIONS) this.#send({ kind: "subscribe", messageId: this.#nextId(), filter: prefix, scope: { kind: "my-devices" } });
+    for (const subscription of options.subscriptions) {
+      this.#send({ kind: "subscribe", messageId: this.#nextId(), filter: subscription.prefix, scope: { kind: subscription.scope ?? "my-devices" } });
+    }
+  }
+
+  /** The describe JSON of this device. @see spec/device-protocols.md B.4 (Describe JSON) */
+  description(flags: number): string {
+    const options = this.#options;
+    const body: Record<string, unknown> = { p: options.platformId };
+    if (flags & DESCRIBE_FLAGS.APPLICATION) {
+      body.f = Object.keys(options.functions);
+      body.v = Object.fromEntries(Object.entries(options.variables).map(([name, read]) => [name, VARIABLE_TYPES[read().type]]));
+    }
+    if (flags & DESCRIBE_FLAGS.SYSTEM) body.m = [{ s: 262_144, l: "m", vc: 30, vv: 30, f: "s", n: "1", v: 2300, d: [] }];
+    return JSON.stringify(body);
+  }
+
+  #describe(flags: number): void {
+    this.#send({ kind: "describe-post", messageId: this.#nextId(), flags, description: this.description(flags) });
+  }
+
+  /** Publishes an event (NON; private unless told otherwise). */
+  publish(name: string, data = "", options: { private?: boolean; ttl?: number } = {}): void {
+    this.#send({ kind: "event", messageId: this.#nextId(), confirmable: false, visibility: options.private === false ? "public" : "private", name, ttl: options.ttl ?? 60, data });
+  }
+
+  /** Asks the cloud for the time; resolves with Unix seconds. */
+  requestTime(): Promise<number> {
+    const token = this.#nextToken();
+    const answer = new Promise<number>((resolve) => this.#pendingTime.set(token, resolve));
+    this.#send({ kind: "time-request", messageId: this.#nextId(), token });
+    return answer;
+  }
+
+  /** Sends a ping now (normally sent after 15 s of silence). */
+  ping(): void {
+    this.#pingSentAt = Date.now();
+    this.#send({ kind: "ping", messageId: this.#nextId() });
+  }
+
+  /** Closes the connection. */
+  close(reason = "closed by the device"): void {
+    this.#shutdown(reason);
+  }
+
+  async #handle(message: ServerMessage): Promise<void> {
+    const options = this.#options;
+    switch (message.kind) {
+      case "server-hello":
+        if (message.confirmable) this.#send({ kind: "ack", messageId: message.messageId });
+        this.#onServerHello?.();
+        this.#onServerHello = undefined;
+        return;
+      case "ping":
+        this.#send({ kind: "ack", messageId: message.messageId });
+        return;
+      case "ack":
+        return;
+      case "event":
+        if (message.name.startsWith(CLAIM_EVENT_PREFIX)) {
+          // B.5: any spark/device/claim/* event clears the stored code and sets claimed.
+          options.onClaimed?.();
+          this.emit("claimed");
+        }
+        this.emit("event", message.name, message.data);
+        return;
+      case "time-response": {
+        const resolve = this.#pendingTime.get(message.token);
+        this.#pendingTime.delete(message.token);
+        resolve?.(message.unixSeconds);
+        return;
+      }
+      case "describe-request":
+        this.#send({ kind: "ack", messageId: message.messageId });
+        this.#send({ kind: "response", type: "CON", code: COAP_CODES.CONTENT, messageId: this.#nextId(), token: message.token, payload: new TextEncoder().encode(this.description(message.flags)) });
+        return;
+      case "function-call": {
+        this.#send({ kind: "ack", messageId: message.messageId });
+        const fn = options.functions[message.name];
+        this.emit("called", message.name, message.argument);
+        if (!fn) {
+          this.#send({ kind: "response", type: "NON", code: COAP_CODES.NOT_FOUND, messageId: this.#nextId(), token: message.token, payload: new Uint8Array(0) });
+          return;
+        }
+        const value = await fn(message.argument);
+        this.#send({ kind: "response", type: "NON", code: COAP_CODES.CHANGED, messageId: this.#nextId(), token: message.token, payload: encodeFunctionResult(value) });
+        return;
+      }
+      case "variable-request": {
+        this.#send({ kind: "ack", messageId: message.messageId });
+        const read = options.variables[message.name];
+        if (!read) {
+          this.#send({ kind: "response", type: "NON", code: COAP_CODES.NOT_FOUND, messageId: this.#nextId(), token: message.token, payload: new Uint8Array(0) });
+          return;
+        }
+        this.#send({ kind: "response", type: "NON", code: COAP_CODES.CONTENT, messageId: this.#nextId(), token: message.token, payload: encodeVariableValue(read()) });
+        return;
+      }
+      case "signal":
+        this.#signaling = message.start;
+        this.#send({ kind: "response", type: "ACK", code: COAP_CODES.CHANGED, messageId: message.messageId, token: message.token, payload: new Uint8Array(0) });
+        return;
+      case "response":
+        return;
+    }
+  }
+
+  #keepAlive(): void {
+    const options = this.#options;
+    const now = Date.now();
+    if (this.#pingSentAt !== undefined) {
+      if (now - this.#pingSentAt > options.pingTimeoutMs) this.#shutdown("ping timeout");
+      return;
+    }
+    if (now - this.#lastReceived >= options.pingIntervalMs) this.ping();
+  }
+
+  #send(message: DeviceMessage): void {
+    const socket = this.#socket;
+    const ciphers = this.#ciphers;
+    if (!socket || !ciphers || this.#closed) return;
+    socket.write(encodeFrame(ciphers.send.encrypt(encodeMessage(message))));
+  }
+
+  #nextId(): number {
+    this.#messageId = (this.#messageId + 1) & 0xffff;
+    return this.#messageId;
+  }
+
+  #nextToken(): number {
+    this.#token = (this.#token + 1) & 0xff;
+    return this.#token;
+  }
+
+  #shutdown(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#socket?.destroy();
+    this.emit("disconnected", reason);
+  }
+}
