@@ -30,10 +30,14 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     autoRegisterDevices: options.autoRegisterDevices,
   });
   const storage = options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`;
-  print(`Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`);
+  print(
+    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
+  );
   if (cloud.gateway) {
     const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-    print(`Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`);
+    print(
+      `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
+    );
   }
   return cloud;
 }

@@ -4,7 +4,6 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-
 import { afterAll, describe, expect, it } from "vitest";
 
 const ENTRY = fileURLToPath(new URL("../src/run.ts", import.meta.url));
@@ -27,11 +26,15 @@ function readyUrl(child: ChildProcessWithoutNullStreams): Promise<string> {
       if (match?.[1]) resolve(match[1]);
     });
     child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-    child.on("exit", (code) => reject(new Error(`roost exited with ${code} before it was ready: ${out}${err}`)));
+    child.on("exit", (code) =>
+      reject(new Error(`roost exited with ${code} before it was ready: ${out}${err}`)),
+    );
   });
 }
 
-function exited(child: ChildProcessWithoutNullStreams): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function exited(
+  child: ChildProcessWithoutNullStreams,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -44,7 +47,18 @@ describe("roost serve", () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it("prints its URL when ready, serves the API, keeps data in --data and stops on SIGTERM", async () => {
-    const child = roost(["serve", "--port", "0", "--device-port", "0", "--data", dataDir, "--allow-signup", "--log-level", "silent"]);
+    const child = roost([
+      "serve",
+      "--port",
+      "0",
+      "--device-port",
+      "0",
+      "--data",
+      dataDir,
+      "--allow-signup",
+      "--log-level",
+      "silent",
+    ]);
     const done = exited(child);
     const url = await readyUrl(child);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -61,7 +75,17 @@ describe("roost serve", () => {
     expect(result.stdout).toContain("Received SIGTERM, stopping");
 
     // A second start on the same folder finds the same user: the login works.
-    const again = roost(["serve", "--port", "0", "--device-port", "0", "--data", dataDir, "--log-level", "silent"]);
+    const again = roost([
+      "serve",
+      "--port",
+      "0",
+      "--device-port",
+      "0",
+      "--data",
+      dataDir,
+      "--log-level",
+      "silent",
+    ]);
     const againDone = exited(again);
     const url2 = await readyUrl(again);
     const login = await fetch(`${url2}/oauth/token`, {
@@ -71,7 +95,11 @@ describe("roost serve", () => {
     });
     expect(login.status).toBe(200);
     // Sign-up is closed without --allow-signup.
-    const closed = await fetch(`${url2}/v1/users`, { method: "POST", body: "username=x%40y.z&password=12345678", headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const closed = await fetch(`${url2}/v1/users`, {
+      method: "POST",
+      body: "username=x%40y.z&password=12345678",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
     expect(closed.status).toBe(403);
     again.kill("SIGINT");
     expect((await againDone).code).toBe(0);

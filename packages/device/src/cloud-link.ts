@@ -92,7 +92,8 @@ const CLAIM_EVENT_PREFIX = "spark/device/claim/";
  * One instance is one connection; reconnecting is the caller's job (the virtual device does it).
  */
 export class CloudLink extends EventEmitter<CloudLinkEvents> {
-  readonly #options: Required<Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">> & Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">;
+  readonly #options: Required<Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">> &
+    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">;
   #socket: Socket | undefined;
   #ciphers: SessionCiphers | undefined;
   #messageId = 0;
@@ -150,7 +151,11 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     socket.on("error", (error) => {
       ended = error.message;
     });
-    const read = async (length: number, what: string, timeoutMs = options.handshakeTimeoutMs): Promise<Uint8Array> => {
+    const read = async (
+      length: number,
+      what: string,
+      timeoutMs = options.handshakeTimeoutMs,
+    ): Promise<Uint8Array> => {
       const deadline = Date.now() + timeoutMs;
       while (incomingLength < length) {
         if (ended) throw new Error(`connection ended before ${what}: ${ended}`);
@@ -178,19 +183,52 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       });
       // B.2 steps 1–5.
       const nonce = await read(HANDSHAKE_NONCE_LENGTH, "the nonce");
-      const publicKeyDer = new Uint8Array(createPublicKey(options.privateKey).export({ type: "spki", format: "der" }));
-      socket.write(createHandshakeCiphertext({ nonce, deviceId: options.deviceId, devicePublicKey: publicKeyDer, serverPublicKey: options.serverPublicKey }));
+      const publicKeyDer = new Uint8Array(
+        createPublicKey(options.privateKey).export({ type: "spki", format: "der" }),
+      );
+      socket.write(
+        createHandshakeCiphertext({
+          nonce,
+          deviceId: options.deviceId,
+          devicePublicKey: publicKeyDer,
+          serverPublicKey: options.serverPublicKey,
+        }),
+      );
       const reply = await read(HANDSHAKE_REPLY_LENGTH, "the handshake reply");
-      const credentials = openHandshakeReply({ reply, devicePrivateKey: options.privateKey, serverPublicKey: options.serverPublicKey });
+      const credentials = openHandshakeReply({
+        reply,
+        devicePrivateKey: options.privateKey,
+        serverPublicKey: options.serverPublicKey,
+      });
       this.#ciphers = createSessionCiphers(credentials);
       this.#messageId = messageIdSeedFromSalt(credentials.salt);
 
       // B.2 step 6: our Hello, then the server's within 4 s.
-      const flags = HELLO_FLAGS.DIAGNOSTICS | HELLO_FLAGS.IMMEDIATE_UPDATES | HELLO_FLAGS.GOODBYE | HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE;
+      const flags =
+        HELLO_FLAGS.DIAGNOSTICS |
+        HELLO_FLAGS.IMMEDIATE_UPDATES |
+        HELLO_FLAGS.GOODBYE |
+        HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE;
       const hello: HelloPayload =
         options.helloLayout === "3.x"
-          ? { layout: "3.x", productId: options.productId, productVersion: options.productVersion, flags, platformId: options.platformId, systemVersion: 3000, maxMessageSize: 1500, maxBinarySize: 1_048_576, otaChunkSize: 512 }
-          : { layout: "2.x", productId: options.productId, productVersion: options.productVersion, flags, platformId: options.platformId };
+          ? {
+              layout: "3.x",
+              productId: options.productId,
+              productVersion: options.productVersion,
+              flags,
+              platformId: options.platformId,
+              systemVersion: 3000,
+              maxMessageSize: 1500,
+              maxBinarySize: 1_048_576,
+              otaChunkSize: 512,
+            }
+          : {
+              layout: "2.x",
+              productId: options.productId,
+              productVersion: options.productVersion,
+              flags,
+              platformId: options.platformId,
+            };
       this.#send({ kind: "hello", messageId: this.#nextId(), confirmable: false, hello });
       const splitter = new FrameSplitter({ maxFrameLength: 4096 });
       const take = (chunk: Uint8Array) => {
@@ -199,7 +237,9 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
           if (!ciphers) return;
           this.#lastReceived = Date.now();
           this.#pingSentAt = undefined;
-          void this.#handle(decodeMessage(ciphers.receive.decrypt(frame), "server")).catch((error: unknown) => this.#shutdown(`bad message: ${String(error)}`));
+          void this.#handle(decodeMessage(ciphers.receive.decrypt(frame), "server")).catch((error: unknown) =>
+            this.#shutdown(`bad message: ${String(error)}`),
+          );
         }
       };
       const serverHello = new Promise<void>((resolve, reject) => {
@@ -236,17 +276,30 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     const options = this.#options;
     this.#describe(DESCRIBE_FLAGS.SYSTEM);
     const code = options.claimCode?.();
-    if (code && code.length > 0 && code.charCodeAt(0) !== 0xff) this.publish("spark/device/claim/code", code, { private: true });
+    if (code && code.length > 0 && code.charCodeAt(0) !== 0xff)
+      this.publish("spark/device/claim/code", code, { private: true });
     this.publish("spark/hardware/max_binary", "1048576", { private: true });
     this.publish("spark/hardware/ota_chunk_size", "512", { private: true });
-    if (options.lastResetReason) this.publish("spark/device/last_reset", options.lastResetReason, { private: true });
+    if (options.lastResetReason)
+      this.publish("spark/device/last_reset", options.lastResetReason, { private: true });
     this.publish("particle/device/updates/enabled", "true", { private: true });
     this.publish("particle/device/updates/forced", "false", { private: true });
     this.#send({ kind: "time-request", messageId: this.#nextId(), token: this.#nextToken() });
     this.#describe(DESCRIBE_FLAGS.APPLICATION);
-    for (const prefix of SYSTEM_SUBSCRIPTIONS) this.#send({ kind: "subscribe", messageId: this.#nextId(), filter: prefix, scope: { kind: "my-devices" } });
+    for (const prefix of SYSTEM_SUBSCRIPTIONS)
+      this.#send({
+        kind: "subscribe",
+        messageId: this.#nextId(),
+        filter: prefix,
+        scope: { kind: "my-devices" },
+      });
     for (const subscription of options.subscriptions) {
-      this.#send({ kind: "subscribe", messageId: this.#nextId(), filter: subscription.prefix, scope: { kind: subscription.scope ?? "my-devices" } });
+      this.#send({
+        kind: "subscribe",
+        messageId: this.#nextId(),
+        filter: subscription.prefix,
+        scope: { kind: subscription.scope ?? "my-devices" },
+      });
     }
   }
 
@@ -256,19 +309,35 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     const body: Record<string, unknown> = { p: options.platformId };
     if (flags & DESCRIBE_FLAGS.APPLICATION) {
       body.f = Object.keys(options.functions);
-      body.v = Object.fromEntries(Object.entries(options.variables).map(([name, read]) => [name, VARIABLE_TYPES[read().type]]));
+      body.v = Object.fromEntries(
+        Object.entries(options.variables).map(([name, read]) => [name, VARIABLE_TYPES[read().type]]),
+      );
     }
-    if (flags & DESCRIBE_FLAGS.SYSTEM) body.m = [{ s: 262_144, l: "m", vc: 30, vv: 30, f: "s", n: "1", v: 2300, d: [] }];
+    if (flags & DESCRIBE_FLAGS.SYSTEM)
+      body.m = [{ s: 262_144, l: "m", vc: 30, vv: 30, f: "s", n: "1", v: 2300, d: [] }];
     return JSON.stringify(body);
   }
 
   #describe(flags: number): void {
-    this.#send({ kind: "describe-post", messageId: this.#nextId(), flags, description: this.description(flags) });
+    this.#send({
+      kind: "describe-post",
+      messageId: this.#nextId(),
+      flags,
+      description: this.description(flags),
+    });
   }
 
   /** Publishes an event (NON; private unless told otherwise). */
   publish(name: string, data = "", options: { private?: boolean; ttl?: number } = {}): void {
-    this.#send({ kind: "event", messageId: this.#nextId(), confirmable: false, visibility: options.private === false ? "public" : "private", name, ttl: options.ttl ?? 60, data });
+    this.#send({
+      kind: "event",
+      messageId: this.#nextId(),
+      confirmable: false,
+      visibility: options.private === false ? "public" : "private",
+      name,
+      ttl: options.ttl ?? 60,
+      data,
+    });
   }
 
   /** Asks the cloud for the time; resolves with Unix seconds. */
@@ -319,33 +388,75 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       }
       case "describe-request":
         this.#send({ kind: "ack", messageId: message.messageId });
-        this.#send({ kind: "response", type: "CON", code: COAP_CODES.CONTENT, messageId: this.#nextId(), token: message.token, payload: new TextEncoder().encode(this.description(message.flags)) });
+        this.#send({
+          kind: "response",
+          type: "CON",
+          code: COAP_CODES.CONTENT,
+          messageId: this.#nextId(),
+          token: message.token,
+          payload: new TextEncoder().encode(this.description(message.flags)),
+        });
         return;
       case "function-call": {
         this.#send({ kind: "ack", messageId: message.messageId });
         const fn = options.functions[message.name];
         this.emit("called", message.name, message.argument);
         if (!fn) {
-          this.#send({ kind: "response", type: "NON", code: COAP_CODES.NOT_FOUND, messageId: this.#nextId(), token: message.token, payload: new Uint8Array(0) });
+          this.#send({
+            kind: "response",
+            type: "NON",
+            code: COAP_CODES.NOT_FOUND,
+            messageId: this.#nextId(),
+            token: message.token,
+            payload: new Uint8Array(0),
+          });
           return;
         }
         const value = await fn(message.argument);
-        this.#send({ kind: "response", type: "NON", code: COAP_CODES.CHANGED, messageId: this.#nextId(), token: message.token, payload: encodeFunctionResult(value) });
+        this.#send({
+          kind: "response",
+          type: "NON",
+          code: COAP_CODES.CHANGED,
+          messageId: this.#nextId(),
+          token: message.token,
+          payload: encodeFunctionResult(value),
+        });
         return;
       }
       case "variable-request": {
         this.#send({ kind: "ack", messageId: message.messageId });
         const read = options.variables[message.name];
         if (!read) {
-          this.#send({ kind: "response", type: "NON", code: COAP_CODES.NOT_FOUND, messageId: this.#nextId(), token: message.token, payload: new Uint8Array(0) });
+          this.#send({
+            kind: "response",
+            type: "NON",
+            code: COAP_CODES.NOT_FOUND,
+            messageId: this.#nextId(),
+            token: message.token,
+            payload: new Uint8Array(0),
+          });
           return;
         }
-        this.#send({ kind: "response", type: "NON", code: COAP_CODES.CONTENT, messageId: this.#nextId(), token: message.token, payload: encodeVariableValue(read()) });
+        this.#send({
+          kind: "response",
+          type: "NON",
+          code: COAP_CODES.CONTENT,
+          messageId: this.#nextId(),
+          token: message.token,
+          payload: encodeVariableValue(read()),
+        });
         return;
       }
       case "signal":
         this.#signaling = message.start;
-        this.#send({ kind: "response", type: "ACK", code: COAP_CODES.CHANGED, messageId: message.messageId, token: message.token, payload: new Uint8Array(0) });
+        this.#send({
+          kind: "response",
+          type: "ACK",
+          code: COAP_CODES.CHANGED,
+          messageId: message.messageId,
+          token: message.token,
+          payload: new Uint8Array(0),
+        });
         return;
       case "response":
         return;

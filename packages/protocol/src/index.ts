@@ -1,3 +1,141 @@
-export { AppError, ERROR_CODES, FrameTooLargeError, MalformedFrameError, TruncatedFrameError, toAppError } from "./errors.js";
+export {
+  AppError,
+  ERROR_CODES,
+  FrameTooLargeError,
+  MalformedFrameError,
+  TruncatedFrameError,
+  toAppError,
+} from "./errors.js";
 export type { ErrorCode } from "./errors.js";
-export { CLAIM_CODE_LENGTH, DEVICE_ID_HEX_LENGTH, PLATFORM_IDS, isDeviceId, normalizeDeviceId } from "./ids.js";
+export {
+  CLAIM_CODE_LENGTH,
+  DEVICE_ID_HEX_LENGTH,
+  PLATFORM_IDS,
+  isDeviceId,
+  normalizeDeviceId,
+} from "./ids.js";
+
+// Gen 2 device protocol (TCP 5683): handshake layouts, framing and session cipher, CoAP messages.
+// The node:crypto parts (RSA, HMAC, AES, keys) are exported from "@roost/protocol/node".
+export {
+  DEVICE_ID_LENGTH,
+  DEVICE_KEY_BITS,
+  DEVICE_PUBLIC_KEY_DER_LENGTH,
+  DEVICE_PUBLIC_KEY_MODULUS_OFFSET,
+  HANDSHAKE_CIPHERTEXT_LENGTH,
+  HANDSHAKE_NONCE_LENGTH,
+  HANDSHAKE_PLAINTEXT_LENGTH,
+  HANDSHAKE_PLAINTEXT_MAX_LENGTH,
+  HANDSHAKE_PLAINTEXT_MIN_LENGTH,
+  HANDSHAKE_REPLY_LENGTH,
+  HMAC_SHA1_LENGTH,
+  PKCS1_V15_OVERHEAD,
+  RSA_PUBLIC_EXPONENT,
+  SERVER_KEY_BITS,
+  SERVER_PUBLIC_KEY_DER_LENGTH,
+  SERVER_PUBLIC_KEY_MODULUS_OFFSET,
+  SESSION_CREDENTIALS_LENGTH,
+  SESSION_IV_LENGTH,
+  SESSION_KEY_LENGTH,
+  SESSION_SALT_LENGTH,
+  checkDevicePublicKeyDer,
+  checkServerPublicKeyDer,
+  decodeHandshakePlaintext,
+  decodeHandshakeReply,
+  decodeSessionCredentials,
+  encodeHandshakePlaintext,
+  encodeHandshakeReply,
+  encodeSessionCredentials,
+  messageIdSeedFromSalt,
+} from "./device/handshake.js";
+export type {
+  DecodeHandshakePlaintextOptions,
+  HandshakePlaintext,
+  HandshakeReplyParts,
+  SessionCredentials,
+} from "./device/handshake.js";
+export {
+  AES_128_KEY_LENGTH,
+  AES_BLOCK_LENGTH,
+  ChainedCipher,
+  DEFAULT_MAX_FRAME_LENGTH,
+  FRAME_HEADER_LENGTH,
+  FrameSplitter,
+  MAX_FRAME_BODY_LENGTH,
+  addPkcs7Padding,
+  decodeFrame,
+  encodeFrame,
+  removePkcs7Padding,
+} from "./device/frame.js";
+export type { AesCbc, ChainedCipherOptions, FrameSplitterOptions } from "./device/frame.js";
+export {
+  COAP_CODES,
+  COAP_HEADER_LENGTH,
+  COAP_OPTIONS,
+  COAP_TYPES,
+  COAP_VERSION,
+  MAX_COAP_MESSAGE_LENGTH,
+  MAX_COAP_TOKEN_LENGTH,
+  MAX_MESSAGE_ID,
+  coapCodeClass,
+  decodeCoapMessage,
+  encodeCoapMessage,
+  formatCoapCode,
+} from "./device/coap.js";
+export type { CoapMessage, CoapOption, CoapOptionNumber, CoapType } from "./device/coap.js";
+export {
+  HELLO_FLAGS,
+  HELLO_V2_LENGTH,
+  HELLO_V3_LENGTH,
+  decodeHelloPayload,
+  encodeHelloPayload,
+} from "./device/hello.js";
+export type { HelloPayload, HelloPayloadV2, HelloPayloadV3 } from "./device/hello.js";
+export {
+  DEFAULT_DESCRIBE_FLAGS,
+  DEFAULT_EVENT_TTL,
+  DESCRIBE_FLAGS,
+  DEVICE_MESSAGE_LIMITS,
+  EVENT_MAX_AGE_LENGTH,
+  FUNCTION_RESULT_LENGTH,
+  MAX_EVENT_TTL,
+  PARTICLE_TOKEN_LENGTH,
+  SIGNAL_QUERY,
+  SUBSCRIBE_MY_DEVICES_QUERY,
+  TIME_PAYLOAD_LENGTH,
+  URI_PATHS,
+  VARIABLE_TYPES,
+  classifyMessage,
+  decodeFunctionResult,
+  decodeMessage,
+  decodeVariableValue,
+  encodeFunctionResult,
+  encodeMessage,
+  encodeVariableValue,
+  toCoapMessage,
+} from "./device/messages.js";
+export type {
+  AckMessage,
+  DescribePostMessage,
+  DescribeRequestMessage,
+  DeviceMessage,
+  EventMessage,
+  EventVisibility,
+  FunctionCallMessage,
+  GoodbyeMessage,
+  HelloMessage,
+  MessageSender,
+  ParticleMessage,
+  PingMessage,
+  ResponseMessage,
+  ServerHelloMessage,
+  ServerMessage,
+  SignalMessage,
+  SubscribeMessage,
+  SubscriptionScope,
+  TimeRequestMessage,
+  TimeResponseMessage,
+  VariableRequestMessage,
+  VariableType,
+  VariableValue,
+} from "./device/messages.js";

@@ -1,5 +1,4 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createApiClient, isApiError, messageOf } from "@roost/client";
@@ -8,7 +7,9 @@ import { startCloud } from "@roost/cloud";
 import type { RunningCloud } from "@roost/cloud";
 
 function devicePublicKey(): string {
-  return generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ type: "spki", format: "pem" }).toString();
+  return generateKeyPairSync("rsa", { modulusLength: 1024 })
+    .publicKey.export({ type: "spki", format: "pem" })
+    .toString();
 }
 
 describe("@roost/client against a real roost cloud", () => {
@@ -16,7 +17,13 @@ describe("@roost/client against a real roost cloud", () => {
   let anonymous: ApiClient;
 
   beforeAll(async () => {
-    cloud = await startCloud({ port: 0, devicePort: 0, logLevel: "silent", allowSignup: true, passwordHashCost: 1024 });
+    cloud = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+    });
     anonymous = createApiClient({ baseUrl: cloud.url });
   });
   afterAll(() => cloud.close());
@@ -29,17 +36,32 @@ describe("@roost/client against a real roost cloud", () => {
     expect((await maker.getUser()).username).toBe("maker@example.com");
 
     const product = await maker.createProduct({ name: "Thermostat", platformId: 6 });
-    expect(await maker.listProducts()).toEqual([expect.objectContaining({ id: product.id, slug: product.slug })]);
+    expect(await maker.listProducts()).toEqual([
+      expect.objectContaining({ id: product.id, slug: product.slug }),
+    ]);
     const server = await maker.createClient({ product: product.slug, name: "backend", type: "installed" });
     expect(server.secret).toMatch(/^[0-9a-f]{40}$/);
 
     const deviceId = randomBytes(12).toString("hex");
     await maker.registerDeviceKey({ deviceId, publicKeyPem: devicePublicKey(), productId: product.id });
-    const imported = await maker.importProductDevices({ product: product.id, ids: [deviceId, "not-a-device"] });
+    const imported = await maker.importProductDevices({
+      product: product.id,
+      ids: [deviceId, "not-a-device"],
+    });
     expect(imported).toEqual({ updated: 1, nonmemberDeviceIds: [], invalidDeviceIds: ["not-a-device"] });
 
-    const shadow = await anonymous.createCustomer({ product: product.id, clientId: server.id, clientSecret: server.secret ?? "", email: "user-42@backend.example", noPassword: true });
-    const again = await anonymous.clientCredentials({ clientId: server.id, clientSecret: server.secret ?? "", customerEmail: "user-42@backend.example" });
+    const shadow = await anonymous.createCustomer({
+      product: product.id,
+      clientId: server.id,
+      clientSecret: server.secret ?? "",
+      email: "user-42@backend.example",
+      noPassword: true,
+    });
+    const again = await anonymous.clientCredentials({
+      clientId: server.id,
+      clientSecret: server.secret ?? "",
+      customerEmail: "user-42@backend.example",
+    });
     expect(again.access_token).not.toBe(shadow.access_token);
     const customer = anonymous.withToken(again.access_token);
     const code = await customer.createClaimCode({ product: product.id });
@@ -58,7 +80,9 @@ describe("@roost/client against a real roost cloud", () => {
   });
 
   it("throws ApiError with the wire body and a readable message", async () => {
-    const error = await anonymous.login({ username: "maker@example.com", password: "wrong password" }).catch((caught: unknown) => caught);
+    const error = await anonymous
+      .login({ username: "maker@example.com", password: "wrong password" })
+      .catch((caught: unknown) => caught);
     expect(isApiError(error)).toBe(true);
     if (!isApiError(error)) return;
     expect(error.status).toBe(400);
@@ -66,7 +90,10 @@ describe("@roost/client against a real roost cloud", () => {
     expect(error.message).toContain("User credentials are invalid");
 
     const login = await anonymous.login({ username: "maker@example.com", password: "maker password" });
-    const offline = await anonymous.withToken(login.access_token).claimDevice({ id: randomBytes(12).toString("hex") }).catch((caught: unknown) => caught);
+    const offline = await anonymous
+      .withToken(login.access_token)
+      .claimDevice({ id: randomBytes(12).toString("hex") })
+      .catch((caught: unknown) => caught);
     expect(isApiError(offline) && offline.status).toBe(404);
     expect(isApiError(offline) && messageOf(offline.body)).toBe("Device is not connected");
   });

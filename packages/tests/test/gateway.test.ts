@@ -1,7 +1,6 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { connect } from "node:net";
-
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
@@ -16,14 +15,27 @@ interface TestDevice {
 }
 
 function newDevice(): TestDevice {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 });
-  return { id: randomBytes(12).toString("hex"), privateKey, publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString() };
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
+    modulusLength: 1024,
+    publicExponent: 65537,
+  });
+  return {
+    id: randomBytes(12).toString("hex"),
+    privateKey,
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+  };
 }
 
-async function api(cloud: RunningCloud, request: { method?: string; path: string; token?: string; json?: unknown }): Promise<{ status: number; body: any }> {
+async function api(
+  cloud: RunningCloud,
+  request: { method?: string; path: string; token?: string; json?: unknown },
+): Promise<{ status: number; body: any }> {
   const response = await fetch(`${cloud.url}${request.path}`, {
     method: request.method ?? "GET",
-    headers: { ...(request.token ? { authorization: `Bearer ${request.token}` } : {}), ...(request.json !== undefined ? { "content-type": "application/json" } : {}) },
+    headers: {
+      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
+      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
+    },
     body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
   });
   const text = await response.text();
@@ -33,24 +45,49 @@ async function api(cloud: RunningCloud, request: { method?: string; path: string
 async function user(cloud: RunningCloud): Promise<string> {
   const username = `u${randomBytes(4).toString("hex")}@example.com`;
   await api(cloud, { method: "POST", path: "/v1/users", json: { username, password: "password123" } });
-  const login = await api(cloud, { method: "POST", path: "/oauth/token", json: { grant_type: "password", username, password: "password123" } });
+  const login = await api(cloud, {
+    method: "POST",
+    path: "/oauth/token",
+    json: { grant_type: "password", username, password: "password123" },
+  });
   return login.body.access_token as string;
 }
 
-async function register(cloud: RunningCloud, token: string, device: TestDevice, productId?: number): Promise<void> {
-  const response = await api(cloud, { method: "POST", path: `/v1/provisioning/${device.id}`, token, json: { publicKey: device.publicKeyPem, algorithm: "rsa", product_id: productId } });
+async function register(
+  cloud: RunningCloud,
+  token: string,
+  { device, productId }: { device: TestDevice; productId?: number },
+): Promise<void> {
+  const response = await api(cloud, {
+    method: "POST",
+    path: `/v1/provisioning/${device.id}`,
+    token,
+    json: { publicKey: device.publicKeyPem, algorithm: "rsa", product_id: productId },
+  });
   expect(response.status).toBe(200);
 }
 
 /** Opens an SSE stream and collects its events. */
-function watch(cloud: RunningCloud, path: string, token: string): { events: { name: string; data: any }[]; ready: Promise<void>; close(): void; waitFor(name: string, predicate?: (data: any) => boolean): Promise<any> } {
+function watch(
+  cloud: RunningCloud,
+  path: string,
+  token: string,
+): {
+  events: { name: string; data: any }[];
+  ready: Promise<void>;
+  close(): void;
+  waitFor(name: string, predicate?: (data: any) => boolean): Promise<any>;
+} {
   const controller = new AbortController();
   const events: { name: string; data: any }[] = [];
   const listeners = new Set<() => void>();
   let ready!: () => void;
   const readyPromise = new Promise<void>((resolve) => (ready = resolve));
   void (async () => {
-    const response = await fetch(`${cloud.url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+    const response = await fetch(`${cloud.url}${path}`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: controller.signal,
+    });
     const reader = response.body?.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -73,7 +110,10 @@ function watch(cloud: RunningCloud, path: string, token: string): { events: { na
     close: () => controller.abort(),
     waitFor: (name, predicate = () => true) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no ${name} event; saw ${JSON.stringify(events)}`)), 5000);
+        const timer = setTimeout(
+          () => reject(new Error(`no ${name} event; saw ${JSON.stringify(events)}`)),
+          5000,
+        );
         const check = () => {
           const found = events.find((event) => event.name === name && predicate(event.data));
           if (found) {
@@ -102,7 +142,14 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   const links: CloudLink[] = [];
 
   function link(device: TestDevice, options: Partial<CloudLinkOptions> = {}): CloudLink {
-    const created = new CloudLink({ host: "127.0.0.1", port: cloud.gateway?.port ?? 0, deviceId: device.id, privateKey: device.privateKey, serverPublicKey: cloud.serverKey.publicKey, ...options });
+    const created = new CloudLink({
+      host: "127.0.0.1",
+      port: cloud.gateway?.port ?? 0,
+      deviceId: device.id,
+      privateKey: device.privateKey,
+      serverPublicKey: cloud.serverKey.publicKey,
+      ...options,
+    });
     links.push(created);
     return created;
   }
@@ -127,7 +174,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   it("authenticates a registered device, exchanges Hello, and reports it online, then offline", async () => {
     const token = await user(cloud);
     const device = newDevice();
-    await register(cloud, token, device);
+    await register(cloud, token, { device: device });
     const device1 = link(device);
     await device1.connect();
     expect(cloud.gateway?.session(device.id)).toBeDefined();
@@ -144,7 +191,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   it("claims a device by its code in user mode: confirm to the device, online to the owner's stream, device in the list", async () => {
     const token = await user(cloud);
     const device = newDevice();
-    await register(cloud, token, device);
+    await register(cloud, token, { device: device });
     const code = await api(cloud, { method: "POST", path: "/v1/device_claims", token, json: {} });
     const stream = watch(cloud, "/v1/devices/events/spark", token);
     await stream.ready;
@@ -154,7 +201,10 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     await device1.connect();
     await claimed;
     expect(stored).toBeUndefined();
-    const online = await stream.waitFor("spark/status", (data) => data.coreid === device.id && data.data === "online");
+    const online = await stream.waitFor(
+      "spark/status",
+      (data) => data.coreid === device.id && data.data === "online",
+    );
     expect(online.ttl).toBe("60");
     const list = await api(cloud, { path: "/v1/devices", token });
     expect(list.body).toEqual([expect.objectContaining({ id: device.id, online: true, connected: true })]);
@@ -170,33 +220,71 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
 
   it("claims a product device by a customer's code (two-legged) and refuses each bad code with its reason", async () => {
     const token = await user(cloud);
-    const product = (await api(cloud, { method: "POST", path: "/v1/user/products", token, json: { name: "Lamp", platform_id: 6 } })).body.product;
-    const client = (await api(cloud, { method: "POST", path: `/v1/products/${product.id}/clients`, token, json: { name: "backend", type: "installed" } })).body.client;
-    const otherProduct = (await api(cloud, { method: "POST", path: "/v1/user/products", token, json: { name: "Other", platform_id: 6 } })).body.product;
-    const customerToken = async (email: string, productId = product.id, credentials = client): Promise<string> => {
+    const product = (
+      await api(cloud, {
+        method: "POST",
+        path: "/v1/user/products",
+        token,
+        json: { name: "Lamp", platform_id: 6 },
+      })
+    ).body.product;
+    const client = (
+      await api(cloud, {
+        method: "POST",
+        path: `/v1/products/${product.id}/clients`,
+        token,
+        json: { name: "backend", type: "installed" },
+      })
+    ).body.client;
+    const otherProduct = (
+      await api(cloud, {
+        method: "POST",
+        path: "/v1/user/products",
+        token,
+        json: { name: "Other", platform_id: 6 },
+      })
+    ).body.product;
+    const customerToken = async (
+      email: string,
+      productId = product.id,
+      credentials = client,
+    ): Promise<string> => {
       const response = await fetch(`${cloud.url}/v1/products/${productId}/customers`, {
         method: "POST",
-        headers: { authorization: `Basic ${Buffer.from(`${credentials.id}:${credentials.secret}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
+        headers: {
+          authorization: `Basic ${Buffer.from(`${credentials.id}:${credentials.secret}`).toString("base64")}`,
+          "content-type": "application/x-www-form-urlencoded",
+        },
         body: `email=${encodeURIComponent(email)}&no_password=true`,
       });
       return ((await response.json()) as { access_token: string }).access_token;
     };
     const customer = await customerToken("shadow-1@maker.example");
-    const productCode = async (tokenValue: string, productId = product.id) => (await api(cloud, { method: "POST", path: `/v1/products/${productId}/device_claims`, token: tokenValue })).body.claim_code as string;
+    const productCode = async (tokenValue: string, productId = product.id) =>
+      (
+        await api(cloud, {
+          method: "POST",
+          path: `/v1/products/${productId}/device_claims`,
+          token: tokenValue,
+        })
+      ).body.claim_code as string;
 
     /** Connects a device presenting `code` and returns the recorded reason of its claim attempt. */
     const present = async (device: TestDevice, code: string): Promise<string | undefined> => {
       const before = (await cloud.services.claims.attemptsForDevice(device.id)).length;
       const device1 = link(device, { claimCode: () => code });
       await device1.connect();
-      await until(async () => (await cloud.services.claims.attemptsForDevice(device.id)).length > before, "a claim attempt");
+      await until(
+        async () => (await cloud.services.claims.attemptsForDevice(device.id)).length > before,
+        "a claim attempt",
+      );
       device1.close();
       const attempts = await cloud.services.claims.attemptsForDevice(device.id);
       return attempts.at(-1)?.reason;
     };
 
     const member = newDevice();
-    await register(cloud, token, member, product.id);
+    await register(cloud, token, { device: member, productId: product.id });
     const good = await productCode(customer);
     expect(await present(member, good)).toBe("claimed");
     const customerDevices = await api(cloud, { path: "/v1/devices", token: customer });
@@ -205,20 +293,28 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
 
     // used: the same code on a second device of the product.
     const second = newDevice();
-    await register(cloud, token, second, product.id);
+    await register(cloud, token, { device: second, productId: product.id });
     expect(await present(second, good)).toBe("used_code");
     // unknown
     expect(await present(second, "x".repeat(63))).toBe("unknown_code");
     // device not in the product
     const loner = newDevice();
-    await register(cloud, token, loner);
+    await register(cloud, token, { device: loner });
     expect(await present(loner, await productCode(customer))).toBe("device_not_in_product");
     // wrong product: a code of another product's customer
-    const otherClient = (await api(cloud, { method: "POST", path: `/v1/products/${otherProduct.id}/clients`, token, json: { name: "other", type: "installed" } })).body.client;
+    const otherClient = (
+      await api(cloud, {
+        method: "POST",
+        path: `/v1/products/${otherProduct.id}/clients`,
+        token,
+        json: { name: "other", type: "installed" },
+      })
+    ).body.client;
     const otherCustomer = await customerToken("someone@other.example", otherProduct.id, otherClient);
     expect(await present(second, await productCode(otherCustomer, otherProduct.id))).toBe("wrong_product");
     // owned by someone else: a user code for the customer's device
-    const userCode = (await api(cloud, { method: "POST", path: "/v1/device_claims", token })).body.claim_code as string;
+    const userCode = (await api(cloud, { method: "POST", path: "/v1/device_claims", token })).body
+      .claim_code as string;
     expect(await present(member, userCode)).toBe("owned_by_other");
     // expired: a code presented after its hour
     const late = await productCode(customer);
@@ -239,11 +335,20 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     const refused = link(stranger);
     await expect(refused.connect()).rejects.toThrow();
     const known = newDevice();
-    await register(cloud, token, known);
+    await register(cloud, token, { device: known });
     const impostor = link({ ...newDevice(), id: known.id });
     await expect(impostor.connect()).rejects.toThrow();
-    const attempts = await cloud.services.db.selectFrom("device_connection_attempts").selectAll().where("device_id", "in", [stranger.id, known.id]).execute();
-    expect(attempts.map((attempt) => [attempt.device_id, attempt.reason]).sort()).toEqual([[known.id, "key_mismatch"], [stranger.id, "unknown_device"]].sort());
+    const attempts = await cloud.services.db
+      .selectFrom("device_connection_attempts")
+      .selectAll()
+      .where("device_id", "in", [stranger.id, known.id])
+      .execute();
+    expect(attempts.map((attempt) => [attempt.device_id, attempt.reason]).sort()).toEqual(
+      [
+        [known.id, "key_mismatch"],
+        [stranger.id, "unknown_device"],
+      ].sort(),
+    );
     expect(cloud.gateway?.stats.closed.unknown_device).toBeGreaterThanOrEqual(1);
     expect(cloud.gateway?.stats.closed.key_mismatch).toBeGreaterThanOrEqual(1);
   });
@@ -251,48 +356,101 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   it("calls functions and reads variables over the API, with 404 for unknown names and 408 for a silent device", async () => {
     const token = await user(cloud);
     const device = newDevice();
-    await register(cloud, token, device);
-    let stored: string | undefined = (await api(cloud, { method: "POST", path: "/v1/device_claims", token })).body.claim_code;
+    await register(cloud, token, { device: device });
+    let stored: string | undefined = (await api(cloud, { method: "POST", path: "/v1/device_claims", token }))
+      .body.claim_code;
     let brightness = 0;
     const device1 = link(device, {
       claimCode: () => stored,
       onClaimed: () => (stored = undefined),
-      functions: { brightness: (arg) => (brightness = Number(arg)), hang: () => new Promise<number>(() => undefined) },
-      variables: { temp: () => ({ type: "DOUBLE", value: 21.5 }), count: () => ({ type: "INT", value: brightness }), label: () => ({ type: "STRING", value: "kitchen" }), on: () => ({ type: "BOOLEAN", value: true }) },
+      functions: {
+        brightness: (arg) => (brightness = Number(arg)),
+        hang: () => new Promise<number>(() => undefined),
+      },
+      variables: {
+        temp: () => ({ type: "DOUBLE", value: 21.5 }),
+        count: () => ({ type: "INT", value: brightness }),
+        label: () => ({ type: "STRING", value: "kitchen" }),
+        on: () => ({ type: "BOOLEAN", value: true }),
+      },
     });
     const claimed = new Promise<void>((resolve) => device1.once("claimed", resolve));
     await device1.connect();
     await claimed;
     await until(async () => (await cloud.services.devices.get(device.id))?.functions !== "[]", "describe");
-    const call = await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/brightness`, token, json: { arg: "42" } });
-    expect(call).toEqual({ status: 200, body: { id: device.id, name: expect.any(String), connected: true, return_value: 42 } });
-    for (const [name, value] of [["temp", 21.5], ["count", 42], ["label", "kitchen"], ["on", true]] as const) {
+    const call = await api(cloud, {
+      method: "POST",
+      path: `/v1/devices/${device.id}/brightness`,
+      token,
+      json: { arg: "42" },
+    });
+    expect(call).toEqual({
+      status: 200,
+      body: { id: device.id, name: expect.any(String), connected: true, return_value: 42 },
+    });
+    for (const [name, value] of [
+      ["temp", 21.5],
+      ["count", 42],
+      ["label", "kitchen"],
+      ["on", true],
+    ] as const) {
       const read = await api(cloud, { path: `/v1/devices/${device.id}/${name}`, token });
       expect(read.status).toBe(200);
-      expect(read.body).toMatchObject({ name, result: value, coreInfo: { deviceID: device.id, connected: true } });
+      expect(read.body).toMatchObject({
+        name,
+        result: value,
+        coreInfo: { deviceID: device.id, connected: true },
+      });
     }
     const described = await api(cloud, { path: `/v1/devices/${device.id}`, token });
     expect(described.body.functions).toEqual(["brightness", "hang"]);
     expect(described.body.variables).toEqual({ temp: 9, count: 2, label: 4, on: 1 });
-    expect(await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/nope`, token, json: { arg: "" } })).toEqual({ status: 404, body: { ok: false, error: "Function not found" } });
-    expect(await api(cloud, { path: `/v1/devices/${device.id}/nope`, token })).toEqual({ status: 404, body: { ok: false, error: "Unknown Variable: nope" } });
-    expect(await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/hang`, token, json: { arg: "" } })).toEqual({ status: 408, body: { ok: false, error: "timed out" } });
+    expect(
+      await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/nope`, token, json: { arg: "" } }),
+    ).toEqual({ status: 404, body: { ok: false, error: "Function not found" } });
+    expect(await api(cloud, { path: `/v1/devices/${device.id}/nope`, token })).toEqual({
+      status: 404,
+      body: { ok: false, error: "Unknown Variable: nope" },
+    });
+    expect(
+      await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/hang`, token, json: { arg: "" } }),
+    ).toEqual({ status: 408, body: { ok: false, error: "timed out" } });
     // Signal and ping.
-    expect(await api(cloud, { method: "PUT", path: `/v1/devices/${device.id}`, token, json: { signal: "1" } })).toEqual({ status: 200, body: { id: device.id, connected: true, signaling: true } });
+    expect(
+      await api(cloud, { method: "PUT", path: `/v1/devices/${device.id}`, token, json: { signal: "1" } }),
+    ).toEqual({ status: 200, body: { id: device.id, connected: true, signaling: true } });
     expect(device1.signaling).toBe(true);
-    expect(await api(cloud, { method: "PUT", path: `/v1/devices/${device.id}/ping`, token })).toEqual({ status: 200, body: { online: true, ok: true } });
+    expect(await api(cloud, { method: "PUT", path: `/v1/devices/${device.id}/ping`, token })).toEqual({
+      status: 200,
+      body: { online: true, ok: true },
+    });
     device1.close();
     await until(async () => (await cloud.services.devices.get(device.id))?.online === 0, "offline");
-    expect(await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/brightness`, token, json: { arg: "1" } })).toEqual({ status: 408, body: { ok: false, error: "timed out" } });
-    expect(await api(cloud, { method: "PUT", path: `/v1/devices/${device.id}/ping`, token })).toEqual({ status: 200, body: { online: false, ok: true } });
+    expect(
+      await api(cloud, {
+        method: "POST",
+        path: `/v1/devices/${device.id}/brightness`,
+        token,
+        json: { arg: "1" },
+      }),
+    ).toEqual({ status: 408, body: { ok: false, error: "timed out" } });
+    expect(await api(cloud, { method: "PUT", path: `/v1/devices/${device.id}/ping`, token })).toEqual({
+      status: 200,
+      body: { online: false, ok: true },
+    });
   });
 
   it("carries events both ways: device events to the owner's stream, API events to the device's subscription", async () => {
     const token = await user(cloud);
     const device = newDevice();
-    await register(cloud, token, device);
-    let stored: string | undefined = (await api(cloud, { method: "POST", path: "/v1/device_claims", token })).body.claim_code;
-    const device1 = link(device, { claimCode: () => stored, onClaimed: () => (stored = undefined), subscriptions: [{ prefix: "lights" }] });
+    await register(cloud, token, { device: device });
+    let stored: string | undefined = (await api(cloud, { method: "POST", path: "/v1/device_claims", token }))
+      .body.claim_code;
+    const device1 = link(device, {
+      claimCode: () => stored,
+      onClaimed: () => (stored = undefined),
+      subscriptions: [{ prefix: "lights" }],
+    });
     const claimed = new Promise<void>((resolve) => device1.once("claimed", resolve));
     await device1.connect();
     await claimed;
@@ -301,8 +459,15 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     device1.publish("temperature", "22.5", { private: true, ttl: 120 });
     const seen = await stream.waitFor("temperature");
     expect(seen).toMatchObject({ data: "22.5", ttl: "120", coreid: device.id });
-    const received = new Promise<[string, string]>((resolve) => device1.on("event", (name, data) => name.startsWith("lights") && resolve([name, data])));
-    await api(cloud, { method: "POST", path: "/v1/devices/events", token, json: { name: "lights/on", data: "kitchen", private: true } });
+    const received = new Promise<[string, string]>((resolve) =>
+      device1.on("event", (name, data) => name.startsWith("lights") && resolve([name, data])),
+    );
+    await api(cloud, {
+      method: "POST",
+      path: "/v1/devices/events",
+      token,
+      json: { name: "lights/on", data: "kitchen", private: true },
+    });
     expect(await received).toEqual(["lights/on", "kitchen"]);
     stream.close();
     device1.close();
@@ -312,14 +477,16 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     const token = await user(cloud);
     const other = await user(cloud);
     const device = newDevice();
-    await register(cloud, token, device);
+    await register(cloud, token, { device: device });
     const device1 = link(device);
     await device1.connect();
     const stream = watch(cloud, "/v1/devices/events", token);
     await stream.ready;
     const claim = await api(cloud, { method: "POST", path: "/v1/devices", token, json: { id: device.id } });
     expect(claim).toMatchObject({ status: 200, body: { ok: true, id: device.id, connected: true } });
-    expect(await api(cloud, { method: "POST", path: "/v1/devices", token: other, json: { id: device.id } })).toEqual({ status: 403, body: { ok: false, errors: ["That belongs to someone else."] } });
+    expect(
+      await api(cloud, { method: "POST", path: "/v1/devices", token: other, json: { id: device.id } }),
+    ).toEqual({ status: 403, body: { ok: false, errors: ["That belongs to someone else."] } });
     // The session learnt its new owner: its events reach the owner's stream.
     await until(() => cloud.gateway?.session(device.id)?.device.owner_user_id != null, "owner refresh");
     device1.publish("hello", "world");
@@ -331,19 +498,26 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   it("closes silent, garbage-sending and never-authenticating connections on a timeout without disturbing a connected device", async () => {
     const token = await user(cloud);
     const device = newDevice();
-    await register(cloud, token, device);
+    await register(cloud, token, { device: device });
     const healthy = link(device);
     await healthy.connect();
     const before = { ...cloud.gateway?.stats.closed };
     const open = (data?: Buffer) =>
       new Promise<number>((resolve) => {
         const started = Date.now();
-        const socket = connect({ host: "127.0.0.1", port: cloud.gateway?.port ?? 0 }, () => data && socket.write(data));
+        const socket = connect(
+          { host: "127.0.0.1", port: cloud.gateway?.port ?? 0 },
+          () => data && socket.write(data),
+        );
         socket.on("data", () => undefined);
         socket.on("close", () => resolve(Date.now() - started));
         socket.on("error", () => undefined);
       });
-    const [silent, garbage, short] = await Promise.all([open(), open(randomBytes(256)), open(randomBytes(10))]);
+    const [silent, garbage, short] = await Promise.all([
+      open(),
+      open(randomBytes(256)),
+      open(randomBytes(10)),
+    ]);
     for (const elapsed of [silent, garbage, short]) expect(elapsed).toBeLessThan(5000);
     const after = cloud.gateway?.stats.closed ?? {};
     expect((after.handshake_timeout ?? 0) - (before.handshake_timeout ?? 0)).toBe(2);

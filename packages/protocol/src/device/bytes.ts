@@ -40,3 +40,11 @@ export function hexToBytes(hex: string): Uint8Array {
   for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
   return out;
 }
+
+/**
+ * Copies `bytes[start, end)` into a new plain Uint8Array. Use this instead of `.slice()`, which on a Node
+ * `Buffer` (what sockets deliver) returns a view that aliases the caller's memory, and a `Buffer` besides.
+ */
+export function copyBytes(bytes: Uint8Array, start?: number, end?: number): Uint8Array {
+  return new Uint8Array(bytes.subarray(start, end));
+}

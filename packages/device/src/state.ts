@@ -1,0 +1,147 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
+import type { KeyObject } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** One stored Wi-Fi network, as `configure-ap` leaves it. */
+export interface StoredCredentials {
+  ssid: string;
+  password: string;
+  /** SoftAP security code. @see spec/device-protocols.md A.5 */
+  security: number;
+}
+
+/**
+ * What a Photon keeps across resets (its DCT): identity, claim code and flag, Wi-Fi credentials, the
+ * SoftAP SSID suffix. @see spec/device-protocols.md B.1 (DCT), A.1
+ */
+export interface PersistedState {
+  deviceId: string;
+  platformId: number;
+  /** The stored claim code; empty when none. At most 63 characters. */
+  claimCode: string;
+  /** The DCT `claimed` flag; set when the cloud confirms a claim. */
+  claimed: boolean;
+  credentials: StoredCredentials[];
+  /** Six characters of the SoftAP SSID `Photon-XXXXXX`. */
+  ssidSuffix: string;
+}
+
+/** The SSID suffix alphabet of Device OS (base 32, no 0/1/I/O). @see spec/device-protocols.md A.1 */
+export const SSID_SUFFIX_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+/** Longest claim code the device stores. @see spec/cloud-api.md §3.2 */
+export const MAX_CLAIM_CODE_LENGTH = 63;
+
+const STATE_FILE = "state.json";
+const PRIVATE_KEY_FILE = "device-key.pem";
+const PRIVATE_KEY_DER_FILE = "device-key.der";
+const PUBLIC_KEY_FILE = "device-public-key.pem";
+const PUBLIC_KEY_DER_FILE = "device-public-key.der";
+
+/** Six base-32 digits of a 32-bit random number, least significant first, as Device OS makes the code. */
+function randomSuffix(): string {
+  let value = randomBytes(4).readUInt32LE(0);
+  let suffix = "";
+  for (let digit = 0; digit < 6; digit++) {
+    suffix += SSID_SUFFIX_ALPHABET[value % 32] ?? "2";
+    value = Math.floor(value / 32);
+  }
+  return suffix;
+}
+
+/** A device's persisted state and keys in a folder; created on first use. */
+export class DeviceStateStore {
+  readonly folder: string;
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+  #state: PersistedState;
+
+  private constructor(folder: string, privateKey: KeyObject, state: PersistedState) {
+    this.folder = folder;
+    this.privateKey = privateKey;
+    this.publicKey = createPublicKey(privateKey);
+    this.#state = state;
+  }
+
+  /** Opens the folder, generating an ID and an RSA-1024 key pair on first run. @see spec/device-protocols.md B.1 */
+  static open(folder: string, options: { platformId?: number; deviceId?: string } = {}): DeviceStateStore {
+    mkdirSync(folder, { recursive: true });
+    const keyPath = join(folder, PRIVATE_KEY_FILE);
+    let privateKey: KeyObject;
+    if (existsSync(keyPath)) {
+      privateKey = createPrivateKey(readFileSync(keyPath));
+    } else {
+      privateKey = generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 }).privateKey;
+      const publicKey = createPublicKey(privateKey);
+      writeFileSync(keyPath, privateKey.export({ type: "pkcs1", format: "pem" }), { mode: 0o600 });
+      writeFileSync(join(folder, PRIVATE_KEY_DER_FILE), privateKey.export({ type: "pkcs1", format: "der" }), {
+        mode: 0o600,
+      });
+      writeFileSync(join(folder, PUBLIC_KEY_FILE), publicKey.export({ type: "spki", format: "pem" }));
+      writeFileSync(join(folder, PUBLIC_KEY_DER_FILE), publicKey.export({ type: "spki", format: "der" }));
+    }
+    const statePath = join(folder, STATE_FILE);
+    let state: PersistedState;
+    if (existsSync(statePath)) {
+      state = JSON.parse(readFileSync(statePath, "utf8")) as PersistedState;
+    } else {
+      state = {
+        deviceId: options.deviceId ?? randomBytes(12).toString("hex"),
+        platformId: options.platformId ?? 6,
+        claimCode: "",
+        claimed: false,
+        credentials: [],
+        ssidSuffix: randomSuffix(),
+      };
+    }
+    const store = new DeviceStateStore(folder, privateKey, state);
+    store.#save();
+    return store;
+  }
+
+  /** A device that lives only in memory (fleets): same behaviour, nothing on disk. */
+  static inMemory(
+    options: { privateKey?: KeyObject; deviceId?: string; platformId?: number } = {},
+  ): DeviceStateStore {
+    const privateKey =
+      options.privateKey ??
+      generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 }).privateKey;
+    return new DeviceStateStore("", privateKey, {
+      deviceId: options.deviceId ?? randomBytes(12).toString("hex"),
+      platformId: options.platformId ?? 6,
+      claimCode: "",
+      claimed: false,
+      credentials: [],
+      ssidSuffix: randomSuffix(),
+    });
+  }
+
+  /** A copy of the current state. */
+  get state(): Readonly<PersistedState> {
+    return structuredClone(this.#state);
+  }
+
+  /** The SoftAP network name, `Photon-XXXXXX` (a P1 uses the same default prefix). @see spec/device-protocols.md A.1 */
+  get ssid(): string {
+    return `Photon-${this.#state.ssidSuffix}`;
+  }
+
+  /** The public key as PEM (what `roost device register` sends). */
+  get publicKeyPem(): string {
+    return this.publicKey.export({ type: "spki", format: "pem" }).toString();
+  }
+
+  /** Changes the state and writes it to disk at once (atomically). */
+  update(change: (state: PersistedState) => void): void {
+    change(this.#state);
+    this.#save();
+  }
+
+  #save(): void {
+    if (!this.folder) return;
+    const path = join(this.folder, STATE_FILE);
+    writeFileSync(`${path}.tmp`, `${JSON.stringify(this.#state, null, 2)}\n`);
+    renameSync(`${path}.tmp`, path);
+  }
+}

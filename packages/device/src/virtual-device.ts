@@ -1,0 +1,300 @@
+import type { KeyObject } from "node:crypto";
+import { createPublicKey } from "node:crypto";
+import { EventEmitter } from "node:events";
+
+import type { VariableValue } from "@roost/protocol";
+
+import { CloudLink } from "./cloud-link.js";
+import type { CloudFunction, CloudVariable } from "./cloud-link.js";
+import type { DeviceStateStore } from "./state.js";
+import { MAX_CLAIM_CODE_LENGTH } from "./state.js";
+
+/** A Wi-Fi network the simulated radio can see and join. */
+export interface SimulatedNetwork {
+  ssid: string;
+  /** Empty for an open network. */
+  password: string;
+  /** SoftAP security code. @default 4194308 (WPA2_AES_PSK) @see spec/device-protocols.md A.5 */
+  security?: number;
+  /** @default -55 */
+  rssi?: number;
+  /** @default 6 */
+  channel?: number;
+}
+
+/** Where the cloud's device gateway is, and the key it proves itself with. */
+export interface CloudTarget {
+  host: string;
+  port: number;
+  serverPublicKey: KeyObject;
+}
+
+/** What the device is doing, as its status LED would show it. */
+export type DeviceMode = "listening" | "joining-wifi" | "connecting-cloud" | "connected" | "stopped";
+
+/** Events of a {@link VirtualDevice}. */
+export interface VirtualDeviceEvents {
+  /** A human-readable line about what just happened. */
+  log: [line: string];
+  mode: [mode: DeviceMode];
+  /** The cloud confirmed the claim. */
+  claimed: [];
+  /** Wi-Fi could not be joined; the device is back in listening mode. */
+  "wifi-failed": [reason: string];
+}
+
+/** Options of {@link VirtualDevice}. */
+export interface VirtualDeviceOptions {
+  store: DeviceStateStore;
+  cloud: CloudTarget;
+  /** The simulated neighbourhood; `connect-ap` must match one of these. */
+  networks: readonly SimulatedNetwork[];
+  /** Reconnect back-off, first and largest delay in ms. @default [1000, 30000] */
+  backoffMs?: readonly [number, number];
+  /** Ping interval of the cloud link. @default 15000 */
+  pingIntervalMs?: number;
+  /** Extra application functions (added to Tinker's). */
+  functions?: Record<string, CloudFunction>;
+  /** Extra application variables. */
+  variables?: Record<string, CloudVariable>;
+}
+
+const WPA2_AES_PSK = 0x00400004;
+
+/**
+ * A virtual Photon/P1: persisted identity and state, a simulated Wi-Fi radio, the cloud link with
+ * reconnects, and a Tinker-like application. SoftAP servers drive it through {@link VirtualDevice.setup}.
+ */
+export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
+  readonly store: DeviceStateStore;
+  readonly #options: VirtualDeviceOptions;
+  #mode: DeviceMode = "stopped";
+  #link: CloudLink | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #attempt = 0;
+  readonly #pins = new Map<string, number>();
+  readonly #startedAt = Date.now();
+
+  constructor(options: VirtualDeviceOptions) {
+    super();
+    this.store = options.store;
+    this.#options = options;
+  }
+
+  /** The device ID (24 lower-case hex). */
+  get id(): string {
+    return this.store.state.deviceId;
+  }
+
+  /** Current mode. */
+  get mode(): DeviceMode {
+    return this.#mode;
+  }
+
+  #setMode(mode: DeviceMode): void {
+    if (this.#mode === mode) return;
+    this.#mode = mode;
+    this.emit("mode", mode);
+  }
+
+  #log(line: string): void {
+    this.emit("log", line);
+  }
+
+  /** Powers on: joins Wi-Fi with stored credentials if it has any, else enters listening mode. */
+  start(): void {
+    if (this.store.state.credentials.length > 0) this.joinWifi();
+    else this.listen();
+  }
+
+  /** Listening mode: SoftAP is up, the cloud link is down. */
+  listen(): void {
+    this.#stopLink();
+    this.#setMode("listening");
+    this.#log(`listening mode: SoftAP ${this.store.ssid} is up`);
+  }
+
+  /** Everything off. */
+  stop(): void {
+    this.#stopLink();
+    this.#setMode("stopped");
+  }
+
+  /** The SoftAP command handlers' view of the device (device-id, set, configure-ap, connect-ap, scan-ap). */
+  readonly setup = {
+    deviceId: (): string => this.id,
+    claimed: (): boolean => this.store.state.claimed,
+    privateKey: (): KeyObject => this.store.privateKey,
+    publicKeyDer: (): Uint8Array =>
+      new Uint8Array(createPublicKey(this.store.privateKey).export({ type: "spki", format: "der" })),
+    /** `set k=cc`: at most 63 characters survive. @see spec/device-protocols.md A.4 */
+    setClaimCode: (code: string): void => {
+      const kept = code.slice(0, MAX_CLAIM_CODE_LENGTH);
+      this.store.update((state) => {
+        state.claimCode = kept;
+      });
+      this.#log(`SoftAP set: claim code stored (${kept.length} characters)`);
+    },
+    scan: (): { ssid: string; rssi: number; sec: number; ch: number; mdr: number }[] =>
+      this.#options.networks.map((network) => ({
+        ssid: network.ssid,
+        rssi: network.rssi ?? -55,
+        sec: network.security ?? WPA2_AES_PSK,
+        ch: network.channel ?? 6,
+        mdr: 54_000,
+      })),
+    addCredentials: (credentials: { ssid: string; password: string; security: number }): void => {
+      this.store.update((state) => {
+        state.credentials = [
+          credentials,
+          ...state.credentials.filter((stored) => stored.ssid !== credentials.ssid),
+        ].slice(0, 5);
+      });
+      this.#log(`SoftAP configure-ap: credentials for "${credentials.ssid}" stored`);
+    },
+    /** `connect-ap`: answered first, then the device leaves listening mode. */
+    connect: (): void => {
+      this.#log("SoftAP connect-ap: leaving listening mode");
+      setImmediate(() => this.joinWifi());
+    },
+  };
+
+  /** Tries the stored credentials against the simulated networks, then connects to the cloud. */
+  joinWifi(): void {
+    this.#setMode("joining-wifi");
+    const { credentials } = this.store.state;
+    for (const stored of credentials) {
+      const network = this.#options.networks.find((candidate) => candidate.ssid === stored.ssid);
+      if (!network) continue;
+      if (network.password !== "" && network.password !== stored.password) continue;
+      this.#log(`Wi-Fi: joined "${network.ssid}"`);
+      this.#attempt = 0;
+      void this.#connectCloud();
+      return;
+    }
+    const known = credentials.find((stored) =>
+      this.#options.networks.some((network) => network.ssid === stored.ssid),
+    );
+    const reason =
+      credentials.length === 0
+        ? "no Wi-Fi credentials stored"
+        : known
+          ? `wrong password for "${known.ssid}"`
+          : `network "${credentials[0]?.ssid ?? ""}" not found`;
+    // A Photon that cannot join blinks green, then falls back to listening mode for a new setup.
+    this.#log(`Wi-Fi: could not join (${reason}); back to listening mode`);
+    this.emit("wifi-failed", reason);
+    this.listen();
+  }
+
+  async #connectCloud(): Promise<void> {
+    if (this.#mode === "stopped" || this.#mode === "listening") return;
+    this.#setMode("connecting-cloud");
+    const { cloud } = this.#options;
+    const state = this.store.state;
+    const link = new CloudLink({
+      host: cloud.host,
+      port: cloud.port,
+      deviceId: state.deviceId,
+      privateKey: this.store.privateKey,
+      serverPublicKey: cloud.serverPublicKey,
+      platformId: state.platformId,
+      pingIntervalMs: this.#options.pingIntervalMs ?? 15_000,
+      claimCode: () => this.store.state.claimCode || undefined,
+      onClaimed: () => {
+        this.store.update((stored) => {
+          stored.claimCode = "";
+          stored.claimed = true;
+        });
+        this.#log("cloud: claim confirmed; claim code cleared");
+        this.emit("claimed");
+      },
+      functions: { ...this.#tinkerFunctions(), ...this.#options.functions },
+      variables: {
+        uptime: () => ({ type: "INT", value: Math.floor((Date.now() - this.#startedAt) / 1000) }),
+        ...this.#options.variables,
+      },
+      lastResetReason: "power_down",
+    });
+    this.#link = link;
+    link.on("disconnected", (reason) => {
+      if (this.#link !== link) return;
+      this.#link = undefined;
+      this.#log(`cloud: disconnected (${reason})`);
+      this.#scheduleReconnect();
+    });
+    link.on("event", (name, data) => {
+      if (!name.startsWith("spark/device/claim/")) this.#log(`cloud event: ${name} ${data}`);
+    });
+    link.on("called", (name, argument) => this.#log(`function call: ${name}(${argument})`));
+    try {
+      await link.connect();
+      this.#attempt = 0;
+      this.#setMode("connected");
+      this.#log(
+        `cloud: connected to ${cloud.host}:${cloud.port}${state.claimCode ? " and presented the claim code" : ""}`,
+      );
+    } catch {
+      // The disconnected handler logs and schedules the retry.
+    }
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#mode === "stopped" || this.#mode === "listening") return;
+    this.#setMode("connecting-cloud");
+    const [first, largest] = this.#options.backoffMs ?? [1000, 30_000];
+    const delay = Math.min(largest, first * 2 ** this.#attempt) * (0.75 + Math.random() / 2);
+    this.#attempt += 1;
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => void this.#connectCloud(), delay);
+  }
+
+  #stopLink(): void {
+    clearTimeout(this.#retry);
+    const link = this.#link;
+    this.#link = undefined;
+    link?.close();
+  }
+
+  /** Publishes an application event (when connected). */
+  publish(name: string, data = "", options: { private?: boolean; ttl?: number } = {}): boolean {
+    if (!this.#link || this.#mode !== "connected") return false;
+    this.#link.publish(name, data, options);
+    return true;
+  }
+
+  /** Tinker's functions: pins D0–D7 and A0–A7 in memory. */
+  #tinkerFunctions(): Record<string, CloudFunction> {
+    const pin = (argument: string) => /^([DA][0-7])/.exec(argument.trim().toUpperCase())?.[1];
+    return {
+      digitalread: (argument) => {
+        const name = pin(argument);
+        return name ? (this.#pins.get(name) ?? 0) : -1;
+      },
+      digitalwrite: (argument) => {
+        const [target, value] = argument.split(",").map((part) => part.trim().toUpperCase());
+        const name = pin(target ?? "");
+        if (!name || (value !== "HIGH" && value !== "LOW")) return -1;
+        this.#pins.set(name, value === "HIGH" ? 1 : 0);
+        return 1;
+      },
+      analogread: (argument) => {
+        const name = pin(argument);
+        return name ? (this.#pins.get(name) ?? 0) : -1;
+      },
+      analogwrite: (argument) => {
+        const [target, value] = argument.split(",").map((part) => part.trim());
+        const name = pin(target ?? "");
+        const number = Number(value);
+        if (!name || !Number.isInteger(number) || number < 0 || number > 4095) return -1;
+        this.#pins.set(name, number);
+        return 1;
+      },
+    };
+  }
+}
+
+/** A variable of a given value, for application code and tests. */
+export function constantVariable(value: VariableValue): CloudVariable {
+  return () => value;
+}
