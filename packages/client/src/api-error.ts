@@ -8,7 +8,9 @@ export class ApiError extends Error {
   readonly body: unknown;
 
   constructor(options: { status: number; body: unknown; method: string; path: string }) {
-    super(`${options.method} ${options.path} → ${options.status}: ${messageOf(options.body) ?? "request failed"}`);
+    super(
+      `${options.method} ${options.path} → ${options.status}: ${messageOf(options.body) ?? "request failed"}`,
+    );
     this.name = "ApiError";
     this.status = options.status;
     this.body = options.body;
@@ -36,7 +38,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export function messageOf(body: unknown): string | undefined {
   if (!isRecord(body)) return typeof body === "string" && body.length > 0 ? body : undefined;
   if (typeof body.error_description === "string") return body.error_description;
-  if (typeof body.error === "string") return typeof body.info === "string" ? `${body.error}: ${body.info}` : body.error;
+  if (typeof body.error === "string")
+    return typeof body.info === "string" ? `${body.error}: ${body.info}` : body.error;
   if (Array.isArray(body.errors) && body.errors.length > 0) return body.errors.map(String).join("; ");
   if (typeof body.info === "string") return body.info;
   return undefined;

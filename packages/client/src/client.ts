@@ -1,5 +1,12 @@
 import { ApiError } from "./api-error.js";
-import type { ClaimCodeResponse, Device, OAuthClient, Product, ProductDevicesPage, TokenResponse } from "./types.js";
+import type {
+  ClaimCodeResponse,
+  Device,
+  OAuthClient,
+  Product,
+  ProductDevicesPage,
+  TokenResponse,
+} from "./types.js";
 
 /** The `fetch` the client uses; inject one for tests, proxies or React Native. */
 export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
@@ -14,8 +21,12 @@ export interface ApiClientOptions {
   fetch?: Fetch;
 }
 
-/** How a request carries its body. */
-type Body = { json: unknown } | { form: Record<string, string> } | undefined;
+/** How a request carries its body, and any extra headers. */
+interface Body {
+  json?: unknown;
+  form?: Record<string, string>;
+  headers?: Record<string, string>;
+}
 
 /** Product (`id` or slug) in a path. */
 type ProductRef = number | string;
@@ -26,39 +37,86 @@ export interface ApiClient {
   withToken(accessToken: string): ApiClient;
   signUp(options: { username: string; password: string }): Promise<{ ok: true }>;
   /** Password grant. `clientId`/`clientSecret` default to `particle`. */
-  login(options: { username: string; password: string; clientId?: string; clientSecret?: string; expiresIn?: number }): Promise<TokenResponse>;
+  login(options: {
+    username: string;
+    password: string;
+    clientId?: string;
+    clientSecret?: string;
+    expiresIn?: number;
+  }): Promise<TokenResponse>;
   /** Product token or (with `customerEmail`) a customer-scoped token, from a product client's credentials. */
-  clientCredentials(options: { clientId: string; clientSecret: string; customerEmail?: string; expiresIn?: number }): Promise<TokenResponse>;
+  clientCredentials(options: {
+    clientId: string;
+    clientSecret: string;
+    customerEmail?: string;
+    expiresIn?: number;
+  }): Promise<TokenResponse>;
   getUser(): Promise<{ username: string; [field: string]: unknown }>;
   deleteCurrentToken(): Promise<{ ok: true }>;
   createProduct(options: { name: string; platformId: number; description?: string }): Promise<Product>;
   listProducts(): Promise<Product[]>;
-  createClient(options: { product: ProductRef; name: string; type: "installed" | "web"; scope?: string; redirectUri?: string }): Promise<OAuthClient>;
+  createClient(options: {
+    product: ProductRef;
+    name: string;
+    type: "installed" | "web";
+    scope?: string;
+    redirectUri?: string;
+  }): Promise<OAuthClient>;
   /** Creates a customer with the product client's credentials (two-legged when `noPassword`). */
-  createCustomer(options: { product: ProductRef; clientId: string; clientSecret: string; email: string; password?: string; noPassword?: boolean }): Promise<TokenResponse>;
+  createCustomer(options: {
+    product: ProductRef;
+    clientId: string;
+    clientSecret: string;
+    email: string;
+    password?: string;
+    noPassword?: boolean;
+  }): Promise<TokenResponse>;
   /** A claim code for the caller, or for a product when the token is its customer's. */
   createClaimCode(options?: { product?: ProductRef }): Promise<ClaimCodeResponse>;
   listDevices(): Promise<Device[]>;
   getDevice(idOrName: string): Promise<Device>;
   claimDevice(options: { id: string; requestTransfer?: boolean }): Promise<Record<string, unknown>>;
-  updateDevice(options: { idOrName: string; name?: string; notes?: string }): Promise<Record<string, unknown>>;
+  updateDevice(options: {
+    idOrName: string;
+    name?: string;
+    notes?: string;
+  }): Promise<Record<string, unknown>>;
   releaseDevice(idOrName: string): Promise<{ ok: true }>;
-  registerDeviceKey(options: { deviceId: string; publicKeyPem: string; productId?: number; algorithm?: "rsa" | "ecc" }): Promise<Record<string, unknown>>;
-  listProductDevices(options: { product: ProductRef; page?: number; perPage?: number }): Promise<ProductDevicesPage>;
-  importProductDevices(options: { product: ProductRef; ids: string[] }): Promise<{ updated: number; nonmemberDeviceIds: string[]; invalidDeviceIds: string[] }>;
+  registerDeviceKey(options: {
+    deviceId: string;
+    publicKeyPem: string;
+    productId?: number;
+    algorithm?: "rsa" | "ecc";
+  }): Promise<Record<string, unknown>>;
+  listProductDevices(options: {
+    product: ProductRef;
+    page?: number;
+    perPage?: number;
+  }): Promise<ProductDevicesPage>;
+  importProductDevices(options: {
+    product: ProductRef;
+    ids: string[];
+  }): Promise<{ updated: number; nonmemberDeviceIds: string[]; invalidDeviceIds: string[] }>;
 }
 
 /** Creates an {@link ApiClient}. Errors are thrown as {@link ApiError} with the parsed body. */
-export function createApiClient({ baseUrl, accessToken, fetch = globalThis.fetch.bind(globalThis) }: ApiClientOptions): ApiClient {
+export function createApiClient({
+  baseUrl,
+  accessToken,
+  fetch = globalThis.fetch.bind(globalThis),
+}: ApiClientOptions): ApiClient {
   const base = baseUrl.replace(/\/+$/, "");
 
-  async function request<T>(method: string, path: string, body?: Body, headers: Record<string, string> = {}): Promise<T> {
-    const init: RequestInit & { headers: Record<string, string> } = { method, headers: { accept: "application/json", ...headers } };
+  async function request<T>(method: string, path: string, body: Body = {}): Promise<T> {
+    const init: RequestInit & { headers: Record<string, string> } = {
+      method,
+      headers: { accept: "application/json", ...body.headers },
+    };
     if (accessToken && !init.headers.authorization) init.headers.authorization = `Bearer ${accessToken}`;
-    if (body && "json" in body) {
+    if (body.json !== undefined) {
       init.headers["content-type"] = "application/json";
       init.body = JSON.stringify(body.json);
-    } else if (body) {
+    } else if (body.form) {
       init.headers["content-type"] = "application/x-www-form-urlencoded";
       init.body = new URLSearchParams(body.form).toString();
     }
@@ -94,22 +152,22 @@ export function createApiClient({ baseUrl, accessToken, fetch = globalThis.fetch
         },
       }),
     clientCredentials: (o) =>
-      request(
-        "POST",
-        "/oauth/token",
-        {
-          form: {
-            grant_type: "client_credentials",
-            ...(o.customerEmail ? { scope: `customer=${o.customerEmail}` } : {}),
-            ...(o.expiresIn !== undefined ? { expires_in: String(o.expiresIn) } : {}),
-          },
+      request("POST", "/oauth/token", {
+        form: {
+          grant_type: "client_credentials",
+          ...(o.customerEmail ? { scope: `customer=${o.customerEmail}` } : {}),
+          ...(o.expiresIn !== undefined ? { expires_in: String(o.expiresIn) } : {}),
         },
-        basic(o.clientId, o.clientSecret),
-      ),
+        headers: basic(o.clientId, o.clientSecret),
+      }),
     getUser: () => request("GET", "/v1/user"),
     deleteCurrentToken: () => request("DELETE", "/v1/access_tokens/current"),
     createProduct: async (o) =>
-      (await request<{ product: Product }>("POST", "/v1/user/products", { json: { name: o.name, platform_id: o.platformId, description: o.description } })).product,
+      (
+        await request<{ product: Product }>("POST", "/v1/user/products", {
+          json: { name: o.name, platform_id: o.platformId, description: o.description },
+        })
+      ).product,
     listProducts: async () => (await request<{ products: Product[] }>("GET", "/v1/user/products")).products,
     createClient: async (o) =>
       (
@@ -118,23 +176,40 @@ export function createApiClient({ baseUrl, accessToken, fetch = globalThis.fetch
         })
       ).client,
     createCustomer: (o) =>
+      request("POST", `/v1/products/${seg(o.product)}/customers`, {
+        form: {
+          email: o.email,
+          ...(o.noPassword ? { no_password: "true" } : { password: o.password ?? "" }),
+        },
+        headers: basic(o.clientId, o.clientSecret),
+      }),
+    createClaimCode: (o = {}) =>
       request(
         "POST",
-        `/v1/products/${seg(o.product)}/customers`,
-        { form: { email: o.email, ...(o.noPassword ? { no_password: "true" } : { password: o.password ?? "" }) } },
-        basic(o.clientId, o.clientSecret),
+        o.product === undefined ? "/v1/device_claims" : `/v1/products/${seg(o.product)}/device_claims`,
+        { json: {} },
       ),
-    createClaimCode: (o = {}) => request("POST", o.product === undefined ? "/v1/device_claims" : `/v1/products/${seg(o.product)}/device_claims`, { json: {} }),
     listDevices: () => request("GET", "/v1/devices"),
     getDevice: (idOrName) => request("GET", `/v1/devices/${seg(idOrName)}`),
-    claimDevice: (o) => request("POST", "/v1/devices", { json: { id: o.id, ...(o.requestTransfer ? { request_transfer: true } : {}) } }),
-    updateDevice: (o) => request("PUT", `/v1/devices/${seg(o.idOrName)}`, { json: { name: o.name, notes: o.notes } }),
+    claimDevice: (o) =>
+      request("POST", "/v1/devices", {
+        json: { id: o.id, ...(o.requestTransfer ? { request_transfer: true } : {}) },
+      }),
+    updateDevice: (o) =>
+      request("PUT", `/v1/devices/${seg(o.idOrName)}`, { json: { name: o.name, notes: o.notes } }),
     releaseDevice: (idOrName) => request("DELETE", `/v1/devices/${seg(idOrName)}`),
     registerDeviceKey: (o) =>
       request("POST", `/v1/provisioning/${seg(o.deviceId)}`, {
-        json: { deviceID: o.deviceId, publicKey: o.publicKeyPem, algorithm: o.algorithm ?? "rsa", product_id: o.productId },
+        json: {
+          deviceID: o.deviceId,
+          publicKey: o.publicKeyPem,
+          algorithm: o.algorithm ?? "rsa",
+          product_id: o.productId,
+        },
       }),
-    listProductDevices: (o) => request("GET", `/v1/products/${seg(o.product)}/devices?page=${o.page ?? 1}&perPage=${o.perPage ?? 25}`),
-    importProductDevices: (o) => request("POST", `/v1/products/${seg(o.product)}/devices`, { form: { file: o.ids.join("\n") } }),
+    listProductDevices: (o) =>
+      request("GET", `/v1/products/${seg(o.product)}/devices?page=${o.page ?? 1}&perPage=${o.perPage ?? 25}`),
+    importProductDevices: (o) =>
+      request("POST", `/v1/products/${seg(o.product)}/devices`, { form: { file: o.ids.join("\n") } }),
   };
 }

@@ -50,7 +50,9 @@ export interface CloudConfig {
 }
 
 /** The options a caller may set; every omitted one takes its documented default. */
-export type CloudOptions = Partial<Omit<CloudConfig, "rateLimits">> & { rateLimits?: Partial<RateLimitConfig> };
+export type CloudOptions = Partial<Omit<CloudConfig, "rateLimits">> & {
+  rateLimits?: Partial<RateLimitConfig>;
+};
 
 /** Applies defaults and freezes the result. */
 export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
@@ -70,8 +72,14 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     logLevel = "info",
     rateLimits = {},
   } = options;
-  for (const [name, value] of Object.entries({ claimCodeTtlSeconds, accessTokenTtlSeconds, refreshTokenTtlSeconds, bodyLimitBytes })) {
-    if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  for (const [name, value] of Object.entries({
+    claimCodeTtlSeconds,
+    accessTokenTtlSeconds,
+    refreshTokenTtlSeconds,
+    bodyLimitBytes,
+  })) {
+    if (!Number.isInteger(value) || value <= 0)
+      throw new RangeError(`${name} must be a positive integer, got ${value}`);
   }
   return Object.freeze({
     sqliteFile,

@@ -112,7 +112,10 @@ export function renderError(error: AppError): WireError {
     case "DEVICE_PERMISSION_DENIED":
       return {
         status,
-        body: { error: "Permission Denied", info: `${error.message}, try opening /v1/devices to list your devices` },
+        body: {
+          error: "Permission Denied",
+          info: `${error.message}, try opening /v1/devices to list your devices`,
+        },
       };
     case "DEVICE_OWNED_BY_OTHER":
     case "DEVICE_NOT_CONNECTED":

@@ -1,6 +1,5 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
@@ -56,7 +55,17 @@ export interface RunningCloud extends AsyncDisposable {
 
 /** Opens storage (running migrations), builds the HTTP API and listens. */
 export async function startCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {
-  const { port = 8080, host = "127.0.0.1", dataDir, logDestination, devicePort = 5683, deviceHost, autoRegisterDevices = false, deviceLimits, ...cloudOptions } = options;
+  const {
+    port = 8080,
+    host = "127.0.0.1",
+    dataDir,
+    logDestination,
+    devicePort = 5683,
+    deviceHost,
+    autoRegisterDevices = false,
+    deviceLimits,
+    ...cloudOptions
+  } = options;
   let sqliteFile = cloudOptions.sqliteFile;
   if (!cloudOptions.databaseUrl && dataDir) {
     mkdirSync(dataDir, { recursive: true });
@@ -64,19 +73,35 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   }
   const config = createCloudConfig({ ...cloudOptions, sqliteFile });
   const logger = pino({ level: config.logLevel }, logDestination ?? pino.destination(1));
-  const storage: Storage = await openStorage({ databaseUrl: config.databaseUrl, sqliteFile: config.sqliteFile });
+  const storage: Storage = await openStorage({
+    databaseUrl: config.databaseUrl,
+    sqliteFile: config.sqliteFile,
+  });
   const services = createServices({ db: storage.db, config });
-  const serverKey = await loadServerKey({ db: storage.db, clock: config.clock, dataDir: config.databaseUrl ? undefined : dataDir });
+  const serverKey = await loadServerKey({
+    db: storage.db,
+    clock: config.clock,
+    dataDir: config.databaseUrl ? undefined : dataDir,
+  });
   if (storage.dialect === "sqlite") {
     // One SQLite file is one node: nothing can still be connected from before this start.
     await storage.db.updateTable("devices").set({ online: 0 }).where("online", "=", 1).execute();
   }
-  const app = await createHttpApp({ services, logger });
+  const gatewayAddress = { host: deviceHost ?? host, port: undefined as number | undefined };
+  const app = await createHttpApp({ services, logger, serverKey, gateway: gatewayAddress });
   let gateway: Gateway | undefined;
   try {
     await app.listen({ port, host });
     if (devicePort !== false) {
-      gateway = await startGateway({ services, serverKey, logger, port: devicePort, host: deviceHost ?? host, limits: { ...deviceLimits, autoRegister: autoRegisterDevices } });
+      gateway = await startGateway({
+        services,
+        serverKey,
+        logger,
+        port: devicePort,
+        host: gatewayAddress.host,
+        limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
+      });
+      gatewayAddress.port = gateway.port;
     }
   } catch (error) {
     await app.close();
@@ -94,5 +119,16 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
       await services.bus.close();
       await storage.close();
     })());
-  return { url, port: boundPort, config, services, app, logger, gateway, serverKey, close, [Symbol.asyncDispose]: close };
+  return {
+    url,
+    port: boundPort,
+    config,
+    services,
+    app,
+    logger,
+    gateway,
+    serverKey,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }

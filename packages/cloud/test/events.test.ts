@@ -4,14 +4,21 @@ import type { RunningCloud } from "../src/index.js";
 import { call, signUpAndLogin, startTestCloud } from "./helpers.js";
 
 /** Reads an SSE response body as text until `until` matches or the time runs out. */
-async function readStream(response: Response, until: (text: string) => boolean, timeoutMs = 5000): Promise<string> {
+async function readStream(
+  response: Response,
+  until: (text: string) => boolean,
+  timeoutMs = 5000,
+): Promise<string> {
   const reader = response.body?.getReader();
   if (!reader) throw new Error("no body");
   const decoder = new TextDecoder();
   let text = "";
   const deadline = Date.now() + timeoutMs;
   while (!until(text) && Date.now() < deadline) {
-    const result = await Promise.race([reader.read(), new Promise<undefined>((resolve) => setTimeout(resolve, deadline - Date.now()))]);
+    const result = await Promise.race([
+      reader.read(),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), deadline - Date.now())),
+    ]);
     if (!result || result.done) break;
     text += decoder.decode(result.value, { stream: true });
   }
@@ -32,19 +39,31 @@ describe("server-sent events (spec §5)", () => {
   afterAll(() => cloud.close());
 
   it("starts with :ok and sends event/data lines with a space after each colon (§5.2)", async () => {
-    const response = await fetch(`${cloud.url}/v1/devices/events/temp`, { headers: { authorization: `Bearer ${alice.token}` } });
+    const response = await fetch(`${cloud.url}/v1/devices/events/temp`, {
+      headers: { authorization: `Bearer ${alice.token}` },
+    });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("text/event-stream");
     const reading = readStream(response, (text) => text.includes("temp/kitchen"));
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const published = await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, json: { name: "temp/kitchen", data: "21.5", private: true } });
+    const published = await call(cloud, {
+      method: "POST",
+      path: "/v1/devices/events",
+      token: alice.token,
+      json: { name: "temp/kitchen", data: "21.5", private: true },
+    });
     expect(published).toEqual({ status: 200, body: { ok: true } });
     const text = await reading;
     expect(text.startsWith(":ok\n\n")).toBe(true);
     const frame = /event: temp\/kitchen\ndata: (\{.*\})\n\n/.exec(text);
     expect(frame).not.toBeNull();
     const data = JSON.parse(frame?.[1] ?? "{}");
-    expect(data).toEqual({ data: "21.5", ttl: "60", published_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/), coreid: "api" });
+    expect(data).toEqual({
+      data: "21.5",
+      ttl: "60",
+      published_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      coreid: "api",
+    });
   });
 
   it("writes keep-alives during silence", async () => {
@@ -54,11 +73,23 @@ describe("server-sent events (spec §5)", () => {
   });
 
   it("keeps private events to their owner and shows public ones on /v1/events/:prefix", async () => {
-    const bobs = await fetch(`${cloud.url}/v1/events/weather`, { headers: { authorization: `Bearer ${bob.token}` } });
+    const bobs = await fetch(`${cloud.url}/v1/events/weather`, {
+      headers: { authorization: `Bearer ${bob.token}` },
+    });
     const reading = readStream(bobs, (text) => text.includes("weather/public"));
     await new Promise((resolve) => setTimeout(resolve, 100));
-    await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, form: { name: "weather/secret", data: "x", private: "true" } });
-    await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, form: { name: "weather/public", data: "y" } });
+    await call(cloud, {
+      method: "POST",
+      path: "/v1/devices/events",
+      token: alice.token,
+      form: { name: "weather/secret", data: "x", private: "true" },
+    });
+    await call(cloud, {
+      method: "POST",
+      path: "/v1/devices/events",
+      token: alice.token,
+      form: { name: "weather/public", data: "y" },
+    });
     const text = await reading;
     expect(text).toContain("event: weather/public");
     expect(text).not.toContain("weather/secret");
@@ -66,11 +97,23 @@ describe("server-sent events (spec §5)", () => {
 
   it("accepts the prefix URL-encoded as one segment or with raw slashes (§5.1)", async () => {
     for (const path of ["/v1/devices/events/a%2Fb", "/v1/devices/events/a/b"]) {
-      const response = await fetch(`${cloud.url}${path}`, { headers: { authorization: `Bearer ${alice.token}` } });
+      const response = await fetch(`${cloud.url}${path}`, {
+        headers: { authorization: `Bearer ${alice.token}` },
+      });
       const reading = readStream(response, (text) => text.includes("a/b/c"));
       await new Promise((resolve) => setTimeout(resolve, 100));
-      await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, json: { name: "a/b/c", private: true } });
-      await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, json: { name: "a/x", private: true } });
+      await call(cloud, {
+        method: "POST",
+        path: "/v1/devices/events",
+        token: alice.token,
+        json: { name: "a/b/c", private: true },
+      });
+      await call(cloud, {
+        method: "POST",
+        path: "/v1/devices/events",
+        token: alice.token,
+        json: { name: "a/x", private: true },
+      });
       const text = await reading;
       expect(text).toContain("event: a/b/c");
       expect(text).not.toContain("event: a/x");
@@ -78,14 +121,47 @@ describe("server-sent events (spec §5)", () => {
   });
 
   it("refuses a missing prefix, a missing token and a bad token with the spec's shapes", async () => {
-    expect(await call(cloud, { path: "/v1/events", token: alice.token })).toEqual({ status: 400, body: { ok: false, error: "event prefix filter is required" } });
+    expect(await call(cloud, { path: "/v1/events", token: alice.token })).toEqual({
+      status: 400,
+      body: { ok: false, error: "event prefix filter is required" },
+    });
     expect((await call(cloud, { path: "/v1/devices/events" })).status).toBe(400);
-    expect(await call(cloud, { path: "/v1/devices/events", token: "0".repeat(40) })).toMatchObject({ status: 401, body: { error: "invalid_token" } });
+    expect(await call(cloud, { path: "/v1/devices/events", token: "0".repeat(40) })).toMatchObject({
+      status: 401,
+      body: { error: "invalid_token" },
+    });
   });
 
   it("refuses bad publish bodies without publishing", async () => {
-    expect((await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, json: { data: "no name" } })).status).toBe(400);
-    expect((await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, json: { name: "x".repeat(65) } })).status).toBe(400);
-    expect((await call(cloud, { method: "POST", path: "/v1/devices/events", token: alice.token, json: { name: "a\nb" } })).status).toBe(400);
+    expect(
+      (
+        await call(cloud, {
+          method: "POST",
+          path: "/v1/devices/events",
+          token: alice.token,
+          json: { data: "no name" },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await call(cloud, {
+          method: "POST",
+          path: "/v1/devices/events",
+          token: alice.token,
+          json: { name: "x".repeat(65) },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await call(cloud, {
+          method: "POST",
+          path: "/v1/devices/events",
+          token: alice.token,
+          json: { name: "a\nb" },
+        })
+      ).status,
+    ).toBe(400);
   });
 });

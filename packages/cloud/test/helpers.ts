@@ -1,5 +1,4 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-
 import pg from "pg";
 
 import type { RunningCloud, StartCloudOptions } from "../src/index.js";
@@ -35,13 +34,29 @@ export async function createTemporaryDatabase(serverUrl: string): Promise<Tempor
 
 /** Starts a real cloud on 127.0.0.1, port 0, in-memory SQLite unless told otherwise, logging nothing. */
 export function startTestCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {
-  return startCloud({ port: 0, devicePort: 0, host: "127.0.0.1", logLevel: "silent", allowSignup: true, passwordHashCost: 1024, ...options });
+  return startCloud({
+    port: 0,
+    devicePort: 0,
+    host: "127.0.0.1",
+    logLevel: "silent",
+    allowSignup: true,
+    passwordHashCost: 1024,
+    ...options,
+  });
 }
 
 /** A JSON HTTP call against a running cloud; returns status and parsed body. */
 export async function call(
   cloud: { url: string },
-  request: { method?: string; path: string; token?: string; json?: unknown; form?: Record<string, string>; headers?: Record<string, string>; body?: string },
+  request: {
+    method?: string;
+    path: string;
+    token?: string;
+    json?: unknown;
+    form?: Record<string, string>;
+    headers?: Record<string, string>;
+    body?: string;
+  },
 ): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = { ...request.headers };
   let body: string | undefined = request.body;
@@ -53,7 +68,11 @@ export async function call(
     headers["content-type"] = "application/x-www-form-urlencoded";
     body = new URLSearchParams(request.form).toString();
   }
-  const response = await fetch(`${cloud.url}${request.path}`, { method: request.method ?? "GET", headers, body });
+  const response = await fetch(`${cloud.url}${request.path}`, {
+    method: request.method ?? "GET",
+    headers,
+    body,
+  });
   const text = await response.text();
   let parsed: unknown = text;
   try {
@@ -65,7 +84,10 @@ export async function call(
 }
 
 /** Signs a user up and logs in; returns the access token. */
-export async function signUpAndLogin(cloud: { url: string }, username = `user-${randomBytes(4).toString("hex")}@example.com`): Promise<{ username: string; token: string }> {
+export async function signUpAndLogin(
+  cloud: { url: string },
+  username = `user-${randomBytes(4).toString("hex")}@example.com`,
+): Promise<{ username: string; token: string }> {
   const password = "correct horse battery";
   const signup = await call(cloud, { method: "POST", path: "/v1/users", json: { username, password } });
   if (signup.status !== 200) throw new Error(`sign-up failed: ${JSON.stringify(signup.body)}`);
@@ -85,7 +107,10 @@ export function newDeviceId(): string {
 
 /** A fresh RSA-1024 device key pair, the Gen 2 device key. @see spec/device-protocols.md B.1 */
 export function newDeviceKey(): { publicKeyPem: string; privateKeyPem: string } {
-  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 });
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", {
+    modulusLength: 1024,
+    publicExponent: 65537,
+  });
   return {
     publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
     privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
@@ -93,13 +118,22 @@ export function newDeviceKey(): { publicKeyPem: string; privateKeyPem: string } 
 }
 
 /** Registers a new device's key as a manufacturer would (`POST /v1/provisioning/:id`); returns its ID. */
-export async function provisionDevice(cloud: { url: string }, token: string, options: { productId?: number } = {}): Promise<string> {
+export async function provisionDevice(
+  cloud: { url: string },
+  token: string,
+  options: { productId?: number } = {},
+): Promise<string> {
   const id = newDeviceId();
   const response = await call(cloud, {
     method: "POST",
     path: `/v1/provisioning/${id}`,
     token,
-    json: { deviceID: id, publicKey: newDeviceKey().publicKeyPem, algorithm: "rsa", ...(options.productId ? { product_id: options.productId } : {}) },
+    json: {
+      deviceID: id,
+      publicKey: newDeviceKey().publicKeyPem,
+      algorithm: "rsa",
+      ...(options.productId ? { product_id: options.productId } : {}),
+    },
   });
   if (response.status !== 200) throw new Error(`provisioning failed: ${JSON.stringify(response.body)}`);
   return id;

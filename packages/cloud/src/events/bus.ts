@@ -13,7 +13,11 @@ export type DeviceCommand =
 /** The answer to a {@link DeviceCommand}. */
 export type DeviceCommandResult =
   | { readonly ok: true; readonly value?: number | string | boolean | null }
-  | { readonly ok: false; readonly error: "offline" | "timeout" | "not_found" | "bad_request" | "device_error"; readonly message?: string };
+  | {
+      readonly ok: false;
+      readonly error: "offline" | "timeout" | "not_found" | "bad_request" | "device_error";
+      readonly message?: string;
+    };
 
 /** Answers the commands for one connected device. */
 export type DeviceCommandHandler = (command: DeviceCommand) => Promise<DeviceCommandResult>;
@@ -30,7 +34,11 @@ export interface EventBus {
   /** Registers this node as the holder of a device's connection; returns the unregister function. */
   serveDevice(deviceId: string, handler: DeviceCommandHandler): () => void;
   /** Sends a command to the node holding the device; `offline` when none does, `timeout` when it is slow. */
-  requestDevice(options: { deviceId: string; command: DeviceCommand; timeoutMs: number }): Promise<DeviceCommandResult>;
+  requestDevice(options: {
+    deviceId: string;
+    command: DeviceCommand;
+    timeoutMs: number;
+  }): Promise<DeviceCommandResult>;
   close(): Promise<void>;
 }
 
@@ -62,7 +70,11 @@ export class InProcessEventBus implements EventBus {
     };
   }
 
-  async requestDevice(options: { deviceId: string; command: DeviceCommand; timeoutMs: number }): Promise<DeviceCommandResult> {
+  async requestDevice(options: {
+    deviceId: string;
+    command: DeviceCommand;
+    timeoutMs: number;
+  }): Promise<DeviceCommandResult> {
     const handler = this.#devices.get(options.deviceId);
     if (!handler) return { ok: false, error: "offline" };
     let timer: NodeJS.Timeout | undefined;

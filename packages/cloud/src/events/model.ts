@@ -40,7 +40,12 @@ export const API_COREID = "api";
  * colon (the iOS parser needs it). `ttl` is a string as in every docs example. @see spec/cloud-api.md §5.2
  */
 export function formatSseEvent(event: CloudEvent): string {
-  const data = JSON.stringify({ data: event.data, ttl: String(event.ttl), published_at: event.publishedAt, coreid: event.coreid });
+  const data = JSON.stringify({
+    data: event.data,
+    ttl: String(event.ttl),
+    published_at: event.publishedAt,
+    coreid: event.coreid,
+  });
   // The name has no newlines (validated on publish); data is JSON, so it has none either.
   return `event: ${event.name}\ndata: ${data}\n\n`;
 }

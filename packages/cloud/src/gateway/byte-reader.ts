@@ -41,7 +41,10 @@ export class ByteReader {
   async read(length: number, options: { timeoutMs: number; what: string }): Promise<Uint8Array> {
     const deadline = Date.now() + options.timeoutMs;
     while (this.#length < length) {
-      if (this.#ended) throw new TruncatedFrameError(`connection closed before ${options.what} (${this.#length} of ${length} bytes)`);
+      if (this.#ended)
+        throw new TruncatedFrameError(
+          `connection closed before ${options.what} (${this.#length} of ${length} bytes)`,
+        );
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new DeviceTimeoutError(options.what);
       await new Promise<void>((resolve) => {

@@ -1,6 +1,5 @@
 import { createPublicKey, randomBytes, randomInt } from "node:crypto";
 import type { Duplex } from "node:stream";
-
 import type { Logger } from "pino";
 
 import type { DeviceMessage, ServerMessage, VariableType } from "@roost/protocol";
@@ -21,7 +20,6 @@ import {
   SESSION_SALT_LENGTH,
   VARIABLE_TYPES,
 } from "@roost/protocol";
-
 import type { SessionCiphers } from "@roost/protocol/node";
 import { createHandshakeReply, createSessionCiphers, openHandshakeCiphertext } from "@roost/protocol/node";
 
@@ -30,8 +28,8 @@ import type { CloudEvent } from "../events/model.js";
 import type { ClaimResult } from "../services/claims.js";
 import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
-import type { ServerKey } from "./server-key.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
+import type { ServerKey } from "./server-key.js";
 
 /** Timeouts and limits of one device connection. */
 export interface ConnectionLimits {
@@ -90,7 +88,9 @@ const CLAIM_CODE_EVENT = "spark/device/claim/code";
 /** Throttle for `last_heard` writes: at most one per device per this many ms. */
 const LAST_HEARD_WRITE_INTERVAL_MS = 60_000;
 
-const TYPE_BY_CODE = new Map<number, VariableType>(Object.entries(VARIABLE_TYPES).map(([name, code]) => [code, name as VariableType]));
+const TYPE_BY_CODE = new Map<number, VariableType>(
+  Object.entries(VARIABLE_TYPES).map(([name, code]) => [code, name as VariableType]),
+);
 
 interface Pending {
   resolve(message: Extract<DeviceMessage, { kind: "response" }>): void;
@@ -114,7 +114,13 @@ export class DeviceSession {
   #lastHeardWritten = 0;
   #closed = false;
 
-  constructor(options: { socket: Duplex; ciphers: SessionCiphers; context: ConnectionContext; device: DeviceRow; log: Logger }) {
+  constructor(options: {
+    socket: Duplex;
+    ciphers: SessionCiphers;
+    context: ConnectionContext;
+    device: DeviceRow;
+    log: Logger;
+  }) {
     this.#socket = options.socket;
     this.#ciphers = options.ciphers;
     this.#context = options.context;
@@ -145,7 +151,15 @@ export class DeviceSession {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const pending of this.#pending.values()) pending.resolve({ kind: "response", type: "ACK", code: COAP_CODES.SERVICE_UNAVAILABLE, messageId: 0, token: undefined, payload: new Uint8Array(0) });
+    for (const pending of this.#pending.values())
+      pending.resolve({
+        kind: "response",
+        type: "ACK",
+        code: COAP_CODES.SERVICE_UNAVAILABLE,
+        messageId: 0,
+        token: undefined,
+        payload: new Uint8Array(0),
+      });
     this.#pending.clear();
     this.#socket.destroy();
   }
@@ -167,7 +181,8 @@ export class DeviceSession {
       if (subscription.scope === "my-devices") return this.#sameOwner(event);
       return event.coreid === subscription.scope.deviceId && (event.isPublic || this.#sameOwner(event));
     });
-    if (wanted) this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
+    if (wanted)
+      this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
   }
 
   #sameOwner(event: CloudEvent): boolean {
@@ -179,28 +194,56 @@ export class DeviceSession {
 
   /** Sends an event to the device (NON POST). */
   sendEvent(event: { name: string; data: string; isPublic: boolean; ttl?: number }): void {
-    this.send({ kind: "event", messageId: this.#nextId(), confirmable: false, visibility: event.isPublic ? "public" : "private", name: event.name, ttl: event.ttl ?? 60, data: event.data });
+    this.send({
+      kind: "event",
+      messageId: this.#nextId(),
+      confirmable: false,
+      visibility: event.isPublic ? "public" : "private",
+      name: event.name,
+      ttl: event.ttl ?? 60,
+      data: event.data,
+    });
   }
 
   /** Runs a command from the API (function, variable, signal, ping). */
   async command(command: DeviceCommand): Promise<DeviceCommandResult> {
     switch (command.kind) {
       case "function": {
-        const response = await this.#request((token) => ({ kind: "function-call", messageId: this.#nextId(), token, name: command.name, argument: command.argument }));
+        const response = await this.#request((token) => ({
+          kind: "function-call",
+          messageId: this.#nextId(),
+          token,
+          name: command.name,
+          argument: command.argument,
+        }));
         if (!response) return { ok: false, error: "timeout" };
-        if (coapCodeClass(response.code) !== 2) return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "bad_request" };
+        if (coapCodeClass(response.code) !== 2)
+          return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "bad_request" };
         return { ok: true, value: decodeFunctionResult(response.payload) };
       }
       case "variable": {
-        const response = await this.#request((token) => ({ kind: "variable-request", messageId: this.#nextId(), token, name: command.name }));
+        const response = await this.#request((token) => ({
+          kind: "variable-request",
+          messageId: this.#nextId(),
+          token,
+          name: command.name,
+        }));
         if (!response) return { ok: false, error: "timeout" };
-        if (coapCodeClass(response.code) !== 2) return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "device_error" };
+        if (coapCodeClass(response.code) !== 2)
+          return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "device_error" };
         const type = TYPE_BY_CODE.get(this.#variables[command.name] ?? VARIABLE_TYPES.STRING) ?? "STRING";
         return { ok: true, value: decodeVariableValue(response.payload, type).value };
       }
       case "signal": {
-        const response = await this.#request((token) => ({ kind: "signal", messageId: this.#nextId(), token, start: command.on }));
-        return response && coapCodeClass(response.code) === 2 ? { ok: true, value: command.on } : { ok: false, error: "timeout" };
+        const response = await this.#request((token) => ({
+          kind: "signal",
+          messageId: this.#nextId(),
+          token,
+          start: command.on,
+        }));
+        return response && coapCodeClass(response.code) === 2
+          ? { ok: true, value: command.on }
+          : { ok: false, error: "timeout" };
       }
       case "ping":
         return { ok: true, value: true };
@@ -214,7 +257,9 @@ export class DeviceSession {
   }
 
   /** Sends a request with a fresh 1-byte token and waits for the response carrying it. */
-  #request(build: (token: number) => ServerMessage): Promise<Extract<DeviceMessage, { kind: "response" }> | undefined> {
+  #request(
+    build: (token: number) => ServerMessage,
+  ): Promise<Extract<DeviceMessage, { kind: "response" }> | undefined> {
     let token = randomInt(256);
     for (let tries = 0; this.#pending.has(token) && tries < 256; tries++) token = (token + 1) & 0xff;
     if (this.#pending.has(token)) return Promise.resolve(undefined);
@@ -253,11 +298,19 @@ export class DeviceSession {
         await this.#event(message);
         return;
       case "subscribe":
-        this.#subscriptions.push({ prefix: message.filter, scope: message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind });
+        this.#subscriptions.push({
+          prefix: message.filter,
+          scope: message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
+        });
         this.send({ kind: "ack", messageId: message.messageId });
         return;
       case "time-request":
-        this.send({ kind: "time-response", messageId: message.messageId, token: message.token, unixSeconds: Math.floor(this.#context.services.config.clock() / 1000) });
+        this.send({
+          kind: "time-response",
+          messageId: message.messageId,
+          token: message.token,
+          unixSeconds: Math.floor(this.#context.services.config.clock() / 1000),
+        });
         return;
       case "describe-post":
         this.send({ kind: "ack", messageId: message.messageId });
@@ -283,13 +336,18 @@ export class DeviceSession {
     if (typeof parsed !== "object" || parsed === null) return;
     const { f, v } = parsed as { f?: unknown; v?: unknown };
     const changes: { functions?: string; variables?: string } = {};
-    if (Array.isArray(f)) changes.functions = JSON.stringify(f.filter((name): name is string => typeof name === "string"));
+    if (Array.isArray(f))
+      changes.functions = JSON.stringify(f.filter((name): name is string => typeof name === "string"));
     if (typeof v === "object" && v !== null && !Array.isArray(v)) {
       const variables = Object.fromEntries(Object.entries(v).filter(([, type]) => typeof type === "number"));
       changes.variables = JSON.stringify(variables);
     }
     if (Object.keys(changes).length === 0) return;
-    await this.#context.services.db.updateTable("devices").set(changes).where("id", "=", this.deviceId).execute();
+    await this.#context.services.db
+      .updateTable("devices")
+      .set(changes)
+      .where("id", "=", this.deviceId)
+      .execute();
     await this.refresh();
   }
 
@@ -300,7 +358,12 @@ export class DeviceSession {
       return;
     }
     if (HIDDEN_DEVICE_EVENTS.some((prefix) => message.name.startsWith(prefix))) return;
-    await this.publish({ name: message.name, data: message.data, ttl: message.ttl, isPublic: message.visibility === "public" });
+    await this.publish({
+      name: message.name,
+      data: message.data,
+      ttl: message.ttl,
+      isPublic: message.visibility === "public",
+    });
   }
 
   /**
@@ -309,8 +372,15 @@ export class DeviceSession {
    * after the commit. @see spec/cloud-api.md §3.3, spec/device-protocols.md B.5
    */
   async #claim(code: string): Promise<ClaimResult> {
-    const result = await this.#context.services.claims.claimByCode({ deviceId: this.deviceId, code: code.trim(), source: "gateway" });
-    this.#log.info({ deviceId: this.deviceId, ok: result.ok, reason: result.reason, claimId: result.claimId }, "claim code presented");
+    const result = await this.#context.services.claims.claimByCode({
+      deviceId: this.deviceId,
+      code: code.trim(),
+      source: "gateway",
+    });
+    this.#log.info(
+      { deviceId: this.deviceId, ok: result.ok, reason: result.reason, claimId: result.claimId },
+      "claim code presented",
+    );
     if (result.ok) {
       await this.refresh();
       this.sendEvent({ name: CLAIM_CONFIRM_EVENT, data: "", isPublic: false });
@@ -337,8 +407,14 @@ export class DeviceSession {
 
   /** Asks for the describe of devices that do not post their own (before 2.2.0). */
   requestDescribe(): void {
-    void this.#request((token) => ({ kind: "describe-request", messageId: this.#nextId(), token, flags: 3 })).then(async (response) => {
-      if (response && response.code === COAP_CODES.CONTENT) await this.#describe(Buffer.from(response.payload).toString("utf8"));
+    void this.#request((token) => ({
+      kind: "describe-request",
+      messageId: this.#nextId(),
+      token,
+      flags: 3,
+    })).then(async (response) => {
+      if (response && response.code === COAP_CODES.CONTENT)
+        await this.#describe(Buffer.from(response.payload).toString("utf8"));
     });
   }
 
@@ -346,7 +422,11 @@ export class DeviceSession {
     const now = this.#context.services.config.clock();
     if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
     this.#lastHeardWritten = now;
-    await this.#context.services.db.updateTable("devices").set({ last_heard: now }).where("id", "=", this.deviceId).execute();
+    await this.#context.services.db
+      .updateTable("devices")
+      .set({ last_heard: now })
+      .where("id", "=", this.deviceId)
+      .execute();
   }
 }
 
@@ -383,7 +463,11 @@ function sameKey(storedPem: string, offeredDer: Uint8Array): boolean {
  * message loop, with a timeout on every wait. Never throws: every failure closes the socket, is logged and
  * counted. Works over any duplex stream, so tests can use an in-memory pair.
  */
-export async function handleDeviceConnection(socket: Duplex, context: ConnectionContext, remoteAddress = "unknown"): Promise<void> {
+export async function handleDeviceConnection(
+  socket: Duplex,
+  context: ConnectionContext,
+  remoteAddress = "unknown",
+): Promise<void> {
   const { services, limits, logger } = context;
   const log = logger.child({ ip: remoteAddress });
   const reader = new ByteReader(socket);
@@ -396,13 +480,24 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
     // B.2 step 1: the nonce, at once.
     const nonce = new Uint8Array(randomBytes(HANDSHAKE_NONCE_LENGTH));
     socket.write(nonce);
-    const ciphertext = await reader.read(HANDSHAKE_CIPHERTEXT_LENGTH, { timeoutMs: limits.handshakeTimeoutMs, what: "the handshake ciphertext" }).catch((error: unknown) => {
-      throw error instanceof DeviceTimeoutError ? new SessionEnd("handshake_timeout") : new SessionEnd("bad_handshake", String(error));
-    });
+    const ciphertext = await reader
+      .read(HANDSHAKE_CIPHERTEXT_LENGTH, {
+        timeoutMs: limits.handshakeTimeoutMs,
+        what: "the handshake ciphertext",
+      })
+      .catch((error: unknown) => {
+        throw error instanceof DeviceTimeoutError
+          ? new SessionEnd("handshake_timeout")
+          : new SessionEnd("bad_handshake", String(error));
+      });
     // B.2 step 3: decrypt (constant-time unpadding), check the nonce, read the ID and the offered key.
     let plaintext;
     try {
-      plaintext = openHandshakeCiphertext({ ciphertext, serverPrivateKey: context.serverKey.privateKey, nonce });
+      plaintext = openHandshakeCiphertext({
+        ciphertext,
+        serverPrivateKey: context.serverKey.privateKey,
+        nonce,
+      });
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
@@ -430,7 +525,9 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
     const devicePublicKey = createPublicKey(device.public_key);
-    socket.write(createHandshakeReply({ devicePublicKey, serverPrivateKey: context.serverKey.privateKey, credentials }));
+    socket.write(
+      createHandshakeReply({ devicePublicKey, serverPrivateKey: context.serverKey.privateKey, credentials }),
+    );
     const ciphers = createSessionCiphers(credentials);
 
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.
@@ -456,7 +553,8 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
     });
     const next = async (timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> => {
       for (;;) {
-        if (failure) throw new SessionEnd("bad_frame", failure instanceof Error ? failure.message : String(failure));
+        if (failure)
+          throw new SessionEnd("bad_frame", failure instanceof Error ? failure.message : "frame error");
         const frame = queue.shift();
         if (frame) {
           try {
@@ -484,7 +582,10 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
     // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
     session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
     const now = services.config.clock();
-    const hasProduct = hello.hello.productId !== 0 && hello.hello.productId !== 0xffff && hello.hello.productId !== hello.hello.platformId;
+    const hasProduct =
+      hello.hello.productId !== 0 &&
+      hello.hello.productId !== 0xffff &&
+      hello.hello.productId !== hello.hello.platformId;
     await services.db
       .updateTable("devices")
       .set({
@@ -494,7 +595,9 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
         last_ip_address: remoteAddress,
         platform_id: hello.hello.platformId,
         ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-        ...(hello.hello.layout === "3.x" ? { system_firmware_version: String(hello.hello.systemVersion) } : {}),
+        ...(hello.hello.layout === "3.x"
+          ? { system_firmware_version: String(hello.hello.systemVersion) }
+          : {}),
         updated_at: now,
       })
       .where("id", "=", id)
@@ -509,8 +612,12 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
   } catch (error) {
     if (error instanceof SessionEnd) {
       reason = error.reason;
-      const level = reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
-      log[level]({ deviceId, reason, detail: error.message === reason ? undefined : error.message }, "device connection closed");
+      const level =
+        reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
+      log[level](
+        { deviceId, reason, detail: error.message === reason ? undefined : error.message },
+        "device connection closed",
+      );
     } else {
       reason = "bad_frame";
       log.error({ err: error, deviceId }, "device connection failed");
@@ -521,7 +628,10 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
       const wasCurrent = unregister?.() ?? false;
       session.close();
       // Only the newest connection of a device speaks for its presence.
-      if (wasCurrent) await markOffline(services, session).catch((error: unknown) => log.error({ err: error }, "could not mark the device offline"));
+      if (wasCurrent)
+        await markOffline(services, session).catch((error: unknown) =>
+          log.error({ err: error }, "could not mark the device offline"),
+        );
     } else {
       socket.destroy();
     }
@@ -531,24 +641,52 @@ export async function handleDeviceConnection(socket: Duplex, context: Connection
 
 async function markOffline(services: Services, session: DeviceSession): Promise<void> {
   const now = services.config.clock();
-  await services.db.updateTable("devices").set({ online: 0, last_heard: now, updated_at: now }).where("id", "=", session.deviceId).execute();
+  await services.db
+    .updateTable("devices")
+    .set({ online: 0, last_heard: now, updated_at: now })
+    .where("id", "=", session.deviceId)
+    .execute();
   await session.refresh();
   await session.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
 }
 
-async function recordAttempt(services: Services, attempt: { deviceId: string; ip: string; reason: string }): Promise<void> {
+async function recordAttempt(
+  services: Services,
+  attempt: { deviceId: string; ip: string; reason: string },
+): Promise<void> {
   await services.db
     .insertInto("device_connection_attempts")
-    .values({ id: randomBytes(16).toString("hex"), device_id: attempt.deviceId, ip: attempt.ip, outcome: "refused", reason: attempt.reason, at: services.config.clock() })
+    .values({
+      id: randomBytes(16).toString("hex"),
+      device_id: attempt.deviceId,
+      ip: attempt.ip,
+      outcome: "refused",
+      reason: attempt.reason,
+      at: services.config.clock(),
+    })
     .execute();
 }
 
-async function autoRegister(services: Services, options: { deviceId: string; offered: Uint8Array }): Promise<void> {
-  const pem = createPublicKey({ key: Buffer.from(options.offered), format: "der", type: "spki" }).export({ type: "spki", format: "pem" }).toString();
+async function autoRegister(
+  services: Services,
+  options: { deviceId: string; offered: Uint8Array },
+): Promise<void> {
+  const pem = createPublicKey({ key: Buffer.from(options.offered), format: "der", type: "spki" })
+    .export({ type: "spki", format: "pem" })
+    .toString();
   const now = services.config.clock();
   await services.db
     .insertInto("devices")
-    .values({ id: options.deviceId, public_key: pem, key_algorithm: "rsa", registered_by_user_id: null, product_id: null, platform_id: 6, created_at: now, updated_at: now })
+    .values({
+      id: options.deviceId,
+      public_key: pem,
+      key_algorithm: "rsa",
+      registered_by_user_id: null,
+      product_id: null,
+      platform_id: 6,
+      created_at: now,
+      updated_at: now,
+    })
     .onConflict((oc) => oc.column("id").doNothing())
     .execute();
 }

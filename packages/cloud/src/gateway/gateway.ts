@@ -1,6 +1,5 @@
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
-
 import type { Logger } from "pino";
 
 import type { Services } from "../services/index.js";
@@ -118,7 +117,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await closing;
       // Sessions mark their devices offline as their sockets close; give those writes a moment.
       const deadline = Date.now() + 2000;
-      while (sessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (sessions.size > 0 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 10));
     },
   };
 }

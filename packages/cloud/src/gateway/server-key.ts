@@ -2,7 +2,6 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:cry
 import type { KeyObject } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-
 import type { Kysely } from "kysely";
 
 import type { Database } from "../storage/schema.js";
@@ -34,15 +33,31 @@ function fromPrivatePem(pem: string): ServerKey {
  * a file) so that every gateway node of a scale-out deployment presents the same key. When a data folder is
  * given, the public key is also written there as PEM and DER for devices and `particle keys server`.
  */
-export async function loadServerKey(options: { db: Kysely<Database>; clock: () => number; dataDir?: string | undefined }): Promise<ServerKey> {
+export async function loadServerKey(options: {
+  db: Kysely<Database>;
+  clock: () => number;
+  dataDir?: string | undefined;
+}): Promise<ServerKey> {
   const { db } = options;
-  let row = await db.selectFrom("server_settings").select("value").where("name", "=", SETTING).executeTakeFirst();
+  let row = await db
+    .selectFrom("server_settings")
+    .select("value")
+    .where("name", "=", SETTING)
+    .executeTakeFirst();
   if (!row) {
     const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 65537 });
     const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     // Two nodes starting at once: the first insert wins and both read it back.
-    await db.insertInto("server_settings").values({ name: SETTING, value: pem, updated_at: options.clock() }).onConflict((oc) => oc.column("name").doNothing()).execute();
-    row = await db.selectFrom("server_settings").select("value").where("name", "=", SETTING).executeTakeFirstOrThrow();
+    await db
+      .insertInto("server_settings")
+      .values({ name: SETTING, value: pem, updated_at: options.clock() })
+      .onConflict((oc) => oc.column("name").doNothing())
+      .execute();
+    row = await db
+      .selectFrom("server_settings")
+      .select("value")
+      .where("name", "=", SETTING)
+      .executeTakeFirstOrThrow();
   }
   const key = fromPrivatePem(row.value);
   if (options.dataDir) {

@@ -1,12 +1,12 @@
 import { parse as parseQueryString } from "node:querystring";
-
 import formbody from "@fastify/formbody";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
-import type { FastifyBaseLogger, FastifyError, FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import Fastify, { LogController } from "fastify";
 
 import { AppError, renderError, toAppError } from "../errors.js";
+import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
@@ -15,6 +15,8 @@ import { registerEventRoutes } from "./routes/events.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerProductDeviceRoutes } from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
+import type { GatewayAddress } from "./routes/roost.js";
+import { registerRoostRoutes } from "./routes/roost.js";
 import { registerUserRoutes } from "./routes/users.js";
 
 /** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
@@ -41,13 +43,23 @@ function fromFastifyError(error: FastifyError | AppError | Error): AppError {
       break;
   }
   if (error instanceof SyntaxError) return new AppError("MALFORMED_BODY", "Request body is not valid JSON");
+  // A malformed multipart body surfaces as busboy's plain errors.
+  if (/^Multipart: |unexpected end of multipart data|^Boundary required/i.test(error.message)) {
+    return new AppError("MALFORMED_BODY", "Request body is not valid multipart/form-data");
+  }
   const status = (error as FastifyError).statusCode;
-  if (status !== undefined && status >= 400 && status < 500) return new AppError("BAD_REQUEST", error.message);
+  if (status !== undefined && status >= 400 && status < 500)
+    return new AppError("BAD_REQUEST", error.message);
   return toAppError(error);
 }
 
 /** Builds the HTTP API of one cloud node over its services. The caller listens (or injects requests). */
-export async function createHttpApp(options: { services: Services; logger: FastifyBaseLogger }): Promise<FastifyInstance> {
+export async function createHttpApp(options: {
+  services: Services;
+  logger: FastifyBaseLogger;
+  serverKey: ServerKey;
+  gateway: GatewayAddress;
+}): Promise<FastifyInstance> {
   const { services } = options;
   const { config } = services;
   const app = Fastify({
@@ -56,17 +68,28 @@ export async function createHttpApp(options: { services: Services; logger: Fasti
     logController: new LogController({ disableRequestLogging: true }),
     // Device IDs and names are matched exactly; `/v1/devices/` and `/v1/devices` are the same route.
     routerOptions: { ignoreTrailingSlash: true },
+    // Undecodable URLs and over-long path parameters get the usual error shape too.
+    frameworkErrors: (error, _request, reply) => {
+      const { status, body } = renderError(fromFastifyError(error));
+      void (reply as FastifyReply).code(status).send(body);
+    },
   });
 
   app.setErrorHandler((rawError, request, reply) => {
     const error = fromFastifyError(rawError as FastifyError);
-    const { status, body } = renderError(error);
+    const { status, body: rendered } = renderError(error);
+    // The token endpoint speaks OAuth for every 400 (node-oauth2-server's invalid_request). @see spec/cloud-api.md §6
+    const oauth =
+      status === 400 && request.routeOptions.url === "/oauth/token" && !("error_description" in rendered);
+    const body = oauth ? { error: "invalid_request", error_description: error.message } : rendered;
     if (status >= 500) request.log.error({ err: rawError, url: request.url }, "request failed");
     else request.log.debug({ code: error.code, url: request.url }, error.message);
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
-    const { status, body } = renderError(new AppError("ROUTE_NOT_FOUND", `Not found: ${request.method} ${request.url.split("?")[0]}`));
+    const { status, body } = renderError(
+      new AppError("ROUTE_NOT_FOUND", `Not found: ${request.method} ${request.url.split("?")[0]}`),
+    );
     void reply.code(status).send(body);
   });
 
@@ -74,15 +97,26 @@ export async function createHttpApp(options: { services: Services; logger: Fasti
     global: true,
     max: config.rateLimits.apiMax,
     timeWindow: config.rateLimits.windowMs,
-    errorResponseBuilder: (_request, context) => new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
+    errorResponseBuilder: (_request, context) =>
+      new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
   });
   await app.register(formbody);
-  await app.register(multipart, { attachFieldsToBody: "keyValues", limits: { fileSize: MAX_IMPORT_FILE_BYTES, files: 1, fields: 20 } });
+  await app.register(multipart, {
+    attachFieldsToBody: "keyValues",
+    limits: { fileSize: MAX_IMPORT_FILE_BYTES, files: 1, fields: 20 },
+  });
   // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
-  app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
+  app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
     const text = typeof body === "string" ? body : body.toString("utf8");
     const trimmed = text.trim();
     if (trimmed.length === 0) return done(null, undefined);
+    // A declared type other than text/plain (XML, binary, …) is not guessed at: a clear error instead.
+    const type = (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    if (type !== "" && type !== "text/plain")
+      return done(
+        new AppError("BAD_REQUEST", `Unsupported content type ${type}: send JSON or a form`),
+        undefined,
+      );
     if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
       try {
         done(null, JSON.parse(trimmed));
@@ -102,5 +136,6 @@ export async function createHttpApp(options: { services: Services; logger: Fasti
   registerDeviceRoutes(app, services);
   registerProductDeviceRoutes(app, services);
   registerEventRoutes(app, services);
+  registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
   return app;
 }

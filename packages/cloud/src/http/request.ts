@@ -1,9 +1,9 @@
 import type { FastifyRequest } from "fastify";
 
 import { AppError, BadRequestError, ForbiddenError, InvalidTokenError, NotFoundError } from "../errors.js";
+import type { Services } from "../services/index.js";
 import type { Principal } from "../services/principal.js";
 import type { Product } from "../services/products.js";
-import type { Services } from "../services/index.js";
 
 /** A request body as a plain record; JSON, form and multipart bodies all end up here. */
 export type Fields = Record<string, unknown>;
@@ -12,7 +12,8 @@ export type Fields = Record<string, unknown>;
 export function bodyOf(request: FastifyRequest): Fields {
   const body = request.body;
   if (body === undefined || body === null || body === "") return {};
-  if (typeof body !== "object" || Array.isArray(body) || Buffer.isBuffer(body)) throw new BadRequestError("request body must be a JSON object or a form");
+  if (typeof body !== "object" || Array.isArray(body) || Buffer.isBuffer(body))
+    throw new BadRequestError("request body must be a JSON object or a form");
   return body as Fields;
 }
 
@@ -93,8 +94,11 @@ export async function authenticate(services: Services, request: FastifyRequest):
 }
 
 /** Rejects product (API user) tokens on endpoints meant for people. @see spec/cloud-api.md §6 */
-export function requirePerson(principal: Principal): asserts principal is Exclude<Principal, { kind: "product" }> {
-  if (principal.kind === "product") throw new AppError("API_USER_FORBIDDEN", "API users are not allowed to call this endpoint");
+export function requirePerson(
+  principal: Principal,
+): asserts principal is Exclude<Principal, { kind: "product" }> {
+  if (principal.kind === "product")
+    throw new AppError("API_USER_FORBIDDEN", "API users are not allowed to call this endpoint");
 }
 
 /** Rejects everyone but users (developers, team members). */
@@ -115,10 +119,16 @@ export async function productParam(services: Services, request: FastifyRequest):
  * Customers get 403 (they may never call product endpoints); anyone else gets the same 404 as for a
  * product that does not exist. @see spec/cloud-api.md §1.3
  */
-export async function administeredProduct(services: Services, request: FastifyRequest, principal: Principal): Promise<Product> {
-  if (principal.kind === "customer") throw new ForbiddenError("Customer tokens cannot call product endpoints");
+export async function administeredProduct(
+  services: Services,
+  request: FastifyRequest,
+  principal: Principal,
+): Promise<Product> {
+  if (principal.kind === "customer")
+    throw new ForbiddenError("Customer tokens cannot call product endpoints");
   const product = await productParam(services, request);
-  if (!(await services.products.canAdminister(principal, product.id))) throw new NotFoundError("Product not found");
+  if (!(await services.products.canAdminister(principal, product.id)))
+    throw new NotFoundError("Product not found");
   return product;
 }
 
@@ -132,5 +142,9 @@ export function clientIp(request: FastifyRequest): string {
  * route to the right streams. Best effort: an offline device has nothing to refresh.
  */
 export async function deviceChanged(services: Services, deviceId: string): Promise<void> {
-  await services.bus.requestDevice({ deviceId: deviceId.toLowerCase(), command: { kind: "refresh" }, timeoutMs: 2000 });
+  await services.bus.requestDevice({
+    deviceId: deviceId.toLowerCase(),
+    command: { kind: "refresh" },
+    timeoutMs: 2000,
+  });
 }

@@ -2,7 +2,7 @@ import type { Kysely } from "kysely";
 
 import type { CloudConfig } from "../config.js";
 import { AppError, BadRequestError, NotFoundError } from "../errors.js";
-import { UNUSABLE_PASSWORD_HASH, hashPassword, newId, verifyPassword } from "../security.js";
+import { hashPassword, newId, UNUSABLE_PASSWORD_HASH, verifyPassword } from "../security.js";
 import type { CustomersTable, Database, UsersTable } from "../storage/schema.js";
 
 /** Shortest password accepted for users and customers. */
@@ -27,9 +27,14 @@ export class AccountService {
   /** Creates a user; usernames are e-mail addresses, compared case-insensitively. */
   async createUser(options: { username: string; password: string }): Promise<UsersTable> {
     const username = options.username.trim().toLowerCase();
-    if (!/^[^\s@]+@[^\s@]+$/.test(username)) throw new BadRequestError("username must be an email address");
+    if (username.length > 254 || !/^[^\s@]+@[^\s@]+$/.test(username))
+      throw new BadRequestError("username must be an email address (at most 254 characters)");
     checkPassword(options.password);
-    const existing = await this.#db.selectFrom("users").select("id").where("username", "=", username).executeTakeFirst();
+    const existing = await this.#db
+      .selectFrom("users")
+      .select("id")
+      .where("username", "=", username)
+      .executeTakeFirst();
     if (existing) throw new AppError("CONFLICT", "username must be unique");
     const row: UsersTable = {
       id: newId(),
@@ -43,7 +48,11 @@ export class AccountService {
 
   /** The user with these credentials, or undefined; takes the same time whether or not the user exists. */
   async verifyUser(options: { username: string; password: string }): Promise<UsersTable | undefined> {
-    const user = await this.#db.selectFrom("users").selectAll().where("username", "=", options.username.trim().toLowerCase()).executeTakeFirst();
+    const user = await this.#db
+      .selectFrom("users")
+      .selectAll()
+      .where("username", "=", options.username.trim().toLowerCase())
+      .executeTakeFirst();
     const ok = await verifyPassword(options.password, user?.password_hash ?? UNUSABLE_PASSWORD_HASH);
     return ok ? user : undefined;
   }
@@ -54,7 +63,11 @@ export class AccountService {
   }
 
   /** Creates a customer of a product; with no password it is a password-less "shadow" customer. @see spec/cloud-api.md §2 */
-  async createCustomer(options: { productId: number; email: string; password: string | undefined }): Promise<CustomersTable> {
+  async createCustomer(options: {
+    productId: number;
+    email: string;
+    password: string | undefined;
+  }): Promise<CustomersTable> {
     const email = options.email.trim().toLowerCase();
     if (email.length === 0 || email.length > 254) throw new BadRequestError("email is required");
     if (options.password !== undefined) checkPassword(options.password);
@@ -64,7 +77,10 @@ export class AccountService {
       id: newId(),
       product_id: options.productId,
       email,
-      password_hash: options.password === undefined ? null : await hashPassword(options.password, this.#config.passwordHashCost),
+      password_hash:
+        options.password === undefined
+          ? null
+          : await hashPassword(options.password, this.#config.passwordHashCost),
       created_at: this.#config.clock(),
     };
     await this.#db.insertInto("customers").values(row).execute();
@@ -83,7 +99,11 @@ export class AccountService {
   }
 
   /** The customer with these credentials, or undefined; shadow customers never log in with a password. */
-  async verifyCustomer(options: { productId: number; email: string; password: string }): Promise<CustomersTable | undefined> {
+  async verifyCustomer(options: {
+    productId: number;
+    email: string;
+    password: string;
+  }): Promise<CustomersTable | undefined> {
     const customer = await this.findCustomer(options.productId, options.email);
     const ok = await verifyPassword(options.password, customer?.password_hash ?? UNUSABLE_PASSWORD_HASH);
     return ok ? customer : undefined;
@@ -95,7 +115,11 @@ export class AccountService {
     const customer = await this.findCustomer(options.productId, options.email);
     if (!customer) throw new NotFoundError("Customer not found");
     const hash = await hashPassword(options.password, this.#config.passwordHashCost);
-    await this.#db.updateTable("customers").set({ password_hash: hash }).where("id", "=", customer.id).execute();
+    await this.#db
+      .updateTable("customers")
+      .set({ password_hash: hash })
+      .where("id", "=", customer.id)
+      .execute();
   }
 
   /**
@@ -109,7 +133,12 @@ export class AccountService {
     await this.#db.transaction().execute(async (trx) => {
       await trx.deleteFrom("access_tokens").where("customer_id", "=", customer.id).execute();
       await trx.deleteFrom("refresh_tokens").where("customer_id", "=", customer.id).execute();
-      await trx.updateTable("claim_codes").set({ revoked_at: now }).where("customer_id", "=", customer.id).where("used_at", "is", null).execute();
+      await trx
+        .updateTable("claim_codes")
+        .set({ revoked_at: now })
+        .where("customer_id", "=", customer.id)
+        .where("used_at", "is", null)
+        .execute();
       await trx
         .updateTable("devices")
         .set({ owner_customer_id: null, claimed_at: null, updated_at: now })

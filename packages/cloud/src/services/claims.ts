@@ -58,7 +58,9 @@ class ClaimRefused extends Error {
 }
 
 function ownerColumns(owner: Owner): { owner_user_id: string | null; owner_customer_id: string | null } {
-  return owner.kind === "user" ? { owner_user_id: owner.userId, owner_customer_id: null } : { owner_user_id: null, owner_customer_id: owner.customerId };
+  return owner.kind === "user"
+    ? { owner_user_id: owner.userId, owner_customer_id: null }
+    : { owner_user_id: null, owner_customer_id: owner.customerId };
 }
 
 function codeOwner(code: ClaimCodesTable): Owner | undefined {
@@ -69,7 +71,10 @@ function codeOwner(code: ClaimCodesTable): Owner | undefined {
   return undefined;
 }
 
-function sameOwner(a: Owner, device: { owner_user_id: string | null; owner_customer_id: string | null }): boolean {
+function sameOwner(
+  a: Owner,
+  device: { owner_user_id: string | null; owner_customer_id: string | null },
+): boolean {
   return a.kind === "user" ? device.owner_user_id === a.userId : device.owner_customer_id === a.customerId;
 }
 
@@ -113,7 +118,20 @@ export class ClaimService {
         device_id: null,
       })
       // A preset code (an ICCID) may be asked for again: the newest request wins.
-      .onConflict((oc) => oc.column("code_hash").doUpdateSet({ id, created_at: now, expires_at: now + this.#config.claimCodeTtlSeconds * 1000, used_at: null, revoked_at: null, device_id: null, user_id: owner.kind === "user" ? owner.userId : null, customer_id: owner.kind === "customer" ? owner.customerId : null, product_id: owner.kind === "customer" ? owner.productId : null, principal_kind: owner.kind }))
+      .onConflict((oc) =>
+        oc.column("code_hash").doUpdateSet({
+          id,
+          created_at: now,
+          expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
+          used_at: null,
+          revoked_at: null,
+          device_id: null,
+          user_id: owner.kind === "user" ? owner.userId : null,
+          customer_id: owner.kind === "customer" ? owner.customerId : null,
+          product_id: owner.kind === "customer" ? owner.productId : null,
+          principal_kind: owner.kind,
+        }),
+      )
       .execute();
     return { claim_code: code, device_ids: await this.#devices.ownedIds(owner), claim_id: id };
   }
@@ -131,22 +149,32 @@ export class ClaimService {
     let claimId: string | null = null;
     try {
       return await this.#db.transaction().execute(async (trx) => {
-        const code = await trx.selectFrom("claim_codes").selectAll().where("code_hash", "=", hashSecret(options.code)).executeTakeFirst();
+        const code = await trx
+          .selectFrom("claim_codes")
+          .selectAll()
+          .where("code_hash", "=", hashSecret(options.code))
+          .executeTakeFirst();
         if (!code) throw new ClaimRefused("unknown_code");
         claimId = code.id;
         if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
-        if (code.used_at !== null) throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
+        if (code.used_at !== null)
+          throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
         if (code.expires_at <= now) throw new ClaimRefused("expired_code");
         const owner = codeOwner(code);
         if (!owner) throw new ClaimRefused("unknown_code");
-        const device = await trx.selectFrom("devices").selectAll().where("id", "=", deviceId).executeTakeFirst();
+        const device = await trx
+          .selectFrom("devices")
+          .selectAll()
+          .where("id", "=", deviceId)
+          .executeTakeFirst();
         if (!device) throw new ClaimRefused("unknown_device");
         if (owner.kind === "customer") {
           if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
           if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
         }
         const alreadyMine = sameOwner(owner, device);
-        if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null)) throw new ClaimRefused("owned_by_other");
+        if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
+          throw new ClaimRefused("owned_by_other");
         const spent = await trx
           .updateTable("claim_codes")
           .set({ used_at: now, device_id: deviceId })
@@ -157,7 +185,8 @@ export class ClaimService {
         if (spent.numUpdatedRows === 0n) throw new ClaimRefused("used_code");
         // The conditional bind can still lose to a concurrent claim of the same device with another code
         // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
-        if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner }))) throw new ClaimRefused("owned_by_other");
+        if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
+          throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
         await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
         return { ok: true, reason, claimId: code.id, owner };
@@ -173,17 +202,31 @@ export class ClaimService {
    * Claims a device by ID for the caller (`POST /v1/devices`). The device must be online and unowned;
    * a customer may only claim devices of its product. @see spec/cloud-api.md §4.1
    */
-  async claimById(options: { owner: Owner; deviceId: string; requestTransfer: boolean }): Promise<Record<string, unknown>> {
+  async claimById(options: {
+    owner: Owner;
+    deviceId: string;
+    requestTransfer: boolean;
+  }): Promise<Record<string, unknown>> {
     const { owner } = options;
     const device = await this.#devices.get(options.deviceId);
     // Unknown and offline devices get the same answer, so that IDs cannot be probed.
     if (!device) throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
     // A device outside a customer's product does not exist for that customer: the same answer as unknown.
-    if (owner.kind === "customer" && device.product_id !== owner.productId) throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
+    if (owner.kind === "customer" && device.product_id !== owner.productId)
+      throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
     const ownerId = owner.kind === "user" ? owner.userId : owner.customerId;
-    if (sameOwner(owner, device)) return { ok: true, id: device.id, deviceID: device.id, user_id: ownerId, connected: device.online === 1, claimed: true };
+    if (sameOwner(owner, device))
+      return {
+        ok: true,
+        id: device.id,
+        deviceID: device.id,
+        user_id: ownerId,
+        connected: device.online === 1,
+        claimed: true,
+      };
     if (device.owner_user_id !== null || device.owner_customer_id !== null) {
-      if (!options.requestTransfer) throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
+      if (!options.requestTransfer)
+        throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
       const transferId = newId();
       await this.#db
         .insertInto("transfers")
@@ -199,12 +242,24 @@ export class ClaimService {
       return { ok: true, transfer_id: transferId };
     }
     if (device.online !== 1) {
-      await this.#record(this.#db, { claimId: null, deviceId: device.id, outcome: "refused", reason: "device_offline", source: "api" });
+      await this.#record(this.#db, {
+        claimId: null,
+        deviceId: device.id,
+        outcome: "refused",
+        reason: "device_offline",
+        source: "api",
+      });
       throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
     }
     const bound = await this.#db.transaction().execute(async (trx) => {
       const ok = await this.#bind(trx, { deviceId: device.id, owner });
-      await this.#record(trx, { claimId: null, deviceId: device.id, outcome: ok ? "claimed" : "refused", reason: ok ? "claimed" : "owned_by_other", source: "api" });
+      await this.#record(trx, {
+        claimId: null,
+        deviceId: device.id,
+        outcome: ok ? "claimed" : "refused",
+        reason: ok ? "claimed" : "owned_by_other",
+        source: "api",
+      });
       return ok;
     });
     if (!bound) throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
@@ -222,32 +277,72 @@ export class ClaimService {
       .where("owner_customer_id", "is", null)
       .executeTakeFirst();
     if (result.numUpdatedRows === 0n) return false;
-    const device = await trx.selectFrom("devices").selectAll().where("id", "=", options.deviceId).executeTakeFirstOrThrow();
+    const device = await trx
+      .selectFrom("devices")
+      .selectAll()
+      .where("id", "=", options.deviceId)
+      .executeTakeFirstOrThrow();
     if (device.name === null) {
-      await trx.updateTable("devices").set({ name: await this.#devices.generateName(device, trx) }).where("id", "=", device.id).execute();
+      await trx
+        .updateTable("devices")
+        .set({ name: await this.#devices.generateName(device, trx) })
+        .where("id", "=", device.id)
+        .execute();
     }
     return true;
   }
 
-  async #record(db: Kysely<Database>, attempt: { claimId: string | null; deviceId: string; outcome: string; reason: ClaimReason; source: ClaimSource }): Promise<void> {
+  async #record(
+    db: Kysely<Database>,
+    attempt: {
+      claimId: string | null;
+      deviceId: string;
+      outcome: string;
+      reason: ClaimReason;
+      source: ClaimSource;
+    },
+  ): Promise<void> {
     await db
       .insertInto("claim_attempts")
-      .values({ id: newId(), claim_code_id: attempt.claimId, device_id: attempt.deviceId, outcome: attempt.outcome, reason: attempt.reason, source: attempt.source, at: this.#config.clock() })
+      .values({
+        id: newId(),
+        claim_code_id: attempt.claimId,
+        device_id: attempt.deviceId,
+        outcome: attempt.outcome,
+        reason: attempt.reason,
+        source: attempt.source,
+        at: this.#config.clock(),
+      })
       .execute();
   }
 
   /** The recorded attempts for a device, newest last (the claim timeline). */
   attemptsForDevice(deviceId: string): Promise<Database["claim_attempts"][]> {
-    return this.#db.selectFrom("claim_attempts").selectAll().where("device_id", "=", normalizeDeviceId(deviceId)).orderBy("at").execute();
+    return this.#db
+      .selectFrom("claim_attempts")
+      .selectAll()
+      .where("device_id", "=", normalizeDeviceId(deviceId))
+      .orderBy("at")
+      .execute();
   }
 
   /** The recorded attempts for a claim code, newest last. */
   attemptsForCode(claimId: string): Promise<Database["claim_attempts"][]> {
-    return this.#db.selectFrom("claim_attempts").selectAll().where("claim_code_id", "=", claimId).orderBy("at").execute();
+    return this.#db
+      .selectFrom("claim_attempts")
+      .selectAll()
+      .where("claim_code_id", "=", claimId)
+      .orderBy("at")
+      .execute();
   }
 
   /** Revokes every unspent code of a customer (used when the customer is deleted). */
   async revokeCustomerCodes(customerId: string): Promise<void> {
-    await this.#db.updateTable("claim_codes").set({ revoked_at: this.#config.clock() }).where("customer_id", "=", customerId).where("used_at", "is", null).execute();
+    await this.#db
+      .updateTable("claim_codes")
+      .set({ revoked_at: this.#config.clock() })
+      .where("customer_id", "=", customerId)
+      .where("used_at", "is", null)
+      .execute();
   }
 }

@@ -1,5 +1,4 @@
 import { createPublicKey, randomInt } from "node:crypto";
-
 import type { Kysely, Updateable } from "kysely";
 import { sql } from "kysely";
 
@@ -17,8 +16,50 @@ export type DeviceRow = DeviceRecord & { owner_name: string | null };
 /** Key algorithms `POST /v1/provisioning` accepts, as `particle keys send` names them. */
 export const KEY_ALGORITHMS = ["rsa", "ecc"] as const;
 
-const NAME_WORDS_A = ["amber", "brisk", "calm", "dusty", "eager", "fuzzy", "gentle", "happy", "icy", "jolly", "keen", "lucky", "mellow", "nimble", "proud", "quiet", "rapid", "sunny", "tidy", "witty"];
-const NAME_WORDS_B = ["badger", "crane", "dingo", "eagle", "ferret", "gecko", "heron", "ibis", "jaguar", "koala", "lemur", "marten", "newt", "otter", "panda", "quail", "raven", "stoat", "tapir", "wombat"];
+const NAME_WORDS_A = [
+  "amber",
+  "brisk",
+  "calm",
+  "dusty",
+  "eager",
+  "fuzzy",
+  "gentle",
+  "happy",
+  "icy",
+  "jolly",
+  "keen",
+  "lucky",
+  "mellow",
+  "nimble",
+  "proud",
+  "quiet",
+  "rapid",
+  "sunny",
+  "tidy",
+  "witty",
+];
+const NAME_WORDS_B = [
+  "badger",
+  "crane",
+  "dingo",
+  "eagle",
+  "ferret",
+  "gecko",
+  "heron",
+  "ibis",
+  "jaguar",
+  "koala",
+  "lemur",
+  "marten",
+  "newt",
+  "otter",
+  "panda",
+  "quail",
+  "raven",
+  "stoat",
+  "tapir",
+  "wombat",
+];
 
 function pick(words: readonly string[]): string {
   return words[randomInt(words.length)] ?? "device";
@@ -137,10 +178,13 @@ export class DeviceService {
     mayAdministerProduct: (productId: number) => Promise<boolean>;
   }): Promise<DeviceRow> {
     const { principal } = options;
-    if (!isDeviceId(options.deviceId)) throw new BadRequestError("device ID must be 24 hexadecimal characters");
+    if (!isDeviceId(options.deviceId))
+      throw new BadRequestError("device ID must be 24 hexadecimal characters");
     const id = normalizeDeviceId(options.deviceId);
-    if (!(KEY_ALGORITHMS as readonly string[]).includes(options.algorithm)) throw new BadRequestError("algorithm must be rsa or ecc");
-    if (!Number.isInteger(options.platformId) || options.platformId < 0 || options.platformId > MAX_INTEGER) throw new BadRequestError("platform_id must be a non-negative integer");
+    if (!(KEY_ALGORITHMS as readonly string[]).includes(options.algorithm))
+      throw new BadRequestError("algorithm must be rsa or ecc");
+    if (!Number.isInteger(options.platformId) || options.platformId < 0 || options.platformId > MAX_INTEGER)
+      throw new BadRequestError("platform_id must be a non-negative integer");
     let pem: string;
     try {
       const key = createPublicKey(options.publicKey);
@@ -158,7 +202,9 @@ export class DeviceService {
     if (existing) {
       const owner = existing.owner_user_id ?? existing.owner_customer_id;
       const mine =
-        (principal.kind === "user" && (existing.registered_by_user_id === principal.userId || existing.owner_user_id === principal.userId)) ||
+        (principal.kind === "user" &&
+          (existing.registered_by_user_id === principal.userId ||
+            existing.owner_user_id === principal.userId)) ||
         (principal.kind === "customer" && existing.owner_customer_id === principal.customerId) ||
         (existing.product_id !== null && (await options.mayAdministerProduct(existing.product_id))) ||
         // Nobody's device (no owner, registrant or product) is anyone's; a product's device is its team's.
@@ -166,7 +212,12 @@ export class DeviceService {
       if (!mine) throw new DevicePermissionError();
       await this.#db
         .updateTable("devices")
-        .set({ public_key: pem, key_algorithm: options.algorithm, product_id: options.productId ?? existing.product_id, updated_at: now })
+        .set({
+          public_key: pem,
+          key_algorithm: options.algorithm,
+          product_id: options.productId ?? existing.product_id,
+          updated_at: now,
+        })
         .where("id", "=", id)
         .execute();
     } else {
@@ -192,9 +243,15 @@ export class DeviceService {
   /** The principal's devices, most recently connected first. @see spec/cloud-api.md §4.3 */
   listOwned(owner: Owner): Promise<DeviceRow[]> {
     let query = this.query();
-    query = owner.kind === "user" ? query.where("devices.owner_user_id", "=", owner.userId) : query.where("devices.owner_customer_id", "=", owner.customerId);
+    query =
+      owner.kind === "user"
+        ? query.where("devices.owner_user_id", "=", owner.userId)
+        : query.where("devices.owner_customer_id", "=", owner.customerId);
     // NULLS LAST spelled out: PostgreSQL sorts nulls first in a descending order, SQLite last.
-    return query.orderBy("devices.last_handshake_at", (ob) => ob.desc().nullsLast()).orderBy("devices.id").execute();
+    return query
+      .orderBy("devices.last_handshake_at", (ob) => ob.desc().nullsLast())
+      .orderBy("devices.id")
+      .execute();
   }
 
   /** IDs of the devices an owner has, for `device_ids` in claim-code responses. */
@@ -209,22 +266,34 @@ export class DeviceService {
   async findAccessible(principal: Principal, idOrName: string): Promise<DeviceRow> {
     let query = this.query();
     if (principal.kind === "user") query = query.where("devices.owner_user_id", "=", principal.userId);
-    else if (principal.kind === "customer") query = query.where("devices.owner_customer_id", "=", principal.customerId);
+    else if (principal.kind === "customer")
+      query = query.where("devices.owner_customer_id", "=", principal.customerId);
     else query = query.where("devices.product_id", "=", principal.productId);
-    const byId = isDeviceId(idOrName) ? await query.where("devices.id", "=", normalizeDeviceId(idOrName)).executeTakeFirst() : undefined;
-    const device = byId ?? (principal.kind === "product" ? undefined : await query.where("devices.name", "=", idOrName).executeTakeFirst());
+    const byId = isDeviceId(idOrName)
+      ? await query.where("devices.id", "=", normalizeDeviceId(idOrName)).executeTakeFirst()
+      : undefined;
+    const device =
+      byId ??
+      (principal.kind === "product"
+        ? undefined
+        : await query.where("devices.name", "=", idOrName).executeTakeFirst());
     if (!device) throw new DevicePermissionError();
     return device;
   }
 
   /** Sets name and/or notes; names are unique among one owner's devices. @see spec/cloud-api.md §4.4 */
-  async updateMetadata(device: DeviceRow, changes: { name?: string | undefined; notes?: string | undefined }): Promise<DeviceRow> {
+  async updateMetadata(
+    device: DeviceRow,
+    changes: { name?: string | undefined; notes?: string | undefined },
+  ): Promise<DeviceRow> {
     const set: Updateable<DevicesTable> = { updated_at: this.#config.clock() };
     if (changes.name !== undefined) {
       const name = changes.name.trim();
-      if (!/^[A-Za-z0-9_-]{1,63}$/.test(name)) throw new BadRequestError("name must be 1-63 letters, digits, dashes or underscores");
+      if (!/^[A-Za-z0-9_-]{1,63}$/.test(name))
+        throw new BadRequestError("name must be 1-63 letters, digits, dashes or underscores");
       if (isDeviceId(name)) throw new BadRequestError("name must not look like a device ID");
-      if (name !== device.name && (await this.#nameTaken(device, name))) throw new BadRequestError("name is already in use by another device");
+      if (name !== device.name && (await this.#nameTaken(device, name)))
+        throw new BadRequestError("name is already in use by another device");
       set.name = name;
     }
     if (changes.notes !== undefined) {
@@ -238,7 +307,8 @@ export class DeviceService {
   async #nameTaken(device: DeviceRecord, name: string, db: Kysely<Database> = this.#db): Promise<boolean> {
     let query = db.selectFrom("devices").select("id").where("name", "=", name).where("id", "!=", device.id);
     if (device.owner_user_id) query = query.where("owner_user_id", "=", device.owner_user_id);
-    else if (device.owner_customer_id) query = query.where("owner_customer_id", "=", device.owner_customer_id);
+    else if (device.owner_customer_id)
+      query = query.where("owner_customer_id", "=", device.owner_customer_id);
     else return false;
     return (await query.executeTakeFirst()) !== undefined;
   }
@@ -255,20 +325,34 @@ export class DeviceService {
   async release(deviceId: string): Promise<void> {
     await this.#db
       .updateTable("devices")
-      .set({ owner_user_id: null, owner_customer_id: null, claimed_at: null, updated_at: this.#config.clock() })
+      .set({
+        owner_user_id: null,
+        owner_customer_id: null,
+        claimed_at: null,
+        updated_at: this.#config.clock(),
+      })
       .where("id", "=", deviceId)
       .execute();
   }
 
   /** A page of a product's devices with the owners among them. @see spec/cloud-api.md §4.5 */
-  async listProduct(productId: number, filter: ProductDeviceQuery): Promise<{ devices: DeviceRow[]; totalPages: number }> {
+  async listProduct(
+    productId: number,
+    filter: ProductDeviceQuery,
+  ): Promise<{ devices: DeviceRow[]; totalPages: number }> {
     let query = this.query().where("devices.product_id", "=", productId);
     if (filter.deviceId) query = query.where(contains("devices.id", filter.deviceId));
     if (filter.deviceName) query = query.where(contains("devices.name", filter.deviceName));
     if (filter.serialNumber) query = query.where("devices.serial_number", "=", filter.serialNumber);
-    if (filter.quarantined !== undefined) query = query.where("devices.quarantined", "=", filter.quarantined ? 1 : 0);
+    if (filter.quarantined !== undefined)
+      query = query.where("devices.quarantined", "=", filter.quarantined ? 1 : 0);
     const all = await query.execute();
-    const column = { deviceName: "name", deviceId: "id", firmwareVersion: "firmware_version", lastConnection: "last_handshake_at" }[filter.sortAttr ?? "deviceId"] as keyof DeviceRow | undefined;
+    const column = {
+      deviceName: "name",
+      deviceId: "id",
+      firmwareVersion: "firmware_version",
+      lastConnection: "last_handshake_at",
+    }[filter.sortAttr ?? "deviceId"] as keyof DeviceRow | undefined;
     const sortKey = column ?? "id";
     const direction = filter.sortDir === "desc" ? -1 : 1;
     all.sort((a, b) => direction * compare(a[sortKey], b[sortKey]) || compare(a.id, b.id));
@@ -281,7 +365,11 @@ export class DeviceService {
    * Adds registered devices to a product. Unknown IDs and other platforms are `invalidDeviceIds`;
    * devices already in another product are `nonmemberDeviceIds`. @see spec/cloud-api.md §4.5
    */
-  async importIntoProduct(options: { productId: number; platformId: number; ids: readonly string[] }): Promise<{ updated: number; nonmemberDeviceIds: string[]; invalidDeviceIds: string[] }> {
+  async importIntoProduct(options: {
+    productId: number;
+    platformId: number;
+    ids: readonly string[];
+  }): Promise<{ updated: number; nonmemberDeviceIds: string[]; invalidDeviceIds: string[] }> {
     const result = { updated: 0, nonmemberDeviceIds: [] as string[], invalidDeviceIds: [] as string[] };
     const now = this.#config.clock();
     for (const raw of new Set(options.ids.map((id) => id.trim()).filter((id) => id.length > 0))) {
@@ -291,7 +379,11 @@ export class DeviceService {
       } else if (device.product_id !== null && device.product_id !== options.productId) {
         result.nonmemberDeviceIds.push(device.id);
       } else {
-        await this.#db.updateTable("devices").set({ product_id: options.productId, quarantined: 0, denied: 0, updated_at: now }).where("id", "=", device.id).execute();
+        await this.#db
+          .updateTable("devices")
+          .set({ product_id: options.productId, quarantined: 0, denied: 0, updated_at: now })
+          .where("id", "=", device.id)
+          .execute();
         result.updated += 1;
       }
     }
@@ -305,12 +397,21 @@ export class DeviceService {
   async removeFromProduct(options: { device: DeviceRow; deny: boolean }): Promise<void> {
     const now = this.#config.clock();
     if (options.deny) {
-      await this.#db.updateTable("devices").set({ denied: 1, quarantined: 0, updated_at: now }).where("id", "=", options.device.id).execute();
+      await this.#db
+        .updateTable("devices")
+        .set({ denied: 1, quarantined: 0, updated_at: now })
+        .where("id", "=", options.device.id)
+        .execute();
       return;
     }
     await this.#db
       .updateTable("devices")
-      .set({ product_id: null, owner_customer_id: null, ...(options.device.owner_customer_id ? { claimed_at: null } : {}), updated_at: now })
+      .set({
+        product_id: null,
+        owner_customer_id: null,
+        ...(options.device.owner_customer_id ? { claimed_at: null } : {}),
+        updated_at: now,
+      })
       .where("id", "=", options.device.id)
       .execute();
   }

@@ -25,7 +25,11 @@ export interface Services {
 }
 
 /** Wires the services together over a database. */
-export function createServices(options: { db: Kysely<Database>; config: CloudConfig; bus?: EventBus }): Services {
+export function createServices(options: {
+  db: Kysely<Database>;
+  config: CloudConfig;
+  bus?: EventBus;
+}): Services {
   const { bus = new InProcessEventBus(), ...rest } = options;
   const devices = new DeviceService(rest);
   return {

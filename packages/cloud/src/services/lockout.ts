@@ -19,7 +19,11 @@ export class LockoutService {
 
   /** Milliseconds until the IP may try again, or 0 when it is not blocked. */
   async blockedFor(ip: string): Promise<number> {
-    const row = await this.#db.selectFrom("login_failures").select("blocked_until").where("ip", "=", ip).executeTakeFirst();
+    const row = await this.#db
+      .selectFrom("login_failures")
+      .select("blocked_until")
+      .where("ip", "=", ip)
+      .executeTakeFirst();
     const remaining = (row?.blocked_until ?? 0) - this.#config.clock();
     return remaining > 0 ? remaining : 0;
   }
@@ -41,7 +45,9 @@ export class LockoutService {
       .onConflict((oc) =>
         oc.column("ip").doUpdateSet({
           failures,
-          blocked_until: sql<number | null>`case when ${failures} >= ${lockoutFailures} then cast(${blockedUntil} as bigint) else null end`,
+          blocked_until: sql<
+            number | null
+          >`case when ${failures} >= ${lockoutFailures} then cast(${blockedUntil} as bigint) else null end`,
           updated_at: now,
         }),
       )

@@ -18,7 +18,9 @@ export interface TokenInfo {
 }
 
 /** The owner of a device or claim code: a user, or a customer of a product. */
-export type Owner = { readonly kind: "user"; readonly userId: string } | { readonly kind: "customer"; readonly customerId: string; readonly productId: number };
+export type Owner =
+  | { readonly kind: "user"; readonly userId: string }
+  | { readonly kind: "customer"; readonly customerId: string; readonly productId: number };
 
 /** The owner a principal acts as, or undefined for a product token (which owns nothing). */
 export function ownerOf(principal: Principal): Owner | undefined {

@@ -1,5 +1,4 @@
 import { randomInt } from "node:crypto";
-
 import type { Kysely } from "kysely";
 
 import type { CloudConfig } from "../config.js";
@@ -53,10 +52,17 @@ export class ProductService {
   }
 
   /** Creates a product owned by `userId`, who becomes its first team member. */
-  async create(options: { userId: string; name: string; platformId: number; description?: string }): Promise<Product> {
+  async create(options: {
+    userId: string;
+    name: string;
+    platformId: number;
+    description?: string;
+  }): Promise<Product> {
     const name = options.name.trim();
-    if (name.length === 0 || name.length > 100) throw new BadRequestError("name is required (at most 100 characters)");
-    if (!Number.isInteger(options.platformId) || options.platformId <= 0 || options.platformId > MAX_INTEGER) throw new BadRequestError("platform_id must be a positive integer");
+    if (name.length === 0 || name.length > 100)
+      throw new BadRequestError("name is required (at most 100 characters)");
+    if (!Number.isInteger(options.platformId) || options.platformId <= 0 || options.platformId > MAX_INTEGER)
+      throw new BadRequestError("platform_id must be a positive integer");
     const now = this.#config.clock();
     return this.#db.transaction().execute(async (trx) => {
       let slug = slugify(name);
@@ -65,11 +71,29 @@ export class ProductService {
       }
       const inserted = await trx
         .insertInto("products")
-        .values({ slug, name, description: options.description ?? "", platform_id: options.platformId, owner_user_id: options.userId, created_at: now })
+        .values({
+          slug,
+          name,
+          description: options.description ?? "",
+          platform_id: options.platformId,
+          owner_user_id: options.userId,
+          created_at: now,
+        })
         .returning("id")
         .executeTakeFirstOrThrow();
-      await trx.insertInto("product_members").values({ product_id: inserted.id, user_id: options.userId, role: "owner" }).execute();
-      return { id: inserted.id, slug, name, description: options.description ?? "", platform_id: options.platformId, owner_user_id: options.userId, created_at: now };
+      await trx
+        .insertInto("product_members")
+        .values({ product_id: inserted.id, user_id: options.userId, role: "owner" })
+        .execute();
+      return {
+        id: inserted.id,
+        slug,
+        name,
+        description: options.description ?? "",
+        platform_id: options.platformId,
+        owner_user_id: options.userId,
+        created_at: now,
+      };
     });
   }
 
@@ -117,8 +141,10 @@ export class ProductService {
   }): Promise<{ client: OAuthClientsTable; secret: string }> {
     const name = options.name.trim();
     if (name.length === 0 || name.length > 100) throw new BadRequestError("name is required");
-    if (!(CLIENT_TYPES as readonly string[]).includes(options.type)) throw new BadRequestError("type must be installed or web");
-    if (options.type === "web" && !options.redirectUri) throw new BadRequestError("redirect_uri is required for web clients");
+    if (!(CLIENT_TYPES as readonly string[]).includes(options.type))
+      throw new BadRequestError("type must be installed or web");
+    if (options.type === "web" && !options.redirectUri)
+      throw new BadRequestError("redirect_uri is required for web clients");
     const scope = normalizeScope(options.scope);
     const secret = newToken();
     let id = "";
@@ -152,11 +178,21 @@ export class ProductService {
 
   /** A product's clients. */
   listClients(productId: number): Promise<OAuthClientsTable[]> {
-    return this.#db.selectFrom("oauth_clients").selectAll().where("product_id", "=", productId).orderBy("created_at").execute();
+    return this.#db
+      .selectFrom("oauth_clients")
+      .selectAll()
+      .where("product_id", "=", productId)
+      .orderBy("created_at")
+      .execute();
   }
 
   /** Renames a client or changes its scope. */
-  async updateClient(options: { productId: number; clientId: string; name?: string | undefined; scope?: string | undefined }): Promise<OAuthClientsTable> {
+  async updateClient(options: {
+    productId: number;
+    clientId: string;
+    name?: string | undefined;
+    scope?: string | undefined;
+  }): Promise<OAuthClientsTable> {
     const client = await this.getClient(options.clientId);
     if (!client || client.product_id !== options.productId) throw new NotFoundError("Client not found");
     const changes: Partial<OAuthClientsTable> = {};
@@ -165,7 +201,8 @@ export class ProductService {
       changes.name = options.name.trim();
     }
     if (options.scope !== undefined) changes.scope = normalizeScope(options.scope);
-    if (Object.keys(changes).length > 0) await this.#db.updateTable("oauth_clients").set(changes).where("id", "=", client.id).execute();
+    if (Object.keys(changes).length > 0)
+      await this.#db.updateTable("oauth_clients").set(changes).where("id", "=", client.id).execute();
     return { ...client, ...changes };
   }
 

@@ -36,7 +36,12 @@ function subjectColumns(subject: TokenSubject): {
     case "user":
       return { principal_kind: "user", user_id: subject.userId, customer_id: null, product_id: null };
     case "customer":
-      return { principal_kind: "customer", user_id: null, customer_id: subject.customerId, product_id: subject.productId };
+      return {
+        principal_kind: "customer",
+        user_id: null,
+        customer_id: subject.customerId,
+        product_id: subject.productId,
+      };
     case "product":
       return { principal_kind: "product", user_id: null, customer_id: null, product_id: subject.productId };
   }
@@ -53,11 +58,16 @@ export class TokenService {
   }
 
   /** Issues an access token and a refresh token for `subject`. */
-  async issue(options: { subject: TokenSubject; clientId: string; lifetime?: TokenLifetime }): Promise<TokenResponse> {
+  async issue(options: {
+    subject: TokenSubject;
+    clientId: string;
+    lifetime?: TokenLifetime;
+  }): Promise<TokenResponse> {
     const { subject, clientId, lifetime = {} } = options;
     const now = this.#config.clock();
     let expiresIn = lifetime.expiresIn ?? this.#config.accessTokenTtlSeconds;
-    if (lifetime.expiresAt !== undefined) expiresIn = Math.max(1, Math.round((lifetime.expiresAt - now) / 1000));
+    if (lifetime.expiresAt !== undefined)
+      expiresIn = Math.max(1, Math.round((lifetime.expiresAt - now) / 1000));
     const accessToken = newToken();
     const refreshToken = newToken();
     const columns = subjectColumns(subject);
@@ -81,18 +91,31 @@ export class TokenService {
         created_at: now,
       })
       .execute();
-    return { token_type: "bearer", access_token: accessToken, expires_in: expiresIn, refresh_token: refreshToken };
+    return {
+      token_type: "bearer",
+      access_token: accessToken,
+      expires_in: expiresIn,
+      refresh_token: refreshToken,
+    };
   }
 
   /** Resolves a presented access token to its principal, or undefined when unknown, expired or orphaned. */
   async authenticate(token: string): Promise<Principal | undefined> {
     const hash = hashSecret(token);
-    const row = await this.#db.selectFrom("access_tokens").selectAll().where("token_hash", "=", hash).executeTakeFirst();
+    const row = await this.#db
+      .selectFrom("access_tokens")
+      .selectAll()
+      .where("token_hash", "=", hash)
+      .executeTakeFirst();
     if (!row || !safeEqual(row.token_hash, hash)) return undefined;
     if (row.expires_at !== null && row.expires_at <= this.#config.clock()) return undefined;
     const info = { hash, clientId: row.client_id, expiresAt: row.expires_at };
     if (row.principal_kind === "user" && row.user_id) {
-      const user = await this.#db.selectFrom("users").select(["id", "username"]).where("id", "=", row.user_id).executeTakeFirst();
+      const user = await this.#db
+        .selectFrom("users")
+        .select(["id", "username"])
+        .where("id", "=", row.user_id)
+        .executeTakeFirst();
       return user && { kind: "user", userId: user.id, username: user.username, token: info };
     }
     if (row.principal_kind === "customer" && row.customer_id) {
@@ -101,10 +124,22 @@ export class TokenService {
         .select(["id", "email", "product_id"])
         .where("id", "=", row.customer_id)
         .executeTakeFirst();
-      return customer && { kind: "customer", customerId: customer.id, productId: customer.product_id, email: customer.email, token: info };
+      return (
+        customer && {
+          kind: "customer",
+          customerId: customer.id,
+          productId: customer.product_id,
+          email: customer.email,
+          token: info,
+        }
+      );
     }
     if (row.principal_kind === "product" && row.product_id !== null) {
-      const product = await this.#db.selectFrom("products").select("id").where("id", "=", row.product_id).executeTakeFirst();
+      const product = await this.#db
+        .selectFrom("products")
+        .select("id")
+        .where("id", "=", row.product_id)
+        .executeTakeFirst();
       return product && { kind: "product", productId: product.id, token: info };
     }
     return undefined;
@@ -112,7 +147,10 @@ export class TokenService {
 
   /** Deletes one access token by its value; true when it existed. */
   async revoke(token: string): Promise<boolean> {
-    const result = await this.#db.deleteFrom("access_tokens").where("token_hash", "=", hashSecret(token)).executeTakeFirst();
+    const result = await this.#db
+      .deleteFrom("access_tokens")
+      .where("token_hash", "=", hashSecret(token))
+      .executeTakeFirst();
     return result.numDeletedRows > 0n;
   }
 
@@ -125,7 +163,10 @@ export class TokenService {
   async revokeAll(subject: { userId: string } | { customerId: string }): Promise<void> {
     for (const table of ["access_tokens", "refresh_tokens"] as const) {
       let query = this.#db.deleteFrom(table);
-      query = "userId" in subject ? query.where("user_id", "=", subject.userId) : query.where("customer_id", "=", subject.customerId);
+      query =
+        "userId" in subject
+          ? query.where("user_id", "=", subject.userId)
+          : query.where("customer_id", "=", subject.customerId);
       await query.execute();
     }
   }
@@ -134,15 +175,27 @@ export class TokenService {
    * Trades a refresh token for a new access + refresh token pair (the old refresh token is spent).
    * Only tokens issued to a registered OAuth client can be refreshed. @see spec/cloud-api.md §1.1
    */
-  async refresh(options: { refreshToken: string; clientId: string; registeredClient: boolean }): Promise<TokenResponse> {
+  async refresh(options: {
+    refreshToken: string;
+    clientId: string;
+    registeredClient: boolean;
+  }): Promise<TokenResponse> {
     const hash = hashSecret(options.refreshToken);
-    const row = await this.#db.selectFrom("refresh_tokens").selectAll().where("token_hash", "=", hash).executeTakeFirst();
+    const row = await this.#db
+      .selectFrom("refresh_tokens")
+      .selectAll()
+      .where("token_hash", "=", hash)
+      .executeTakeFirst();
     const now = this.#config.clock();
     if (!row || row.client_id !== options.clientId || (row.expires_at !== null && row.expires_at <= now)) {
       throw new InvalidGrantError("The refresh token provided is invalid.");
     }
-    if (!options.registeredClient) throw new InvalidGrantError("Refresh tokens only work for product tokens.");
-    const deleted = await this.#db.deleteFrom("refresh_tokens").where("token_hash", "=", hash).executeTakeFirst();
+    if (!options.registeredClient)
+      throw new InvalidGrantError("Refresh tokens only work for product tokens.");
+    const deleted = await this.#db
+      .deleteFrom("refresh_tokens")
+      .where("token_hash", "=", hash)
+      .executeTakeFirst();
     if (deleted.numDeletedRows === 0n) throw new InvalidGrantError("The refresh token provided is invalid.");
     let subject: TokenSubject;
     if (row.principal_kind === "customer" && row.customer_id && row.product_id !== null) {

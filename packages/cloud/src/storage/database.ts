@@ -24,7 +24,10 @@ export interface StorageOptions {
 const PG_INT8_OID = 20;
 
 /** Opens the database named by the options and runs every pending migration. */
-export async function openStorage({ databaseUrl, sqliteFile = ":memory:" }: StorageOptions): Promise<Storage> {
+export async function openStorage({
+  databaseUrl,
+  sqliteFile = ":memory:",
+}: StorageOptions): Promise<Storage> {
   let db: Kysely<Database>;
   let dialect: Dialect;
   if (databaseUrl) {
@@ -36,7 +39,9 @@ export async function openStorage({ databaseUrl, sqliteFile = ":memory:" }: Stor
         getTypeParser: ((oid: number, format?: "text" | "binary") =>
           oid === PG_INT8_OID
             ? (value: string) => Number(value)
-            : (pg.types.getTypeParser(oid, format) as (value: string) => unknown)) as typeof pg.types.getTypeParser,
+            : (pg.types.getTypeParser(oid, format) as (
+                value: string,
+              ) => unknown)) as typeof pg.types.getTypeParser,
       },
     });
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

@@ -94,7 +94,11 @@ function initial(dialect: Dialect): Migration {
         .addColumn("source", "text", (c) => c.notNull())
         .addColumn("at", "bigint", (c) => c.notNull())
         .execute();
-      await db.schema.createIndex("claim_attempts_code").on("claim_attempts").column("claim_code_id").execute();
+      await db.schema
+        .createIndex("claim_attempts_code")
+        .on("claim_attempts")
+        .column("claim_code_id")
+        .execute();
       await db.schema.createIndex("claim_attempts_device").on("claim_attempts").column("device_id").execute();
       await db.schema
         .createTable("devices")
@@ -125,7 +129,11 @@ function initial(dialect: Dialect): Migration {
         .addColumn("updated_at", "bigint", (c) => c.notNull())
         .execute();
       await db.schema.createIndex("devices_owner_user").on("devices").column("owner_user_id").execute();
-      await db.schema.createIndex("devices_owner_customer").on("devices").column("owner_customer_id").execute();
+      await db.schema
+        .createIndex("devices_owner_customer")
+        .on("devices")
+        .column("owner_customer_id")
+        .execute();
       await db.schema.createIndex("devices_product").on("devices").column("product_id").execute();
       await db.schema
         .createTable("transfers")
@@ -168,13 +176,21 @@ const settingsAndConnections: Migration = {
       .addColumn("reason", "text", (c) => c.notNull())
       .addColumn("at", "bigint", (c) => c.notNull())
       .execute();
-    await db.schema.createIndex("device_connection_attempts_device").on("device_connection_attempts").column("device_id").execute();
+    await db.schema
+      .createIndex("device_connection_attempts_device")
+      .on("device_connection_attempts")
+      .column("device_id")
+      .execute();
   },
 };
 
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ "0001_initial": initial(dialect), "0002_settings_connections": settingsAndConnections }),
+    getMigrations: () =>
+      Promise.resolve({
+        "0001_initial": initial(dialect),
+        "0002_settings_connections": settingsAndConnections,
+      }),
   };
 }

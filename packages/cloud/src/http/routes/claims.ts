@@ -1,9 +1,18 @@
 import type { FastifyInstance } from "fastify";
 
-import { ForbiddenError } from "../../errors.js";
+import { BadRequestError, ForbiddenError } from "../../errors.js";
 import type { Services } from "../../services/index.js";
 import { ownerOf } from "../../services/principal.js";
+import type { Fields } from "../request.js";
 import { authenticate, bodyOf, optionalString, productParam, requirePerson } from "../request.js";
+
+/** A cellular `iccid` (else `imei`) to use as the claim code; real ones are up to 22 digits. */
+function presetCode(fields: Fields): string | undefined {
+  const code = optionalString(fields, "iccid") || optionalString(fields, "imei") || undefined;
+  if (code !== undefined && !/^[0-9A-Za-z]{1,32}$/.test(code))
+    throw new BadRequestError("iccid and imei must be 1-32 letters or digits");
+  return code;
+}
 
 /** Claim codes. @see spec/cloud-api.md §3.1 */
 export function registerClaimRoutes(app: FastifyInstance, services: Services): void {
@@ -17,7 +26,7 @@ export function registerClaimRoutes(app: FastifyInstance, services: Services): v
     const fields = bodyOf(request);
     const owner = ownerOf(principal);
     if (!owner) throw new ForbiddenError("API users cannot create claim codes");
-    return claims.createCode({ owner, presetCode: optionalString(fields, "iccid") || optionalString(fields, "imei") || undefined });
+    return claims.createCode({ owner, presetCode: presetCode(fields) });
   });
 
   // "To generate a claim code for a product, the access token MUST belong to a customer of the product."
@@ -31,7 +40,7 @@ export function registerClaimRoutes(app: FastifyInstance, services: Services): v
     const fields = bodyOf(request);
     return claims.createCode({
       owner: { kind: "customer", customerId: principal.customerId, productId: product.id },
-      presetCode: optionalString(fields, "iccid") || optionalString(fields, "imei") || undefined,
+      presetCode: presetCode(fields),
     });
   });
 }

@@ -2,12 +2,28 @@ import type { FastifyInstance } from "fastify";
 
 import { isDeviceId } from "@roost/protocol";
 
-import { AppError, BadRequestError, DevicePermissionError, ForbiddenError, NotFoundError } from "../../errors.js";
+import {
+  AppError,
+  BadRequestError,
+  DevicePermissionError,
+  ForbiddenError,
+  NotFoundError,
+} from "../../errors.js";
 import type { DeviceCommand, DeviceCommandResult } from "../../events/bus.js";
 import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import { ownerOf } from "../../services/principal.js";
-import { authenticate, deviceChanged, bodyOf, optionalBoolean, optionalInteger, optionalString, param, requiredString, requirePerson } from "../request.js";
+import {
+  authenticate,
+  bodyOf,
+  deviceChanged,
+  optionalBoolean,
+  optionalInteger,
+  optionalString,
+  param,
+  requiredString,
+  requirePerson,
+} from "../request.js";
 
 /** Longest function argument the device accepts, in bytes. @see spec/device-protocols.md B.3 (function argument 622) */
 const MAX_FUNCTION_ARGUMENT_BYTES = 622;
@@ -32,7 +48,11 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const fields = bodyOf(request);
     const id = requiredString(fields, "id");
     if (!isDeviceId(id)) throw new BadRequestError("id must be a 24-character hexadecimal device ID");
-    const result = await claims.claimById({ owner, deviceId: id, requestTransfer: optionalBoolean(fields, "request_transfer") === true });
+    const result = await claims.claimById({
+      owner,
+      deviceId: id,
+      requestTransfer: optionalBoolean(fields, "request_transfer") === true,
+    });
     await deviceChanged(services, id);
     return result;
   });
@@ -44,11 +64,22 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
   });
 
   /** Sends a command to the device through the bus; offline and silent devices both answer 408. @see spec/cloud-api.md §6 */
-  async function toDevice(deviceId: string, command: DeviceCommand): Promise<DeviceCommandResult & { ok: true }> {
-    const result = await services.bus.requestDevice({ deviceId, command, timeoutMs: services.config.deviceRequestTimeoutMs + 1000 });
+  async function toDevice(
+    deviceId: string,
+    command: DeviceCommand,
+  ): Promise<DeviceCommandResult & { ok: true }> {
+    const result = await services.bus.requestDevice({
+      deviceId,
+      command,
+      timeoutMs: services.config.deviceRequestTimeoutMs + 1000,
+    });
     if (result.ok) return result;
-    if (result.error === "offline" || result.error === "timeout") throw new AppError("DEVICE_TIMEOUT", "timed out");
-    if (result.error === "not_found") throw new NotFoundError(command.kind === "variable" ? `Unknown Variable: ${command.name}` : "Function not found");
+    if (result.error === "offline" || result.error === "timeout")
+      throw new AppError("DEVICE_TIMEOUT", "timed out");
+    if (result.error === "not_found")
+      throw new NotFoundError(
+        command.kind === "variable" ? `Unknown Variable: ${command.name}` : "Function not found",
+      );
     throw new BadRequestError(result.message ?? "the device refused the request");
   }
 
@@ -64,7 +95,8 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       const result = await toDevice(device.id, { kind: "signal", on: signal === "1" });
       return { id: device.id, connected: true, signaling: result.value === true };
     }
-    if (name === undefined && notes === undefined) throw new BadRequestError("nothing to update: send name, notes or signal");
+    if (name === undefined && notes === undefined)
+      throw new BadRequestError("nothing to update: send name, notes or signal");
     const updated = await devices.updateMetadata(device, { name, notes });
     const updatedAt = new Date(updated.updated_at).toISOString();
     return {
@@ -78,7 +110,11 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
   app.put("/v1/devices/:deviceIdOrName/ping", async (request) => {
     const principal = await authenticate(services, request);
     const device = await devices.findAccessible(principal, param(request, "deviceIdOrName"));
-    const result = await services.bus.requestDevice({ deviceId: device.id, command: { kind: "ping" }, timeoutMs: 5000 });
+    const result = await services.bus.requestDevice({
+      deviceId: device.id,
+      command: { kind: "ping" },
+      timeoutMs: 5000,
+    });
     return { online: result.ok, ok: true };
   });
 
@@ -89,10 +125,12 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const name = param(request, "function");
     const fields = bodyOf(request);
     const argument = optionalString(fields, "arg") ?? optionalString(fields, "args") ?? "";
-    if (Buffer.byteLength(argument) > MAX_FUNCTION_ARGUMENT_BYTES) throw new BadRequestError(`arg must be at most ${MAX_FUNCTION_ARGUMENT_BYTES} bytes`);
+    if (Buffer.byteLength(argument) > MAX_FUNCTION_ARGUMENT_BYTES)
+      throw new BadRequestError(`arg must be at most ${MAX_FUNCTION_ARGUMENT_BYTES} bytes`);
     const functions = JSON.parse(device.functions) as string[];
     // Until the device has described itself the list is empty, and the device answers for itself.
-    if (name.length > 64 || (functions.length > 0 && !functions.includes(name))) throw new NotFoundError("Function not found");
+    if (name.length > 64 || (functions.length > 0 && !functions.includes(name)))
+      throw new NotFoundError("Function not found");
     const result = await toDevice(device.id, { kind: "function", name, argument });
     return { id: device.id, name: device.name, connected: true, return_value: result.value };
   });
@@ -102,14 +140,22 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const device = await devices.findAccessible(principal, param(request, "deviceIdOrName"));
     const name = param(request, "variable");
     const known = JSON.parse(device.variables) as Record<string, number>;
-    if (name.length > 64 || (Object.keys(known).length > 0 && !(name in known))) throw new NotFoundError(`Unknown Variable: ${name}`);
+    if (name.length > 64 || (Object.keys(known).length > 0 && !(name in known)))
+      throw new NotFoundError(`Unknown Variable: ${name}`);
     const result = await toDevice(device.id, { kind: "variable", name });
     const api = deviceToApi(device);
     return {
       cmd: "VarReturn",
       name,
       result: result.value,
-      coreInfo: { last_app: "", last_heard: api.last_heard, connected: true, last_handshake_at: api.last_handshake_at, deviceID: device.id, product_id: api.product_id },
+      coreInfo: {
+        last_app: "",
+        last_heard: api.last_heard,
+        connected: true,
+        last_handshake_at: api.last_handshake_at,
+        deviceID: device.id,
+        product_id: api.product_id,
+      },
     };
   });
 
@@ -129,11 +175,13 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const deviceId = param(request, "deviceId");
     if (!isDeviceId(deviceId)) throw new BadRequestError("device ID must be 24 hexadecimal characters");
     // A product token registers into its own product; an unowned, product-less device could be re-keyed by anyone.
-    const productId = optionalInteger(fields, "product_id") ?? (principal.kind === "product" ? principal.productId : null);
+    const productId =
+      optionalInteger(fields, "product_id") ?? (principal.kind === "product" ? principal.productId : null);
     let platformId = optionalInteger(fields, "platform_id");
     if (productId !== null) {
       const product = await products.find(String(productId));
-      if (!product || !(await products.canAdminister(principal, product.id))) throw new DevicePermissionError();
+      if (!product || !(await products.canAdminister(principal, product.id)))
+        throw new DevicePermissionError();
       platformId ??= product.platform_id;
     }
     if (principal.kind === "customer") throw new ForbiddenError("Customers cannot register device keys");
@@ -146,6 +194,12 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       platformId: platformId ?? 6,
       mayAdministerProduct: (id) => products.canAdminister(principal, id),
     });
-    return { ok: true, id: device.id, device_id: device.id, product_id: device.product_id, platform_id: device.platform_id };
+    return {
+      ok: true,
+      id: device.id,
+      device_id: device.id,
+      product_id: device.product_id,
+      platform_id: device.platform_id,
+    };
   });
 }

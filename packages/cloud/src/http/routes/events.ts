@@ -2,10 +2,27 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 import { AppError, BadRequestError, ForbiddenError } from "../../errors.js";
 import type { CloudEvent } from "../../events/model.js";
-import { API_COREID, DEFAULT_EVENT_TTL, formatSseEvent, MAX_EVENT_DATA_BYTES, MAX_EVENT_NAME_LENGTH } from "../../events/model.js";
+import {
+  API_COREID,
+  DEFAULT_EVENT_TTL,
+  formatSseEvent,
+  MAX_EVENT_DATA_BYTES,
+  MAX_EVENT_NAME_LENGTH,
+} from "../../events/model.js";
 import type { Services } from "../../services/index.js";
 import type { Principal } from "../../services/principal.js";
-import { administeredProduct, authenticate, bodyOf, clientIp, optionalBoolean, optionalInteger, optionalString, param, requiredString, requirePerson } from "../request.js";
+import {
+  administeredProduct,
+  authenticate,
+  bodyOf,
+  clientIp,
+  optionalBoolean,
+  optionalInteger,
+  optionalString,
+  param,
+  requiredString,
+  requirePerson,
+} from "../request.js";
 
 /** A stream stops being fed when this many bytes wait unsent: a client that reads too slowly is dropped. */
 const MAX_BUFFERED_SSE_BYTES = 1_048_576;
@@ -35,10 +52,15 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
   });
 
   /** Opens a stream: `:ok`, then matching events, with keep-alives during silence. */
-  function stream(request: FastifyRequest, reply: FastifyReply, options: { prefix: string; accepts: (event: CloudEvent) => boolean }): void {
+  function stream(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    options: { prefix: string; accepts: (event: CloudEvent) => boolean },
+  ): void {
     const ip = clientIp(request);
     const open = openPerIp.get(ip) ?? 0;
-    if (open >= config.sseMaxPerIp) throw new AppError("RATE_LIMITED", `At most ${config.sseMaxPerIp} simultaneous event streams per IP`);
+    if (open >= config.sseMaxPerIp)
+      throw new AppError("RATE_LIMITED", `At most ${config.sseMaxPerIp} simultaneous event streams per IP`);
     openPerIp.set(ip, open + 1);
     void reply.hijack();
     const raw = reply.raw;
@@ -63,9 +85,12 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
       if (event.name.startsWith(options.prefix) && options.accepts(event)) write(formatSseEvent(event));
     });
     // spark-server writes a bare newline after 9 s of silence; api-js gives up after 15 s. @see spec/cloud-api.md §5.2
-    const keepAlive = setInterval(() => {
-      if (Date.now() - lastWrite >= config.sseKeepAliveMs - 50) write("\n");
-    }, Math.max(50, Math.floor(config.sseKeepAliveMs / 3)));
+    const keepAlive = setInterval(
+      () => {
+        if (Date.now() - lastWrite >= config.sseKeepAliveMs - 50) write("\n");
+      },
+      Math.max(50, Math.floor(config.sseKeepAliveMs / 3)),
+    );
     let closed = false;
     const cleanup = () => {
       if (closed) return;
@@ -106,7 +131,10 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
   const oneDevice = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = await authenticate(services, request);
     const device = await devices.findAccessible(principal, param(request, "deviceIdOrName"));
-    stream(request, reply, { prefix: prefixOf(request), accepts: (event) => event.coreid === device.id && ownedBy(principal, event) });
+    stream(request, reply, {
+      prefix: prefixOf(request),
+      accepts: (event) => event.coreid === device.id && ownedBy(principal, event),
+    });
   };
   app.get("/v1/devices/:deviceIdOrName/events", oneDevice);
   app.get("/v1/devices/:deviceIdOrName/events/*", oneDevice);
@@ -123,21 +151,37 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
     const principal = await authenticate(services, request);
     const found = await administeredProduct(services, request, principal);
     const device = await devices.findInProduct(found.id, param(request, "deviceId"));
-    stream(request, reply, { prefix: prefixOf(request), accepts: (event) => event.productId === found.id && event.coreid === device.id });
+    stream(request, reply, {
+      prefix: prefixOf(request),
+      accepts: (event) => event.productId === found.id && event.coreid === device.id,
+    });
   };
   app.get("/v1/products/:productIdOrSlug/devices/:deviceId/events", productDevice);
   app.get("/v1/products/:productIdOrSlug/devices/:deviceId/events/*", productDevice);
 
   /** Validates a publish body into an event of the API's own `coreid`. @see spec/cloud-api.md §5.3 */
-  function eventFrom(fields: Record<string, unknown>, scope: { ownerUserId: string | null; ownerCustomerId: string | null; productId: number | null }): CloudEvent {
+  function eventFrom(
+    fields: Record<string, unknown>,
+    scope: { ownerUserId: string | null; ownerCustomerId: string | null; productId: number | null },
+  ): CloudEvent {
     const name = requiredString(fields, "name");
-    if (name.length > MAX_EVENT_NAME_LENGTH || /[\r\n]/.test(name)) throw new BadRequestError(`name must be 1-${MAX_EVENT_NAME_LENGTH} characters on one line`);
+    if (name.length > MAX_EVENT_NAME_LENGTH || /[\r\n]/.test(name))
+      throw new BadRequestError(`name must be 1-${MAX_EVENT_NAME_LENGTH} characters on one line`);
     const data = optionalString(fields, "data") ?? null;
-    if (data !== null && Buffer.byteLength(data) > MAX_EVENT_DATA_BYTES) throw new BadRequestError(`data must be at most ${MAX_EVENT_DATA_BYTES} bytes`);
+    if (data !== null && Buffer.byteLength(data) > MAX_EVENT_DATA_BYTES)
+      throw new BadRequestError(`data must be at most ${MAX_EVENT_DATA_BYTES} bytes`);
     const ttl = optionalInteger(fields, "ttl") ?? DEFAULT_EVENT_TTL;
     // `private` missing, empty or "false" means public, as in spark-server. @see spec/cloud-api.md §5.3
     const isPrivate = optionalBoolean(fields, "private") === true;
-    return { name, data, ttl, publishedAt: new Date(config.clock()).toISOString(), coreid: API_COREID, isPublic: !isPrivate, ...scope };
+    return {
+      name,
+      data,
+      ttl,
+      publishedAt: new Date(config.clock()).toISOString(),
+      coreid: API_COREID,
+      isPublic: !isPrivate,
+      ...scope,
+    };
   }
 
   app.post("/v1/devices/events", async (request) => {
@@ -154,9 +198,12 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
 
   app.post("/v1/products/:productIdOrSlug/events", async (request) => {
     const principal = await authenticate(services, request);
-    if (principal.kind === "customer") throw new ForbiddenError("Customer tokens cannot call product endpoints");
+    if (principal.kind === "customer")
+      throw new ForbiddenError("Customer tokens cannot call product endpoints");
     const found = await administeredProduct(services, request, principal);
-    await bus.publish(eventFrom(bodyOf(request), { ownerUserId: null, ownerCustomerId: null, productId: found.id }));
+    await bus.publish(
+      eventFrom(bodyOf(request), { ownerUserId: null, ownerCustomerId: null, productId: found.id }),
+    );
     return { ok: true };
   });
 }

@@ -4,7 +4,17 @@ import { BadRequestError } from "../../errors.js";
 import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import type { Fields } from "../request.js";
-import { administeredProduct, authenticate, deviceChanged, bodyOf, optionalBoolean, optionalInteger, optionalString, param, queryOf } from "../request.js";
+import {
+  administeredProduct,
+  authenticate,
+  bodyOf,
+  deviceChanged,
+  optionalBoolean,
+  optionalInteger,
+  optionalString,
+  param,
+  queryOf,
+} from "../request.js";
 
 /** Largest accepted `perPage`. */
 const MAX_PER_PAGE = 100;
@@ -18,7 +28,8 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const product = await administeredProduct(services, request, principal);
     const query = queryOf(request);
     const sortDir = optionalString(query, "sortDir");
-    if (sortDir !== undefined && sortDir !== "asc" && sortDir !== "desc") throw new BadRequestError("sortDir must be asc or desc");
+    if (sortDir !== undefined && sortDir !== "asc" && sortDir !== "desc")
+      throw new BadRequestError("sortDir must be asc or desc");
     // api-js sends `per_page`, the docs say `perPage`: accept both. @see spec/cloud-api.md §4.5
     const perPage = optionalInteger(query, "perPage") ?? optionalInteger(query, "per_page") ?? 25;
     const { devices: page, totalPages } = await devices.listProduct(product.id, {
@@ -31,9 +42,15 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
       page: Math.max(1, optionalInteger(query, "page") ?? 1),
       perPage: Math.min(MAX_PER_PAGE, Math.max(1, perPage)),
     });
-    const customerIds = new Set(page.map((device) => device.owner_customer_id).filter((id): id is string => id !== null));
+    const customerIds = new Set(
+      page.map((device) => device.owner_customer_id).filter((id): id is string => id !== null),
+    );
     const customers = customerIds.size
-      ? await services.db.selectFrom("customers").select(["id", "email"]).where("id", "in", [...customerIds]).execute()
+      ? await services.db
+          .selectFrom("customers")
+          .select(["id", "email"])
+          .where("id", "in", [...customerIds])
+          .execute()
       : [];
     return {
       devices: page.map((device) => deviceToApi(device, { product: true })),
@@ -58,7 +75,9 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
   app.get("/v1/products/:productIdOrSlug/devices/:deviceId", async (request) => {
     const principal = await authenticate(services, request);
     const product = await administeredProduct(services, request, principal);
-    return deviceToApi(await devices.findInProduct(product.id, param(request, "deviceId")), { product: true });
+    return deviceToApi(await devices.findInProduct(product.id, param(request, "deviceId")), {
+      product: true,
+    });
   });
 
   app.put("/v1/products/:productIdOrSlug/devices/:deviceId", async (request) => {
@@ -68,9 +87,15 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const fields = bodyOf(request);
     const name = optionalString(fields, "name");
     const notes = optionalString(fields, "notes");
-    if (name === undefined && notes === undefined) throw new BadRequestError("nothing to update: send name or notes");
+    if (name === undefined && notes === undefined)
+      throw new BadRequestError("nothing to update: send name or notes");
     const updated = await devices.updateMetadata(device, { name, notes });
-    return { id: updated.id, name: updated.name, notes: updated.notes, updated_at: new Date(updated.updated_at).toISOString() };
+    return {
+      id: updated.id,
+      name: updated.name,
+      notes: updated.notes,
+      updated_at: new Date(updated.updated_at).toISOString(),
+    };
   });
 
   app.delete("/v1/products/:productIdOrSlug/devices/:deviceId", async (request, reply) => {

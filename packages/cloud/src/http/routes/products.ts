@@ -3,7 +3,15 @@ import type { FastifyInstance } from "fastify";
 import { BadRequestError, NotFoundError } from "../../errors.js";
 import type { Services } from "../../services/index.js";
 import { clientToApi, productToApi } from "../../services/products.js";
-import { administeredProduct, authenticate, bodyOf, optionalString, param, requiredString, requireUser } from "../request.js";
+import {
+  administeredProduct,
+  authenticate,
+  bodyOf,
+  optionalString,
+  param,
+  requiredString,
+  requireUser,
+} from "../request.js";
 
 /** Products and their OAuth clients. @see spec/cloud-api.md §1.5 */
 export function registerProductRoutes(app: FastifyInstance, services: Services): void {
@@ -14,7 +22,10 @@ export function registerProductRoutes(app: FastifyInstance, services: Services):
     requireUser(principal);
     const fields = bodyOf(request);
     // Particle's console nests the fields under `product`; accept both forms.
-    const input = typeof fields.product === "object" && fields.product !== null ? (fields.product as Record<string, unknown>) : fields;
+    const input =
+      typeof fields.product === "object" && fields.product !== null
+        ? (fields.product as Record<string, unknown>)
+        : fields;
     const platformText = requiredString(input, "platform_id");
     if (!/^\d{1,9}$/.test(platformText)) throw new BadRequestError("platform_id must be a positive integer");
     const product = await products.create({
@@ -58,7 +69,10 @@ export function registerProductRoutes(app: FastifyInstance, services: Services):
   app.get("/v1/products/:productIdOrSlug/clients", async (request) => {
     const principal = await authenticate(services, request);
     const product = await administeredProduct(services, request, principal);
-    return { ok: true, clients: (await products.listClients(product.id)).map((client) => clientToApi(client)) };
+    return {
+      ok: true,
+      clients: (await products.listClients(product.id)).map((client) => clientToApi(client)),
+    };
   });
 
   app.put("/v1/products/:productIdOrSlug/clients/:clientId", async (request) => {

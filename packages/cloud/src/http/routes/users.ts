@@ -8,17 +8,27 @@ import { authenticate, bodyOf, requiredString, requirePerson } from "../request.
 export function registerUserRoutes(app: FastifyInstance, services: Services): void {
   const { accounts, devices, config } = services;
 
-  app.post("/v1/users", { config: { rateLimit: { max: config.rateLimits.sensitiveMax } } }, async (request) => {
-    if (!config.allowSignup) throw new AppError("SIGNUP_DISABLED", "Sign-up is disabled on this server");
-    const fields = bodyOf(request);
-    await accounts.createUser({ username: requiredString(fields, "username"), password: requiredString(fields, "password") });
-    return { ok: true };
-  });
+  app.post(
+    "/v1/users",
+    { config: { rateLimit: { max: config.rateLimits.sensitiveMax } } },
+    async (request) => {
+      if (!config.allowSignup) throw new AppError("SIGNUP_DISABLED", "Sign-up is disabled on this server");
+      const fields = bodyOf(request);
+      await accounts.createUser({
+        username: requiredString(fields, "username"),
+        password: requiredString(fields, "password"),
+      });
+      return { ok: true };
+    },
+  );
 
   app.get("/v1/user", async (request) => {
     const principal = await authenticate(services, request);
     requirePerson(principal);
-    const owner = principal.kind === "user" ? { kind: "user" as const, userId: principal.userId } : { kind: "customer" as const, customerId: principal.customerId, productId: principal.productId };
+    const owner =
+      principal.kind === "user"
+        ? { kind: "user" as const, userId: principal.userId }
+        : { kind: "customer" as const, customerId: principal.customerId, productId: principal.productId };
     const owned = await devices.listOwned(owner);
     return {
       username: principal.kind === "user" ? principal.username : principal.email,

@@ -1,0 +1,1577 @@
+/**
+ * The storage conformance suite (DESIGN.md "Storage and scale"): one set of service-level tests, defined
+ * once over a backend factory and run against every SQL dialect Roost supports. SQLite (a real file in the
+ * OS temp folder) always runs; PostgreSQL runs when ROOST_TEST_POSTGRES_URL names a server, and there the
+ * races are real (a pool of connections, READ COMMITTED).
+ */
+import { createHash, createPublicKey } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Migrator, sql } from "kysely";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { createCloudConfig } from "../src/config.js";
+import type { ClaimReason } from "../src/services/claims.js";
+import type { DeviceRow, ProductDeviceQuery } from "../src/services/devices.js";
+import type { Services } from "../src/services/index.js";
+import { createServices } from "../src/services/index.js";
+import type { Owner, Principal } from "../src/services/principal.js";
+import type { Product } from "../src/services/products.js";
+import type { Storage, StorageOptions } from "../src/storage/database.js";
+import { openStorage } from "../src/storage/database.js";
+import { createMigrationProvider } from "../src/storage/migrations.js";
+import type { CustomersTable, UsersTable } from "../src/storage/schema.js";
+import { createTemporaryDatabase, newDeviceId, newDeviceKey, POSTGRES_URL } from "./helpers.js";
+
+/** An empty database that a backend made for one suite run, and how to throw it away. */
+interface BackendDatabase {
+  readonly options: StorageOptions;
+  dispose(): Promise<void>;
+}
+
+/** What the suite needs of a backend: a way to make empty databases, and what it can do. */
+interface BackendFactory {
+  readonly name: string;
+  /** True when several nodes (connections) may use one database at once, so races and concurrent start-ups are real. */
+  readonly multiNode: boolean;
+  create(): Promise<BackendDatabase>;
+}
+
+const sqliteFileBackend: BackendFactory = {
+  name: "SQLite (file)",
+  // One better-sqlite3 connection per process: SQLite is the single-node embedded default.
+  multiNode: false,
+  async create() {
+    const folder = await mkdtemp(join(tmpdir(), "roost-conformance-"));
+    return {
+      options: { sqliteFile: join(folder, "roost.sqlite") },
+      dispose: () => rm(folder, { recursive: true, force: true }),
+    };
+  },
+};
+
+function postgresBackend(serverUrl: string): BackendFactory {
+  return {
+    name: "PostgreSQL",
+    multiNode: true,
+    async create() {
+      const database = await createTemporaryDatabase(serverUrl);
+      return {
+        options: { databaseUrl: database.url },
+        dispose: async () => {
+          await database[Symbol.asyncDispose]();
+        },
+      };
+    },
+  };
+}
+
+/** A clock the tests move by hand. It starts in 2031, far above 2^32 ms, so a timestamp cut to 32 bits would show. */
+class FakeClock {
+  now = Date.UTC(2031, 0, 1);
+  readonly read = (): number => this.now;
+  advance(ms: number): void {
+    this.now += ms;
+  }
+}
+
+const PASSWORD = "correct horse battery";
+const PHOTON = 6;
+const ELECTRON = 10;
+const LOCKOUT_FAILURES = 3;
+const LOCKOUT_MS = 60_000;
+const CLAIM_CODE_TTL_SECONDS = 600;
+const RACERS = 8;
+
+// RSA key generation is slow; a few keys serve every device of the suite.
+const KEYS = [newDeviceKey(), newDeviceKey()] as const;
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+function unique(prefix: string): string {
+  return `${prefix}-${newDeviceId().slice(0, 10)}`;
+}
+
+/** The same public key as a PKCS#1 PEM with CRLF line ends and stray whitespace: one of many forms clients send. */
+function pkcs1WithCrlf(spkiPem: string): string {
+  const pkcs1 = createPublicKey(spkiPem).export({ type: "pkcs1", format: "pem" }).toString();
+  return `  \r\n${pkcs1.replaceAll("\n", "\r\n")}\r\n  `;
+}
+
+/** Runs the whole conformance suite against one backend. */
+function defineStorageConformance(backend: BackendFactory): void {
+  describe(`storage conformance on ${backend.name}`, () => {
+    const clock = new FakeClock();
+    const config = createCloudConfig({
+      clock: clock.read,
+      passwordHashCost: 1024,
+      claimCodeTtlSeconds: CLAIM_CODE_TTL_SECONDS,
+      logLevel: "silent",
+      rateLimits: { lockoutFailures: LOCKOUT_FAILURES, lockoutMs: LOCKOUT_MS },
+    });
+    let database: BackendDatabase;
+    let storage: Storage;
+    let services: Services;
+
+    beforeAll(async () => {
+      database = await backend.create();
+      storage = await openStorage(database.options);
+      services = createServices({ db: storage.db, config });
+    });
+
+    afterAll(async () => {
+      await storage?.close();
+      await database?.dispose();
+    });
+
+    /** Opens a fresh database of this backend for one test and disposes of it afterwards. */
+    async function withFreshDatabase(use: (database: BackendDatabase) => Promise<void>): Promise<void> {
+      const fresh = await backend.create();
+      try {
+        await use(fresh);
+      } finally {
+        await fresh.dispose();
+      }
+    }
+
+    // ---- fixtures -------------------------------------------------------------------------------------
+
+    async function newUser(): Promise<{ user: UsersTable; principal: Principal; owner: Owner }> {
+      const user = await services.accounts.createUser({
+        username: `${unique("user")}@example.com`,
+        password: PASSWORD,
+      });
+      const principal: Principal = {
+        kind: "user",
+        userId: user.id,
+        username: user.username,
+        token: { hash: "test", clientId: "particle", expiresAt: null },
+      };
+      return { user, principal, owner: { kind: "user", userId: user.id } };
+    }
+
+    function newProduct(userId: string, platformId = PHOTON, name = unique("Product")): Promise<Product> {
+      return services.products.create({ userId, name, platformId });
+    }
+
+    async function newCustomer(
+      product: Product,
+      password?: string,
+    ): Promise<{ customer: CustomersTable; owner: Owner }> {
+      const customer = await services.accounts.createCustomer({
+        productId: product.id,
+        email: `${unique("customer")}@example.com`,
+        password,
+      });
+      return { customer, owner: { kind: "customer", customerId: customer.id, productId: product.id } };
+    }
+
+    function registerDevice(
+      principal: Principal,
+      options: { deviceId?: string; productId?: number | null; platformId?: number; publicKey?: string } = {},
+    ): Promise<DeviceRow> {
+      return services.devices.register({
+        principal,
+        deviceId: options.deviceId ?? newDeviceId(),
+        publicKey: options.publicKey ?? KEYS[0].publicKeyPem,
+        algorithm: "rsa",
+        productId: options.productId ?? null,
+        platformId: options.platformId ?? PHOTON,
+        mayAdministerProduct: (productId) => services.products.canAdminister(principal, productId),
+      });
+    }
+
+    async function deviceRow(deviceId: string) {
+      return storage.db
+        .selectFrom("devices")
+        .selectAll()
+        .where("id", "=", deviceId)
+        .executeTakeFirstOrThrow();
+    }
+
+    async function codeRow(claimId: string) {
+      return storage.db
+        .selectFrom("claim_codes")
+        .selectAll()
+        .where("id", "=", claimId)
+        .executeTakeFirstOrThrow();
+    }
+
+    async function knownMigrations(): Promise<string[]> {
+      return Object.keys(await createMigrationProvider(storage.dialect).getMigrations()).sort();
+    }
+
+    async function appliedMigrations(node: Storage): Promise<string[]> {
+      const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(
+        node.db,
+      );
+      return applied.rows.map((row) => row.name);
+    }
+
+    async function dumpTables(): Promise<Record<string, unknown[]>> {
+      const dump: Record<string, unknown[]> = {};
+      // Every table the migrations made, including ones added after this suite was written.
+      for (const { name } of await storage.db.introspection.getTables()) {
+        dump[name] = (
+          await sql<Record<string, unknown>>`select * from ${sql.table(name)}`.execute(storage.db)
+        ).rows;
+      }
+      return dump;
+    }
+
+    async function claimState() {
+      const [devices, codes, attempts] = await Promise.all([
+        storage.db.selectFrom("devices").selectAll().orderBy("id").execute(),
+        storage.db.selectFrom("claim_codes").selectAll().orderBy("id").execute(),
+        storage.db.selectFrom("claim_attempts").selectAll().execute(),
+      ]);
+      return { devices, codes, attempts };
+    }
+
+    /** Presents a code and checks that it was refused for `reason`, with only the attempt recorded. */
+    async function expectRefusedChangingNothing(
+      presentation: { deviceId: string; code: string },
+      reason: ClaimReason,
+      claimId: string | null,
+    ): Promise<void> {
+      const before = await claimState();
+      clock.advance(1);
+      const result = await services.claims.claimByCode(presentation);
+      expect(result).toEqual({ ok: false, reason, claimId, owner: null });
+      const after = await claimState();
+      expect(after.devices).toEqual(before.devices);
+      expect(after.codes).toEqual(before.codes);
+      const known = new Set(before.attempts.map((attempt) => attempt.id));
+      expect(after.attempts.filter((attempt) => !known.has(attempt.id))).toEqual([
+        expect.objectContaining({
+          claim_code_id: claimId,
+          device_id: presentation.deviceId,
+          outcome: "refused",
+          reason,
+          source: "gateway",
+          at: clock.now,
+        }),
+      ]);
+    }
+
+    // ---- migrations -----------------------------------------------------------------------------------
+
+    describe("migrations", () => {
+      it("opens an already migrated database again without re-running a migration or losing data", async () => {
+        const { user } = await newUser();
+        const again = await openStorage(database.options);
+        try {
+          const seen = await again.db
+            .selectFrom("users")
+            .select("username")
+            .where("id", "=", user.id)
+            .executeTakeFirst();
+          expect(seen?.username).toBe(user.username);
+          expect(await appliedMigrations(again)).toEqual(await knownMigrations());
+          const rerun = await new Migrator({
+            db: again.db,
+            provider: createMigrationProvider(again.dialect),
+          }).migrateToLatest();
+          expect(rerun).toEqual({ results: [] });
+        } finally {
+          await again.close();
+        }
+        // The first connection still works after the second one came and went.
+        expect(await services.accounts.getUser(user.id)).toMatchObject({ id: user.id });
+      });
+
+      it.runIf(backend.multiNode)(
+        "lets two nodes start on the same fresh database at the same time",
+        async () => {
+          await withFreshDatabase(async (fresh) => {
+            const nodes = await Promise.all([openStorage(fresh.options), openStorage(fresh.options)]);
+            try {
+              expect(await appliedMigrations(nodes[0])).toEqual(await knownMigrations());
+              expect(await appliedMigrations(nodes[1])).toEqual(await knownMigrations());
+            } finally {
+              await Promise.all(nodes.map((node) => node.close()));
+            }
+          });
+        },
+      );
+    });
+
+    // ---- users ----------------------------------------------------------------------------------------
+
+    describe("users", () => {
+      it("creates a user under the lower-cased username and refuses the same name in another case", async () => {
+        const name = unique("Mixed.Case");
+        const user = await services.accounts.createUser({
+          username: `  ${name}@Example.COM `,
+          password: PASSWORD,
+        });
+        expect(user.username).toBe(`${name.toLowerCase()}@example.com`);
+        await expect(
+          services.accounts.createUser({ username: `${name.toUpperCase()}@EXAMPLE.com`, password: PASSWORD }),
+        ).rejects.toMatchObject({
+          code: "CONFLICT",
+        });
+        const rows = await storage.db
+          .selectFrom("users")
+          .select("id")
+          .where("username", "=", user.username)
+          .execute();
+        expect(rows).toHaveLength(1);
+      });
+
+      it("verifies the right password, in any case of the username, and refuses a wrong password or an unknown user", async () => {
+        const { user } = await newUser();
+        expect(
+          await services.accounts.verifyUser({ username: user.username.toUpperCase(), password: PASSWORD }),
+        ).toMatchObject({ id: user.id });
+        expect(
+          await services.accounts.verifyUser({ username: user.username, password: `${PASSWORD}!` }),
+        ).toBeUndefined();
+        expect(
+          await services.accounts.verifyUser({ username: `nobody-${user.username}`, password: PASSWORD }),
+        ).toBeUndefined();
+      });
+
+      it("stores passwords, tokens, refresh tokens, claim codes and client secrets only as hashes", async () => {
+        const secretPassword = `pw-${newDeviceId()}`;
+        const user = await services.accounts.createUser({
+          username: `${unique("hash")}@example.com`,
+          password: secretPassword,
+        });
+        const product = await newProduct(user.id);
+        const customerPassword = `cpw-${newDeviceId()}`;
+        const { customer } = await newCustomer(product, customerPassword);
+        const tokens = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "particle",
+        });
+        const customerTokens = await services.tokens.issue({
+          subject: { kind: "customer", customerId: customer.id, productId: product.id },
+          clientId: "particle",
+        });
+        const code = await services.claims.createCode({ owner: { kind: "user", userId: user.id } });
+        const { secret } = await services.products.createClient({
+          productId: product.id,
+          ownerUserId: null,
+          name: "Backend",
+          type: "installed",
+        });
+
+        const dump = JSON.stringify(await dumpTables());
+        const plaintexts = [
+          secretPassword,
+          customerPassword,
+          tokens.access_token,
+          tokens.refresh_token,
+          customerTokens.access_token,
+          customerTokens.refresh_token,
+          code.claim_code,
+          secret,
+        ];
+        for (const plaintext of plaintexts) expect(dump).not.toContain(plaintext);
+        // …and what is stored is the expected hash.
+        const stored = await storage.db
+          .selectFrom("users")
+          .select("password_hash")
+          .where("id", "=", user.id)
+          .executeTakeFirstOrThrow();
+        expect(stored.password_hash).toMatch(/^scrypt\$1024\$/);
+        expect(
+          await storage.db
+            .selectFrom("access_tokens")
+            .select("user_id")
+            .where("token_hash", "=", sha256(tokens.access_token))
+            .executeTakeFirst(),
+        ).toEqual({
+          user_id: user.id,
+        });
+        expect(
+          await storage.db
+            .selectFrom("refresh_tokens")
+            .select("user_id")
+            .where("token_hash", "=", sha256(tokens.refresh_token))
+            .executeTakeFirst(),
+        ).toEqual({
+          user_id: user.id,
+        });
+        expect((await codeRow(code.claim_id)).code_hash).toBe(sha256(code.claim_code));
+      });
+    });
+
+    // ---- tokens ---------------------------------------------------------------------------------------
+
+    describe("tokens", () => {
+      it("authenticates an issued token as its user until the clock passes expires_in", async () => {
+        const { user } = await newUser();
+        const issued = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "particle",
+          lifetime: { expiresIn: 60 },
+        });
+        expect(issued).toMatchObject({ token_type: "bearer", expires_in: 60 });
+        expect(issued.access_token).toMatch(/^[0-9a-f]{40}$/);
+        expect(await services.tokens.authenticate(issued.access_token)).toMatchObject({
+          kind: "user",
+          userId: user.id,
+          username: user.username,
+          token: { hash: sha256(issued.access_token), clientId: "particle", expiresAt: clock.now + 60_000 },
+        });
+        clock.advance(59_999);
+        expect(await services.tokens.authenticate(issued.access_token)).toBeDefined();
+        clock.advance(1);
+        expect(await services.tokens.authenticate(issued.access_token)).toBeUndefined();
+      });
+
+      it("never expires a token issued with expires_in 0", async () => {
+        const { user } = await newUser();
+        const issued = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "particle",
+          lifetime: { expiresIn: 0 },
+        });
+        expect(issued.expires_in).toBe(0);
+        const row = await storage.db
+          .selectFrom("access_tokens")
+          .select("expires_at")
+          .where("token_hash", "=", sha256(issued.access_token))
+          .executeTakeFirstOrThrow();
+        expect(row.expires_at).toBeNull();
+        clock.advance(10 * 365 * 24 * 3600 * 1000);
+        expect(await services.tokens.authenticate(issued.access_token)).toMatchObject({
+          kind: "user",
+          userId: user.id,
+          token: { expiresAt: null },
+        });
+      });
+
+      it("authenticates customer and product tokens as their customer and product, and refuses unknown tokens", async () => {
+        const { user } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer } = await newCustomer(product);
+        const customerToken = await services.tokens.issue({
+          subject: { kind: "customer", customerId: customer.id, productId: product.id },
+          clientId: "particle",
+        });
+        const productToken = await services.tokens.issue({
+          subject: { kind: "product", productId: product.id },
+          clientId: "particle",
+        });
+        expect(await services.tokens.authenticate(customerToken.access_token)).toMatchObject({
+          kind: "customer",
+          customerId: customer.id,
+          productId: product.id,
+          email: customer.email,
+        });
+        expect(await services.tokens.authenticate(productToken.access_token)).toMatchObject({
+          kind: "product",
+          productId: product.id,
+        });
+        expect(await services.tokens.authenticate("0".repeat(40))).toBeUndefined();
+      });
+
+      it("revokes one access token, reporting whether it existed, and leaves the user's others alone", async () => {
+        const { user } = await newUser();
+        const first = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "particle",
+        });
+        const second = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "particle",
+        });
+        expect(await services.tokens.revoke(first.access_token)).toBe(true);
+        expect(await services.tokens.revoke(first.access_token)).toBe(false);
+        expect(await services.tokens.authenticate(first.access_token)).toBeUndefined();
+        expect(await services.tokens.authenticate(second.access_token)).toBeDefined();
+      });
+
+      it("revokes every access and refresh token of one user or customer and nobody else's", async () => {
+        const { user } = await newUser();
+        const { user: other } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer } = await newCustomer(product);
+        const mine = [
+          await services.tokens.issue({ subject: { kind: "user", userId: user.id }, clientId: "particle" }),
+          await services.tokens.issue({ subject: { kind: "user", userId: user.id }, clientId: "cli" }),
+        ];
+        const theirs = await services.tokens.issue({
+          subject: { kind: "user", userId: other.id },
+          clientId: "particle",
+        });
+        const customers = await services.tokens.issue({
+          subject: { kind: "customer", customerId: customer.id, productId: product.id },
+          clientId: "particle",
+        });
+
+        await services.tokens.revokeAll({ userId: user.id });
+        for (const token of mine)
+          expect(await services.tokens.authenticate(token.access_token)).toBeUndefined();
+        expect(
+          await storage.db
+            .selectFrom("refresh_tokens")
+            .select("token_hash")
+            .where("user_id", "=", user.id)
+            .execute(),
+        ).toEqual([]);
+        expect(await services.tokens.authenticate(theirs.access_token)).toBeDefined();
+        expect(await services.tokens.authenticate(customers.access_token)).toBeDefined();
+
+        await services.tokens.revokeAll({ customerId: customer.id });
+        expect(await services.tokens.authenticate(customers.access_token)).toBeUndefined();
+        expect(
+          await storage.db
+            .selectFrom("refresh_tokens")
+            .select("token_hash")
+            .where("customer_id", "=", customer.id)
+            .execute(),
+        ).toEqual([]);
+        expect(await services.tokens.authenticate(theirs.access_token)).toBeDefined();
+      });
+
+      it("trades a refresh token for a new pair once and refuses the spent refresh token", async () => {
+        const { user } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer } = await newCustomer(product);
+        const first = await services.tokens.issue({
+          subject: { kind: "customer", customerId: customer.id, productId: product.id },
+          clientId: "app-1",
+        });
+        const second = await services.tokens.refresh({
+          refreshToken: first.refresh_token,
+          clientId: "app-1",
+          registeredClient: true,
+        });
+        expect(second.refresh_token).not.toBe(first.refresh_token);
+        expect(second.access_token).not.toBe(first.access_token);
+        expect(await services.tokens.authenticate(second.access_token)).toMatchObject({
+          kind: "customer",
+          customerId: customer.id,
+          productId: product.id,
+        });
+        await expect(
+          services.tokens.refresh({
+            refreshToken: first.refresh_token,
+            clientId: "app-1",
+            registeredClient: true,
+          }),
+        ).rejects.toMatchObject({
+          code: "INVALID_GRANT",
+        });
+        // The new refresh token works in turn.
+        await expect(
+          services.tokens.refresh({
+            refreshToken: second.refresh_token,
+            clientId: "app-1",
+            registeredClient: true,
+          }),
+        ).resolves.toMatchObject({
+          token_type: "bearer",
+        });
+      });
+
+      it("refuses a refresh token from another client, from an unregistered client, or after it expired, without spending it", async () => {
+        const { user } = await newUser();
+        const issued = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "app-2",
+        });
+        await expect(
+          services.tokens.refresh({
+            refreshToken: issued.refresh_token,
+            clientId: "other",
+            registeredClient: true,
+          }),
+        ).rejects.toMatchObject({
+          code: "INVALID_GRANT",
+        });
+        await expect(
+          services.tokens.refresh({
+            refreshToken: issued.refresh_token,
+            clientId: "app-2",
+            registeredClient: false,
+          }),
+        ).rejects.toMatchObject({
+          code: "INVALID_GRANT",
+        });
+        const stillThere = await storage.db
+          .selectFrom("refresh_tokens")
+          .select("expires_at")
+          .where("token_hash", "=", sha256(issued.refresh_token))
+          .executeTakeFirstOrThrow();
+        expect(stillThere.expires_at).toBe(clock.now + config.refreshTokenTtlSeconds * 1000);
+        clock.advance(config.refreshTokenTtlSeconds * 1000);
+        await expect(
+          services.tokens.refresh({
+            refreshToken: issued.refresh_token,
+            clientId: "app-2",
+            registeredClient: true,
+          }),
+        ).rejects.toMatchObject({
+          code: "INVALID_GRANT",
+        });
+      });
+
+      it("gives exactly one new pair when one refresh token is presented several times at once", async () => {
+        const { user } = await newUser();
+        const issued = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "app-3",
+        });
+        const results = await Promise.allSettled(
+          Array.from({ length: RACERS }, () =>
+            services.tokens.refresh({
+              refreshToken: issued.refresh_token,
+              clientId: "app-3",
+              registeredClient: true,
+            }),
+          ),
+        );
+        expect(results.filter((result) => result.status === "fulfilled")).toHaveLength(1);
+        for (const result of results) {
+          if (result.status === "rejected") expect(result.reason).toMatchObject({ code: "INVALID_GRANT" });
+        }
+      });
+
+      it("returns every bigint timestamp as an exact JavaScript number", async () => {
+        clock.advance(123);
+        const now = clock.now;
+        expect(now).toBeGreaterThan(2 ** 32);
+        const { user, owner, principal } = await newUser();
+        const issued = await services.tokens.issue({
+          subject: { kind: "user", userId: user.id },
+          clientId: "particle",
+          lifetime: { expiresIn: 7 },
+        });
+        const code = await services.claims.createCode({ owner });
+        const device = await registerDevice(principal);
+        await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code });
+        const ip = unique("ip");
+        await services.lockout.recordFailure(ip);
+
+        const userRow = await storage.db
+          .selectFrom("users")
+          .select("created_at")
+          .where("id", "=", user.id)
+          .executeTakeFirstOrThrow();
+        const tokenRow = await storage.db
+          .selectFrom("access_tokens")
+          .select(["created_at", "expires_at"])
+          .where("token_hash", "=", sha256(issued.access_token))
+          .executeTakeFirstOrThrow();
+        const codeRecord = await codeRow(code.claim_id);
+        const deviceRecord = await deviceRow(device.id);
+        const failure = await storage.db
+          .selectFrom("login_failures")
+          .select(["updated_at", "failures"])
+          .where("ip", "=", ip)
+          .executeTakeFirstOrThrow();
+        const [attempt] = await services.claims.attemptsForDevice(device.id);
+        const values = {
+          user: userRow.created_at,
+          tokenCreated: tokenRow.created_at,
+          tokenExpires: tokenRow.expires_at,
+          codeCreated: codeRecord.created_at,
+          codeExpires: codeRecord.expires_at,
+          codeUsed: codeRecord.used_at,
+          deviceClaimed: deviceRecord.claimed_at,
+          deviceCreated: deviceRecord.created_at,
+          failureUpdated: failure.updated_at,
+          failures: failure.failures,
+          attemptAt: attempt?.at,
+        };
+        expect(values).toEqual({
+          user: now,
+          tokenCreated: now,
+          tokenExpires: now + 7000,
+          codeCreated: now,
+          codeExpires: now + CLAIM_CODE_TTL_SECONDS * 1000,
+          codeUsed: now,
+          deviceClaimed: now,
+          deviceCreated: now,
+          failureUpdated: now,
+          failures: 1,
+          attemptAt: now,
+        });
+        for (const value of Object.values(values)) expect(typeof value).toBe("number");
+      });
+    });
+
+    // ---- products -------------------------------------------------------------------------------------
+
+    describe("products", () => {
+      it("numbers the first product of a fresh database 1000 and the next ones upward from there", async () => {
+        await withFreshDatabase(async (fresh) => {
+          const node = await openStorage(fresh.options);
+          try {
+            const freshServices = createServices({ db: node.db, config });
+            const user = await freshServices.accounts.createUser({
+              username: "owner@example.com",
+              password: PASSWORD,
+            });
+            const first = await freshServices.products.create({
+              userId: user.id,
+              name: "First",
+              platformId: PHOTON,
+            });
+            const second = await freshServices.products.create({
+              userId: user.id,
+              name: "Second",
+              platformId: PHOTON,
+            });
+            expect([first.id, second.id]).toEqual([1000, 1001]);
+            expect(typeof (await freshServices.products.find("1000"))?.id).toBe("number");
+          } finally {
+            await node.close();
+          }
+        });
+      });
+
+      it("gives two products of the same name different slugs and finds each by id or by slug", async () => {
+        const { user } = await newUser();
+        const name = unique("Smart Lamp");
+        const first = await newProduct(user.id, PHOTON, name);
+        const second = await newProduct(user.id, PHOTON, name);
+        expect(first.slug).toBe(name.toLowerCase().replaceAll(" ", "-"));
+        expect(second.slug).not.toBe(first.slug);
+        expect(second.id).toBeGreaterThan(first.id);
+        expect(await services.products.find(String(first.id))).toEqual(first);
+        expect(await services.products.find(first.slug)).toEqual(first);
+        expect(await services.products.find(second.slug)).toEqual(second);
+        expect(await services.products.find("no-such-product")).toBeUndefined();
+        expect(await services.products.find("999999")).toBeUndefined();
+        // Larger than any key column can hold: still simply not found.
+        expect(await services.products.find("99999999999999999999")).toBeUndefined();
+        expect(await services.products.find(String(2 ** 31))).toBeUndefined();
+      });
+
+      it("refuses a platform id that an integer column cannot hold, on every dialect alike", async () => {
+        const { user, principal } = await newUser();
+        await expect(newProduct(user.id, 2 ** 31)).rejects.toMatchObject({ code: "BAD_REQUEST" });
+        await expect(registerDevice(principal, { platformId: 2 ** 31 })).rejects.toMatchObject({
+          code: "BAD_REQUEST",
+        });
+        expect(await newProduct(user.id, 2 ** 31 - 1)).toMatchObject({ platform_id: 2 ** 31 - 1 });
+        expect(await registerDevice(principal, { platformId: 2 ** 31 - 1 })).toMatchObject({
+          platform_id: 2 ** 31 - 1,
+        });
+      });
+
+      it("lists a user's products in id order and lets only team members and the product's own token administer it", async () => {
+        const { user, principal } = await newUser();
+        const { principal: stranger } = await newUser();
+        const first = await newProduct(user.id);
+        const second = await newProduct(user.id);
+        expect((await services.products.listForUser(user.id)).map((product) => product.id)).toEqual([
+          first.id,
+          second.id,
+        ]);
+        expect(await services.products.canAdminister(principal, first.id)).toBe(true);
+        expect(await services.products.canAdminister(stranger, first.id)).toBe(false);
+        const token = { hash: "", clientId: "", expiresAt: null };
+        expect(
+          await services.products.canAdminister({ kind: "product", productId: first.id, token }, first.id),
+        ).toBe(true);
+        expect(
+          await services.products.canAdminister({ kind: "product", productId: second.id, token }, first.id),
+        ).toBe(false);
+      });
+
+      it("authenticates a product's OAuth client with its secret, refuses a wrong secret, and stores only the secret's hash", async () => {
+        const { user } = await newUser();
+        const product = await newProduct(user.id);
+        const { client, secret } = await services.products.createClient({
+          productId: product.id,
+          ownerUserId: null,
+          name: "Mobile App",
+          type: "installed",
+          scope: "customers:create",
+        });
+        expect(secret).toMatch(/^[0-9a-f]{40}$/);
+        expect(await services.products.authenticateClient(client.id, secret)).toMatchObject({
+          id: client.id,
+          product_id: product.id,
+          scope: "customers:create",
+        });
+        expect(
+          await services.products.authenticateClient(client.id, `${secret.slice(0, -1)}x`),
+        ).toBeUndefined();
+        expect(await services.products.authenticateClient(`${client.id}-nope`, secret)).toBeUndefined();
+        const row = await storage.db
+          .selectFrom("oauth_clients")
+          .selectAll()
+          .where("id", "=", client.id)
+          .executeTakeFirstOrThrow();
+        expect(row.secret_hash).toBe(sha256(secret));
+        expect(JSON.stringify(row)).not.toContain(secret);
+        expect((await services.products.listClients(product.id)).map((listed) => listed.id)).toEqual([
+          client.id,
+        ]);
+      });
+    });
+
+    // ---- customers ------------------------------------------------------------------------------------
+
+    describe("customers", () => {
+      it("creates a shadow customer with no password, who can never log in with one", async () => {
+        const { user } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer } = await newCustomer(product);
+        expect(customer.password_hash).toBeNull();
+        const row = await storage.db
+          .selectFrom("customers")
+          .select("password_hash")
+          .where("id", "=", customer.id)
+          .executeTakeFirstOrThrow();
+        expect(row.password_hash).toBeNull();
+        expect(
+          await services.accounts.verifyCustomer({
+            productId: product.id,
+            email: customer.email,
+            password: "",
+          }),
+        ).toBeUndefined();
+        expect(
+          await services.accounts.verifyCustomer({
+            productId: product.id,
+            email: customer.email,
+            password: PASSWORD,
+          }),
+        ).toBeUndefined();
+      });
+
+      it("creates a customer with a password that verifies, once per product and e-mail", async () => {
+        const { user } = await newUser();
+        const product = await newProduct(user.id);
+        const otherProduct = await newProduct(user.id);
+        const { customer } = await newCustomer(product, PASSWORD);
+        expect(
+          await services.accounts.verifyCustomer({
+            productId: product.id,
+            email: customer.email.toUpperCase(),
+            password: PASSWORD,
+          }),
+        ).toMatchObject({
+          id: customer.id,
+        });
+        expect(
+          await services.accounts.verifyCustomer({
+            productId: product.id,
+            email: customer.email,
+            password: "wrong password",
+          }),
+        ).toBeUndefined();
+        expect(
+          await services.accounts.verifyCustomer({
+            productId: otherProduct.id,
+            email: customer.email,
+            password: PASSWORD,
+          }),
+        ).toBeUndefined();
+        await expect(
+          services.accounts.createCustomer({
+            productId: product.id,
+            email: customer.email.toUpperCase(),
+            password: undefined,
+          }),
+        ).rejects.toMatchObject({
+          code: "CONFLICT",
+        });
+        await expect(
+          services.accounts.createCustomer({
+            productId: otherProduct.id,
+            email: customer.email,
+            password: undefined,
+          }),
+        ).resolves.toMatchObject({
+          email: customer.email,
+        });
+        expect(await services.accounts.findCustomer(product.id, customer.id)).toMatchObject({
+          id: customer.id,
+        });
+      });
+
+      it("deletes a customer with its tokens and pending claim codes, releasing its devices into the product", async () => {
+        const { user, principal } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer, owner } = await newCustomer(product);
+        const { customer: neighbour, owner: neighbourOwner } = await newCustomer(product);
+        const token = await services.tokens.issue({
+          subject: { kind: "customer", customerId: customer.id, productId: product.id },
+          clientId: "particle",
+        });
+        const neighbourToken = await services.tokens.issue({
+          subject: { kind: "customer", customerId: neighbour.id, productId: product.id },
+          clientId: "particle",
+        });
+        const device = await registerDevice(principal, { productId: product.id });
+        const usedCode = await services.claims.createCode({ owner });
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: usedCode.claim_code }),
+        ).toMatchObject({ ok: true, reason: "claimed" });
+        const pendingCode = await services.claims.createCode({ owner });
+        const neighbourCode = await services.claims.createCode({ owner: neighbourOwner });
+
+        clock.advance(1000);
+        await services.accounts.deleteCustomer({ productId: product.id, email: customer.email });
+
+        expect(await services.accounts.findCustomer(product.id, customer.email)).toBeUndefined();
+        expect(await services.tokens.authenticate(token.access_token)).toBeUndefined();
+        expect(
+          await storage.db
+            .selectFrom("refresh_tokens")
+            .select("token_hash")
+            .where("customer_id", "=", customer.id)
+            .execute(),
+        ).toEqual([]);
+        expect(await services.tokens.authenticate(neighbourToken.access_token)).toBeDefined();
+        expect(await codeRow(pendingCode.claim_id)).toMatchObject({ revoked_at: clock.now, used_at: null });
+        expect(await codeRow(usedCode.claim_id)).toMatchObject({
+          revoked_at: null,
+          used_at: expect.any(Number),
+        });
+        expect(await codeRow(neighbourCode.claim_id)).toMatchObject({ revoked_at: null });
+        expect(await deviceRow(device.id)).toMatchObject({
+          owner_customer_id: null,
+          owner_user_id: null,
+          claimed_at: null,
+          product_id: product.id,
+          updated_at: clock.now,
+        });
+        await expect(
+          services.accounts.deleteCustomer({ productId: product.id, email: customer.email }),
+        ).rejects.toMatchObject({ code: "NOT_FOUND" });
+      });
+    });
+
+    // ---- devices --------------------------------------------------------------------------------------
+
+    describe("devices", () => {
+      it("stores a registered key as normalised SPKI PEM under the lower-case ID, whatever form the PEM came in", async () => {
+        const { principal, user } = await newUser();
+        const id = newDeviceId();
+        const device = await registerDevice(principal, {
+          deviceId: id.toUpperCase(),
+          publicKey: pkcs1WithCrlf(KEYS[0].publicKeyPem),
+        });
+        expect(device).toMatchObject({
+          id,
+          public_key: KEYS[0].publicKeyPem,
+          key_algorithm: "rsa",
+          registered_by_user_id: user.id,
+          owner_user_id: null,
+          owner_customer_id: null,
+          platform_id: PHOTON,
+          quarantined: 0,
+          online: 0,
+          functions: "[]",
+          variables: "{}",
+        });
+        expect((await deviceRow(id)).public_key).toBe(KEYS[0].publicKeyPem);
+        await expect(registerDevice(principal, { publicKey: "not a key" })).rejects.toMatchObject({
+          code: "BAD_REQUEST",
+        });
+        await expect(
+          services.devices.register({
+            principal,
+            deviceId: newDeviceId(),
+            publicKey: KEYS[0].publicKeyPem,
+            algorithm: "ecc",
+            productId: null,
+            platformId: PHOTON,
+            mayAdministerProduct: () => Promise.resolve(false),
+          }),
+        ).rejects.toMatchObject({ code: "BAD_REQUEST" });
+        await expect(registerDevice(principal, { deviceId: "not-a-device-id" })).rejects.toMatchObject({
+          code: "BAD_REQUEST",
+        });
+      });
+
+      it("lets the registering user, the owner and the product team replace a key and refuses anyone else", async () => {
+        const { principal: registrar, user: registrarUser } = await newUser();
+        const { principal: stranger } = await newUser();
+        const { principal: teamMember, user: teamUser } = await newUser();
+        const { principal: buyer, owner: buyerOwner } = await newUser();
+        const product = await newProduct(teamUser.id);
+        const device = await registerDevice(registrar);
+
+        await expect(
+          registerDevice(stranger, { deviceId: device.id, publicKey: KEYS[1].publicKeyPem }),
+        ).rejects.toMatchObject({
+          code: "DEVICE_PERMISSION_DENIED",
+        });
+        expect((await deviceRow(device.id)).public_key).toBe(KEYS[0].publicKeyPem);
+
+        const replaced = await registerDevice(registrar, {
+          deviceId: device.id,
+          publicKey: KEYS[1].publicKeyPem,
+        });
+        expect(replaced.public_key).toBe(KEYS[1].publicKeyPem);
+
+        // Once claimed, the owner may replace it too.
+        const code = await services.claims.createCode({ owner: buyerOwner });
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code }),
+        ).toMatchObject({ ok: true });
+        expect(
+          (await registerDevice(buyer, { deviceId: device.id, publicKey: KEYS[0].publicKeyPem })).public_key,
+        ).toBe(KEYS[0].publicKeyPem);
+
+        // A product team member may replace the key of a device in the product, but not of one outside it.
+        await expect(
+          registerDevice(teamMember, { deviceId: device.id, publicKey: KEYS[1].publicKeyPem }),
+        ).rejects.toMatchObject({
+          code: "DEVICE_PERMISSION_DENIED",
+        });
+        const inProduct = await registerDevice(registrar, { productId: product.id });
+        const byTeam = await registerDevice(teamMember, {
+          deviceId: inProduct.id,
+          publicKey: KEYS[1].publicKeyPem,
+        });
+        expect(byTeam).toMatchObject({
+          public_key: KEYS[1].publicKeyPem,
+          product_id: product.id,
+          registered_by_user_id: registrarUser.id,
+        });
+      });
+
+      it("lists an owner's devices most recently connected first, never-connected ones last, ties by ID", async () => {
+        const { principal, owner } = await newUser();
+        const { owner: otherOwner } = await newUser();
+        const devices: DeviceRow[] = [];
+        for (let index = 0; index < 6; index += 1) devices.push(await registerDevice(principal));
+        const handshakes = [null, 100, 300, null, 100, 200];
+        for (const [index, device] of devices.entries()) {
+          const code = await services.claims.createCode({ owner: index === 5 ? otherOwner : owner });
+          expect(
+            await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code }),
+          ).toMatchObject({ ok: true });
+          const at = handshakes[index] ?? null;
+          await storage.db
+            .updateTable("devices")
+            .set({ last_handshake_at: at === null ? null : clock.now + at })
+            .where("id", "=", device.id)
+            .execute();
+        }
+        const byId = (indexes: number[]) => indexes.map((index) => devices[index]?.id ?? "").sort();
+        const expected = [devices[2]?.id, ...byId([1, 4]), ...byId([0, 3])];
+        expect((await services.devices.listOwned(owner)).map((device) => device.id)).toEqual(expected);
+        expect(await services.devices.ownedIds(owner)).toEqual(expected);
+        expect(await services.devices.ownedIds(otherOwner)).toEqual([devices[5]?.id]);
+      });
+
+      it("imports devices into a product, reporting unknown or other-platform IDs as invalid and other products' devices as nonmembers", async () => {
+        const { principal, user } = await newUser();
+        const product = await newProduct(user.id, PHOTON);
+        const otherProduct = await newProduct(user.id, PHOTON);
+        const free = await registerDevice(principal);
+        const alreadyHere = await registerDevice(principal, { productId: product.id });
+        const elsewhere = await registerDevice(principal, { productId: otherProduct.id });
+        const electron = await registerDevice(principal, { platformId: ELECTRON });
+        const unknown = newDeviceId();
+        await storage.db.updateTable("devices").set({ quarantined: 1 }).where("id", "=", free.id).execute();
+
+        clock.advance(5);
+        const result = await services.devices.importIntoProduct({
+          productId: product.id,
+          platformId: PHOTON,
+          ids: [
+            free.id.toUpperCase(),
+            ` ${alreadyHere.id} `,
+            elsewhere.id,
+            electron.id,
+            unknown,
+            "",
+            "garbage",
+            free.id.toUpperCase(),
+          ],
+        });
+        expect(result).toEqual({
+          updated: 2,
+          nonmemberDeviceIds: [elsewhere.id],
+          invalidDeviceIds: [electron.id, unknown, "garbage"],
+        });
+        expect(await deviceRow(free.id)).toMatchObject({
+          product_id: product.id,
+          quarantined: 0,
+          denied: 0,
+          updated_at: clock.now,
+        });
+        expect(await deviceRow(elsewhere.id)).toMatchObject({ product_id: otherProduct.id });
+        expect(await deviceRow(electron.id)).toMatchObject({ product_id: null });
+      });
+
+      it("filters a product's devices by ID, name (case-insensitively, underscores literal), serial number and quarantine, and pages them", async () => {
+        const { principal, user } = await newUser();
+        const product = await newProduct(user.id);
+        const otherProduct = await newProduct(user.id);
+        const names = ["amber_badger1", "Amber_Crane2", "amberXbadger", "quiet_newt", "zebra%50"];
+        const devices: DeviceRow[] = [];
+        for (const [index, name] of names.entries()) {
+          const device = await registerDevice(principal, { productId: product.id });
+          await storage.db
+            .updateTable("devices")
+            .set({
+              name,
+              serial_number: `SN-${index}`,
+              quarantined: index === 3 ? 1 : 0,
+              firmware_version: index,
+            })
+            .where("id", "=", device.id)
+            .execute();
+          devices.push(device);
+        }
+        const outsider = await registerDevice(principal, { productId: otherProduct.id });
+        await storage.db
+          .updateTable("devices")
+          .set({ name: "amber_outsider" })
+          .where("id", "=", outsider.id)
+          .execute();
+
+        const list = async (filter: Partial<ProductDeviceQuery>) => {
+          const page = await services.devices.listProduct(product.id, { page: 1, perPage: 25, ...filter });
+          return page.devices.map((device) => device.name);
+        };
+        expect(await list({})).toHaveLength(5);
+        expect(await list({ sortAttr: "deviceName" })).toEqual([
+          "Amber_Crane2",
+          "amberXbadger",
+          "amber_badger1",
+          "quiet_newt",
+          "zebra%50",
+        ]);
+        expect(await list({ sortAttr: "firmwareVersion", sortDir: "desc" })).toEqual([...names].reverse());
+        expect(await list({ deviceName: "amber_", sortAttr: "deviceName" })).toEqual([
+          "Amber_Crane2",
+          "amber_badger1",
+        ]);
+        expect(await list({ deviceName: "AMBER", sortAttr: "deviceName" })).toEqual([
+          "Amber_Crane2",
+          "amberXbadger",
+          "amber_badger1",
+        ]);
+        expect(await list({ deviceName: "%" })).toEqual(["zebra%50"]);
+        expect(await list({ deviceId: devices[1]?.id.slice(4, 16).toUpperCase() })).toEqual(["Amber_Crane2"]);
+        expect(await list({ serialNumber: "SN-2" })).toEqual(["amberXbadger"]);
+        expect(await list({ quarantined: true })).toEqual(["quiet_newt"]);
+        expect(await list({ quarantined: false })).toHaveLength(4);
+
+        const pages = [];
+        for (let page = 1; page <= 3; page += 1)
+          pages.push(
+            await services.devices.listProduct(product.id, { page, perPage: 2, sortAttr: "deviceName" }),
+          );
+        expect(pages.map((page) => page.totalPages)).toEqual([3, 3, 3]);
+        expect(pages.map((page) => page.devices.map((device) => device.name))).toEqual([
+          ["Amber_Crane2", "amberXbadger"],
+          ["amber_badger1", "quiet_newt"],
+          ["zebra%50"],
+        ]);
+        expect((await services.devices.listProduct(product.id, { page: 4, perPage: 2 })).devices).toEqual([]);
+      });
+    });
+
+    // ---- claiming -------------------------------------------------------------------------------------
+
+    describe("claimByCode", () => {
+      it("binds the device to the code's user and spends the code in one step, recording the attempt as claimed", async () => {
+        const { principal, owner, user } = await newUser();
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        expect(code.claim_code).toHaveLength(63);
+        expect(code.device_ids).toEqual([]);
+        clock.advance(10);
+        const result = await services.claims.claimByCode({
+          deviceId: device.id.toUpperCase(),
+          code: code.claim_code,
+        });
+        expect(result).toEqual({ ok: true, reason: "claimed", claimId: code.claim_id, owner });
+        const row = await deviceRow(device.id);
+        expect(row).toMatchObject({
+          owner_user_id: user.id,
+          owner_customer_id: null,
+          claimed_at: clock.now,
+          updated_at: clock.now,
+        });
+        expect(row.name).toMatch(/^[a-z]+_[a-z]+\d+$/);
+        expect(await codeRow(code.claim_id)).toMatchObject({
+          used_at: clock.now,
+          device_id: device.id,
+          revoked_at: null,
+        });
+        expect(await services.claims.attemptsForCode(code.claim_id)).toEqual([
+          expect.objectContaining({
+            device_id: device.id,
+            outcome: "claimed",
+            reason: "claimed",
+            source: "gateway",
+            at: clock.now,
+          }),
+        ]);
+        expect((await services.claims.createCode({ owner })).device_ids).toEqual([device.id]);
+      });
+
+      it("binds a product device to the customer who created the code", async () => {
+        const { principal, user } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer, owner } = await newCustomer(product);
+        const device = await registerDevice(principal, { productId: product.id });
+        const code = await services.claims.createCode({ owner });
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code, source: "api" }),
+        ).toEqual({
+          ok: true,
+          reason: "claimed",
+          claimId: code.claim_id,
+          owner,
+        });
+        expect(await deviceRow(device.id)).toMatchObject({
+          owner_customer_id: customer.id,
+          owner_user_id: null,
+          product_id: product.id,
+        });
+        expect(await services.devices.ownedIds(owner)).toEqual([device.id]);
+      });
+
+      it("refuses an unknown code and changes nothing", async () => {
+        const { principal } = await newUser();
+        const device = await registerDevice(principal);
+        await expectRefusedChangingNothing(
+          { deviceId: device.id, code: "A".repeat(63) },
+          "unknown_code",
+          null,
+        );
+      });
+
+      it("refuses a code once the clock reaches the end of its lifetime and changes nothing", async () => {
+        const { principal, owner } = await newUser();
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        clock.advance(CLAIM_CODE_TTL_SECONDS * 1000 - 1);
+        await expectRefusedChangingNothing(
+          { deviceId: device.id, code: code.claim_code },
+          "expired_code",
+          code.claim_id,
+        );
+      });
+
+      it("refuses a code already spent on another device and changes nothing", async () => {
+        const { principal, owner } = await newUser();
+        const first = await registerDevice(principal);
+        const second = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        expect(
+          await services.claims.claimByCode({ deviceId: first.id, code: code.claim_code }),
+        ).toMatchObject({ ok: true });
+        await expectRefusedChangingNothing(
+          { deviceId: second.id, code: code.claim_code },
+          "used_code",
+          code.claim_id,
+        );
+      });
+
+      it("refuses a code whose customer was deleted and changes nothing", async () => {
+        const { principal, user } = await newUser();
+        const product = await newProduct(user.id);
+        const { customer, owner } = await newCustomer(product);
+        const device = await registerDevice(principal, { productId: product.id });
+        const code = await services.claims.createCode({ owner });
+        await services.accounts.deleteCustomer({ productId: product.id, email: customer.email });
+        await expectRefusedChangingNothing(
+          { deviceId: device.id, code: code.claim_code },
+          "revoked_code",
+          code.claim_id,
+        );
+      });
+
+      it("refuses a customer's code for a device of another product and changes nothing", async () => {
+        const { principal, user } = await newUser();
+        const product = await newProduct(user.id);
+        const otherProduct = await newProduct(user.id);
+        const { owner } = await newCustomer(product);
+        const device = await registerDevice(principal, { productId: otherProduct.id });
+        const code = await services.claims.createCode({ owner });
+        await expectRefusedChangingNothing(
+          { deviceId: device.id, code: code.claim_code },
+          "wrong_product",
+          code.claim_id,
+        );
+      });
+
+      it("refuses a customer's code for a device in no product and changes nothing", async () => {
+        const { principal, user } = await newUser();
+        const product = await newProduct(user.id);
+        const { owner } = await newCustomer(product);
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        await expectRefusedChangingNothing(
+          { deviceId: device.id, code: code.claim_code },
+          "device_not_in_product",
+          code.claim_id,
+        );
+      });
+
+      it("refuses a device owned by someone else and changes nothing", async () => {
+        const { principal, owner } = await newUser();
+        const { owner: otherOwner } = await newUser();
+        const device = await registerDevice(principal);
+        const theirs = await services.claims.createCode({ owner: otherOwner });
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: theirs.claim_code }),
+        ).toMatchObject({ ok: true });
+        const mine = await services.claims.createCode({ owner });
+        await expectRefusedChangingNothing(
+          { deviceId: device.id, code: mine.claim_code },
+          "owned_by_other",
+          mine.claim_id,
+        );
+      });
+
+      it("refuses a device that was never registered and changes nothing", async () => {
+        const { owner } = await newUser();
+        const code = await services.claims.createCode({ owner });
+        await expectRefusedChangingNothing(
+          { deviceId: newDeviceId(), code: code.claim_code },
+          "unknown_device",
+          code.claim_id,
+        );
+      });
+
+      it("accepts as already owned a device presenting again the code it was claimed with, changing nothing", async () => {
+        const { principal, owner } = await newUser();
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code }),
+        ).toMatchObject({ ok: true, reason: "claimed" });
+        const before = await claimState();
+        clock.advance(1);
+        expect(await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code })).toEqual({
+          ok: true,
+          reason: "already_owned",
+          claimId: code.claim_id,
+          owner: null,
+        });
+        const after = await claimState();
+        expect(after.devices).toEqual(before.devices);
+        expect(after.codes).toEqual(before.codes);
+        expect(await services.claims.attemptsForDevice(device.id)).toEqual([
+          expect.objectContaining({ outcome: "claimed", reason: "claimed" }),
+          expect.objectContaining({ outcome: "refused", reason: "already_owned", at: clock.now }),
+        ]);
+      });
+
+      it("accepts as already owned a device presenting a fresh code of its own owner, spending that code", async () => {
+        const { principal, owner, user } = await newUser();
+        const device = await registerDevice(principal);
+        const first = await services.claims.createCode({ owner });
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: first.claim_code }),
+        ).toMatchObject({ ok: true });
+        const claimedAt = (await deviceRow(device.id)).claimed_at;
+        const second = await services.claims.createCode({ owner });
+        clock.advance(1);
+        expect(await services.claims.claimByCode({ deviceId: device.id, code: second.claim_code })).toEqual({
+          ok: true,
+          reason: "already_owned",
+          claimId: second.claim_id,
+          owner,
+        });
+        expect(await deviceRow(device.id)).toMatchObject({ owner_user_id: user.id, claimed_at: claimedAt });
+        expect(await codeRow(second.claim_id)).toMatchObject({ used_at: clock.now, device_id: device.id });
+      });
+
+      it(`lets exactly one of ${RACERS} devices presenting the same code at the same time claim it`, async () => {
+        const { principal, owner, user } = await newUser();
+        let free: DeviceRow[] = [];
+        for (let index = 0; index < RACERS; index += 1) free.push(await registerDevice(principal));
+        // Round after round, a fresh code raced for by every device still unowned.
+        while (free.length > 1) {
+          const code = await services.claims.createCode({ owner });
+          const results = await Promise.all(
+            free.map((device) => services.claims.claimByCode({ deviceId: device.id, code: code.claim_code })),
+          );
+          const winners = free.filter((_, index) => results[index]?.ok);
+          expect(winners).toHaveLength(1);
+          const winner = winners[0]?.id;
+          expect(results.filter((result) => !result.ok).map((result) => result.reason)).toEqual(
+            Array.from({ length: free.length - 1 }, () => "used_code"),
+          );
+          expect(await codeRow(code.claim_id)).toMatchObject({
+            device_id: winner,
+            used_at: expect.any(Number),
+          });
+          const attempts = await services.claims.attemptsForCode(code.claim_id);
+          expect(
+            attempts.filter((attempt) => attempt.outcome === "claimed").map((attempt) => attempt.device_id),
+          ).toEqual([winner]);
+          expect(attempts.filter((attempt) => attempt.outcome === "refused")).toHaveLength(free.length - 1);
+          free = free.filter((device) => device.id !== winner);
+        }
+        const owned = await storage.db
+          .selectFrom("devices")
+          .select("id")
+          .where("owner_user_id", "=", user.id)
+          .execute();
+        expect(owned).toHaveLength(RACERS - 1);
+        const spent = await storage.db
+          .selectFrom("claim_codes")
+          .select("id")
+          .where("user_id", "=", user.id)
+          .where("used_at", "is not", null)
+          .execute();
+        expect(spent).toHaveLength(RACERS - 1);
+      });
+
+      it("gives a device presented at the same time with two different owners' codes exactly one owner, leaving the losing code unspent", async () => {
+        const { principal } = await newUser();
+        const contenders = [await newUser(), await newUser()];
+        for (let round = 0; round < 5; round += 1) {
+          const device = await registerDevice(principal);
+          const codes = await Promise.all(
+            contenders.map(({ owner }) => services.claims.createCode({ owner })),
+          );
+          const results = await Promise.all(
+            codes.map((code) => services.claims.claimByCode({ deviceId: device.id, code: code.claim_code })),
+          );
+          expect(results.filter((result) => result.ok)).toHaveLength(1);
+          const winner = results.findIndex((result) => result.ok);
+          const loser = 1 - winner;
+          expect(results[winner]).toMatchObject({ reason: "claimed", owner: contenders[winner]?.owner });
+          expect(results[loser]).toMatchObject({ ok: false, reason: "owned_by_other", owner: null });
+          expect(await deviceRow(device.id)).toMatchObject({
+            owner_user_id: contenders[winner]?.user.id,
+            owner_customer_id: null,
+          });
+          expect(await codeRow(codes[winner]?.claim_id ?? "")).toMatchObject({
+            device_id: device.id,
+            used_at: expect.any(Number),
+          });
+          expect(await codeRow(codes[loser]?.claim_id ?? "")).toMatchObject({
+            device_id: null,
+            used_at: null,
+          });
+          expect(
+            (await services.claims.attemptsForDevice(device.id)).map((attempt) => attempt.reason).sort(),
+          ).toEqual(["claimed", "owned_by_other"]);
+        }
+      });
+
+      it("claims many devices with many codes at the same time, each device once, each code once", async () => {
+        const { principal } = await newUser();
+        const owners = await Promise.all(Array.from({ length: RACERS }, () => newUser()));
+        const devices: DeviceRow[] = [];
+        for (let index = 0; index < RACERS; index += 1) devices.push(await registerDevice(principal));
+        const codes = await Promise.all(owners.map(({ owner }) => services.claims.createCode({ owner })));
+        // Every code is presented by every device, all at once.
+        const presentations = codes.flatMap((code) =>
+          devices.map((device) => ({ deviceId: device.id, code: code.claim_code })),
+        );
+        const results = await Promise.all(
+          presentations.map((presentation) => services.claims.claimByCode(presentation)),
+        );
+        const claimed = results.filter((result) => result.reason === "claimed");
+        const rows = await storage.db
+          .selectFrom("devices")
+          .select(["id", "owner_user_id"])
+          .where(
+            "id",
+            "in",
+            devices.map((device) => device.id),
+          )
+          .execute();
+        const spent = await storage.db
+          .selectFrom("claim_codes")
+          .select(["id", "device_id"])
+          .where(
+            "id",
+            "in",
+            codes.map((code) => code.claim_id),
+          )
+          .where("used_at", "is not", null)
+          .execute();
+        // Each success spent exactly one code on exactly one device, and no code or device was used twice.
+        expect(spent).toHaveLength(claimed.length);
+        expect(new Set(spent.map((code) => code.device_id)).size).toBe(spent.length);
+        expect(rows.filter((row) => row.owner_user_id !== null)).toHaveLength(claimed.length);
+        for (const code of spent) {
+          const codeOwner = owners[codes.findIndex((candidate) => candidate.claim_id === code.id)]?.user.id;
+          expect(rows.find((row) => row.id === code.device_id)?.owner_user_id).toBe(codeOwner);
+        }
+        expect(claimed.length).toBeGreaterThan(0);
+      });
+    });
+
+    // ---- lockout --------------------------------------------------------------------------------------
+
+    describe("lockout", () => {
+      it(`counts failures per IP and blocks an IP once it reaches ${LOCKOUT_FAILURES} consecutive failures`, async () => {
+        const ip = unique("10.0.0.1");
+        const neighbour = unique("10.0.0.2");
+        for (let failure = 1; failure < LOCKOUT_FAILURES; failure += 1) {
+          await services.lockout.recordFailure(ip);
+          expect(await services.lockout.blockedFor(ip)).toBe(0);
+        }
+        await services.lockout.recordFailure(neighbour);
+        await services.lockout.recordFailure(ip);
+        expect(await services.lockout.blockedFor(ip)).toBe(LOCKOUT_MS);
+        expect(await services.lockout.blockedFor(neighbour)).toBe(0);
+        clock.advance(1000);
+        expect(await services.lockout.blockedFor(ip)).toBe(LOCKOUT_MS - 1000);
+      });
+
+      it("resets the consecutive-failure count on a success", async () => {
+        const ip = unique("10.0.1.1");
+        for (let failure = 1; failure < LOCKOUT_FAILURES; failure += 1)
+          await services.lockout.recordFailure(ip);
+        await services.lockout.recordSuccess(ip);
+        for (let failure = 1; failure < LOCKOUT_FAILURES; failure += 1)
+          await services.lockout.recordFailure(ip);
+        expect(await services.lockout.blockedFor(ip)).toBe(0);
+        await services.lockout.recordFailure(ip);
+        expect(await services.lockout.blockedFor(ip)).toBe(LOCKOUT_MS);
+      });
+
+      it("lifts a block when the clock passes its end, and counts afresh after it", async () => {
+        const ip = unique("10.0.2.1");
+        for (let failure = 0; failure < LOCKOUT_FAILURES; failure += 1)
+          await services.lockout.recordFailure(ip);
+        expect(await services.lockout.blockedFor(ip)).toBe(LOCKOUT_MS);
+        clock.advance(LOCKOUT_MS - 1);
+        expect(await services.lockout.blockedFor(ip)).toBe(1);
+        clock.advance(1);
+        expect(await services.lockout.blockedFor(ip)).toBe(0);
+        await services.lockout.recordFailure(ip);
+        expect(await services.lockout.blockedFor(ip)).toBe(0);
+        const row = await storage.db
+          .selectFrom("login_failures")
+          .selectAll()
+          .where("ip", "=", ip)
+          .executeTakeFirstOrThrow();
+        expect(row).toMatchObject({ failures: 1, blocked_until: null, updated_at: clock.now });
+      });
+
+      it("counts every one of many failures from one IP arriving at the same time", async () => {
+        const ip = unique("10.0.3.1");
+        await Promise.all(Array.from({ length: LOCKOUT_FAILURES }, () => services.lockout.recordFailure(ip)));
+        expect(await services.lockout.blockedFor(ip)).toBe(LOCKOUT_MS);
+        const many = unique("10.0.3.2");
+        await Promise.all(Array.from({ length: RACERS }, () => services.lockout.recordFailure(many)));
+        const row = await storage.db
+          .selectFrom("login_failures")
+          .selectAll()
+          .where("ip", "=", many)
+          .executeTakeFirstOrThrow();
+        expect(row).toMatchObject({ failures: RACERS, blocked_until: clock.now + LOCKOUT_MS });
+      });
+    });
+  });
+}
+
+defineStorageConformance(sqliteFileBackend);
+
+describe.skipIf(!POSTGRES_URL)("PostgreSQL backend", () => {
+  defineStorageConformance(postgresBackend(POSTGRES_URL ?? ""));
+});
