@@ -316,6 +316,11 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     const userCode = (await api(cloud, { method: "POST", path: "/v1/device_claims", token })).body
       .claim_code as string;
     expect(await present(member, userCode)).toBe("owned_by_other");
+    // not on the product's team: a stranger's user code for an unowned product device
+    const stranger = await user(cloud);
+    const strangerCode = (await api(cloud, { method: "POST", path: "/v1/device_claims", token: stranger }))
+      .body.claim_code as string;
+    expect(await present(second, strangerCode)).toBe("not_product_team");
     // expired: a code presented after its hour
     const late = await productCode(customer);
     clockOffsetMs = 3601_000;

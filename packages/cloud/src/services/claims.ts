@@ -22,6 +22,7 @@ export const CLAIM_REASONS = [
   "revoked_code",
   "wrong_product",
   "device_not_in_product",
+  "not_product_team",
   "owned_by_other",
   "unknown_device",
   "key_mismatch",
@@ -71,6 +72,25 @@ function codeOwner(code: ClaimCodesTable): Owner | undefined {
   return undefined;
 }
 
+function sameOwnerAs(a: Owner, b: Owner): boolean {
+  return a.kind === "user"
+    ? b.kind === "user" && a.userId === b.userId
+    : b.kind === "customer" && a.customerId === b.customerId;
+}
+
+async function isTeamMember(
+  db: Kysely<Database>,
+  options: { userId: string; productId: number },
+): Promise<boolean> {
+  const row = await db
+    .selectFrom("product_members")
+    .select("user_id")
+    .where("product_id", "=", options.productId)
+    .where("user_id", "=", options.userId)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 function sameOwner(
   a: Owner,
   device: { owner_user_id: string | null; owner_customer_id: string | null },
@@ -102,6 +122,20 @@ export class ClaimService {
     const code = options.presetCode ?? newClaimCode();
     const now = this.#config.clock();
     const id = newId();
+    if (options.presetCode !== undefined) {
+      // An ICCID is printed on the SIM card: a pending code for it must not be taken over by someone else.
+      const pending = await this.#db
+        .selectFrom("claim_codes")
+        .selectAll()
+        .where("code_hash", "=", hashSecret(code))
+        .where("used_at", "is", null)
+        .where("revoked_at", "is", null)
+        .where("expires_at", ">", now)
+        .executeTakeFirst();
+      const pendingOwner = pending && codeOwner(pending);
+      if (pendingOwner && !sameOwnerAs(pendingOwner, owner))
+        throw new AppError("CONFLICT", "A claim code for this ICCID is already pending for another account");
+    }
     await this.#db
       .insertInto("claim_codes")
       .values({
@@ -171,6 +205,12 @@ export class ClaimService {
         if (owner.kind === "customer") {
           if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
           if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
+        } else if (
+          device.product_id !== null &&
+          !(await isTeamMember(trx, { userId: owner.userId, productId: device.product_id }))
+        ) {
+          // A product's devices go to its customers, or to its own team while developing. @see spec/cloud-api.md §3.5
+          throw new ClaimRefused("not_product_team");
         }
         const alreadyMine = sameOwner(owner, device);
         if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
@@ -213,6 +253,13 @@ export class ClaimService {
     if (!device) throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
     // A device outside a customer's product does not exist for that customer: the same answer as unknown.
     if (owner.kind === "customer" && device.product_id !== owner.productId)
+      throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
+    // A product device is for the product's customers and team only; to anyone else it does not exist.
+    if (
+      owner.kind === "user" &&
+      device.product_id !== null &&
+      !(await isTeamMember(this.#db, { userId: owner.userId, productId: device.product_id }))
+    )
       throw new AppError("DEVICE_NOT_CONNECTED", "Device is not connected");
     const ownerId = owner.kind === "user" ? owner.userId : owner.customerId;
     if (sameOwner(owner, device))
