@@ -11,3 +11,36 @@ export type {
   VirtualDeviceEvents,
   VirtualDeviceOptions,
 } from "./virtual-device.js";
+export { startFleet } from "./fleet.js";
+export type { Fleet, FleetDevice, FleetOptions } from "./fleet.js";
+
+// SoftAP setup servers (listening mode): simple protocol over TCP 5609 and the HTTP variant (spec A.2, A.3).
+export { createSoftApHandler } from "./softap/handlers.js";
+export type {
+  SoftApHandler,
+  SoftApHandlerOptions,
+  SoftApLogEntry,
+  SoftApLogger,
+  SoftApOutcome,
+  SoftApTransport,
+} from "./softap/handlers.js";
+export { SOFTAP_HELLO_TEXT, startSoftApHttpServer } from "./softap/http-server.js";
+export type { SoftApHttpServerOptions } from "./softap/http-server.js";
+export { createMemorySetupState } from "./softap/setup-state.js";
+export type {
+  MaybePromise,
+  MemorySetupState,
+  MemorySetupStateOptions,
+  SetupDeviceState,
+  WifiCredentials,
+} from "./softap/setup-state.js";
+export {
+  DEFAULT_SOFTAP_REQUEST_TIMEOUT_MS,
+  handleSoftApConnection,
+  startSoftApTcpServer,
+} from "./softap/tcp-server.js";
+export type {
+  RunningSoftApServer,
+  SoftApConnectionOptions,
+  SoftApTcpServerOptions,
+} from "./softap/tcp-server.js";

@@ -2,6 +2,7 @@ import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 
+import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
@@ -38,6 +39,9 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** Event name prefixes reserved for system events. @see spec/cloud-api.md §5.4 */
+const SYSTEM_EVENT_PREFIXES = ["spark", "particle"];
+
 /** Default limits. @see ConnectionLimits */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   handshakeTimeoutMs: 15_000,
@@ -55,6 +59,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sockets = new Set<Socket>();
   const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
   const unsubscribe = services.bus.subscribe((event) => {
+    // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
+    // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
+    // devices of one owner connect.
+    if (SYSTEM_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix)) && event.coreid !== API_COREID)
+      return;
     for (const session of sessions.values()) {
       if (session.deviceId !== event.coreid) session.deliver(event);
     }

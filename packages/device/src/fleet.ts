@@ -1,0 +1,137 @@
+import { createPublicKey, generateKeyPair, randomBytes } from "node:crypto";
+import type { KeyObject } from "node:crypto";
+
+import { CloudLink } from "./cloud-link.js";
+import type { CloudTarget } from "./virtual-device.js";
+
+/** One member of a fleet: its identity and its live link. */
+export interface FleetDevice {
+  readonly id: string;
+  readonly privateKey: KeyObject;
+  readonly publicKeyPem: string;
+  link: CloudLink | undefined;
+  /** Set when the cloud confirmed a claim. */
+  claimed: boolean;
+}
+
+/** Options of {@link startFleet}. */
+export interface FleetOptions {
+  count: number;
+  cloud: CloudTarget;
+  /** Registers a device's key with the cloud (a manufacturer's job); called once per device before it connects. */
+  register: (device: { id: string; publicKeyPem: string }) => Promise<void>;
+  /** The claim code a device presents, if any (e.g. one per device, from the API). */
+  claimCode?: (index: number, id: string) => string | undefined;
+  /** Ping interval of every link. @default 15000 */
+  pingIntervalMs?: number;
+  /** Handshakes in flight at once. @default 50 */
+  concurrency?: number;
+  /** Called with progress lines. */
+  progress?: (line: string) => void;
+}
+
+/** A running fleet. */
+export interface Fleet {
+  readonly devices: readonly FleetDevice[];
+  /** How many links are up now. */
+  connected(): number;
+  /** Milliseconds from the first connect to the last completed one. */
+  readonly connectMs: number;
+  /** Devices whose connection failed, with the reason. */
+  readonly failures: readonly { id: string; reason: string }[];
+  /** Resident memory growth of this process per connected device, in bytes (keys, sockets, sessions). */
+  readonly rssPerDeviceBytes: number;
+  stop(): void;
+}
+
+function newKey(): Promise<KeyObject> {
+  return new Promise((resolve, reject) =>
+    generateKeyPair("rsa", { modulusLength: 1024, publicExponent: 65537 }, (error, _publicKey, privateKey) =>
+      error ? reject(error) : resolve(privateKey),
+    ),
+  );
+}
+
+async function inBatches<T>(
+  items: readonly T[],
+  concurrency: number,
+  run: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      await run(items[index] as T, index);
+    }
+  });
+  await Promise.all(workers);
+}
+
+/**
+ * Runs `count` virtual devices in this process, already set up (Wi-Fi joined): each is registered, then
+ * connects to the gateway and stays connected, answering and sending pings. For load and demos.
+ */
+export async function startFleet(options: FleetOptions): Promise<Fleet> {
+  const { count, cloud, concurrency = 50, progress = () => undefined } = options;
+  if (!Number.isInteger(count) || count < 1) throw new RangeError("count must be a positive integer");
+  progress(`generating ${count} device keys`);
+  const keys = await Promise.all(Array.from({ length: count }, () => newKey()));
+  const devices: FleetDevice[] = keys.map((privateKey) => ({
+    id: randomBytes(12).toString("hex"),
+    privateKey,
+    publicKeyPem: createPublicKey(privateKey).export({ type: "spki", format: "pem" }).toString(),
+    link: undefined,
+    claimed: false,
+  }));
+  progress(`registering ${count} devices`);
+  await inBatches(devices, concurrency, (device) => options.register(device));
+  global.gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  const failures: { id: string; reason: string }[] = [];
+  let stopped = false;
+  const started = Date.now();
+  let done = 0;
+  await inBatches(devices, concurrency, async (device, index) => {
+    const link = new CloudLink({
+      host: cloud.host,
+      port: cloud.port,
+      deviceId: device.id,
+      privateKey: device.privateKey,
+      serverPublicKey: cloud.serverPublicKey,
+      pingIntervalMs: options.pingIntervalMs ?? 15_000,
+      claimCode: () => (device.claimed ? undefined : options.claimCode?.(index, device.id)),
+      onClaimed: () => {
+        device.claimed = true;
+      },
+      functions: { digitalwrite: () => 1 },
+    });
+    link.on("disconnected", (reason) => {
+      if (device.link === link) device.link = undefined;
+      if (!stopped) failures.push({ id: device.id, reason });
+    });
+    try {
+      await link.connect();
+      device.link = link;
+    } catch (error) {
+      failures.push({ id: device.id, reason: error instanceof Error ? error.message : String(error) });
+    }
+    done += 1;
+    if (done % Math.max(1, Math.floor(count / 10)) === 0) progress(`${done}/${count} connected`);
+  });
+  const connectMs = Date.now() - started;
+  global.gc?.();
+  const connectedCount = devices.filter((device) => device.link).length;
+  const rssPerDeviceBytes =
+    connectedCount > 0 ? Math.max(0, process.memoryUsage().rss - rssBefore) / connectedCount : 0;
+  return {
+    devices,
+    connected: () => devices.filter((device) => device.link).length,
+    connectMs,
+    failures,
+    rssPerDeviceBytes,
+    stop() {
+      stopped = true;
+      for (const device of devices) device.link?.close("fleet stopped");
+    },
+  };
+}
