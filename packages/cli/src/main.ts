@@ -1,5 +1,7 @@
 import { Command, InvalidArgumentError } from "commander";
 
+import { parseWifi, registerDevice, runDevice, runFleet } from "./device.js";
+import { exportServerKey } from "./keys.js";
 import { serve } from "./serve.js";
 
 function integer(name: string, { min = 0, max = 65_535 } = {}) {
@@ -82,7 +84,126 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         });
       },
     );
+  program
+    .command("keys")
+    .description("Keys of the device protocol")
+    .command("server")
+    .description("Print or save the cloud's server public key (for devices and `particle keys server`)")
+    .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
+    .option("--format <format>", "pem or der", "pem")
+    .option("--out <file>", "write to a file instead of printing")
+    .action(async (options: { cloud: string; format: string; out?: string }) => {
+      if (options.format !== "pem" && options.format !== "der")
+        throw new InvalidArgumentError("--format must be pem or der");
+      await exportServerKey({ cloudUrl: options.cloud, format: options.format, out: options.out }, (line) =>
+        console.log(line),
+      );
+    });
+
+  const device = program.command("device").description("Virtual Photon/P1 devices");
+  device
+    .command("run")
+    .description(
+      "Run one virtual device in listening mode (SoftAP), then on Wi-Fi and connected to the cloud",
+    )
+    .requiredOption("--state <dir>", "the device's state folder (ID, keys, claim code, Wi-Fi credentials)")
+    .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
+    .option("--gateway <host:port>", "device gateway address, if not the one the cloud advertises")
+    .option("--softap-port <port>", "SoftAP TCP port (a real device: 5609)", integer("softap-port"), 5609)
+    .option(
+      "--softap-http-port <port>",
+      "SoftAP HTTP port (a real device: 80); off unless given",
+      integer("softap-http-port"),
+    )
+    .option(
+      "--wifi <ssid:password[:security]>",
+      "a simulated Wi-Fi network (repeatable)",
+      (value: string, all: string[]) => [...all, value],
+      [] as string[],
+    )
+    .addHelpText(
+      "after",
+      "\nExample:\n  roost device run --state ./device-1 --cloud http://127.0.0.1:8080 --wifi home:secret",
+    )
+    .action(
+      async (options: {
+        state: string;
+        cloud: string;
+        gateway?: string;
+        softapPort: number;
+        softapHttpPort?: number;
+        wifi: string[];
+      }) => {
+        const running = await runDevice(
+          {
+            state: options.state,
+            cloudUrl: options.cloud,
+            gateway: options.gateway,
+            softapPort: options.softapPort,
+            softapHttpPort: options.softapHttpPort,
+            wifi: options.wifi.map(parseWifi),
+          },
+          (line) => console.log(line),
+        );
+        await untilSignal();
+        await running.stop();
+      },
+    );
+  device
+    .command("register")
+    .description("Register the device's public key with the cloud, as a manufacturer would")
+    .requiredOption("--state <dir>", "the device's state folder")
+    .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
+    .requiredOption("--token <token>", "an access token (user or product)", env.ROOST_TOKEN)
+    .option("--product <id>", "product to put the device in", integer("product", { max: 2_147_483_647 }))
+    .action(async (options: { state: string; cloud: string; token: string; product?: number }) => {
+      await registerDevice(
+        { state: options.state, cloudUrl: options.cloud, token: options.token, product: options.product },
+        (line) => console.log(line),
+      );
+    });
+  device
+    .command("fleet")
+    .description("Run N virtual devices in one process, registered and connected (for load and demos)")
+    .requiredOption("--count <n>", "how many devices", integer("count", { min: 1, max: 100_000 }))
+    .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
+    .requiredOption("--token <token>", "an access token to register the devices with", env.ROOST_TOKEN)
+    .option("--product <id>", "product to put the devices in", integer("product", { max: 2_147_483_647 }))
+    .option("--gateway <host:port>", "device gateway address, if not the one the cloud advertises")
+    .option(
+      "--claim",
+      "give each device a claim code of the token's account, so that it claims itself",
+      false,
+    )
+    .action(
+      async (options: {
+        count: number;
+        cloud: string;
+        token: string;
+        product?: number;
+        gateway?: string;
+        claim: boolean;
+      }) => {
+        const fleet = await runFleet({ ...options, cloudUrl: options.cloud }, (line) => console.log(line));
+        await untilSignal();
+        fleet.stop();
+      },
+    );
   return program;
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      console.log(`Received ${signal}, stopping`);
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
 }
 
 /** Runs the command line and returns the process exit code. */

@@ -1,11 +1,11 @@
 import type { KeyObject } from "node:crypto";
-import { createPublicKey } from "node:crypto";
 import { EventEmitter } from "node:events";
 
 import type { VariableValue } from "@roost/protocol";
 
 import { CloudLink } from "./cloud-link.js";
 import type { CloudFunction, CloudVariable } from "./cloud-link.js";
+import type { SetupDeviceState } from "./softap/setup-state.js";
 import type { DeviceStateStore } from "./state.js";
 import { MAX_CLAIM_CODE_LENGTH } from "./state.js";
 
@@ -79,6 +79,7 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
     super();
     this.store = options.store;
     this.#options = options;
+    this.setupState = this.#createSetupState();
   }
 
   /** The device ID (24 lower-case hex). */
@@ -120,44 +121,54 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
     this.#setMode("stopped");
   }
 
-  /** The SoftAP command handlers' view of the device (device-id, set, configure-ap, connect-ap, scan-ap). */
-  readonly setup = {
-    deviceId: (): string => this.id,
-    claimed: (): boolean => this.store.state.claimed,
-    privateKey: (): KeyObject => this.store.privateKey,
-    publicKeyDer: (): Uint8Array =>
-      new Uint8Array(createPublicKey(this.store.privateKey).export({ type: "spki", format: "der" })),
-    /** `set k=cc`: at most 63 characters survive. @see spec/device-protocols.md A.4 */
-    setClaimCode: (code: string): void => {
-      const kept = code.slice(0, MAX_CLAIM_CODE_LENGTH);
-      this.store.update((state) => {
-        state.claimCode = kept;
-      });
-      this.#log(`SoftAP set: claim code stored (${kept.length} characters)`);
-    },
-    scan: (): { ssid: string; rssi: number; sec: number; ch: number; mdr: number }[] =>
-      this.#options.networks.map((network) => ({
-        ssid: network.ssid,
-        rssi: network.rssi ?? -55,
-        sec: network.security ?? WPA2_AES_PSK,
-        ch: network.channel ?? 6,
-        mdr: 54_000,
-      })),
-    addCredentials: (credentials: { ssid: string; password: string; security: number }): void => {
-      this.store.update((state) => {
-        state.credentials = [
-          credentials,
-          ...state.credentials.filter((stored) => stored.ssid !== credentials.ssid),
-        ].slice(0, 5);
-      });
-      this.#log(`SoftAP configure-ap: credentials for "${credentials.ssid}" stored`);
-    },
-    /** `connect-ap`: answered first, then the device leaves listening mode. */
-    connect: (): void => {
-      this.#log("SoftAP connect-ap: leaving listening mode");
-      setImmediate(() => this.joinWifi());
-    },
-  };
+  /**
+   * The device as its SoftAP servers see it (device-id, public-key, set, scan-ap, configure-ap, connect-ap).
+   * @see spec/device-protocols.md A.4
+   */
+  readonly setupState: SetupDeviceState;
+
+  #createSetupState(): SetupDeviceState {
+    return {
+      deviceId: this.store.state.deviceId,
+      privateKey: this.store.privateKey,
+      isClaimed: () => this.store.state.claimed,
+      getClaimCode: () => this.store.state.claimCode || undefined,
+      setClaimCode: (code: string) => {
+        const kept = code.slice(0, MAX_CLAIM_CODE_LENGTH);
+        this.store.update((state) => {
+          state.claimCode = kept;
+        });
+        this.#log(`SoftAP set: claim code stored (${kept.length} characters)`);
+      },
+      scanNetworks: () =>
+        this.#options.networks.map((network) => ({
+          ssid: network.ssid,
+          rssi: network.rssi ?? -55,
+          sec: network.security ?? WPA2_AES_PSK,
+          ch: network.channel ?? 6,
+          mdr: 54_000,
+        })),
+      addWifiCredentials: (credentials) => {
+        const stored = {
+          ssid: credentials.ssid,
+          password: credentials.password,
+          security: credentials.security,
+        };
+        this.store.update((state) => {
+          // A Photon keeps up to five networks, the newest first.
+          state.credentials = [stored, ...state.credentials.filter((old) => old.ssid !== stored.ssid)].slice(
+            0,
+            5,
+          );
+        });
+        this.#log(`SoftAP configure-ap: credentials for "${credentials.ssid}" stored`);
+      },
+      onConnectAp: () => {
+        this.#log("SoftAP connect-ap: leaving listening mode");
+        setImmediate(() => this.joinWifi());
+      },
+    };
+  }
 
   /** Tries the stored credentials against the simulated networks, then connects to the cloud. */
   joinWifi(): void {
