@@ -8,5 +8,12 @@ export type { Database } from "./storage/schema.js";
 export { createServices } from "./services/index.js";
 export type { Services } from "./services/index.js";
 export { CLAIM_REASONS } from "./services/claims.js";
-export type { ClaimReason, ClaimResult, ClaimCodeResponse } from "./services/claims.js";
+export type {
+  ClaimCodeResponse,
+  ClaimReason,
+  ClaimResult,
+  ClaimState,
+  ClaimStatus,
+} from "./services/claims.js";
+export { CLAIM_ATTEMPT_EVENT } from "./gateway/connection.js";
 export type { Principal, Owner } from "./services/principal.js";

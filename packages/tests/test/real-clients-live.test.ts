@@ -244,14 +244,14 @@ function link(device: TestDevice, options: Partial<CloudLinkOptions> = {}): Clou
  */
 async function claimedDevice(
   owner: TestUser,
-  options: Partial<CloudLinkOptions> & { productId?: number } = {},
+  options: Partial<CloudLinkOptions> & { registerInProduct?: number } = {},
 ): Promise<{ device: TestDevice; link: CloudLink }> {
+  const { registerInProduct, ...linkOptions } = options;
   const device = newDevice();
-  await register(owner.token, device, options.productId);
+  await register(owner.token, device, registerInProduct);
   const code = await api({ method: "POST", path: "/v1/device_claims", token: owner.token, json: {} });
   expect(code.status).toBe(200);
   let stored: string | undefined = code.body.claim_code as string;
-  const { productId: _productId, ...linkOptions } = options;
   const connected = link(device, {
     claimCode: () => stored,
     onClaimed: () => (stored = undefined),
@@ -455,7 +455,7 @@ describe("particle-api-js event streams and publishing with live devices", () =>
       });
 
       // A developer's device of the product, claimed by the team member's code.
-      const { device, link: device1 } = await claimedDevice(owner, { productId });
+      const { device, link: device1 } = await claimedDevice(owner, { registerInProduct: productId });
       const online = await product.waitFor("spark/status", (event) => event.coreid === device.id);
       expect(online).toMatchObject({
         data: "online",

@@ -85,6 +85,9 @@ const CLAIM_CONFIRM_EVENT = "spark/device/claim/confirm";
 
 const CLAIM_CODE_EVENT = "spark/device/claim/code";
 
+/** Roost's event to a claim code's owner about each attempt to use it. @see DESIGN.md "Beyond the anchors" 1 */
+export const CLAIM_ATTEMPT_EVENT = "roost/claim/attempt";
+
 /** Throttle for `last_heard` writes: at most one per device per this many ms. */
 const LAST_HEARD_WRITE_INTERVAL_MS = 60_000;
 
@@ -385,6 +388,26 @@ export class DeviceSession {
       await this.refresh();
       this.sendEvent({ name: CLAIM_CONFIRM_EVENT, data: "", isPublic: false });
       await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+    }
+    if (result.codeOwner && result.claimId) {
+      // The code's owner hears of every attempt, successful or not (Roost's claim timeline).
+      const owner = result.codeOwner;
+      await this.#context.services.bus.publish({
+        name: CLAIM_ATTEMPT_EVENT,
+        data: JSON.stringify({
+          claim_id: result.claimId,
+          device_id: this.deviceId,
+          outcome: result.ok ? "claimed" : "refused",
+          reason: result.reason,
+        }),
+        ttl: 60,
+        publishedAt: new Date(this.#context.services.config.clock()).toISOString(),
+        coreid: this.deviceId,
+        isPublic: false,
+        ownerUserId: owner.kind === "user" ? owner.userId : null,
+        ownerCustomerId: owner.kind === "customer" ? owner.customerId : null,
+        productId: owner.kind === "customer" ? owner.productId : null,
+      });
     }
     return result;
   }

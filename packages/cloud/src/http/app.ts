@@ -16,7 +16,7 @@ import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerProductDeviceRoutes } from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
 import type { GatewayAddress } from "./routes/roost.js";
-import { registerRoostRoutes } from "./routes/roost.js";
+import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
 import { registerUserRoutes } from "./routes/users.js";
 
 /** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
@@ -137,5 +137,6 @@ export async function createHttpApp(options: {
   registerProductDeviceRoutes(app, services);
   registerEventRoutes(app, services);
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
+  registerClaimStatusRoutes(app, services);
   return app;
 }

@@ -40,6 +40,22 @@ export interface ClaimResult {
   readonly claimId: string | null;
   /** The device's owner after the attempt, when it succeeded. */
   readonly owner: Owner | null;
+  /** Whose code it was, when the code was recognised: that account is told about the attempt. */
+  readonly codeOwner: Owner | null;
+}
+
+/** Where a claim code stands. @see DESIGN.md "Beyond the anchors" 1–2 */
+export type ClaimState = "pending" | "claimed" | "expired" | "revoked";
+
+/** A claim code's status and timeline, as `GET /v1/roost/claims/:claim_id` shows it to the code's owner. */
+export interface ClaimStatus {
+  claim_id: string;
+  status: ClaimState;
+  device_id: string | null;
+  created_at: string;
+  expires_at: string;
+  claimed_at: string | null;
+  attempts: { at: string; device_id: string; outcome: string; reason: string; source: string }[];
 }
 
 /** Where a claim attempt came from. */
@@ -181,6 +197,7 @@ export class ClaimService {
     const source = options.source ?? "gateway";
     const now = this.#config.clock();
     let claimId: string | null = null;
+    let recognised: Owner | null = null;
     try {
       return await this.#db.transaction().execute(async (trx) => {
         const code = await trx
@@ -190,6 +207,7 @@ export class ClaimService {
           .executeTakeFirst();
         if (!code) throw new ClaimRefused("unknown_code");
         claimId = code.id;
+        recognised = codeOwner(code) ?? null;
         if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
         if (code.used_at !== null)
           throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
@@ -229,12 +247,18 @@ export class ClaimService {
           throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
         await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
-        return { ok: true, reason, claimId: code.id, owner };
+        return { ok: true, reason, claimId: code.id, owner, codeOwner: owner };
       });
     } catch (error) {
       if (!(error instanceof ClaimRefused)) throw error;
       await this.#record(this.#db, { claimId, deviceId, outcome: "refused", reason: error.reason, source });
-      return { ok: error.reason === "already_owned", reason: error.reason, claimId, owner: null };
+      return {
+        ok: error.reason === "already_owned",
+        reason: error.reason,
+        claimId,
+        owner: null,
+        codeOwner: recognised,
+      };
     }
   }
 
@@ -381,6 +405,46 @@ export class ClaimService {
       .where("claim_code_id", "=", claimId)
       .orderBy("at")
       .execute();
+  }
+
+  /**
+   * A claim code's status and the timeline of attempts, for the code's owner only (anyone else gets
+   * undefined, the same as for an unknown id). @see DESIGN.md "Beyond the anchors" 1–2
+   */
+  async status(options: { claimId: string; owner: Owner }): Promise<ClaimStatus | undefined> {
+    const code = await this.#db
+      .selectFrom("claim_codes")
+      .selectAll()
+      .where("id", "=", options.claimId)
+      .executeTakeFirst();
+    const owner = code && codeOwner(code);
+    if (!code || !owner || !sameOwnerAs(owner, options.owner)) return undefined;
+    const now = this.#config.clock();
+    const status: ClaimState =
+      code.used_at !== null
+        ? "claimed"
+        : code.revoked_at !== null
+          ? "revoked"
+          : code.expires_at <= now
+            ? "expired"
+            : "pending";
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const attempts = await this.attemptsForCode(code.id);
+    return {
+      claim_id: code.id,
+      status,
+      device_id: code.device_id,
+      created_at: iso(code.created_at),
+      expires_at: iso(code.expires_at),
+      claimed_at: code.used_at === null ? null : iso(code.used_at),
+      attempts: attempts.map((attempt) => ({
+        at: iso(attempt.at),
+        device_id: attempt.device_id,
+        outcome: attempt.outcome,
+        reason: attempt.reason,
+        source: attempt.source,
+      })),
+    };
   }
 
   /** Revokes every unspent code of a customer (used when the customer is deleted). */

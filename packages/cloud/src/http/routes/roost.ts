@@ -1,6 +1,10 @@
 import type { FastifyInstance } from "fastify";
 
+import { NotFoundError } from "../../errors.js";
 import type { ServerKey } from "../../gateway/server-key.js";
+import type { Services } from "../../services/index.js";
+import { ownerOf } from "../../services/principal.js";
+import { authenticate, param } from "../request.js";
 
 /** Where devices should connect; set once the gateway listens. */
 export interface GatewayAddress {
@@ -30,5 +34,16 @@ export function registerRoostRoutes(
           ? null
           : { host: options.gateway.host, port: options.gateway.port, protocol: "tcp" },
     };
+  });
+}
+
+/** Claim status for the code's owner: pending / claimed / expired / revoked, and every attempt. */
+export function registerClaimStatusRoutes(app: FastifyInstance, services: Services): void {
+  app.get("/v1/roost/claims/:claimId", async (request) => {
+    const principal = await authenticate(services, request);
+    const owner = ownerOf(principal);
+    const status = owner && (await services.claims.status({ claimId: param(request, "claimId"), owner }));
+    if (!status) throw new NotFoundError("Claim not found");
+    return status;
   });
 }
