@@ -139,3 +139,77 @@ export type {
   VariableType,
   VariableValue,
 } from "./device/messages.js";
+
+// SoftAP setup protocol (listening mode, TCP 5609 and HTTP 80): framing, commands, security codes, public-key
+// dump, SSID. The node:crypto parts (pwd and EAP-TLS key encryption) are exported from "@roost/protocol/node".
+export {
+  decodeSoftApReply,
+  decodeSoftApRequest,
+  DEFAULT_SOFTAP_MAX_BODY_LENGTH,
+  encodeSoftApReply,
+  encodeSoftApRequest,
+  SOFTAP_DEVICE_ADDRESS,
+  SOFTAP_HTTP_PORT,
+  SOFTAP_MAX_COMMAND_NAME_LENGTH,
+  SOFTAP_MAX_LENGTH_DIGITS,
+  SOFTAP_REPLY_PREAMBLE,
+  SOFTAP_TCP_PORT,
+  SoftApRequestParser,
+} from "./softap/framing.js";
+export type { SoftApFrame, SoftApRequestInput, SoftApRequestParserOptions } from "./softap/framing.js";
+export {
+  decodeSoftApResponseBody,
+  encodeSoftApRequestBody,
+  encodeSoftApResponseBody,
+  isSoftApCommand,
+  parseSoftApRequestBody,
+  resolveSetRequest,
+  SOFTAP_CLAIM_CODE_KEY,
+  SOFTAP_COMMANDS,
+  SOFTAP_PARSED_REQUESTS,
+  SOFTAP_PROTOCOL_VERSION,
+  SOFTAP_REQUEST_FIELDS,
+  SOFTAP_RESPONSE_FIELDS,
+  SOFTAP_RESULT_CODES,
+  SOFTAP_SCAN_ENTRY_FIELDS,
+  SOFTAP_SET_KEY_MAX_LENGTH,
+  SOFTAP_SET_VALUE_MAX_LENGTH,
+} from "./softap/commands.js";
+export type {
+  ConfigureApRequest,
+  ConnectApRequest,
+  SetRequest,
+  SoftApCommand,
+  SoftApRequestBodies,
+  SoftApResponses,
+  SoftApScanEntry,
+} from "./softap/commands.js";
+export { decodeDeviceHex, toUpperHex } from "./softap/hex.js";
+export {
+  decodeSoftApPublicKey,
+  encodeSoftApPublicKey,
+  SOFTAP_PUBLIC_KEY_HEX_LENGTH,
+  SOFTAP_PUBLIC_KEY_PKCS1_OFFSET,
+  SOFTAP_PUBLIC_KEY_SLOT_LENGTH,
+} from "./softap/public-key.js";
+export type { EncodeSoftApPublicKeyOptions, SoftApPublicKey } from "./softap/public-key.js";
+export {
+  EAP_TYPES,
+  isEnterpriseSecurity,
+  WICED_SECURITY_FLAGS,
+  WIFI_SECURITY,
+  wifiSecurityName,
+} from "./softap/security.js";
+export type { WifiSecurityName } from "./softap/security.js";
+export {
+  DEFAULT_SOFTAP_SSID_PREFIX,
+  formatSoftApSsid,
+  isSoftApSsid,
+  parseSoftApSsid,
+  SOFTAP_CODE_ALPHABET,
+  SOFTAP_CODE_LENGTH,
+  SOFTAP_LEGACY_CODE_LENGTH,
+  SOFTAP_SSID_PREFIX_MAX_LENGTH,
+  softApCodeFromNumber,
+} from "./softap/ssid.js";
+export type { FormatSoftApSsidOptions, SoftApSsidParts } from "./softap/ssid.js";

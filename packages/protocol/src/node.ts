@@ -32,3 +32,21 @@ export type {
   RsaKeyPair,
   SessionCiphers,
 } from "./device/crypto.js";
+
+// SoftAP setup: RSA-encrypted Wi-Fi password and EAP-TLS key, device key from a `public-key` reply (spec A.6).
+export {
+  decryptSoftApPrivateKey,
+  decryptSoftApSecret,
+  encryptSoftApPrivateKey,
+  encryptSoftApSecret,
+  importSoftApPublicKey,
+  openSoftApPassword,
+  SOFTAP_CIPHERTEXT_MAX_LENGTH,
+  SOFTAP_KIV_LENGTH,
+  SOFTAP_MIN_ENCRYPTED_PWD_LENGTH,
+} from "./softap/crypto.js";
+export type {
+  DecryptSoftApPrivateKeyOptions,
+  EncryptSoftApPrivateKeyOptions,
+  SoftApEncryptedPrivateKey,
+} from "./softap/crypto.js";
