@@ -41,6 +41,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "register an unknown device's offered key instead of refusing it (development only)",
       false,
     )
+    .option(
+      "--nats-url <url>",
+      "NATS URL for the event bus between nodes (scale-out); also ROOST_NATS_URL",
+      env.ROOST_NATS_URL,
+    )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
     .option(
       "--claim-code-ttl <seconds>",
@@ -67,21 +72,19 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         logLevel: string;
         devicePort: number;
         autoRegisterDevices: boolean;
+        natsUrl?: string;
       }) => {
         const cloud = await serve(
-          { ...options, databaseUrl: options.databaseUrl || undefined, claimCodeTtl: options.claimCodeTtl },
+          {
+            ...options,
+            databaseUrl: options.databaseUrl || undefined,
+            natsUrl: options.natsUrl || undefined,
+            claimCodeTtl: options.claimCodeTtl,
+          },
           (line) => console.log(line),
         );
-        await new Promise<void>((resolve) => {
-          const stop = (signal: NodeJS.Signals) => {
-            console.log(`Received ${signal}, stopping`);
-            process.off("SIGINT", stop);
-            process.off("SIGTERM", stop);
-            void cloud.close().then(resolve);
-          };
-          process.on("SIGINT", stop);
-          process.on("SIGTERM", stop);
-        });
+        await untilSignal();
+        await cloud.close();
       },
     );
   program

@@ -14,6 +14,7 @@ export interface ServeOptions {
   logLevel: string;
   devicePort: number;
   autoRegisterDevices: boolean;
+  natsUrl?: string | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -28,8 +29,9 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     logLevel: options.logLevel,
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
+    natsUrl: options.natsUrl,
   });
-  const storage = options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`;
+  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
   print(
     `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
   );

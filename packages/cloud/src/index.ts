@@ -17,3 +17,8 @@ export type {
 } from "./services/claims.js";
 export { CLAIM_ATTEMPT_EVENT } from "./gateway/connection.js";
 export type { Principal, Owner } from "./services/principal.js";
+export { InProcessEventBus } from "./events/bus.js";
+export type { DeviceCommand, DeviceCommandResult, EventBus } from "./events/bus.js";
+export { connectNatsBus } from "./events/nats-bus.js";
+export type { NatsBusOptions } from "./events/nats-bus.js";
+export type { CloudEvent } from "./events/model.js";

@@ -6,6 +6,8 @@ import type { DestinationStream, Logger } from "pino";
 
 import type { CloudConfig, CloudOptions } from "./config.js";
 import { createCloudConfig } from "./config.js";
+import type { EventBus } from "./events/bus.js";
+import { connectNatsBus } from "./events/nats-bus.js";
 import type { ConnectionLimits } from "./gateway/connection.js";
 import type { Gateway } from "./gateway/gateway.js";
 import { startGateway } from "./gateway/gateway.js";
@@ -33,6 +35,8 @@ export interface StartCloudOptions extends CloudOptions {
   deviceHost?: string;
   /** Register unknown devices' offered keys instead of refusing them (development only). @default false */
   autoRegisterDevices?: boolean;
+  /** NATS URL: the event bus between nodes (scale-out). Without it events stay inside this process. */
+  natsUrl?: string | undefined;
   /** Device connection timeouts and limits. */
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
 }
@@ -64,6 +68,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     deviceHost,
     autoRegisterDevices = false,
     deviceLimits,
+    natsUrl,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -77,7 +82,19 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     databaseUrl: config.databaseUrl,
     sqliteFile: config.sqliteFile,
   });
-  const services = createServices({ db: storage.db, config });
+  let bus: EventBus | undefined;
+  try {
+    bus = natsUrl
+      ? await connectNatsBus({
+          url: natsUrl,
+          onError: (error) => logger.warn({ err: error }, "event bus message dropped"),
+        })
+      : undefined;
+  } catch (error) {
+    await storage.close();
+    throw error;
+  }
+  const services = createServices({ db: storage.db, config, bus });
   const serverKey = await loadServerKey({
     db: storage.db,
     clock: config.clock,
