@@ -1,6 +1,7 @@
 import { ApiError } from "./api-error.js";
 import type {
   ClaimCodeResponse,
+  ClaimStatus,
   Device,
   OAuthClient,
   Product,
@@ -93,6 +94,8 @@ export interface ApiClient {
     page?: number;
     perPage?: number;
   }): Promise<ProductDevicesPage>;
+  /** Roost extension: a claim code's status and timeline (the code's owner only). */
+  getClaimStatus(claimId: string): Promise<ClaimStatus>;
   importProductDevices(options: {
     product: ProductRef;
     ids: string[];
@@ -209,6 +212,7 @@ export function createApiClient({
       }),
     listProductDevices: (o) =>
       request("GET", `/v1/products/${seg(o.product)}/devices?page=${o.page ?? 1}&perPage=${o.perPage ?? 25}`),
+    getClaimStatus: (claimId) => request("GET", `/v1/roost/claims/${seg(claimId)}`),
     importProductDevices: (o) =>
       request("POST", `/v1/products/${seg(o.product)}/devices`, { form: { file: o.ids.join("\n") } }),
   };

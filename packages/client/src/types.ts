@@ -57,3 +57,20 @@ export interface ProductDevicesPage {
   customers: { id: string; username: string }[];
   meta: { total_pages: number };
 }
+
+/** Roost extension: `GET /v1/roost/claims/:claim_id`. */
+export interface ClaimStatus {
+  claim_id: string;
+  status: "pending" | "claimed" | "expired" | "revoked";
+  device_id: string | null;
+  created_at: string;
+  expires_at: string;
+  claimed_at: string | null;
+  attempts: {
+    at: string;
+    device_id: string;
+    outcome: "claimed" | "refused";
+    reason: string;
+    source: string;
+  }[];
+}
