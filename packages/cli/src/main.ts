@@ -1,8 +1,19 @@
 import { Command, InvalidArgumentError } from "commander";
 
+import { createApiClient } from "@roost/client";
+
 import { parseWifi, registerDevice, runDevice, runFleet } from "./device.js";
 import { exportServerKey } from "./keys.js";
 import { serve } from "./serve.js";
+import {
+  claimCode,
+  listDevices,
+  login,
+  resolveSession,
+  sessionPath,
+  showClaim,
+  watchEvents,
+} from "./session.js";
 
 function integer(name: string, { min = 0, max = 65_535 } = {}) {
   return (value: string): number => {
@@ -101,6 +112,75 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       await exportServerKey({ cloudUrl: options.cloud, format: options.format, out: options.out }, (line) =>
         console.log(line),
       );
+    });
+
+  const session = sessionPath(env);
+  const clientFor = (options: { cloud?: string; token?: string }) => {
+    const resolved = resolveSession(options, session);
+    return createApiClient({ baseUrl: resolved.cloud, accessToken: resolved.token });
+  };
+  program
+    .command("login")
+    .description("Log in with a user name and password and remember the token")
+    .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
+    .requiredOption("--username <email>", "user name (e-mail)")
+    .requiredOption("--password <password>", "password (or ROOST_PASSWORD)", env.ROOST_PASSWORD)
+    .action(async (options: { cloud: string; username: string; password: string }) => {
+      await login({ ...options, path: session }, (line) => console.log(line));
+    });
+  program
+    .command("claim-code")
+    .description("Create a claim code for your account (or, with a customer token, for its product)")
+    .option("--cloud <url>", "the cloud's API URL (default: from roost login)")
+    .option("--token <token>", "access token (default: from roost login)", env.ROOST_TOKEN)
+    .option("--product <idOrSlug>", "product, when the token is a customer's")
+    .action(async (options: { cloud?: string; token?: string; product?: string }) => {
+      await claimCode({ client: clientFor(options), product: options.product }, (line) => console.log(line));
+    });
+  program
+    .command("devices")
+    .description("List your devices")
+    .option("--cloud <url>", "the cloud's API URL (default: from roost login)")
+    .option("--token <token>", "access token (default: from roost login)", env.ROOST_TOKEN)
+    .action(async (options: { cloud?: string; token?: string }) => {
+      await listDevices({ client: clientFor(options) }, (line) => console.log(line));
+    });
+  program
+    .command("events")
+    .description("Print your devices' events as they happen (until Ctrl-C)")
+    .argument("[prefix]", "event name prefix")
+    .option("--cloud <url>", "the cloud's API URL (default: from roost login)")
+    .option("--token <token>", "access token (default: from roost login)", env.ROOST_TOKEN)
+    .option("--device <idOrName>", "only this device")
+    .option("--max <n>", "stop after n events", integer("max", { min: 1, max: 1_000_000 }))
+    .action(
+      async (
+        prefix: string | undefined,
+        options: { cloud?: string; token?: string; device?: string; max?: number },
+      ) => {
+        const resolved = resolveSession(options, session);
+        const controller = new AbortController();
+        const stop = () => controller.abort();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+        await watchEvents(
+          { ...resolved, prefix, device: options.device, max: options.max, signal: controller.signal },
+          (line) => console.log(line),
+        );
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+      },
+    );
+  program
+    .command("claims")
+    .description("Claim codes")
+    .command("show")
+    .description("Show a claim code's status and every attempt to use it")
+    .argument("<claimId>", "the claim_id returned with the claim code")
+    .option("--cloud <url>", "the cloud's API URL (default: from roost login)")
+    .option("--token <token>", "access token (default: from roost login)", env.ROOST_TOKEN)
+    .action(async (claimId: string, options: { cloud?: string; token?: string }) => {
+      await showClaim({ client: clientFor(options), claimId }, (line) => console.log(line));
     });
 
   const device = program.command("device").description("Virtual Photon/P1 devices");

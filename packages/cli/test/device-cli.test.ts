@@ -1,45 +1,11 @@
-import { spawn } from "node:child_process";
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const ENTRY = fileURLToPath(new URL("../src/run.ts", import.meta.url));
-
-/** A `roost …` child process with its output collected. */
-interface Roost {
-  child: ChildProcessWithoutNullStreams;
-  output(): string;
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-  exited: Promise<number | null>;
-}
-
-function roost(args: string[]): Roost {
-  const child = spawn(process.execPath, ["--conditions=roost-source", "--import", "tsx", ENTRY, ...args], {
-    env: { ...process.env, ROOST_DATABASE_URL: "" },
-  });
-  let text = "";
-  child.stdout.on("data", (chunk: Buffer) => (text += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (text += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-  return {
-    child,
-    output: () => text,
-    exited,
-    waitFor: async (pattern, timeoutMs = 20_000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const match = pattern.exec(text);
-        if (match) return match;
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${text}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    },
-  };
-}
+import type { Roost } from "./process.js";
+import { roost } from "./process.js";
 
 type Callback<T> = (error: Error | null | undefined, value?: T) => void;
 interface SoftApSetupClient {

@@ -1,0 +1,112 @@
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { RunningCloud } from "@roost/cloud";
+import { startCloud } from "@roost/cloud";
+import { CloudLink } from "@roost/device";
+
+import { roost } from "./process.js";
+
+describe("roost login / claim-code / devices / events / claims show", () => {
+  const folder = mkdtempSync(join(tmpdir(), "roost-everyday-"));
+  const env = { ROOST_CONFIG: join(folder, "session.json") };
+  let cloud: RunningCloud;
+
+  beforeAll(async () => {
+    cloud = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+    });
+    await fetch(`${cloud.url}/v1/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: "daily@example.com", password: "daily password" }),
+    });
+  });
+  afterAll(async () => {
+    await cloud.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it("logs in once, then creates a claim code, shows its status, lists devices and prints events", async () => {
+    const failed = roost(
+      ["login", "--cloud", cloud.url, "--username", "daily@example.com", "--password", "wrong password"],
+      env,
+    );
+    expect(await failed.exited).toBe(1);
+    expect(failed.output()).toContain("User credentials are invalid");
+
+    const login = roost(
+      ["login", "--cloud", cloud.url, "--username", "daily@example.com", "--password", "daily password"],
+      env,
+    );
+    expect(await login.exited).toBe(0);
+    expect(login.output()).toContain("Logged in");
+    expect(statSync(env.ROOST_CONFIG).mode & 0o777).toBe(0o600);
+
+    const created = roost(["claim-code"], env);
+    expect(await created.exited).toBe(0);
+    const code = /claim code: (\S{63})/.exec(created.output())?.[1] ?? "";
+    const claimId = /claim id:\s+(\S+)/.exec(created.output())?.[1] ?? "";
+    expect(code).toHaveLength(63);
+
+    const pending = roost(["claims", "show", claimId], env);
+    expect(await pending.exited).toBe(0);
+    expect(pending.output()).toContain(`claim ${claimId}: pending`);
+
+    // A device presents the code while `roost events` watches.
+    const events = roost(["events", "spark/status", "--max", "1"], env);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    const id = randomBytes(12).toString("hex");
+    const token = (
+      JSON.parse(await (await import("node:fs/promises")).readFile(env.ROOST_CONFIG, "utf8")) as {
+        token: string;
+      }
+    ).token;
+    await fetch(`${cloud.url}/v1/provisioning/${id}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ publicKey: publicKey.export({ type: "spki", format: "pem" }) }),
+    });
+    const link = new CloudLink({
+      host: "127.0.0.1",
+      port: cloud.gateway?.port ?? 0,
+      deviceId: id,
+      privateKey,
+      serverPublicKey: cloud.serverKey.publicKey,
+      claimCode: () => code,
+    });
+    const claimed = new Promise<void>((resolve) => link.once("claimed", resolve));
+    await link.connect();
+    await claimed;
+    expect(await events.exited).toBe(0);
+    expect(JSON.parse(events.output().trim())).toMatchObject({
+      name: "spark/status",
+      data: "online",
+      coreid: id,
+    });
+
+    const shown = roost(["claims", "show", claimId], env);
+    expect(await shown.exited).toBe(0);
+    expect(shown.output()).toContain(`claim ${claimId}: claimed (device ${id})`);
+    expect(shown.output()).toMatch(new RegExp(`${id}\\s+claimed\\s+claimed`));
+
+    const devices = roost(["devices"], env);
+    expect(await devices.exited).toBe(0);
+    expect(devices.output()).toMatch(new RegExp(`^${id}\\s+\\S+\\s+online`, "m"));
+    link.close();
+  });
+
+  it("says what to do when nobody is logged in", async () => {
+    const result = roost(["devices"], { ROOST_CONFIG: join(folder, "nobody.json") });
+    expect(await result.exited).toBe(1);
+    expect(result.output()).toContain("run `roost login");
+  });
+});
