@@ -1,5 +1,5 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { connect, RequestError } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "nats";
+import { connect, ErrorCode, NatsError } from "nats";
 
 import type { DeviceCommand, DeviceCommandHandler, DeviceCommandResult, EventBus } from "./bus.js";
 import type { CloudEvent } from "./model.js";
@@ -93,7 +93,7 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
         });
         return reply.json<DeviceCommandResult>();
       } catch (error) {
-        if (error instanceof RequestError && error.isNoResponders()) return { ok: false, error: "offline" };
+        if (error instanceof NatsError && error.code === ErrorCode.NoResponders) return { ok: false, error: "offline" };
         return { ok: false, error: "timeout" };
       }
     },
