@@ -65,11 +65,7 @@ describe("roost login / claim-code / devices / events / claims show", () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
     const id = randomBytes(12).toString("hex");
-    const token = (
-      JSON.parse(await (await import("node:fs/promises")).readFile(env.ROOST_CONFIG, "utf8")) as {
-        token: string;
-      }
-    ).token;
+    const token = (JSON.parse(readFileSync(env.ROOST_CONFIG, "utf8")) as { token: string }).token;
     await fetch(`${cloud.url}/v1/provisioning/${id}`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },

@@ -51,7 +51,7 @@ export async function openEventStream(options: EventStreamOptions): Promise<Even
     for (;;) {
       const chunk = await reader.read().catch(() => undefined);
       if (!chunk || chunk.done) return;
-      buffer += decoder.decode(chunk.value, { stream: true });
+      buffer += decoder.decode(chunk.value as Uint8Array, { stream: true });
       let newline: number;
       while ((newline = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, newline).replace(/\r$/, "");

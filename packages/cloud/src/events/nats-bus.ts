@@ -93,7 +93,8 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
         });
         return reply.json<DeviceCommandResult>();
       } catch (error) {
-        if (error instanceof NatsError && error.code === ErrorCode.NoResponders) return { ok: false, error: "offline" };
+        if (error instanceof NatsError && (error.code as ErrorCode) === ErrorCode.NoResponders)
+          return { ok: false, error: "offline" };
         return { ok: false, error: "timeout" };
       }
     },
