@@ -500,6 +500,88 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     device1.close();
   });
 
+  it("takes a device that stops pinging for gone: closes it after the idle timeout and tells the owner offline", async () => {
+    const quiet = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+      deviceLimits: { idleTimeoutMs: 400 },
+    });
+    try {
+      const token = await user(quiet);
+      const device = newDevice();
+      await register(quiet, token, { device });
+      const stream = watch(quiet, "/v1/devices/events", token);
+      await stream.ready;
+      let stored: string | undefined = (
+        await api(quiet, { method: "POST", path: "/v1/device_claims", token })
+      ).body.claim_code;
+      // A device whose pings stopped (power cut): it never sends anything after connecting.
+      const silent = new CloudLink({
+        host: "127.0.0.1",
+        port: quiet.gateway?.port ?? 0,
+        deviceId: device.id,
+        privateKey: device.privateKey,
+        serverPublicKey: quiet.serverKey.publicKey,
+        pingIntervalMs: 3_600_000,
+        pingTimeoutMs: 3_600_000,
+        claimCode: () => stored,
+        onClaimed: () => (stored = undefined),
+      });
+      links.push(silent);
+      const disconnected = new Promise<string>((resolve) => silent.once("disconnected", resolve));
+      await silent.connect();
+      expect(await disconnected).toBe("closed by the cloud");
+      await stream.waitFor("spark/status", (data) => data.coreid === device.id && data.data === "offline");
+      expect((await quiet.services.devices.get(device.id))?.online).toBe(0);
+      expect(quiet.gateway?.stats.closed.idle_timeout).toBe(1);
+      stream.close();
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  it("registers an unknown device's offered key only with --auto-register-devices", async () => {
+    const open = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+      autoRegisterDevices: true,
+    });
+    try {
+      const device = newDevice();
+      const first = new CloudLink({
+        host: "127.0.0.1",
+        port: open.gateway?.port ?? 0,
+        deviceId: device.id,
+        privateKey: device.privateKey,
+        serverPublicKey: open.serverKey.publicKey,
+      });
+      links.push(first);
+      await first.connect();
+      const registered = await open.services.devices.get(device.id);
+      expect(registered?.public_key).toBe(device.publicKeyPem);
+      expect(registered?.online).toBe(1);
+      first.close();
+      // From then on the key is the registered one: another key for the same ID is refused.
+      const impostor = new CloudLink({
+        host: "127.0.0.1",
+        port: open.gateway?.port ?? 0,
+        deviceId: device.id,
+        privateKey: newDevice().privateKey,
+        serverPublicKey: open.serverKey.publicKey,
+      });
+      await expect(impostor.connect()).rejects.toThrow();
+      expect(open.gateway?.stats.closed.key_mismatch).toBe(1);
+    } finally {
+      await open.close();
+    }
+  });
+
   it("closes silent, garbage-sending and never-authenticating connections on a timeout without disturbing a connected device", async () => {
     const token = await user(cloud);
     const device = newDevice();
