@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from "commander";
 
 import { createApiClient } from "@roost/client";
 
+import { startDev } from "./dev.js";
 import { parseWifi, registerDevice, runDevice, runFleet } from "./device.js";
 import { exportServerKey } from "./keys.js";
 import { serve } from "./serve.js";
@@ -113,6 +114,30 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         console.log(line),
       );
     });
+
+  program
+    .command("dev")
+    .description(
+      "Development sandbox (what `npm start` runs): the cloud, a demo account and one virtual device ready to claim",
+    )
+    .option("-p, --port <port>", "HTTP port", integer("port"), 8080)
+    .option("--device-port <port>", "device gateway port", integer("device-port"), 5683)
+    .option("--softap-port <port>", "the virtual device's SoftAP TCP port", integer("softap-port"), 5609)
+    .option("--host <address>", "address to listen on", "127.0.0.1")
+    .option("-d, --data <dir>", "data folder", "./.roost")
+    .action(
+      async (options: {
+        port: number;
+        devicePort: number;
+        softapPort: number;
+        host: string;
+        data: string;
+      }) => {
+        const dev = await startDev(options, (line) => console.log(line));
+        await untilSignal();
+        await dev.stop();
+      },
+    );
 
   const session = sessionPath(env);
   const clientFor = (options: { cloud?: string; token?: string }) => {
