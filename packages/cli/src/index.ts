@@ -6,3 +6,5 @@ export type { RunningDevice } from "./device.js";
 export { exportServerKey } from "./keys.js";
 export { startDev } from "./dev.js";
 export type { DevEnvironment, DevOptions } from "./dev.js";
+export { setupCommand, softApTransport } from "./setup.js";
+export type { SetupCommandOptions, SetupIo } from "./setup.js";

@@ -15,6 +15,8 @@ import {
   showClaim,
   watchEvents,
 } from "./session.js";
+import type { SetupCommandOptions } from "./setup.js";
+import { setupCommand } from "./setup.js";
 
 function integer(name: string, { min = 0, max = 65_535 } = {}) {
   return (value: string): number => {
@@ -206,6 +208,62 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .option("--token <token>", "access token (default: from roost login)", env.ROOST_TOKEN)
     .action(async (claimId: string, options: { cloud?: string; token?: string }) => {
       await showClaim({ client: clientFor(options), claimId }, (line) => console.log(line));
+    });
+
+  program
+    .command("setup")
+    .description("Set up a device over SoftAP and claim it: Wi-Fi credentials, claim code, verification")
+    .option("--cloud <url>", "the cloud's API URL (default: from roost login)", env.ROOST_CLOUD_URL)
+    .option("--token <token>", "a user access token (user mode)")
+    .option("--username <email>", "user name, or the customer's e-mail in product mode")
+    .option("--password <password>", "the account's password (not the Wi-Fi password)")
+    .option("--product <idOrSlug>", "product mode: the product the device belongs to")
+    .option(
+      "--customer-token <token>",
+      "two-legged mode: a customer token your backend obtained (with --product)",
+    )
+    .option("--client-id <id>", "product mode with simple auth: the product's installed OAuth client")
+    .option("--client-secret <secret>", "…and its secret")
+    .option("--sign-up", "product mode with simple auth: create the customer first", false)
+    .option(
+      "--softap <address>",
+      "the device's SoftAP: tcp://HOST:PORT or http://HOST[:PORT] (a real device: tcp://192.168.0.1:5609)",
+    )
+    .option("--ssid <ssid>", "the Wi-Fi network to give the device")
+    .option("--wifi-password <password>", "that network's password")
+    .option("--skip-claim", "setup only: Wi-Fi, no claim", false)
+    .option(
+      "--take-over",
+      "when another account owns the device, send the claim code anyway (the cloud decides)",
+    )
+    .option(
+      "--nmcli",
+      "switch this computer to the device's Photon-… network with NetworkManager, and back",
+      false,
+    )
+    .option(
+      "--claim-timeout <seconds>",
+      "how long to wait for the claim",
+      integer("claim-timeout", { min: 1, max: 3600 }),
+    )
+    .option("-y, --yes", "never prompt: fail with a clear message when something is missing", false)
+    .addHelpText(
+      "after",
+      "\nExamples:\n  roost setup                       # asks for everything\n  roost setup --cloud http://127.0.0.1:8080 --username me@example.com --password … \\\n    --softap tcp://127.0.0.1:5609 --ssid home --wifi-password secret --yes\n  roost setup --customer-token T --product 1000 --softap http://192.168.0.1 --ssid home --wifi-password secret --nmcli",
+    )
+    .action(async (options: SetupCommandOptions & { claimTimeout?: number }) => {
+      const code = await setupCommand(
+        {
+          ...options,
+          claimTimeoutMs: options.claimTimeout === undefined ? undefined : options.claimTimeout * 1000,
+        },
+        {
+          interactive: process.stdin.isTTY === true && process.stdout.isTTY === true,
+          print: (line) => console.log(line),
+        },
+        env,
+      );
+      process.exitCode = code;
     });
 
   const device = program.command("device").description("Virtual Photon/P1 devices");

@@ -1,3 +1,5 @@
 import { main } from "./main.js";
 
-process.exitCode = await main(process.argv);
+const code = await main(process.argv);
+// A command may have set its own exit code (roost setup does).
+process.exitCode = code === 0 ? (process.exitCode ?? 0) : code;

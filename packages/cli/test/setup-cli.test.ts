@@ -1,0 +1,272 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { RunningCloud } from "@roost/cloud";
+import { startCloud } from "@roost/cloud";
+
+import type { RunningDevice } from "../src/device.js";
+import { runDevice } from "../src/device.js";
+import { roost } from "./process.js";
+
+async function api(
+  cloud: RunningCloud,
+  request: {
+    method?: string;
+    path: string;
+    token?: string;
+    json?: unknown;
+    headers?: Record<string, string>;
+    body?: string;
+  },
+): Promise<{ status: number; body: any }> {
+  const response = await fetch(`${cloud.url}${request.path}`, {
+    method: request.method ?? "GET",
+    headers: {
+      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
+      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
+      ...request.headers,
+    },
+    body: request.json !== undefined ? JSON.stringify(request.json) : request.body,
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+describe("roost setup, non-interactive, in every mode", () => {
+  const folder = mkdtempSync(join(tmpdir(), "roost-setup-cli-"));
+  const env = { ROOST_CONFIG: join(folder, "session.json") };
+  let cloud: RunningCloud;
+  let token: string;
+  let product: { id: number; clientId: string; clientSecret: string };
+  const devices: RunningDevice[] = [];
+
+  beforeAll(async () => {
+    cloud = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+    });
+    await api(cloud, {
+      method: "POST",
+      path: "/v1/users",
+      json: { username: "setup@example.com", password: "setup password" },
+    });
+    token = (
+      await api(cloud, {
+        method: "POST",
+        path: "/oauth/token",
+        json: { grant_type: "password", username: "setup@example.com", password: "setup password" },
+      })
+    ).body.access_token;
+    const created = (
+      await api(cloud, {
+        method: "POST",
+        path: "/v1/user/products",
+        token,
+        json: { name: "Kettle", platform_id: 6 },
+      })
+    ).body.product;
+    const client = (
+      await api(cloud, {
+        method: "POST",
+        path: `/v1/products/${created.id}/clients`,
+        token,
+        json: { name: "app", type: "installed" },
+      })
+    ).body.client;
+    product = { id: created.id, clientId: client.id, clientSecret: client.secret };
+  });
+  afterAll(async () => {
+    for (const device of devices) await device.stop();
+    await cloud.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  async function device(options: { productId?: number } = {}): Promise<RunningDevice> {
+    const running = await runDevice(
+      {
+        state: join(folder, randomBytes(4).toString("hex")),
+        cloudUrl: cloud.url,
+        softapPort: 0,
+        softapHttpPort: 0,
+        wifi: [{ ssid: "home", password: "secret" }],
+      },
+      () => undefined,
+    );
+    devices.push(running);
+    await api(cloud, {
+      method: "POST",
+      path: `/v1/provisioning/${running.device.id}`,
+      token,
+      json: { publicKey: running.device.store.publicKeyPem, product_id: options.productId },
+    });
+    return running;
+  }
+
+  const wifi = ["--ssid", "home", "--wifi-password", "secret", "--yes"];
+
+  it("user mode with --username/--password over TCP", async () => {
+    const target = await device();
+    const run = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--username",
+        "setup@example.com",
+        "--password",
+        "setup password",
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        ...wifi,
+      ],
+      env,
+    );
+    expect(await run.exited, run.output()).toBe(0);
+    expect(run.output()).toContain(`Device ${target.device.id} is claimed and online`);
+    expect(run.output()).toContain("- Gave the device the claim code");
+    expect(target.device.store.state.claimed).toBe(true);
+  });
+
+  it("user mode with --token over HTTP", async () => {
+    const target = await device();
+    const run = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--token",
+        token,
+        "--softap",
+        `http://127.0.0.1:${target.softapHttpPort ?? 0}`,
+        ...wifi,
+      ],
+      env,
+    );
+    expect(await run.exited, run.output()).toBe(0);
+    expect(run.output()).toContain(`Device ${target.device.id} is claimed and online`);
+  });
+
+  it("product mode with simple auth: signs a customer up with the product's client", async () => {
+    const target = await device({ productId: product.id });
+    const run = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--product",
+        String(product.id),
+        "--client-id",
+        product.clientId,
+        "--client-secret",
+        product.clientSecret,
+        "--sign-up",
+        "--username",
+        "buyer@example.com",
+        "--password",
+        "buyer password",
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        ...wifi,
+      ],
+      env,
+    );
+    expect(await run.exited, run.output()).toBe(0);
+    const owner = (await cloud.services.devices.get(target.device.id))?.owner_name;
+    expect(owner).toBe("buyer@example.com");
+  });
+
+  it("two-legged mode with a customer token from the product's backend", async () => {
+    const target = await device({ productId: product.id });
+    const customer = await api(cloud, {
+      method: "POST",
+      path: `/v1/products/${product.id}/customers`,
+      headers: {
+        authorization: `Basic ${Buffer.from(`${product.clientId}:${product.clientSecret}`).toString("base64")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "email=shadow-9%40backend.example&no_password=true",
+    });
+    const run = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--product",
+        String(product.id),
+        "--customer-token",
+        customer.body.access_token,
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        ...wifi,
+      ],
+      env,
+    );
+    expect(await run.exited, run.output()).toBe(0);
+    expect((await cloud.services.devices.get(target.device.id))?.owner_name).toBe("shadow-9@backend.example");
+  });
+
+  it("setup only (--skip-claim): the device gets Wi-Fi, nobody owns it", async () => {
+    const target = await device();
+    const run = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--skip-claim",
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        ...wifi,
+      ],
+      env,
+    );
+    expect(await run.exited, run.output()).toBe(0);
+    expect(run.output()).toContain("(not claimed: --skip-claim)");
+    expect((await cloud.services.devices.get(target.device.id))?.owner_user_id).toBeNull();
+  });
+
+  it("fails with what to do: a missing flag, and a wrong Wi-Fi password", async () => {
+    const target = await device();
+    const missing = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--token",
+        token,
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        "--yes",
+      ],
+      env,
+    );
+    expect(await missing.exited).toBe(1);
+    expect(missing.output()).toContain("missing --ssid; the device sees: home");
+    const wrong = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--token",
+        token,
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        "--ssid",
+        "home",
+        "--wifi-password",
+        "nope",
+        "--claim-timeout",
+        "3",
+        "--yes",
+      ],
+      env,
+    );
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.output()).toMatch(/Setup failed: WIFI_PASSWORD_WRONG: .+/);
+  });
+});
