@@ -1,0 +1,177 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { runDevice } from "@roost/cli";
+import type { RunningDevice } from "@roost/cli";
+import type { RunningCloud } from "@roost/cloud";
+import { startCloud } from "@roost/cloud";
+import { runSetup } from "@roost/setup";
+import { createTcpSoftApTransport, encryptSoftApPassword } from "@roost/setup/node";
+
+import type { Backend } from "../src/index.js";
+import { customerEmailFor, startBackend } from "../src/index.js";
+
+async function api(
+  cloud: RunningCloud,
+  request: { method?: string; path: string; token?: string; json?: unknown },
+): Promise<any> {
+  const response = await fetch(`${cloud.url}${request.path}`, {
+    method: request.method ?? "GET",
+    headers: {
+      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
+      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
+    },
+    body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
+  });
+  return response.json();
+}
+
+/** What the app does: log in to its own backend and ask it for a Roost customer token. */
+async function appLogin(
+  backend: Backend,
+  username: string,
+  password: string,
+): Promise<{ access_token: string; product_id: number }> {
+  const login = await fetch(`${backend.url}/login`, {
+    method: "POST",
+    body: JSON.stringify({ username, password }),
+  });
+  if (!login.ok) throw new Error(`login failed: ${login.status}`);
+  const { session } = (await login.json()) as { session: string };
+  const token = await fetch(`${backend.url}/roost-token`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${session}` },
+  });
+  return (await token.json()) as { access_token: string; product_id: number };
+}
+
+describe("two-legged claiming: product backend → app with the setup SDK → device → cloud → verified", () => {
+  const folder = mkdtempSync(join(tmpdir(), "roost-two-legged-"));
+  let cloud: RunningCloud;
+  let backend: Backend;
+  let makerToken: string;
+  let productId: number;
+  const devices: RunningDevice[] = [];
+
+  beforeAll(async () => {
+    cloud = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+    });
+    // The product maker, once: an account, a product, and a full-scope OAuth client for its server.
+    await api(cloud, {
+      method: "POST",
+      path: "/v1/users",
+      json: { username: "maker@example.com", password: "maker password" },
+    });
+    makerToken = (
+      await api(cloud, {
+        method: "POST",
+        path: "/oauth/token",
+        json: { grant_type: "password", username: "maker@example.com", password: "maker password" },
+      })
+    ).access_token;
+    productId = (
+      await api(cloud, {
+        method: "POST",
+        path: "/v1/user/products",
+        token: makerToken,
+        json: { name: "Smart Plug", platform_id: 6 },
+      })
+    ).product.id;
+    const client = (
+      await api(cloud, {
+        method: "POST",
+        path: `/v1/products/${productId}/clients`,
+        token: makerToken,
+        json: { name: "plug-backend", type: "web", redirect_uri: "https://backend.example/cb" },
+      })
+    ).client;
+    backend = await startBackend({
+      roost: { cloudUrl: cloud.url, productId, clientId: client.id, clientSecret: client.secret },
+      users: { alice: "alice-password" },
+    });
+  });
+  afterAll(async () => {
+    for (const device of devices) await device.stop();
+    await backend.close();
+    await cloud.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  /** A device off the production line: key registered, imported into the product, in listening mode. */
+  async function manufacture(): Promise<RunningDevice> {
+    const device = await runDevice(
+      {
+        state: join(folder, randomBytes(4).toString("hex")),
+        cloudUrl: cloud.url,
+        softapPort: 0,
+        wifi: [{ ssid: "home", password: "home password" }],
+      },
+      () => undefined,
+    );
+    devices.push(device);
+    await api(cloud, {
+      method: "POST",
+      path: `/v1/provisioning/${device.device.id}`,
+      token: makerToken,
+      json: { publicKey: device.device.store.publicKeyPem, product_id: productId },
+    });
+    return device;
+  }
+
+  it("claims a device for the app's user, who never gets a Roost password", async () => {
+    const device = await manufacture();
+    const { access_token, product_id } = await appLogin(backend, "alice", "alice-password");
+    const result = await runSetup({
+      cloudUrl: cloud.url,
+      mode: { kind: "two-legged", product: product_id, accessToken: access_token },
+      softap: createTcpSoftApTransport({ host: "127.0.0.1", port: device.softapPort }),
+      wifi: { ssid: "home", password: "home password" },
+      encryptPassword: encryptSoftApPassword,
+    });
+    expect(result).toMatchObject({ deviceId: device.device.id, ownership: "claimed", online: true });
+    const mine = await api(cloud, { path: "/v1/devices", token: access_token });
+    expect(mine).toEqual([
+      expect.objectContaining({
+        id: device.device.id,
+        owner: customerEmailFor("alice"),
+        product_id: productId,
+      }),
+    ]);
+  });
+
+  it("a second device for the same user reuses the shadow customer (customer-scoped token)", async () => {
+    const device = await manufacture();
+    const { access_token } = await appLogin(backend, "alice", "alice-password");
+    await runSetup({
+      cloudUrl: cloud.url,
+      mode: { kind: "two-legged", product: productId, accessToken: access_token },
+      softap: createTcpSoftApTransport({ host: "127.0.0.1", port: device.softapPort }),
+      wifi: { ssid: "home", password: "home password" },
+      encryptPassword: encryptSoftApPassword,
+    });
+    const mine = (await api(cloud, { path: "/v1/devices", token: access_token })) as { id: string }[];
+    expect(mine.map((entry) => entry.id).sort()).toHaveLength(2);
+    const customers = await api(cloud, { path: `/v1/products/${productId}/customers`, token: makerToken });
+    expect(customers.customers).toHaveLength(1);
+  });
+
+  it("refuses the app without a backend session, and never shows it the client secret", async () => {
+    const refused = await fetch(`${backend.url}/roost-token`, { method: "POST" });
+    expect(refused.status).toBe(401);
+    const wrong = await fetch(`${backend.url}/login`, {
+      method: "POST",
+      body: JSON.stringify({ username: "alice", password: "nope" }),
+    });
+    expect(wrong.status).toBe(401);
+    const token = await appLogin(backend, "alice", "alice-password");
+    expect(Object.keys(token).sort()).toEqual(["access_token", "expires_in", "product_id"]);
+  });
+});
