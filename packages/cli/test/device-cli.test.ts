@@ -27,7 +27,8 @@ const promised = <T>(start: (cb: Callback<T>) => void) =>
     start((error, value) => (error ? reject(error) : resolve(value))),
   );
 
-describe("roost device run / register / fleet, as processes", () => {
+// Each test starts `roost` processes (about a second each under tsx); a loaded CI machine needs more time.
+describe("roost device run / register / fleet, as processes", { timeout: 120_000 }, () => {
   const folder = mkdtempSync(join(tmpdir(), "roost-device-cli-"));
   const processes: Roost[] = [];
   let url = "";

@@ -10,7 +10,8 @@ import { CloudLink } from "@roost/device";
 
 import { roost } from "./process.js";
 
-describe("roost login / claim-code / devices / events / claims show", () => {
+// Each test starts `roost` processes (about a second each under tsx); a loaded CI machine needs more time.
+describe("roost login / claim-code / devices / events / claims show", { timeout: 120_000 }, () => {
   const folder = mkdtempSync(join(tmpdir(), "roost-everyday-"));
   const env = { ROOST_CONFIG: join(folder, "session.json") };
   let cloud: RunningCloud;

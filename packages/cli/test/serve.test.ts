@@ -42,7 +42,8 @@ function exited(
   return new Promise((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
 }
 
-describe("roost serve", () => {
+// Each test starts `roost` processes (about a second each under tsx); a loaded CI machine needs more time.
+describe("roost serve", { timeout: 120_000 }, () => {
   const dataDir = mkdtempSync(join(tmpdir(), "roost-serve-"));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 

@@ -35,7 +35,8 @@ async function api(
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
 
-describe("roost setup, non-interactive, in every mode", () => {
+// Each test starts `roost` processes (about a second each under tsx); a loaded CI machine needs more time.
+describe("roost setup, non-interactive, in every mode", { timeout: 120_000 }, () => {
   const folder = mkdtempSync(join(tmpdir(), "roost-setup-cli-"));
   const env = { ROOST_CONFIG: join(folder, "session.json") };
   let cloud: RunningCloud;

@@ -240,7 +240,17 @@ function defineStorageConformance(backend: BackendFactory): void {
       const before = await claimState();
       clock.advance(1);
       const result = await services.claims.claimByCode(presentation);
-      expect(result).toEqual({ ok: false, reason, claimId, owner: null });
+      // A recognised code names its owner (who is told of the attempt); an unknown one names nobody.
+      expect(result).toEqual({
+        ok: false,
+        reason,
+        claimId,
+        owner: null,
+        codeOwner:
+          claimId === null
+            ? null
+            : expect.objectContaining({ kind: expect.stringMatching(/^(user|customer)$/) }),
+      });
       const after = await claimState();
       expect(after.devices).toEqual(before.devices);
       expect(after.codes).toEqual(before.codes);
@@ -1187,7 +1197,13 @@ function defineStorageConformance(backend: BackendFactory): void {
           deviceId: device.id.toUpperCase(),
           code: code.claim_code,
         });
-        expect(result).toEqual({ ok: true, reason: "claimed", claimId: code.claim_id, owner });
+        expect(result).toEqual({
+          ok: true,
+          reason: "claimed",
+          claimId: code.claim_id,
+          owner,
+          codeOwner: owner,
+        });
         const row = await deviceRow(device.id);
         expect(row).toMatchObject({
           owner_user_id: user.id,
@@ -1226,6 +1242,7 @@ function defineStorageConformance(backend: BackendFactory): void {
           reason: "claimed",
           claimId: code.claim_id,
           owner,
+          codeOwner: owner,
         });
         expect(await deviceRow(device.id)).toMatchObject({
           owner_customer_id: customer.id,
@@ -1353,6 +1370,7 @@ function defineStorageConformance(backend: BackendFactory): void {
           reason: "already_owned",
           claimId: code.claim_id,
           owner: null,
+          codeOwner: owner,
         });
         const after = await claimState();
         expect(after.devices).toEqual(before.devices);
@@ -1378,6 +1396,7 @@ function defineStorageConformance(backend: BackendFactory): void {
           reason: "already_owned",
           claimId: second.claim_id,
           owner,
+          codeOwner: owner,
         });
         expect(await deviceRow(device.id)).toMatchObject({ owner_user_id: user.id, claimed_at: claimedAt });
         expect(await codeRow(second.claim_id)).toMatchObject({ used_at: clock.now, device_id: device.id });
