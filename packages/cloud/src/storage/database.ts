@@ -44,6 +44,9 @@ export async function openStorage({
               ) => unknown)) as typeof pg.types.getTypeParser,
       },
     });
+    // An idle client whose server connection ends (a PostgreSQL restart, an administrator) emits 'error':
+    // unhandled, that would end the process. The pool drops the client and opens a new one when needed.
+    pool.on("error", () => undefined);
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     dialect = "sqlite";
