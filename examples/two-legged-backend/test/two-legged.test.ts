@@ -7,27 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDevice } from "@roost/cli";
 import type { RunningDevice } from "@roost/cli";
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
 import { runSetup } from "@roost/setup";
 import { createTcpSoftApTransport, encryptSoftApPassword } from "@roost/setup/node";
+import { api, createClient, createProduct, newUser, startTestCloud } from "@roost/tests/support";
 
 import type { Backend } from "../src/index.js";
 import { customerEmailFor, startBackend } from "../src/index.js";
-
-async function api(
-  cloud: RunningCloud,
-  request: { method?: string; path: string; token?: string; json?: unknown },
-): Promise<any> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
-  });
-  return response.json();
-}
 
 /** What the app does: log in to its own backend and ask it for a Roost customer token. */
 async function appLogin(
@@ -57,42 +42,16 @@ describe("two-legged claiming: product backend → app with the setup SDK → de
   const devices: RunningDevice[] = [];
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-    });
+    cloud = await startTestCloud();
     // The product maker, once: an account, a product, and a full-scope OAuth client for its server.
-    await api(cloud, {
-      method: "POST",
-      path: "/v1/users",
-      json: { username: "maker@example.com", password: "maker password" },
+    makerToken = (await newUser(cloud, { username: "maker@example.com", password: "maker password" })).token;
+    productId = (await createProduct(cloud, makerToken, "Smart Plug")).id;
+    const client = await createClient(cloud, makerToken, {
+      product: productId,
+      name: "plug-backend",
+      type: "web",
+      redirect_uri: "https://backend.example/cb",
     });
-    makerToken = (
-      await api(cloud, {
-        method: "POST",
-        path: "/oauth/token",
-        json: { grant_type: "password", username: "maker@example.com", password: "maker password" },
-      })
-    ).access_token;
-    productId = (
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/user/products",
-        token: makerToken,
-        json: { name: "Smart Plug", platform_id: 6 },
-      })
-    ).product.id;
-    const client = (
-      await api(cloud, {
-        method: "POST",
-        path: `/v1/products/${productId}/clients`,
-        token: makerToken,
-        json: { name: "plug-backend", type: "web", redirect_uri: "https://backend.example/cb" },
-      })
-    ).client;
     backend = await startBackend({
       roost: { cloudUrl: cloud.url, productId, clientId: client.id, clientSecret: client.secret },
       users: { alice: "alice-password" },
@@ -137,7 +96,7 @@ describe("two-legged claiming: product backend → app with the setup SDK → de
       encryptPassword: encryptSoftApPassword,
     });
     expect(result).toMatchObject({ deviceId: device.device.id, ownership: "claimed", online: true });
-    const mine = await api(cloud, { path: "/v1/devices", token: access_token });
+    const mine = (await api(cloud, { path: "/v1/devices", token: access_token })).body;
     expect(mine).toEqual([
       expect.objectContaining({
         id: device.device.id,
@@ -157,9 +116,10 @@ describe("two-legged claiming: product backend → app with the setup SDK → de
       wifi: { ssid: "home", password: "home password" },
       encryptPassword: encryptSoftApPassword,
     });
-    const mine = (await api(cloud, { path: "/v1/devices", token: access_token })) as { id: string }[];
+    const mine = (await api(cloud, { path: "/v1/devices", token: access_token })).body as { id: string }[];
     expect(mine.map((entry) => entry.id).sort()).toHaveLength(2);
-    const customers = await api(cloud, { path: `/v1/products/${productId}/customers`, token: makerToken });
+    const customers = (await api(cloud, { path: `/v1/products/${productId}/customers`, token: makerToken }))
+      .body;
     expect(customers.customers).toHaveLength(1);
   });
 

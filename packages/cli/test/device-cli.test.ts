@@ -1,33 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { newUser, promised, SoftAPSetup } from "@roost/tests/support";
+
 import type { Roost } from "./process.js";
 import { roost } from "./process.js";
 
-type Callback<T> = (error: Error | null | undefined, value?: T) => void;
-interface SoftApSetupClient {
-  deviceInfo(cb: Callback<{ id: string; claimed: boolean }>): void;
-  publicKey(cb: Callback<string>): void;
-  setClaimCode(code: string, cb: Callback<undefined>): void;
-  configure(options: Record<string, unknown>, cb: Callback<{ r: number } | undefined>): void;
-  connect(cb: Callback<undefined>): void;
-}
-// The official SoftAP client, CommonJS without types (spec/device-protocols.md A.8).
-const SoftAPSetup = createRequire(import.meta.url)("softap-setup") as (options: {
-  host: string;
-  port: number;
-  protocol: "tcp";
-  timeout: number;
-}) => SoftApSetupClient;
-const promised = <T>(start: (cb: Callback<T>) => void) =>
-  new Promise<T | undefined>((resolve, reject) =>
-    start((error, value) => (error ? reject(error) : resolve(value))),
-  );
-
-// Each test starts `roost` processes (about a second each under tsx); a loaded CI machine needs more time.
 describe("roost device run / register / fleet, as processes", { timeout: 120_000 }, () => {
   const folder = mkdtempSync(join(tmpdir(), "roost-device-cli-"));
   const processes: Roost[] = [];
@@ -49,18 +29,7 @@ describe("roost device run / register / fleet, as processes", { timeout: 120_000
     ]);
     processes.push(server);
     url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] ?? "";
-    const json = { "content-type": "application/json" };
-    await fetch(`${url}/v1/users`, {
-      method: "POST",
-      headers: json,
-      body: JSON.stringify({ username: "cli@example.com", password: "cli password" }),
-    });
-    const login = await fetch(`${url}/oauth/token`, {
-      method: "POST",
-      headers: json,
-      body: JSON.stringify({ grant_type: "password", username: "cli@example.com", password: "cli password" }),
-    });
-    token = ((await login.json()) as { access_token: string }).access_token;
+    token = (await newUser({ url }, { username: "cli@example.com", password: "cli password" })).token;
   });
   afterAll(async () => {
     for (const process of processes) {

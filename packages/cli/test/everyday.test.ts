@@ -1,12 +1,10 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
-import { CloudLink } from "@roost/device";
+import { api, cloudLink, newDevice, startTestCloud } from "@roost/tests/support";
 
 import { roost } from "./process.js";
 
@@ -17,17 +15,11 @@ describe("roost login / claim-code / devices / events / claims show", { timeout:
   let cloud: RunningCloud;
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-    });
-    await fetch(`${cloud.url}/v1/users`, {
+    cloud = await startTestCloud();
+    await api(cloud, {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ username: "daily@example.com", password: "daily password" }),
+      path: "/v1/users",
+      json: { username: "daily@example.com", password: "daily password" },
     });
   });
   afterAll(async () => {
@@ -64,22 +56,16 @@ describe("roost login / claim-code / devices / events / claims show", { timeout:
     // A device presents the code while `roost events` watches.
     const events = roost(["events", "spark/status", "--max", "1"], env);
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
-    const id = randomBytes(12).toString("hex");
+    const device = newDevice();
+    const { id } = device;
     const token = (JSON.parse(readFileSync(env.ROOST_CONFIG, "utf8")) as { token: string }).token;
-    await fetch(`${cloud.url}/v1/provisioning/${id}`, {
+    await api(cloud, {
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({ publicKey: publicKey.export({ type: "spki", format: "pem" }) }),
+      path: `/v1/provisioning/${id}`,
+      token,
+      json: { publicKey: device.publicKeyPem },
     });
-    const link = new CloudLink({
-      host: "127.0.0.1",
-      port: cloud.gateway?.port ?? 0,
-      deviceId: id,
-      privateKey,
-      serverPublicKey: cloud.serverKey.publicKey,
-      claimCode: () => code,
-    });
+    const link = cloudLink(cloud, device, { claimCode: () => code });
     const claimed = new Promise<void>((resolve) => link.once("claimed", resolve));
     await link.connect();
     await claimed;

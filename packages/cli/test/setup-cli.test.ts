@@ -5,37 +5,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
+import {
+  api,
+  createClient,
+  createProduct,
+  createShadowCustomer,
+  newUser,
+  startTestCloud,
+} from "@roost/tests/support";
 
 import type { RunningDevice } from "../src/device.js";
 import { runDevice } from "../src/device.js";
 import { roost } from "./process.js";
 
-async function api(
-  cloud: RunningCloud,
-  request: {
-    method?: string;
-    path: string;
-    token?: string;
-    json?: unknown;
-    headers?: Record<string, string>;
-    body?: string;
-  },
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-      ...request.headers,
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : request.body,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
-
-// Each test starts `roost` processes (about a second each under tsx); a loaded CI machine needs more time.
 describe("roost setup, non-interactive, in every mode", { timeout: 120_000 }, () => {
   const folder = mkdtempSync(join(tmpdir(), "roost-setup-cli-"));
   const env = { ROOST_CONFIG: join(folder, "session.json") };
@@ -45,41 +27,10 @@ describe("roost setup, non-interactive, in every mode", { timeout: 120_000 }, ()
   const devices: RunningDevice[] = [];
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-    });
-    await api(cloud, {
-      method: "POST",
-      path: "/v1/users",
-      json: { username: "setup@example.com", password: "setup password" },
-    });
-    token = (
-      await api(cloud, {
-        method: "POST",
-        path: "/oauth/token",
-        json: { grant_type: "password", username: "setup@example.com", password: "setup password" },
-      })
-    ).body.access_token;
-    const created = (
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/user/products",
-        token,
-        json: { name: "Kettle", platform_id: 6 },
-      })
-    ).body.product;
-    const client = (
-      await api(cloud, {
-        method: "POST",
-        path: `/v1/products/${created.id}/clients`,
-        token,
-        json: { name: "app", type: "installed" },
-      })
-    ).body.client;
+    cloud = await startTestCloud();
+    token = (await newUser(cloud, { username: "setup@example.com", password: "setup password" })).token;
+    const created = await createProduct(cloud, token, "Kettle");
+    const client = await createClient(cloud, token, { product: created.id, name: "app", type: "installed" });
     product = { id: created.id, clientId: client.id, clientSecret: client.secret };
   });
   afterAll(async () => {
@@ -184,14 +135,10 @@ describe("roost setup, non-interactive, in every mode", { timeout: 120_000 }, ()
 
   it("two-legged mode with a customer token from the product's backend", async () => {
     const target = await device({ productId: product.id });
-    const customer = await api(cloud, {
-      method: "POST",
-      path: `/v1/products/${product.id}/customers`,
-      headers: {
-        authorization: `Basic ${Buffer.from(`${product.clientId}:${product.clientSecret}`).toString("base64")}`,
-        "content-type": "application/x-www-form-urlencoded",
-      },
-      body: "email=shadow-9%40backend.example&no_password=true",
+    const customer = await createShadowCustomer(cloud, {
+      product: product.id,
+      client: { id: product.clientId, secret: product.clientSecret },
+      email: "shadow-9@backend.example",
     });
     const run = roost(
       [

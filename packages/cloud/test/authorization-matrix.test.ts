@@ -6,8 +6,16 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { Database, RunningCloud } from "../src/index.js";
-import { call, newDeviceId, newDeviceKey, signUpAndLogin, startTestCloud } from "./helpers.js";
+import type { RunningCloud } from "../src/index.js";
+import {
+  basic,
+  call,
+  newDeviceId,
+  newDeviceKey,
+  signUpAndLogin,
+  snapshot,
+  startTestCloud,
+} from "./helpers.js";
 
 // ---------------------------------------------------------------------------------------------------------
 // Callers
@@ -81,10 +89,6 @@ interface World {
 }
 
 const PASSWORD = "correct horse battery";
-
-function basic(id: string, secret: string): string {
-  return `Basic ${Buffer.from(`${id}:${secret}`).toString("base64")}`;
-}
 
 function randomToken(): string {
   return randomBytes(20).toString("hex");
@@ -1276,28 +1280,6 @@ const ROWS: readonly Row[] = [
   ...PROVISIONING_ROWS,
   ...PRODUCT_DEVICE_ROWS,
 ];
-
-// ---------------------------------------------------------------------------------------------------------
-// State snapshots: a refused request must change nothing.
-
-const TABLES = [
-  "users",
-  "products",
-  "product_members",
-  "oauth_clients",
-  "customers",
-  "access_tokens",
-  "refresh_tokens",
-  "claim_codes",
-  "devices",
-  "transfers",
-] as const satisfies readonly (keyof Database)[];
-
-async function snapshot(cloud: RunningCloud): Promise<string> {
-  const parts: unknown[] = [];
-  for (const table of TABLES) parts.push(await cloud.services.db.selectFrom(table).selectAll().execute());
-  return JSON.stringify(parts);
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // The matrix

@@ -5,44 +5,23 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { Database, RunningCloud } from "../src/index.js";
-import { call, newDeviceId, newDeviceKey, signUpAndLogin, startTestCloud } from "./helpers.js";
+import type { RunningCloud } from "../src/index.js";
+import {
+  basic,
+  call,
+  createProductWithClient,
+  form,
+  newDeviceId,
+  newDeviceKey,
+  send,
+  signUpAndLogin,
+  snapshot,
+  startTestCloud,
+} from "./helpers.js";
 
 const PASSWORD = "correct horse battery";
 const JSON_TYPE = "application/json";
 const FORM = "application/x-www-form-urlencoded";
-
-function basic(id: string, secret: string): string {
-  return `Basic ${Buffer.from(`${id}:${secret}`).toString("base64")}`;
-}
-
-function form(fields: Record<string, string>): string {
-  return new URLSearchParams(fields).toString();
-}
-
-/** A JSON response body as the tests read it: untyped, as it came off the wire. */
-type Body = any;
-
-/** A raw HTTP request: headers and body go on the wire exactly as given. */
-async function send(
-  cloud: { url: string },
-  path: string,
-  init: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array | FormData } = {},
-): Promise<{ status: number; body: Body; headers: Headers }> {
-  const response = await fetch(`${cloud.url}${path}`, {
-    method: init.method ?? "GET",
-    headers: init.headers ?? {},
-    body: init.body,
-  });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = text.length > 0 ? JSON.parse(text) : undefined;
-  } catch {
-    // Not JSON: keep the text so that the assertion shows it.
-  }
-  return { status: response.status, body, headers: response.headers };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Shapes
@@ -72,26 +51,6 @@ function expectShape(body: unknown, shape: Shape, message?: RegExp): void {
   }
 }
 
-const TABLES = [
-  "users",
-  "products",
-  "product_members",
-  "oauth_clients",
-  "customers",
-  "access_tokens",
-  "refresh_tokens",
-  "claim_codes",
-  "devices",
-  "transfers",
-] as const satisfies readonly (keyof Database)[];
-
-/** Every row of every table a request could change (claim attempts and login failures are logs, left out). */
-async function snapshot(cloud: RunningCloud): Promise<string> {
-  const parts: unknown[] = [];
-  for (const table of TABLES) parts.push(await cloud.services.db.selectFrom(table).selectAll().execute());
-  return JSON.stringify(parts);
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The world
 
@@ -112,21 +71,11 @@ let w: World;
 beforeAll(async () => {
   cloud = await startTestCloud();
   const user = await signUpAndLogin(cloud);
-  const product = await call(cloud, {
-    method: "POST",
-    path: "/v1/user/products",
-    token: user.token,
-    json: { name: "Bad Input", platform_id: 6 },
-  });
-  const productId = Number(product.body.product.id);
-  const client = await call(cloud, {
-    method: "POST",
-    path: `/v1/products/${productId}/clients`,
-    token: user.token,
-    json: { name: "server", type: "installed" },
-  });
-  const clientId = String(client.body.client.id);
-  const clientSecret = String(client.body.client.secret);
+  const {
+    id: productId,
+    clientId,
+    clientSecret,
+  } = await createProductWithClient(cloud, user.token, { product: "Bad Input", client: "server" });
   const customer = await call(cloud, {
     method: "POST",
     path: `/v1/products/${productId}/customers`,

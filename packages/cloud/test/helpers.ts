@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import pg from "pg";
 
-import type { RunningCloud, StartCloudOptions } from "../src/index.js";
+import type { Database, RunningCloud, StartCloudOptions } from "../src/index.js";
 import { startCloud } from "../src/index.js";
 
 /** PostgreSQL server URL for the scale-out tests (a database on it is created per test file); unset → skipped. */
@@ -83,6 +83,59 @@ export async function call(
   return { status: response.status, body: parsed };
 }
 
+/** `Basic` authorization for an OAuth client. */
+export function basic(id: string, secret: string): string {
+  return `Basic ${Buffer.from(`${id}:${secret}`).toString("base64")}`;
+}
+
+/** Fields as an `application/x-www-form-urlencoded` body. */
+export function form(fields: Record<string, string>): string {
+  return new URLSearchParams(fields).toString();
+}
+
+/** A raw HTTP request: headers and body go on the wire exactly as given; the body comes back parsed if JSON. */
+export async function send(
+  cloud: { url: string },
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array | FormData } = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const response = await fetch(`${cloud.url}${path}`, {
+    method: init.method ?? "GET",
+    headers: init.headers ?? {},
+    body: init.body,
+  });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = text.length > 0 ? JSON.parse(text) : undefined;
+  } catch {
+    // Not JSON: keep the text so that the assertion shows it.
+  }
+  return { status: response.status, body, headers: response.headers };
+}
+
+/** The tables a request could change (claim attempts and login failures are logs, left out). */
+const SNAPSHOT_TABLES = [
+  "users",
+  "products",
+  "product_members",
+  "oauth_clients",
+  "customers",
+  "access_tokens",
+  "refresh_tokens",
+  "claim_codes",
+  "devices",
+  "transfers",
+] as const satisfies readonly (keyof Database)[];
+
+/** Every row of every table a request could change, as one string: a refused request must leave it equal. */
+export async function snapshot(cloud: RunningCloud): Promise<string> {
+  const parts: unknown[] = [];
+  for (const table of SNAPSHOT_TABLES)
+    parts.push(await cloud.services.db.selectFrom(table).selectAll().execute());
+  return JSON.stringify(parts);
+}
+
 /** Signs a user up and logs in; returns the access token. */
 export async function signUpAndLogin(
   cloud: { url: string },
@@ -98,6 +151,28 @@ export async function signUpAndLogin(
   });
   if (login.status !== 200) throw new Error(`login failed: ${JSON.stringify(login.body)}`);
   return { username, token: login.body.access_token as string };
+}
+
+/** Creates a product (platform 6) and an installed OAuth client of it; returns their IDs and the client secret. */
+export async function createProductWithClient(
+  cloud: { url: string },
+  token: string,
+  names: { product: string; client: string },
+): Promise<{ id: number; clientId: string; clientSecret: string }> {
+  const product = await call(cloud, {
+    method: "POST",
+    path: "/v1/user/products",
+    token,
+    json: { name: names.product, platform_id: 6 },
+  });
+  const id = Number(product.body.product.id);
+  const client = await call(cloud, {
+    method: "POST",
+    path: `/v1/products/${id}/clients`,
+    token,
+    json: { name: names.client, type: "installed" },
+  });
+  return { id, clientId: String(client.body.client.id), clientSecret: String(client.body.client.secret) };
 }
 
 /** A fresh 24-hex device ID. */

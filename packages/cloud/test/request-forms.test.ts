@@ -7,7 +7,17 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "../src/index.js";
-import { call, newDeviceId, newDeviceKey, signUpAndLogin, startTestCloud } from "./helpers.js";
+import {
+  basic,
+  call,
+  createProductWithClient,
+  form,
+  newDeviceId,
+  newDeviceKey,
+  send,
+  signUpAndLogin,
+  startTestCloud,
+} from "./helpers.js";
 
 const PASSWORD = "correct horse battery";
 const FORM = "application/x-www-form-urlencoded";
@@ -24,43 +34,12 @@ let cloud: RunningCloud;
 let user: { username: string; token: string };
 let product: Product;
 
-function basic(id: string, secret: string): string {
-  return `Basic ${Buffer.from(`${id}:${secret}`).toString("base64")}`;
-}
-
 function productBasic(): string {
   return basic(product.clientId, product.clientSecret);
 }
 
-function form(fields: Record<string, string>): string {
-  return new URLSearchParams(fields).toString();
-}
-
 function email(): string {
   return `app-${randomBytes(5).toString("hex")}@example.com`;
-}
-
-/** A JSON response body as the tests read it: untyped, as it came off the wire. */
-type Body = any;
-
-/** A raw HTTP request: the body and headers go on the wire exactly as given. */
-async function send(
-  path: string,
-  init: { method?: string; headers?: Record<string, string>; body?: string },
-): Promise<{ status: number; body: Body; headers: Headers }> {
-  const response = await fetch(`${cloud.url}${path}`, {
-    method: init.method ?? "GET",
-    headers: init.headers ?? {},
-    body: init.body,
-  });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = text.length > 0 ? JSON.parse(text) : undefined;
-  } catch {
-    // Not JSON: keep the text.
-  }
-  return { status: response.status, body, headers: response.headers };
 }
 
 /** The token body every client expects; iOS refuses a session missing any field or with `Bearer`. @see spec/cloud-api.md §1.1 */
@@ -82,7 +61,7 @@ async function whoAmI(token: string): Promise<string> {
 /** A product customer (password-less) and its token, made with the docs-tool form. */
 async function newCustomer(): Promise<{ email: string; token: string; refreshToken: string }> {
   const address = email();
-  const response = await send(`/v1/products/${product.id}/customers`, {
+  const response = await send(cloud, `/v1/products/${product.id}/customers`, {
     method: "POST",
     headers: { authorization: productBasic(), "content-type": FORM },
     body: form({ email: address, no_password: "true" }),
@@ -98,24 +77,7 @@ async function newCustomer(): Promise<{ email: string; token: string; refreshTok
 beforeAll(async () => {
   cloud = await startTestCloud();
   user = await signUpAndLogin(cloud);
-  const created = await call(cloud, {
-    method: "POST",
-    path: "/v1/user/products",
-    token: user.token,
-    json: { name: "Forms", platform_id: 6 },
-  });
-  const productId = Number(created.body.product.id);
-  const client = await call(cloud, {
-    method: "POST",
-    path: `/v1/products/${productId}/clients`,
-    token: user.token,
-    json: { name: "app", type: "installed" },
-  });
-  product = {
-    id: productId,
-    clientId: String(client.body.client.id),
-    clientSecret: String(client.body.client.secret),
-  };
+  product = await createProductWithClient(cloud, user.token, { product: "Forms", client: "app" });
 });
 
 afterAll(async () => {
@@ -125,7 +87,7 @@ afterAll(async () => {
 describe("customer creation (POST /v1/products/:p/customers)", () => {
   it("Android: JSON {username, password, email, grant_type} with Basic client auth → 201 token body", async () => {
     const address = email();
-    const response = await send(`/v1/products/${product.id}/customers`, {
+    const response = await send(cloud, `/v1/products/${product.id}/customers`, {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": "application/json; charset=UTF-8" },
       body: JSON.stringify({
@@ -142,7 +104,7 @@ describe("customer creation (POST /v1/products/:p/customers)", () => {
 
   it("iOS: form email, password, grant_type=client_credentials with Basic → exactly 201 and all four token fields", async () => {
     const address = email();
-    const response = await send(`/v1/products/${product.id}/customers`, {
+    const response = await send(cloud, `/v1/products/${product.id}/customers`, {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": IOS_FORM },
       body: form({ email: address, password: PASSWORD, grant_type: "client_credentials" }),
@@ -157,7 +119,7 @@ describe("customer creation (POST /v1/products/:p/customers)", () => {
 
   it("api-js: form with client_id and client_secret in the body, no Basic header → 201", async () => {
     const address = email();
-    const response = await send(`/v1/products/${product.id}/customers`, {
+    const response = await send(cloud, `/v1/products/${product.id}/customers`, {
       method: "POST",
       headers: { "content-type": FORM },
       body: form({
@@ -174,7 +136,7 @@ describe("customer creation (POST /v1/products/:p/customers)", () => {
 
   it("docs tool: form email=…&no_password=true with Basic → 201 shadow customer", async () => {
     const address = email();
-    const response = await send(`/v1/products/${product.id}/customers`, {
+    const response = await send(cloud, `/v1/products/${product.id}/customers`, {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ email: address, no_password: "true" }),
@@ -182,7 +144,7 @@ describe("customer creation (POST /v1/products/:p/customers)", () => {
     expect(response.status).toBe(201);
     expectTokenBody(response.body);
     // A shadow customer has no password to log in with.
-    const login = await send("/oauth/token", {
+    const login = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ grant_type: "password", username: address, password: "" }),
@@ -192,14 +154,14 @@ describe("customer creation (POST /v1/products/:p/customers)", () => {
 
   it("an existing customer cannot be created again (400), and stays usable via scope=customer=", async () => {
     const customer = await newCustomer();
-    const again = await send(`/v1/products/${product.id}/customers`, {
+    const again = await send(cloud, `/v1/products/${product.id}/customers`, {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ email: customer.email, no_password: "true" }),
     });
     expect(again).toMatchObject({ status: 400, body: { ok: false, error: expect.any(String) } });
     // The documented way on: a customer-scoped token for the existing customer. @see spec/cloud-api.md §1.3
-    const scoped = await send("/oauth/token", {
+    const scoped = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ grant_type: "client_credentials", scope: `customer=${customer.email}` }),
@@ -211,7 +173,7 @@ describe("customer creation (POST /v1/products/:p/customers)", () => {
 
 describe("POST /oauth/token", () => {
   it("login with Basic particle:particle and a form body (iOS, docs curl)", async () => {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": IOS_FORM },
       body: form({ grant_type: "password", username: user.username, password: PASSWORD }),
@@ -226,7 +188,7 @@ describe("POST /oauth/token", () => {
     ["CLI", "particle-cli"],
     ["legacy CLI", "CLI2"],
   ])("login with body client credentials as %s sends them (%s) → 200", async (_client, clientId) => {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { "content-type": FORM },
       body: form({
@@ -244,12 +206,12 @@ describe("POST /oauth/token", () => {
 
   it("simple auth: a product customer logs in with the product's client and the password grant", async () => {
     const address = email();
-    await send(`/v1/products/${product.id}/customers`, {
+    await send(cloud, `/v1/products/${product.id}/customers`, {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ email: address, password: PASSWORD }),
     });
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ grant_type: "password", username: address, password: PASSWORD }),
@@ -260,7 +222,7 @@ describe("POST /oauth/token", () => {
 
   it("customer token: client_credentials with scope=customer=EMAIL", async () => {
     const customer = await newCustomer();
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ grant_type: "client_credentials", scope: `customer=${customer.email}` }),
@@ -274,7 +236,7 @@ describe("POST /oauth/token", () => {
   });
 
   it("customer token for an unknown customer → 400 invalid_grant", async () => {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ grant_type: "client_credentials", scope: `customer=${email()}` }),
@@ -286,7 +248,7 @@ describe("POST /oauth/token", () => {
   });
 
   it("product bearer token: client_credentials with no scope", async () => {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: productBasic(), "content-type": FORM },
       body: form({ grant_type: "client_credentials", expires_in: "3600" }),
@@ -303,7 +265,7 @@ describe("POST /oauth/token", () => {
   it("refresh_token grant works for a product client's customer token, once", async () => {
     const customer = await newCustomer();
     const refresh = () =>
-      send("/oauth/token", {
+      send(cloud, "/oauth/token", {
         method: "POST",
         headers: { authorization: productBasic(), "content-type": FORM },
         body: form({ grant_type: "refresh_token", refresh_token: customer.refreshToken }),
@@ -318,12 +280,12 @@ describe("POST /oauth/token", () => {
   });
 
   it("refresh_token grant is refused with invalid_grant for a particle:particle user token", async () => {
-    const login = await send("/oauth/token", {
+    const login = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": FORM },
       body: form({ grant_type: "password", username: user.username, password: PASSWORD }),
     });
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": FORM },
       body: form({ grant_type: "refresh_token", refresh_token: String(login.body.refresh_token) }),
@@ -336,7 +298,7 @@ describe("POST /oauth/token", () => {
   });
 
   it("expires_in=0: the token never expires (expires_in 0, expires_at null)", async () => {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": FORM },
       body: form({ grant_type: "password", username: user.username, password: PASSWORD, expires_in: "0" }),
@@ -355,7 +317,7 @@ describe("POST /oauth/token", () => {
 
   it("expires_at (ISO date) sets the expiry", async () => {
     const at = new Date(Date.now() + 3_600_000);
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": FORM },
       body: form({
@@ -376,7 +338,7 @@ describe("POST /oauth/token", () => {
   });
 
   it("bad user credentials → 400 invalid_grant 'User credentials are invalid'", async () => {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": FORM },
       body: form({ grant_type: "password", username: user.username, password: "wrong password" }),
@@ -415,7 +377,7 @@ describe("claim codes: every client's empty body", () => {
   ];
 
   it.each(bodies)("POST /v1/device_claims (user) with %s → 200", async (_name, request) => {
-    const response = await send("/v1/device_claims", {
+    const response = await send(cloud, "/v1/device_claims", {
       method: "POST",
       headers: { authorization: `Bearer ${user.token}`, ...request.headers },
       ...(request.body === undefined ? {} : { body: request.body.replace("FRESH_ICCID", freshIccid()) }),
@@ -430,7 +392,7 @@ describe("claim codes: every client's empty body", () => {
   });
 
   it.each(bodies)("POST /v1/products/:p/device_claims (customer) with %s → 200", async (_name, request) => {
-    const response = await send(`/v1/products/${product.id}/device_claims`, {
+    const response = await send(cloud, `/v1/products/${product.id}/device_claims`, {
       method: "POST",
       headers: { authorization: `Bearer ${customerToken}`, ...request.headers },
       ...(request.body === undefined ? {} : { body: request.body.replace("FRESH_ICCID", freshIccid()) }),
@@ -441,14 +403,14 @@ describe("claim codes: every client's empty body", () => {
 
   it("an iccid is used as the claim code itself", async () => {
     const iccid = `8901${randomBytes(8).toString("hex")}`;
-    const response = await send("/v1/device_claims", {
+    const response = await send(cloud, "/v1/device_claims", {
       method: "POST",
       headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
       body: JSON.stringify({ iccid }),
     });
     expect(response.body.claim_code).toBe(iccid);
     // The ICCID is printed on the SIM: another account cannot take the pending code over.
-    const takeover = await send(`/v1/products/${product.id}/device_claims`, {
+    const takeover = await send(cloud, `/v1/products/${product.id}/device_claims`, {
       method: "POST",
       headers: { authorization: `Bearer ${customerToken}`, "content-type": "application/json" },
       body: JSON.stringify({ iccid }),
@@ -458,7 +420,7 @@ describe("claim codes: every client's empty body", () => {
       body: { ok: false, error: expect.stringContaining("already pending") },
     });
     // The owner may ask again.
-    const again = await send("/v1/device_claims", {
+    const again = await send(cloud, "/v1/device_claims", {
       method: "POST",
       headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
       body: JSON.stringify({ iccid }),
@@ -469,17 +431,17 @@ describe("claim codes: every client's empty body", () => {
 
 describe("passing the access token (spec §1.2)", () => {
   it("?access_token= query parameter on GET", async () => {
-    const response = await send(`/v1/devices?access_token=${user.token}`, {});
+    const response = await send(cloud, `/v1/devices?access_token=${user.token}`, {});
     expect(response).toMatchObject({ status: 200, body: [] });
   });
 
   it("?access_token= query parameter on GET /v1/user", async () => {
-    const response = await send(`/v1/user?access_token=${user.token}`, {});
+    const response = await send(cloud, `/v1/user?access_token=${user.token}`, {});
     expect(response).toMatchObject({ status: 200, body: { username: user.username } });
   });
 
   it("access_token form field on POST (and it is not taken as a request field)", async () => {
-    const response = await send("/v1/device_claims", {
+    const response = await send(cloud, "/v1/device_claims", {
       method: "POST",
       headers: { "content-type": FORM },
       body: form({ access_token: user.token }),
@@ -497,13 +459,13 @@ describe("passing the access token (spec §1.2)", () => {
       json: { publicKey: newDeviceKey().publicKeyPem },
     });
     await cloud.services.db.updateTable("devices").set({ online: 1 }).where("id", "=", id).execute();
-    const claimed = await send("/v1/devices", {
+    const claimed = await send(cloud, "/v1/devices", {
       method: "POST",
       headers: { "content-type": FORM },
       body: form({ id, access_token: user.token }),
     });
     expect(claimed).toMatchObject({ status: 200, body: { ok: true } });
-    const renamed = await send(`/v1/devices/${id}`, {
+    const renamed = await send(cloud, `/v1/devices/${id}`, {
       method: "PUT",
       headers: { "content-type": FORM },
       body: form({ name: "kitchen_lamp", access_token: user.token }),
@@ -514,14 +476,14 @@ describe("passing the access token (spec §1.2)", () => {
   });
 
   it("Bearer wins over a query token", async () => {
-    const response = await send(`/v1/user?access_token=${randomBytes(20).toString("hex")}`, {
+    const response = await send(cloud, `/v1/user?access_token=${randomBytes(20).toString("hex")}`, {
       headers: { authorization: `Bearer ${user.token}` },
     });
     expect(response.status).toBe(200);
   });
 
   it("an invalid query token → 401 invalid_token", async () => {
-    const response = await send(`/v1/devices?access_token=${randomBytes(20).toString("hex")}`, {});
+    const response = await send(cloud, `/v1/devices?access_token=${randomBytes(20).toString("hex")}`, {});
     expect(response).toMatchObject({
       status: 401,
       body: { error: "invalid_token", error_description: "The access token provided is invalid." },
@@ -531,7 +493,7 @@ describe("passing the access token (spec §1.2)", () => {
 
 describe("revoking tokens", () => {
   async function freshUserToken(): Promise<string> {
-    const response = await send("/oauth/token", {
+    const response = await send(cloud, "/oauth/token", {
       method: "POST",
       headers: { authorization: basic("particle", "particle"), "content-type": FORM },
       body: form({ grant_type: "password", username: user.username, password: PASSWORD }),
@@ -542,7 +504,7 @@ describe("revoking tokens", () => {
   it("DELETE /v1/access_tokens/:token with no Authorization header (the CLI) → 200 {ok:true}; the token is dead", async () => {
     const token = await freshUserToken();
     expect((await call(cloud, { path: "/v1/access_tokens/current", token })).status).toBe(200);
-    const response = await send(`/v1/access_tokens/${token}`, { method: "DELETE" });
+    const response = await send(cloud, `/v1/access_tokens/${token}`, { method: "DELETE" });
     expect(response).toMatchObject({ status: 200, body: { ok: true } });
     expect((await call(cloud, { path: "/v1/access_tokens/current", token })).status).toBe(401);
     // The other tokens of the user are untouched.
@@ -550,13 +512,15 @@ describe("revoking tokens", () => {
   });
 
   it("DELETE /v1/access_tokens/:token for an unknown token → 404 {ok:false, error}", async () => {
-    const response = await send(`/v1/access_tokens/${randomBytes(20).toString("hex")}`, { method: "DELETE" });
+    const response = await send(cloud, `/v1/access_tokens/${randomBytes(20).toString("hex")}`, {
+      method: "DELETE",
+    });
     expect(response).toMatchObject({ status: 404, body: { ok: false, error: expect.any(String) } });
   });
 
   it("DELETE /v1/access_tokens/current (Bearer) → {ok:true}", async () => {
     const token = await freshUserToken();
-    const response = await send("/v1/access_tokens/current", {
+    const response = await send(cloud, "/v1/access_tokens/current", {
       method: "DELETE",
       headers: { authorization: `Bearer ${token}` },
     });

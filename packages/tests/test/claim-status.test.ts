@@ -1,26 +1,10 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { CLAIM_ATTEMPT_EVENT, startCloud } from "@roost/cloud";
-import { CloudLink } from "@roost/device";
-
-async function api(
-  cloud: RunningCloud,
-  request: { method?: string; path: string; token?: string; json?: unknown },
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
+import { CLAIM_ATTEMPT_EVENT } from "@roost/cloud";
+import { api, cloudLink, newDevice, newUser, openStream, startTestCloud } from "@roost/tests/support";
 
 describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim/attempt events)", () => {
   let cloud: RunningCloud;
@@ -28,26 +12,10 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
   const tokens: string[] = [];
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-      clock: () => Date.now() + clockOffsetMs,
-    });
+    cloud = await startTestCloud({ clock: () => Date.now() + clockOffsetMs });
     for (const name of ["owner", "stranger"]) {
       const username = `${name}-${randomBytes(3).toString("hex")}@example.com`;
-      await api(cloud, { method: "POST", path: "/v1/users", json: { username, password: "password123" } });
-      tokens.push(
-        (
-          await api(cloud, {
-            method: "POST",
-            path: "/oauth/token",
-            json: { grant_type: "password", username, password: "password123" },
-          })
-        ).body.access_token,
-      );
+      tokens.push((await newUser(cloud, { username, password: "password123" })).token);
     }
   });
   afterAll(() => cloud.close());
@@ -57,26 +25,17 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
     code: string,
     existing?: { id: string; privateKey: KeyObject },
   ): Promise<{ id: string; privateKey: KeyObject }> {
-    const { privateKey, publicKey } = existing
-      ? { privateKey: existing.privateKey, publicKey: undefined }
-      : generateKeyPairSync("rsa", { modulusLength: 1024 });
-    const id = existing?.id ?? randomBytes(12).toString("hex");
+    const device: { id: string; privateKey: KeyObject; publicKeyPem?: string } = existing ?? newDevice();
+    const { id, privateKey, publicKeyPem } = device;
     const before = (await cloud.services.claims.attemptsForDevice(id)).length;
-    if (publicKey)
+    if (publicKeyPem)
       await api(cloud, {
         method: "POST",
         path: `/v1/provisioning/${id}`,
         token: tokens[1],
-        json: { publicKey: publicKey.export({ type: "spki", format: "pem" }) },
+        json: { publicKey: publicKeyPem },
       });
-    const link = new CloudLink({
-      host: "127.0.0.1",
-      port: cloud.gateway?.port ?? 0,
-      deviceId: id,
-      privateKey,
-      serverPublicKey: cloud.serverKey.publicKey,
-      claimCode: () => code,
-    });
+    const link = cloudLink(cloud, device, { claimCode: () => code });
     await link.connect();
     const deadline = Date.now() + 5000;
     while ((await cloud.services.claims.attemptsForDevice(id)).length === before && Date.now() < deadline)
@@ -94,20 +53,12 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
       body: { claim_id: code.claim_id, status: "pending", device_id: null, attempts: [] },
     });
 
-    const controller = new AbortController();
-    const stream = await fetch(`${cloud.url}/v1/devices/events/roost`, {
-      headers: { authorization: `Bearer ${owner}` },
-      signal: controller.signal,
-    });
-    const reader = stream.body?.getReader();
     let text = "";
-    const reading = (async () => {
-      for (;;) {
-        const chunk = await reader?.read().catch(() => undefined);
-        if (!chunk || chunk.done) return;
-        text += new TextDecoder().decode(chunk.value);
-      }
-    })();
+    const stream = await openStream(
+      cloud,
+      { path: "/v1/devices/events/roost", token: owner },
+      (chunk) => (text += chunk),
+    );
 
     // A device the stranger owns presents the owner's code: refused (owned by someone else).
     const strangers = await present(
@@ -132,8 +83,7 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
     const deadline = Date.now() + 3000;
     while (!text.includes('\\"outcome\\":\\"claimed\\"') && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 20));
-    controller.abort();
-    await reading;
+    await stream.close();
     const events = [...text.matchAll(/event: (\S+)\ndata: (.+)\n\n/g)].map((match) => [
       match[1],
       JSON.parse(JSON.parse(match[2] ?? "{}").data),

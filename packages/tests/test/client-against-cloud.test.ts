@@ -1,29 +1,17 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createApiClient, isApiError, messageOf } from "@roost/client";
 import type { ApiClient } from "@roost/client";
-import { startCloud } from "@roost/cloud";
 import type { RunningCloud } from "@roost/cloud";
-
-function devicePublicKey(): string {
-  return generateKeyPairSync("rsa", { modulusLength: 1024 })
-    .publicKey.export({ type: "spki", format: "pem" })
-    .toString();
-}
+import { newDevice, startTestCloud } from "@roost/tests/support";
 
 describe("@roost/client against a real roost cloud", () => {
   let cloud: RunningCloud;
   let anonymous: ApiClient;
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-    });
+    cloud = await startTestCloud();
     anonymous = createApiClient({ baseUrl: cloud.url });
   });
   afterAll(() => cloud.close());
@@ -43,7 +31,11 @@ describe("@roost/client against a real roost cloud", () => {
     expect(server.secret).toMatch(/^[0-9a-f]{40}$/);
 
     const deviceId = randomBytes(12).toString("hex");
-    await maker.registerDeviceKey({ deviceId, publicKeyPem: devicePublicKey(), productId: product.id });
+    await maker.registerDeviceKey({
+      deviceId,
+      publicKeyPem: newDevice().publicKeyPem,
+      productId: product.id,
+    });
     const imported = await maker.importProductDevices({
       product: product.id,
       ids: [deviceId, "not-a-device"],

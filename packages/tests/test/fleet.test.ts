@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
 import type { Fleet } from "@roost/device";
 import { startFleet } from "@roost/device";
+import { newUser, startTestCloud } from "@roost/tests/support";
 
 /** Fleet size; 1,000 by default (issue: "a fleet of 1,000 virtual devices connects to one roost serve"). */
 const COUNT = Number(process.env.ROOST_FLEET_TEST_COUNT ?? 1000);
@@ -15,26 +15,9 @@ describe(`a fleet of ${COUNT} virtual devices against one cloud`, () => {
   let token: string;
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-    });
+    cloud = await startTestCloud();
     const username = `fleet-${randomBytes(4).toString("hex")}@example.com`;
-    const json = { "content-type": "application/json" };
-    await fetch(`${cloud.url}/v1/users`, {
-      method: "POST",
-      headers: json,
-      body: JSON.stringify({ username, password: "fleet password" }),
-    });
-    const login = await fetch(`${cloud.url}/oauth/token`, {
-      method: "POST",
-      headers: json,
-      body: JSON.stringify({ grant_type: "password", username, password: "fleet password" }),
-    });
-    token = ((await login.json()) as { access_token: string }).access_token;
+    token = (await newUser(cloud, { username, password: "fleet password" })).token;
   });
   afterAll(async () => {
     fleet?.stop();

@@ -1,140 +1,23 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
-import type { KeyObject } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
-import { CloudLink } from "@roost/device";
-import type { CloudLinkOptions } from "@roost/device";
-
-interface TestDevice {
-  id: string;
-  privateKey: KeyObject;
-  publicKeyPem: string;
-}
-
-function newDevice(): TestDevice {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
-    modulusLength: 1024,
-    publicExponent: 65537,
-  });
-  return {
-    id: randomBytes(12).toString("hex"),
-    privateKey,
-    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
-  };
-}
-
-async function api(
-  cloud: RunningCloud,
-  request: { method?: string; path: string; token?: string; json?: unknown },
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
-
-async function user(cloud: RunningCloud): Promise<string> {
-  const username = `u${randomBytes(4).toString("hex")}@example.com`;
-  await api(cloud, { method: "POST", path: "/v1/users", json: { username, password: "password123" } });
-  const login = await api(cloud, {
-    method: "POST",
-    path: "/oauth/token",
-    json: { grant_type: "password", username, password: "password123" },
-  });
-  return login.body.access_token as string;
-}
-
-async function register(
-  cloud: RunningCloud,
-  token: string,
-  { device, productId }: { device: TestDevice; productId?: number },
-): Promise<void> {
-  const response = await api(cloud, {
-    method: "POST",
-    path: `/v1/provisioning/${device.id}`,
-    token,
-    json: { publicKey: device.publicKeyPem, algorithm: "rsa", product_id: productId },
-  });
-  expect(response.status).toBe(200);
-}
-
-/** Opens an SSE stream and collects its events. */
-function watch(
-  cloud: RunningCloud,
-  path: string,
-  token: string,
-): {
-  events: { name: string; data: any }[];
-  ready: Promise<void>;
-  close(): void;
-  waitFor(name: string, predicate?: (data: any) => boolean): Promise<any>;
-} {
-  const controller = new AbortController();
-  const events: { name: string; data: any }[] = [];
-  const listeners = new Set<() => void>();
-  let ready!: () => void;
-  const readyPromise = new Promise<void>((resolve) => (ready = resolve));
-  void (async () => {
-    const response = await fetch(`${cloud.url}${path}`, {
-      headers: { authorization: `Bearer ${token}` },
-      signal: controller.signal,
-    });
-    const reader = response.body?.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const chunk = await reader?.read().catch(() => undefined);
-      if (!chunk || chunk.done) return;
-      buffer += decoder.decode(chunk.value, { stream: true });
-      if (buffer.startsWith(":ok")) ready();
-      let match;
-      while ((match = /event: ([^\n]+)\ndata: ([^\n]+)\n\n/.exec(buffer))) {
-        events.push({ name: match[1] ?? "", data: JSON.parse(match[2] ?? "{}") });
-        buffer = buffer.slice(match.index + match[0].length);
-        for (const listener of listeners) listener();
-      }
-    }
-  })();
-  return {
-    events,
-    ready: readyPromise,
-    close: () => controller.abort(),
-    waitFor: (name, predicate = () => true) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no ${name} event; saw ${JSON.stringify(events)}`)),
-          5000,
-        );
-        const check = () => {
-          const found = events.find((event) => event.name === name && predicate(event.data));
-          if (found) {
-            clearTimeout(timer);
-            listeners.delete(check);
-            resolve(found.data);
-          }
-        };
-        listeners.add(check);
-        check();
-      }),
-  };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import type { CloudLink, CloudLinkOptions } from "@roost/device";
+import type { TestDevice } from "@roost/tests/support";
+import {
+  api,
+  cloudLink,
+  createClient,
+  createProduct,
+  createShadowCustomer,
+  newDevice,
+  newUser,
+  register,
+  startTestCloud,
+  until,
+  watch,
+} from "@roost/tests/support";
 
 describe("device gateway (spec/device-protocols.md Part B) through a real roost cloud", () => {
   let cloud: RunningCloud;
@@ -142,25 +25,13 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   const links: CloudLink[] = [];
 
   function link(device: TestDevice, options: Partial<CloudLinkOptions> = {}): CloudLink {
-    const created = new CloudLink({
-      host: "127.0.0.1",
-      port: cloud.gateway?.port ?? 0,
-      deviceId: device.id,
-      privateKey: device.privateKey,
-      serverPublicKey: cloud.serverKey.publicKey,
-      ...options,
-    });
+    const created = cloudLink(cloud, device, options);
     links.push(created);
     return created;
   }
 
   beforeAll(async () => {
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
+    cloud = await startTestCloud({
       deviceRequestTimeoutMs: 500,
       deviceLimits: { handshakeTimeoutMs: 300, helloTimeoutMs: 300 },
       clock: () => Date.now() + clockOffsetMs,
@@ -172,7 +43,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("authenticates a registered device, exchanges Hello, and reports it online, then offline", async () => {
-    const token = await user(cloud);
+    const { token } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
     const device1 = link(device);
@@ -189,7 +60,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("claims a device by its code in user mode: confirm to the device, online to the owner's stream, device in the list", async () => {
-    const token = await user(cloud);
+    const { token } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
     const code = await api(cloud, { method: "POST", path: "/v1/device_claims", token, json: {} });
@@ -219,46 +90,21 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("claims a product device by a customer's code (two-legged) and refuses each bad code with its reason", async () => {
-    const token = await user(cloud);
-    const product = (
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/user/products",
-        token,
-        json: { name: "Lamp", platform_id: 6 },
-      })
-    ).body.product;
-    const client = (
-      await api(cloud, {
-        method: "POST",
-        path: `/v1/products/${product.id}/clients`,
-        token,
-        json: { name: "backend", type: "installed" },
-      })
-    ).body.client;
-    const otherProduct = (
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/user/products",
-        token,
-        json: { name: "Other", platform_id: 6 },
-      })
-    ).body.product;
+    const { token } = await newUser(cloud);
+    const product = await createProduct(cloud, token, "Lamp");
+    const client = await createClient(cloud, token, {
+      product: product.id,
+      name: "backend",
+      type: "installed",
+    });
+    const otherProduct = await createProduct(cloud, token, "Other");
     const customerToken = async (
       email: string,
       productId = product.id,
       credentials = client,
-    ): Promise<string> => {
-      const response = await fetch(`${cloud.url}/v1/products/${productId}/customers`, {
-        method: "POST",
-        headers: {
-          authorization: `Basic ${Buffer.from(`${credentials.id}:${credentials.secret}`).toString("base64")}`,
-          "content-type": "application/x-www-form-urlencoded",
-        },
-        body: `email=${encodeURIComponent(email)}&no_password=true`,
-      });
-      return ((await response.json()) as { access_token: string }).access_token;
-    };
+    ): Promise<string> =>
+      (await createShadowCustomer(cloud, { product: productId, client: credentials, email })).body
+        .access_token as string;
     const customer = await customerToken("shadow-1@maker.example");
     const productCode = async (tokenValue: string, productId = product.id) =>
       (
@@ -302,14 +148,11 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     await register(cloud, token, { device: loner });
     expect(await present(loner, await productCode(customer))).toBe("device_not_in_product");
     // wrong product: a code of another product's customer
-    const otherClient = (
-      await api(cloud, {
-        method: "POST",
-        path: `/v1/products/${otherProduct.id}/clients`,
-        token,
-        json: { name: "other", type: "installed" },
-      })
-    ).body.client;
+    const otherClient = await createClient(cloud, token, {
+      product: otherProduct.id,
+      name: "other",
+      type: "installed",
+    });
     const otherCustomer = await customerToken("someone@other.example", otherProduct.id, otherClient);
     expect(await present(second, await productCode(otherCustomer, otherProduct.id))).toBe("wrong_product");
     // owned by someone else: a user code for the customer's device
@@ -317,7 +160,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
       .claim_code as string;
     expect(await present(member, userCode)).toBe("owned_by_other");
     // not on the product's team: a stranger's user code for an unowned product device
-    const stranger = await user(cloud);
+    const { token: stranger } = await newUser(cloud);
     const strangerCode = (await api(cloud, { method: "POST", path: "/v1/device_claims", token: stranger }))
       .body.claim_code as string;
     expect(await present(second, strangerCode)).toBe("not_product_team");
@@ -335,7 +178,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("refuses an unknown device and a device offering another key, and records both", async () => {
-    const token = await user(cloud);
+    const { token } = await newUser(cloud);
     const stranger = newDevice();
     const refused = link(stranger);
     await expect(refused.connect()).rejects.toThrow();
@@ -359,7 +202,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("calls functions and reads variables over the API, with 404 for unknown names and 408 for a silent device", async () => {
-    const token = await user(cloud);
+    const { token } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
     let stored: string | undefined = (await api(cloud, { method: "POST", path: "/v1/device_claims", token }))
@@ -446,7 +289,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("carries events both ways: device events to the owner's stream, API events to the device's subscription", async () => {
-    const token = await user(cloud);
+    const { token } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
     let stored: string | undefined = (await api(cloud, { method: "POST", path: "/v1/device_claims", token }))
@@ -479,8 +322,8 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("claims an online, unclaimed device by ID (POST /v1/devices) and refuses a second claimant", async () => {
-    const token = await user(cloud);
-    const other = await user(cloud);
+    const { token } = await newUser(cloud);
+    const { token: other } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
     const device1 = link(device);
@@ -501,16 +344,9 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("takes a device that stops pinging for gone: closes it after the idle timeout and tells the owner offline", async () => {
-    const quiet = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-      deviceLimits: { idleTimeoutMs: 400 },
-    });
+    const quiet = await startTestCloud({ deviceLimits: { idleTimeoutMs: 400 } });
     try {
-      const token = await user(quiet);
+      const { token } = await newUser(quiet);
       const device = newDevice();
       await register(quiet, token, { device });
       const stream = watch(quiet, "/v1/devices/events", token);
@@ -519,12 +355,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
         await api(quiet, { method: "POST", path: "/v1/device_claims", token })
       ).body.claim_code;
       // A device whose pings stopped (power cut): it never sends anything after connecting.
-      const silent = new CloudLink({
-        host: "127.0.0.1",
-        port: quiet.gateway?.port ?? 0,
-        deviceId: device.id,
-        privateKey: device.privateKey,
-        serverPublicKey: quiet.serverKey.publicKey,
+      const silent = cloudLink(quiet, device, {
         pingIntervalMs: 3_600_000,
         pingTimeoutMs: 3_600_000,
         claimCode: () => stored,
@@ -544,23 +375,10 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("registers an unknown device's offered key only with --auto-register-devices", async () => {
-    const open = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-      autoRegisterDevices: true,
-    });
+    const open = await startTestCloud({ autoRegisterDevices: true });
     try {
       const device = newDevice();
-      const first = new CloudLink({
-        host: "127.0.0.1",
-        port: open.gateway?.port ?? 0,
-        deviceId: device.id,
-        privateKey: device.privateKey,
-        serverPublicKey: open.serverKey.publicKey,
-      });
+      const first = cloudLink(open, device);
       links.push(first);
       await first.connect();
       const registered = await open.services.devices.get(device.id);
@@ -568,13 +386,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
       expect(registered?.online).toBe(1);
       first.close();
       // From then on the key is the registered one: another key for the same ID is refused.
-      const impostor = new CloudLink({
-        host: "127.0.0.1",
-        port: open.gateway?.port ?? 0,
-        deviceId: device.id,
-        privateKey: newDevice().privateKey,
-        serverPublicKey: open.serverKey.publicKey,
-      });
+      const impostor = cloudLink(open, { id: device.id, privateKey: newDevice().privateKey });
       await expect(impostor.connect()).rejects.toThrow();
       expect(open.gateway?.stats.closed.key_mismatch).toBe(1);
     } finally {
@@ -583,7 +395,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("closes silent, garbage-sending and never-authenticating connections on a timeout without disturbing a connected device", async () => {
-    const token = await user(cloud);
+    const { token } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
     const healthy = link(device);

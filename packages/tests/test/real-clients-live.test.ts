@@ -4,8 +4,7 @@
 // @see spec/cloud-api.md §5 (server-sent events), §3.3 (claim codes), §6 (errors)
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
-import type { KeyObject } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import type { IncomingHttpHeaders } from "node:http";
@@ -17,9 +16,18 @@ import Particle from "particle-api-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
-import { CloudLink } from "@roost/device";
-import type { CloudLinkOptions } from "@roost/device";
+import type { CloudLink, CloudLinkOptions } from "@roost/device";
+import type { TestDevice, TestUser } from "@roost/tests/support";
+import {
+  api,
+  cloudLink,
+  newDevice,
+  newUser,
+  register,
+  sleep,
+  startTestCloud,
+  until,
+} from "@roost/tests/support";
 
 const require = createRequire(import.meta.url);
 /** particle-cli's entry point (its package.json `bin.particle`). */
@@ -46,33 +54,6 @@ interface WireEvent {
   coreid: string;
 }
 
-interface TestDevice {
-  id: string;
-  privateKey: KeyObject;
-  publicKeyPem: string;
-}
-
-interface TestUser {
-  username: string;
-  token: string;
-}
-
-function newDevice(): TestDevice {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
-    modulusLength: 1024,
-    publicExponent: 65537,
-  });
-  return {
-    id: randomBytes(12).toString("hex"),
-    privateKey,
-    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
-  };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** Rejects after `ms` with a message saying what was awaited. */
 async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -83,14 +64,6 @@ async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promi
     return await Promise.race([promise, timeout]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(25);
   }
 }
 
@@ -142,15 +115,7 @@ let cloud: RunningCloud;
 const cleanups: (() => void | Promise<void>)[] = [];
 
 beforeAll(async () => {
-  cloud = await startCloud({
-    port: 0,
-    devicePort: 0,
-    host: "127.0.0.1",
-    logLevel: "silent",
-    allowSignup: true,
-    passwordHashCost: 1024,
-    deviceRequestTimeoutMs: 2000,
-  });
+  cloud = await startTestCloud({ host: "127.0.0.1", deviceRequestTimeoutMs: 2000 });
 });
 
 afterEach(async () => {
@@ -167,54 +132,8 @@ afterAll(async () => {
   await cloud.close();
 });
 
-async function api(request: {
-  method?: string;
-  path: string;
-  token?: string;
-  json?: unknown;
-}): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
-
-async function newUser(): Promise<TestUser> {
-  const username = `u${randomBytes(4).toString("hex")}@example.com`;
-  const signup = await api({
-    method: "POST",
-    path: "/v1/users",
-    json: { username, password: "password123" },
-  });
-  expect(signup.status).toBeLessThan(300);
-  const login = await api({
-    method: "POST",
-    path: "/oauth/token",
-    json: { grant_type: "password", username, password: "password123" },
-  });
-  expect(login.status).toBe(200);
-  return { username, token: login.body.access_token as string };
-}
-
-/** `POST /v1/provisioning/:id`: the gateway then knows the device's key. */
-async function register(token: string, device: TestDevice, productId?: number): Promise<void> {
-  const response = await api({
-    method: "POST",
-    path: `/v1/provisioning/${device.id}`,
-    token,
-    json: { publicKey: device.publicKeyPem, algorithm: "rsa", product_id: productId },
-  });
-  expect(response.status).toBe(200);
-}
-
 async function newProduct(token: string, name: string): Promise<number> {
-  const created = await api({
+  const created = await api(cloud, {
     method: "POST",
     path: "/v1/user/products",
     token,
@@ -226,14 +145,7 @@ async function newProduct(token: string, name: string): Promise<number> {
 
 /** A CloudLink for the device, closed after the test. */
 function link(device: TestDevice, options: Partial<CloudLinkOptions> = {}): CloudLink {
-  const created = new CloudLink({
-    host: "127.0.0.1",
-    port: cloud.gateway?.port ?? 0,
-    deviceId: device.id,
-    privateKey: device.privateKey,
-    serverPublicKey: cloud.serverKey.publicKey,
-    ...options,
-  });
+  const created = cloudLink(cloud, device, options);
   cleanups.push(() => created.close());
   return created;
 }
@@ -248,8 +160,8 @@ async function claimedDevice(
 ): Promise<{ device: TestDevice; link: CloudLink }> {
   const { registerInProduct, ...linkOptions } = options;
   const device = newDevice();
-  await register(owner.token, device, registerInProduct);
-  const code = await api({ method: "POST", path: "/v1/device_claims", token: owner.token, json: {} });
+  await register(cloud, owner.token, { device, productId: registerInProduct });
+  const code = await api(cloud, { method: "POST", path: "/v1/device_claims", token: owner.token, json: {} });
   expect(code.status).toBe(200);
   let stored: string | undefined = code.body.claim_code as string;
   const connected = link(device, {
@@ -265,7 +177,11 @@ async function claimedDevice(
 
 /** Waits until the cloud stored the device's describe (its functions are then callable by name). */
 async function described(deviceId: string): Promise<void> {
-  await until(async () => (await cloud.services.devices.get(deviceId))?.functions !== "[]", "the describe");
+  await until(
+    async () => (await cloud.services.devices.get(deviceId))?.functions !== "[]",
+    "the describe",
+    WAIT_MS,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -309,8 +225,8 @@ describe("particle-api-js event streams and publishing with live devices", () =>
     "`mine` streams (all and by name prefix): online on claim by code, device events with every field, offline on disconnect; nothing for another user",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
-      const other = await newUser();
+      const owner = await newUser(cloud);
+      const other = await newUser(cloud);
       const mine = await apiJsStream(particle, "owner mine", { deviceId: "mine", auth: owner.token });
       // A name with a slash: api-js sends it URL-encoded as one segment (spark%2Fstatus). @see spec §5.1
       const status = await apiJsStream(particle, "owner mine spark/status", {
@@ -393,8 +309,8 @@ describe("particle-api-js event streams and publishing with live devices", () =>
     "per-device streams carry only that device's events, and refuse someone else's device",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
-      const other = await newUser();
+      const owner = await newUser(cloud);
+      const other = await newUser(cloud);
       const { device: a, link: linkA } = await claimedDevice(owner);
       const { device: b, link: linkB } = await claimedDevice(owner);
       const mine = await apiJsStream(particle, "owner mine", { deviceId: "mine", auth: owner.token });
@@ -439,8 +355,8 @@ describe("particle-api-js event streams and publishing with live devices", () =>
     "product streams (whole product and one product device) carry its devices' events, and refuse outsiders",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
-      const outsider = await newUser();
+      const owner = await newUser(cloud);
+      const outsider = await newUser(cloud);
       const productId = await newProduct(owner.token, "Lamp");
       const otherProductId = await newProduct(owner.token, "Other");
       const product = await apiJsStream(particle, "product", { product: productId, auth: owner.token });
@@ -523,8 +439,8 @@ describe("particle-api-js event streams and publishing with live devices", () =>
     "publishEvent reaches the subscription of the owner's device, not that of someone else",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
-      const other = await newUser();
+      const owner = await newUser(cloud);
+      const other = await newUser(cloud);
       const { link: device1 } = await claimedDevice(owner, { subscriptions: [{ prefix: "lights" }] });
       const received: [string, string][] = [];
       device1.on("event", (name, data) => {
@@ -549,7 +465,7 @@ describe("particle-api-js event streams and publishing with live devices", () =>
       });
       expect(published.statusCode).toBe(200);
       expect(published.body).toEqual({ ok: true });
-      await until(() => received.length > 0, "the event at the device");
+      await until(() => received.length > 0, "the event at the device", WAIT_MS);
       expect(received).toEqual([["lights/on", "kitchen"]]);
     },
   );
@@ -688,7 +604,7 @@ describe("particle-cli 3.43.1 with live devices", () => {
     "`particle subscribe <prefix>` prints the owner's device events as JSON, and not other prefixes",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
+      const owner = await newUser(cloud);
       const { device, link: device1 } = await claimedDevice(owner);
       const home = await cliHome(owner);
       const run = startParticle(home, ["subscribe", "temp"]);
@@ -722,8 +638,8 @@ describe("particle-cli 3.43.1 with live devices", () => {
     "`particle subscribe --all <prefix>` prints public events of anyone (published over the API), but not others' private ones",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const listener = await newUser();
-      const publisher = await newUser();
+      const listener = await newUser(cloud);
+      const publisher = await newUser(cloud);
       const home = await cliHome(listener);
       const run = startParticle(home, ["subscribe", "--all", "weather"]);
       try {
@@ -731,14 +647,14 @@ describe("particle-cli 3.43.1 with live devices", () => {
           run,
           async () => {
             // Private first: if the public one that follows is printed, the private one was not.
-            const secret = await api({
+            const secret = await api(cloud, {
               method: "POST",
               path: "/v1/devices/events",
               token: publisher.token,
               json: { name: "weather/secret", data: "hidden", private: true },
             });
             expect(secret.status).toBe(200);
-            await api({
+            await api(cloud, {
               method: "POST",
               path: "/v1/devices/events",
               token: publisher.token,
@@ -768,7 +684,7 @@ describe("particle-cli 3.43.1 with live devices", () => {
     "`particle subscribe --device <id> --max 1` prints one event of that device and exits",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
+      const owner = await newUser(cloud);
       const { device, link: device1 } = await claimedDevice(owner);
       const { link: sibling } = await claimedDevice(owner);
       const home = await cliHome(owner);
@@ -799,7 +715,7 @@ describe("particle-cli 3.43.1 with live devices", () => {
     "`particle call` runs the device's function and prints its return value; `particle get` prints variables; an offline device is an error",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
+      const owner = await newUser(cloud);
       const calls: [string, string][] = [];
       const { device, link: device1 } = await claimedDevice(owner, {
         functions: {
@@ -842,7 +758,11 @@ describe("particle-cli 3.43.1 with live devices", () => {
       expect(`${unknown.stdout}${unknown.stderr}`).toContain("Function `nope` not found");
 
       device1.close();
-      await until(async () => (await cloud.services.devices.get(device.id))?.online === 0, "offline");
+      await until(
+        async () => (await cloud.services.devices.get(device.id))?.online === 0,
+        "offline",
+        WAIT_MS,
+      );
       const offline = await particleCli(home, ["call", device.id, "double", "1"]);
       expect(offline.code).not.toBe(0);
       const said = `${offline.stdout}${offline.stderr}`;
@@ -912,8 +832,8 @@ describe("iOS-style SSE (token in the query string)", () => {
     "GET /v1/devices/events/spark?access_token=… gets the spark/status online of a newly claimed device",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const owner = await newUser();
-      const other = await newUser();
+      const owner = await newUser(cloud);
+      const other = await newUser(cloud);
       const stream = await iosStream(`/v1/devices/events/spark?access_token=${owner.token}`);
       expect(stream.status).toBe(200);
       expect(stream.headers["content-type"]).toContain("text/event-stream");

@@ -1,29 +1,13 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
 import { CloudLink } from "@roost/device";
+import { api, newDevice, openStream, startTestCloud } from "@roost/tests/support";
 
 const POSTGRES_URL = process.env.ROOST_TEST_POSTGRES_URL;
 const NATS_URL = process.env.ROOST_TEST_NATS_URL;
-
-async function api(
-  cloud: RunningCloud,
-  request: { method?: string; path: string; token?: string; json?: unknown },
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : undefined,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
 
 describe.skipIf(!POSTGRES_URL || !NATS_URL)(
   "scale-out: two cloud nodes on one PostgreSQL database and NATS",
@@ -39,17 +23,9 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
       await admin.end();
       const url = new URL(POSTGRES_URL ?? "");
       url.pathname = `/${database}`;
-      const options = {
-        port: 0,
-        devicePort: 0,
-        logLevel: "silent",
-        allowSignup: true,
-        passwordHashCost: 1024,
-        databaseUrl: url.toString(),
-        natsUrl: NATS_URL,
-      } as const;
+      const options = { databaseUrl: url.toString(), natsUrl: NATS_URL } as const;
       // Both start at once on a fresh database: migrations and the server key must agree.
-      [nodeA, nodeB] = await Promise.all([startCloud(options), startCloud(options)]);
+      [nodeA, nodeB] = await Promise.all([startTestCloud(options), startTestCloud(options)]);
     });
     afterAll(async () => {
       await nodeA?.close();
@@ -74,32 +50,23 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
           json: { grant_type: "password", username: "scale@example.com", password: "scale password" },
         })
       ).body.access_token as string;
-      const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
-      const id = randomBytes(12).toString("hex");
+      const { id, privateKey, publicKeyPem } = newDevice();
       await api(nodeB, {
         method: "POST",
         path: `/v1/provisioning/${id}`,
         token,
-        json: { publicKey: publicKey.export({ type: "spki", format: "pem" }) },
+        json: { publicKey: publicKeyPem },
       });
       const code = (await api(nodeB, { method: "POST", path: "/v1/device_claims", token })).body
         .claim_code as string;
 
       // The owner watches node B's stream; the device connects to node A's gateway.
-      const controller = new AbortController();
-      const stream = await fetch(`${nodeB.url}/v1/devices/events`, {
-        headers: { authorization: `Bearer ${token}` },
-        signal: controller.signal,
-      });
-      const reader = stream.body?.getReader();
       let text = "";
-      const reading = (async () => {
-        for (;;) {
-          const chunk = await reader?.read().catch(() => undefined);
-          if (!chunk || chunk.done) return;
-          text += new TextDecoder().decode(chunk.value);
-        }
-      })();
+      const stream = await openStream(
+        nodeB,
+        { path: "/v1/devices/events", token },
+        (chunk) => (text += chunk),
+      );
       await new Promise((resolve) => setTimeout(resolve, 200));
       let stored: string | undefined = code;
       const link = new CloudLink({
@@ -143,8 +110,7 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
         (await api(nodeB, { method: "POST", path: `/v1/devices/${id}/double`, token, json: { arg: "1" } }))
           .status,
       ).toBe(408);
-      controller.abort();
-      await reading;
+      await stream.close();
     });
   },
 );

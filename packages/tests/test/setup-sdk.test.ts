@@ -9,44 +9,23 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDevice } from "@roost/cli";
 import type { RunningDevice } from "@roost/cli";
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
 import type { SetupOptions, SetupProgress, SoftApTransport } from "@roost/setup";
 import { createHttpSoftApTransport, createSoftApClient, runSetup, SetupError } from "@roost/setup";
 import { createTcpSoftApTransport, encryptSoftApPassword } from "@roost/setup/node";
+import {
+  api,
+  createClient,
+  createProduct,
+  createShadowCustomer,
+  newUser,
+  register,
+  startTestCloud,
+  until,
+} from "@roost/tests/support";
 
 const HOME = { ssid: "home", password: "correct horse" };
-
-async function api(
-  cloud: RunningCloud,
-  request: {
-    method?: string;
-    path: string;
-    token?: string;
-    json?: unknown;
-    headers?: Record<string, string>;
-    body?: string;
-  },
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-      ...request.headers,
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : request.body,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** How long a device may take to get somewhere (Wi-Fi, the cloud). */
+const WAIT_MS = 8000;
 
 async function setupError(promise: Promise<unknown>): Promise<SetupError> {
   const caught = await promise.then(
@@ -70,28 +49,10 @@ describe("the setup SDK against a real cloud and virtual devices", () => {
 
   beforeAll(async () => {
     folder = mkdtempSync(join(tmpdir(), "roost-setup-sdk-"));
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-      clock: () => Date.now() + clockOffsetMs,
-    });
+    cloud = await startTestCloud({ clock: () => Date.now() + clockOffsetMs });
     for (const name of ["maker", "stranger"] as const) {
       const username = `${name}@example.com`;
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/users",
-        json: { username, password: `${name} password` },
-      });
-      tokens[name] = (
-        await api(cloud, {
-          method: "POST",
-          path: "/oauth/token",
-          json: { grant_type: "password", username, password: `${name} password` },
-        })
-      ).body.access_token;
+      tokens[name] = (await newUser(cloud, { username, password: `${name} password` })).token;
     }
   });
   afterAll(async () => {
@@ -114,13 +75,9 @@ describe("the setup SDK against a real cloud and virtual devices", () => {
       () => undefined,
     );
     running.push(device);
-    const registered = await api(cloud, {
-      method: "POST",
-      path: `/v1/provisioning/${device.device.id}`,
-      token: tokens.maker,
-      json: { publicKey: device.device.store.publicKeyPem },
+    await register(cloud, tokens.maker, {
+      device: { id: device.device.id, publicKeyPem: device.device.store.publicKeyPem },
     });
-    expect(registered.status).toBe(200);
     return device;
   }
 
@@ -150,22 +107,12 @@ describe("the setup SDK against a real cloud and virtual devices", () => {
   }
 
   async function newProduct(): Promise<{ id: number; client: { id: string; secret: string } }> {
-    const product = (
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/user/products",
-        token: tokens.maker,
-        json: { name: `Heater ${randomBytes(2).toString("hex")}`, platform_id: 6 },
-      })
-    ).body.product;
-    const client = (
-      await api(cloud, {
-        method: "POST",
-        path: `/v1/products/${product.id}/clients`,
-        token: tokens.maker,
-        json: { name: "app", type: "installed" },
-      })
-    ).body.client;
+    const product = await createProduct(cloud, tokens.maker, `Heater ${randomBytes(2).toString("hex")}`);
+    const client = await createClient(cloud, tokens.maker, {
+      product: product.id,
+      name: "app",
+      type: "installed",
+    });
     return { id: product.id, client };
   }
 
@@ -268,14 +215,10 @@ describe("the setup SDK against a real cloud and virtual devices", () => {
     const device = await newDevice();
     await importIntoProduct(product.id, device.device.id);
     // The product's backend: client credentials → password-less shadow customer → customer token.
-    const shadow = await api(cloud, {
-      method: "POST",
-      path: `/v1/products/${product.id}/customers`,
-      headers: {
-        authorization: `Basic ${Buffer.from(`${product.client.id}:${product.client.secret}`).toString("base64")}`,
-        "content-type": "application/x-www-form-urlencoded",
-      },
-      body: "email=user-42%40backend.example&no_password=true",
+    const shadow = await createShadowCustomer(cloud, {
+      product: product.id,
+      client: product.client,
+      email: "user-42@backend.example",
     });
     expect(shadow.status).toBe(201);
     const customerToken: string = shadow.body.access_token;
@@ -303,7 +246,7 @@ describe("the setup SDK against a real cloud and virtual devices", () => {
       decision: "already-owned",
     });
     expect(device.device.store.state.claimCode).toBe("");
-    await until(() => device.device.mode === "connected", "the device back online");
+    await until(() => device.device.mode === "connected", "the device back online", WAIT_MS);
   });
 
   describe("a device owned by someone else", () => {
@@ -404,7 +347,7 @@ describe("the setup SDK against a real cloud and virtual devices", () => {
       accessToken: undefined,
     });
     expect(run.progress.map((event) => event.step)).not.toContain("claim-code-sent");
-    await until(() => device.device.mode === "connected", "the device connected");
+    await until(() => device.device.mode === "connected", "the device connected", WAIT_MS);
     expect(device.device.store.state.claimed).toBe(false);
     expect(await ownerOf(device.device.id, tokens.maker)).toBeUndefined();
   });

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,61 +7,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDevice } from "@roost/cli";
 import type { RunningDevice } from "@roost/cli";
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
+import {
+  api,
+  createClient,
+  createProduct,
+  createShadowCustomer,
+  newUser,
+  promised,
+  register,
+  SoftAPSetup,
+  startTestCloud,
+  until,
+} from "@roost/tests/support";
 
-type Callback<T> = (error: Error | null | undefined, value?: T) => void;
-interface SoftApSetupClient {
-  deviceInfo(cb: Callback<{ id: string; claimed: boolean }>): void;
-  publicKey(cb: Callback<string>): void;
-  setClaimCode(code: string, cb: Callback<undefined>): void;
-  scan(cb: Callback<{ ssid: string }[]>): void;
-  configure(options: Record<string, unknown>, cb: Callback<{ r: number } | undefined>): void;
-  connect(cb: Callback<undefined>): void;
-}
-// The official SoftAP client (CommonJS, untyped); spec/device-protocols.md A.8.
-const SoftAPSetup = createRequire(import.meta.url)("softap-setup") as (options: {
-  host: string;
-  port: number;
-  protocol: "tcp" | "http";
-  timeout: number;
-}) => SoftApSetupClient;
-
-function promised<T>(start: (cb: Callback<T>) => void): Promise<T | undefined> {
-  // softap-setup may call back twice on errors (spec A.7): the first call wins.
-  return new Promise((resolve, reject) => start((error, value) => (error ? reject(error) : resolve(value))));
-}
-
-async function api(
-  cloud: RunningCloud,
-  request: {
-    method?: string;
-    path: string;
-    token?: string;
-    json?: unknown;
-    headers?: Record<string, string>;
-    body?: string;
-  },
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${cloud.url}${request.path}`, {
-    method: request.method ?? "GET",
-    headers: {
-      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
-      ...(request.json !== undefined ? { "content-type": "application/json" } : {}),
-      ...request.headers,
-    },
-    body: request.json !== undefined ? JSON.stringify(request.json) : request.body,
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** How long a device may take to get somewhere (SoftAP, Wi-Fi, the cloud). */
+const WAIT_MS = 8000;
 
 describe("the virtual device, set up by the official softap-setup client, claimed through a real cloud", () => {
   let cloud: RunningCloud;
@@ -74,26 +33,8 @@ describe("the virtual device, set up by the official softap-setup client, claime
 
   beforeAll(async () => {
     folder = mkdtempSync(join(tmpdir(), "roost-virtual-"));
-    cloud = await startCloud({
-      port: 0,
-      devicePort: 0,
-      logLevel: "silent",
-      allowSignup: true,
-      passwordHashCost: 1024,
-      clock: () => Date.now() + clockOffsetMs,
-    });
-    await api(cloud, {
-      method: "POST",
-      path: "/v1/users",
-      json: { username: "maker@example.com", password: "maker password" },
-    });
-    token = (
-      await api(cloud, {
-        method: "POST",
-        path: "/oauth/token",
-        json: { grant_type: "password", username: "maker@example.com", password: "maker password" },
-      })
-    ).body.access_token;
+    cloud = await startTestCloud({ clock: () => Date.now() + clockOffsetMs });
+    token = (await newUser(cloud, { username: "maker@example.com", password: "maker password" })).token;
   });
   afterAll(async () => {
     for (const device of running) await device.stop();
@@ -116,13 +57,10 @@ describe("the virtual device, set up by the official softap-setup client, claime
     );
     running.push(device);
     if (options.register !== false) {
-      const response = await api(cloud, {
-        method: "POST",
-        path: `/v1/provisioning/${device.device.id}`,
-        token,
-        json: { publicKey: device.device.store.publicKeyPem, product_id: options.productId },
+      await register(cloud, token, {
+        device: { id: device.device.id, publicKeyPem: device.device.store.publicKeyPem },
+        productId: options.productId,
       });
-      expect(response.status).toBe(200);
     }
     return device;
   }
@@ -159,7 +97,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
         password: "correct horse",
       });
       expect(info).toEqual({ id: device.device.id, claimed: false });
-      await until(() => device.device.store.state.claimed, "the claim confirmation");
+      await until(() => device.device.store.state.claimed, "the claim confirmation", WAIT_MS);
       expect(device.device.store.state.claimCode).toBe("");
       const list = await api(cloud, { path: "/v1/devices", token });
       expect(list.body).toContainEqual(
@@ -185,22 +123,12 @@ describe("the virtual device, set up by the official softap-setup client, claime
   );
 
   it("product mode: a device imported into the product is claimed by a shadow customer's code", async () => {
-    const product = (
-      await api(cloud, {
-        method: "POST",
-        path: "/v1/user/products",
-        token,
-        json: { name: "Heater", platform_id: 6 },
-      })
-    ).body.product;
-    const client = (
-      await api(cloud, {
-        method: "POST",
-        path: `/v1/products/${product.id}/clients`,
-        token,
-        json: { name: "backend", type: "installed" },
-      })
-    ).body.client;
+    const product = await createProduct(cloud, token, "Heater");
+    const client = await createClient(cloud, token, {
+      product: product.id,
+      name: "backend",
+      type: "installed",
+    });
     const device = await newDevice();
     expect(
       (
@@ -212,14 +140,10 @@ describe("the virtual device, set up by the official softap-setup client, claime
         })
       ).body.updated,
     ).toBe(1);
-    const customer = await api(cloud, {
-      method: "POST",
-      path: `/v1/products/${product.id}/customers`,
-      headers: {
-        authorization: `Basic ${Buffer.from(`${client.id}:${client.secret}`).toString("base64")}`,
-        "content-type": "application/x-www-form-urlencoded",
-      },
-      body: "email=household-7%40backend.example&no_password=true",
+    const customer = await createShadowCustomer(cloud, {
+      product: product.id,
+      client,
+      email: "household-7@backend.example",
     });
     expect(customer.status).toBe(201);
     const code = await api(cloud, {
@@ -228,7 +152,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
       token: customer.body.access_token,
     });
     await setUp(device, { protocol: "tcp", claimCode: code.body.claim_code, password: "correct horse" });
-    await until(() => device.device.store.state.claimed, "the claim confirmation");
+    await until(() => device.device.store.state.claimed, "the claim confirmation", WAIT_MS);
     const mine = await api(cloud, { path: "/v1/devices", token: customer.body.access_token });
     expect(mine.body).toEqual([
       expect.objectContaining({
@@ -252,7 +176,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
     expect(cloud.gateway?.session(device.device.id)).toBeUndefined();
     // Set up again with the right password: now it works.
     await setUp(device, { protocol: "tcp", claimCode: undefined, password: "correct horse" });
-    await until(() => device.device.store.state.claimed, "the claim with the code kept from before");
+    await until(() => device.device.store.state.claimed, "the claim with the code kept from before", WAIT_MS);
   });
 
   it("an expired claim code: the device connects but stays unclaimed, and the cloud records why", async () => {
@@ -264,6 +188,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
       await until(
         async () => (await cloud.services.claims.attemptsForDevice(device.device.id)).length > 0,
         "a claim attempt",
+        WAIT_MS,
       );
     } finally {
       clockOffsetMs = 0;
@@ -290,6 +215,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
             .execute()
         ).length > 0,
       "a refused connection",
+      WAIT_MS,
     );
     const [attempt] = await cloud.services.db
       .selectFrom("device_connection_attempts")

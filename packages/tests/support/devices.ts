@@ -1,0 +1,60 @@
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import type { KeyObject } from "node:crypto";
+import { expect } from "vitest";
+
+import type { RunningCloud } from "@roost/cloud";
+import { CloudLink } from "@roost/device";
+import type { CloudLinkOptions } from "@roost/device";
+
+import { api } from "./http.js";
+
+/** A device's identity: a fresh 24-hex ID and RSA-1024 key pair (the Gen 2 device key). */
+export interface TestDevice {
+  id: string;
+  privateKey: KeyObject;
+  publicKeyPem: string;
+}
+
+/** A new device identity; nothing is registered yet. @see spec/device-protocols.md B.1 */
+export function newDevice(): TestDevice {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
+    modulusLength: 1024,
+    publicExponent: 65537,
+  });
+  return {
+    id: randomBytes(12).toString("hex"),
+    privateKey,
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+  };
+}
+
+/** Registers the device's key as a manufacturer would (`POST /v1/provisioning/:id`), optionally in a product. */
+export async function register(
+  cloud: { url: string },
+  token: string,
+  { device, productId }: { device: Pick<TestDevice, "id" | "publicKeyPem">; productId?: number },
+): Promise<void> {
+  const response = await api(cloud, {
+    method: "POST",
+    path: `/v1/provisioning/${device.id}`,
+    token,
+    json: { publicKey: device.publicKeyPem, algorithm: "rsa", product_id: productId },
+  });
+  expect(response.status).toBe(200);
+}
+
+/** A CloudLink (not yet connected) from the device to the cloud's gateway on 127.0.0.1; `options` win. */
+export function cloudLink(
+  cloud: Pick<RunningCloud, "gateway" | "serverKey">,
+  device: Pick<TestDevice, "id" | "privateKey">,
+  options: Partial<CloudLinkOptions> = {},
+): CloudLink {
+  return new CloudLink({
+    host: "127.0.0.1",
+    port: cloud.gateway?.port ?? 0,
+    deviceId: device.id,
+    privateKey: device.privateKey,
+    serverPublicKey: cloud.serverKey.publicKey,
+    ...options,
+  });
+}
