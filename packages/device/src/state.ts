@@ -50,6 +50,18 @@ function randomSuffix(): string {
   return suffix;
 }
 
+/** The state of a device fresh from the factory: a new ID and SSID suffix, no claim code, no Wi-Fi. */
+function freshState(options: { deviceId?: string; platformId?: number }): PersistedState {
+  return {
+    deviceId: options.deviceId ?? randomBytes(12).toString("hex"),
+    platformId: options.platformId ?? 6,
+    claimCode: "",
+    claimed: false,
+    credentials: [],
+    ssidSuffix: randomSuffix(),
+  };
+}
+
 /** A device's persisted state and keys in a folder; created on first use. */
 export class DeviceStateStore {
   readonly folder: string;
@@ -86,14 +98,7 @@ export class DeviceStateStore {
     if (existsSync(statePath)) {
       state = JSON.parse(readFileSync(statePath, "utf8")) as PersistedState;
     } else {
-      state = {
-        deviceId: options.deviceId ?? randomBytes(12).toString("hex"),
-        platformId: options.platformId ?? 6,
-        claimCode: "",
-        claimed: false,
-        credentials: [],
-        ssidSuffix: randomSuffix(),
-      };
+      state = freshState(options);
     }
     const store = new DeviceStateStore(folder, privateKey, state);
     store.#save();
@@ -107,14 +112,7 @@ export class DeviceStateStore {
     const privateKey =
       options.privateKey ??
       generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 }).privateKey;
-    return new DeviceStateStore("", privateKey, {
-      deviceId: options.deviceId ?? randomBytes(12).toString("hex"),
-      platformId: options.platformId ?? 6,
-      claimCode: "",
-      claimed: false,
-      credentials: [],
-      ssidSuffix: randomSuffix(),
-    });
+    return new DeviceStateStore("", privateKey, freshState(options));
   }
 
   /** A copy of the current state. */

@@ -69,24 +69,7 @@ export class ProductService {
       while (await trx.selectFrom("products").select("id").where("slug", "=", slug).executeTakeFirst()) {
         slug = `${slugify(name)}-v${randomInt(100, 100_000)}`;
       }
-      const inserted = await trx
-        .insertInto("products")
-        .values({
-          slug,
-          name,
-          description: options.description ?? "",
-          platform_id: options.platformId,
-          owner_user_id: options.userId,
-          created_at: now,
-        })
-        .returning("id")
-        .executeTakeFirstOrThrow();
-      await trx
-        .insertInto("product_members")
-        .values({ product_id: inserted.id, user_id: options.userId, role: "owner" })
-        .execute();
-      return {
-        id: inserted.id,
+      const row = {
         slug,
         name,
         description: options.description ?? "",
@@ -94,6 +77,12 @@ export class ProductService {
         owner_user_id: options.userId,
         created_at: now,
       };
+      const inserted = await trx.insertInto("products").values(row).returning("id").executeTakeFirstOrThrow();
+      await trx
+        .insertInto("product_members")
+        .values({ product_id: inserted.id, user_id: options.userId, role: "owner" })
+        .execute();
+      return { id: inserted.id, ...row };
     });
   }
 
