@@ -41,6 +41,8 @@ export interface CloudLinkEvents {
   claimed: [];
   /** A function was called. */
   called: [name: string, argument: string];
+  /** The cloud acknowledged our latest ping, after `roundTripMs` milliseconds (for monitoring and benchmarks). */
+  pong: [roundTripMs: number];
 }
 
 /** Options of {@link CloudLink}. */
@@ -100,6 +102,8 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   #token = 0;
   #lastReceived = Date.now();
   #pingSentAt: number | undefined;
+  /** The latest ping still waiting for its ACK: its message ID and when it left, in `performance.now()` ms. */
+  #pingProbe: { messageId: number; sentAt: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #signaling = false;
@@ -351,7 +355,9 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   /** Sends a ping now (normally sent after 15 s of silence). */
   ping(): void {
     this.#pingSentAt = Date.now();
-    this.#send({ kind: "ping", messageId: this.#nextId() });
+    const messageId = this.#nextId();
+    this.#pingProbe = { messageId, sentAt: performance.now() };
+    this.#send({ kind: "ping", messageId });
   }
 
   /** Closes the connection. */
@@ -370,8 +376,14 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       case "ping":
         this.#send({ kind: "ack", messageId: message.messageId });
         return;
-      case "ack":
+      case "ack": {
+        const probe = this.#pingProbe;
+        if (probe?.messageId === message.messageId) {
+          this.#pingProbe = undefined;
+          this.emit("pong", performance.now() - probe.sentAt);
+        }
         return;
+      }
       case "event":
         if (message.name.startsWith(CLAIM_EVENT_PREFIX)) {
           // B.5: any spark/device/claim/* event clears the stored code and sets claimed.

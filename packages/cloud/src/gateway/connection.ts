@@ -1,4 +1,5 @@
 import { createPublicKey, randomBytes, randomInt } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 
@@ -29,6 +30,7 @@ import type { ClaimResult } from "../services/claims.js";
 import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
+import { importDevicePublicKey } from "./device-key.js";
 import type { ServerKey } from "./server-key.js";
 
 /** Timeouts and limits of one device connection. */
@@ -116,6 +118,7 @@ export class DeviceSession {
   #variables: Record<string, number> = {};
   #lastHeardWritten = 0;
   #closed = false;
+  #corked = false;
 
   constructor(options: {
     socket: Duplex;
@@ -123,6 +126,8 @@ export class DeviceSession {
     context: ConnectionContext;
     device: DeviceRow;
     log: Logger;
+    /** When `last_heard` was last written for this device (the Hello writes it). @default never */
+    heardAt?: number;
   }) {
     this.#socket = options.socket;
     this.#ciphers = options.ciphers;
@@ -131,6 +136,7 @@ export class DeviceSession {
     this.deviceId = options.device.id;
     this.#log = options.log;
     this.#variables = parseVariables(options.device.variables);
+    this.#lastHeardWritten = options.heardAt ?? 0;
   }
 
   /** The device row as last read (owner and product for event routing). */
@@ -138,10 +144,22 @@ export class DeviceSession {
     return this.#device;
   }
 
-  /** Encrypts and frames one message. */
+  /**
+   * Encrypts and frames one message. Messages sent while handling one burst from the device (the connect
+   * sequence brings nine) leave in one write: each socket write is a system call that cost a handshake more
+   * CPU than its AES (bench/README.md, handshake).
+   */
   send(message: ServerMessage): void {
     if (this.#closed) return;
     const body = this.#ciphers.send.encrypt(encodeMessage(message));
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
     this.#socket.write(encodeFrame(body));
   }
 
@@ -351,7 +369,9 @@ export class DeviceSession {
       .set(changes)
       .where("id", "=", this.deviceId)
       .execute();
-    await this.refresh();
+    // What was just written is all that changed: no need to read the row back.
+    this.#device = { ...this.#device, ...changes };
+    if (changes.variables !== undefined) this.#variables = parseVariables(changes.variables);
   }
 
   /** A device event: the claim code goes to the claim service; others are published to the streams. */
@@ -472,12 +492,24 @@ function parseVariables(text: string): Record<string, number> {
   }
 }
 
-function sameKey(storedPem: string, offeredDer: Uint8Array): boolean {
+/** The DER bytes inside a PEM block (no parsing of the key itself). */
+function pemBody(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----(BEGIN|END) [^-]+-----|\s/g, ""), "base64");
+}
+
+/**
+ * The registered key as a key object if the device offered that very key, else undefined. Keys are stored
+ * as SPKI PEM and offered as SPKI DER, so equal bytes decide it without parsing the stored key: OpenSSL 3
+ * takes ~0.1 ms per SPKI parse (bench/README.md, handshake). Other encodings of the same key still match
+ * through a parsed comparison.
+ */
+function registeredKeyIfOffered(storedPem: string, offeredDer: Uint8Array): KeyObject | undefined {
   try {
-    const offered = createPublicKey({ key: Buffer.from(offeredDer), format: "der", type: "spki" });
-    return createPublicKey(storedPem).equals(offered);
+    const offered = importDevicePublicKey(offeredDer);
+    if (pemBody(storedPem).equals(offeredDer)) return offered;
+    return createPublicKey(storedPem).equals(offered) ? offered : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -491,14 +523,16 @@ export async function handleDeviceConnection(
   context: ConnectionContext,
   remoteAddress = "unknown",
 ): Promise<void> {
-  const { services, limits, logger } = context;
-  const log = logger.child({ ip: remoteAddress });
+  const { services, limits, logger: log } = context;
+  // Each line names the device's address itself: a pino child logger per connection would cost every held
+  // connection ~1.5 KB of heap (bench/README.md, connections).
+  const ip = remoteAddress;
   const reader = new ByteReader(socket);
   let session: DeviceSession | undefined;
   let unregister: (() => boolean) | undefined;
   let reason: CloseReason = "device_closed";
   let deviceId: string | undefined;
-  socket.on("error", (error) => log.debug({ err: error, deviceId }, "device socket error"));
+  socket.on("error", (error) => log.debug({ err: error, ip, deviceId }, "device socket error"));
   try {
     // B.2 step 1: the nonce, at once.
     const nonce = new Uint8Array(randomBytes(HANDSHAKE_NONCE_LENGTH));
@@ -528,6 +562,7 @@ export async function handleDeviceConnection(
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
     let device = await services.devices.get(id);
+    let devicePublicKey: KeyObject | undefined;
     if (!device) {
       if (!limits.autoRegister || !offered) {
         await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "unknown_device" });
@@ -536,10 +571,14 @@ export async function handleDeviceConnection(
       await autoRegister(services, { deviceId: id, offered });
       device = await services.devices.get(id);
       if (!device) throw new SessionEnd("unknown_device");
-      log.warn({ deviceId: id }, "registered an unknown device's key (--auto-register-devices)");
-    } else if (!offered || !sameKey(device.public_key, offered)) {
-      await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "key_mismatch" });
-      throw new SessionEnd("key_mismatch");
+      log.warn({ ip, deviceId: id }, "registered an unknown device's key (--auto-register-devices)");
+      devicePublicKey = createPublicKey(device.public_key);
+    } else {
+      devicePublicKey = offered && registeredKeyIfOffered(device.public_key, offered);
+      if (!devicePublicKey) {
+        await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "key_mismatch" });
+        throw new SessionEnd("key_mismatch");
+      }
     }
     // B.2 step 4: session credentials, encrypted to the device and signed by the server.
     const credentials = {
@@ -547,7 +586,6 @@ export async function handleDeviceConnection(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
-    const devicePublicKey = createPublicKey(device.public_key);
     socket.write(
       createHandshakeReply({ devicePublicKey, serverPrivateKey: context.serverKey.privateKey, credentials }),
     );
@@ -601,10 +639,11 @@ export async function handleDeviceConnection(
 
     const hello = await next(limits.helloTimeoutMs, "hello_timeout");
     if (hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
-    session = new DeviceSession({ socket, ciphers, context, device, log: log.child({ deviceId: id }) });
+    const now = services.config.clock();
+    // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
+    session = new DeviceSession({ socket, ciphers, context, device, log, heardAt: now });
     // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
     session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
-    const now = services.config.clock();
     const hasProduct =
       hello.hello.productId !== 0 &&
       hello.hello.productId !== 0xffff &&
@@ -627,7 +666,7 @@ export async function handleDeviceConnection(
       .execute();
     await session.refresh();
     unregister = context.register(session);
-    log.info({ deviceId: id, platformId: hello.hello.platformId }, "device online");
+    log.info({ ip, deviceId: id, platformId: hello.hello.platformId }, "device online");
     await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
     if ((hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
 
@@ -638,12 +677,12 @@ export async function handleDeviceConnection(
       const level =
         reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
       log[level](
-        { deviceId, reason, detail: error.message === reason ? undefined : error.message },
+        { ip, deviceId, reason, detail: error.message === reason ? undefined : error.message },
         "device connection closed",
       );
     } else {
       reason = "bad_frame";
-      log.error({ err: error, deviceId }, "device connection failed");
+      log.error({ err: error, ip, deviceId }, "device connection failed");
     }
   } finally {
     reader.detach();
@@ -653,7 +692,7 @@ export async function handleDeviceConnection(
       // Only the newest connection of a device speaks for its presence.
       if (wasCurrent)
         await markOffline(services, session).catch((error: unknown) =>
-          log.error({ err: error }, "could not mark the device offline"),
+          log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
         );
     } else {
       socket.destroy();

@@ -1,5 +1,6 @@
 import Sqlite from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
+import type { SqliteDatabase, SqliteStatement } from "kysely";
 import pg from "pg";
 
 import type { Dialect } from "./migrations.js";
@@ -22,6 +23,33 @@ export interface StorageOptions {
 // PostgreSQL returns BIGINT (OID 20) as a string to avoid precision loss; our bigints are epoch
 // milliseconds, far below 2^53, so numbers are exact.
 const PG_INT8_OID = 20;
+
+/** Compiled statements kept per database; past this many distinct SQL texts the oldest is dropped. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely prepares every query afresh, and compiling a statement costs SQLite several times more than running
+ * it (bench/README.md, handshake profile). Kysely runs one query at a time on its one SQLite connection, so a
+ * compiled statement can be reused for every later query with the same SQL text.
+ */
+function withStatementCache(sqlite: Sqlite.Database): SqliteDatabase {
+  const statements = new Map<string, SqliteStatement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql) {
+      let statement = statements.get(sql);
+      if (!statement) {
+        statement = sqlite.prepare(sql);
+        if (statements.size >= STATEMENT_CACHE_SIZE) {
+          const oldest = statements.keys().next().value;
+          if (oldest !== undefined) statements.delete(oldest);
+        }
+        statements.set(sql, statement);
+      }
+      return statement;
+    },
+  };
+}
 
 /** Opens the database named by the options and runs every pending migration. */
 export async function openStorage({
@@ -54,7 +82,7 @@ export async function openStorage({
     sqlite.pragma("journal_mode = WAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   const migrator = new Migrator({ db, provider: createMigrationProvider(dialect) });
   const { error } = await migrator.migrateToLatest();

@@ -1,0 +1,260 @@
+// A Roost cloud node in its own process, driven by the bench over IPC, so that its CPU time and memory are
+// its own (process.cpuUsage, RSS) and `--cpu-prof` profiles only the server.
+import { createPublicKey, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+
+import type { RunningCloud } from "@roost/cloud";
+import { startCloud } from "@roost/cloud";
+import {
+  createHandshakeCiphertext,
+  exportPublicKeyDer,
+  hmacSha1,
+  rsaDecryptPkcs1,
+  rsaEncryptPkcs1,
+  rsaSignRaw,
+} from "@roost/protocol/node";
+
+import { serveChild } from "../lib/child.js";
+
+/** Options of the cloud under test. */
+export interface CloudServerStartParams {
+  /** PostgreSQL instead of an SQLite file in a temporary folder (as `roost serve` runs by default). */
+  readonly databaseUrl?: string | undefined;
+  /** Silence (ms) after which the gateway drops a device. */
+  readonly idleTimeoutMs?: number | undefined;
+}
+
+/** Where the cloud listens and the key devices must trust. */
+export interface CloudServerAddress {
+  readonly url: string;
+  readonly gatewayPort: number;
+  readonly serverPublicKeyPem: string;
+}
+
+/** The server process's own resource use, and the gateway's counters. */
+export interface CloudServerStats {
+  /** `process.cpuUsage()`: user and system CPU time in microseconds since the process started. */
+  readonly cpuMicros: number;
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly externalBytes: number;
+  readonly connected: number;
+  readonly accepted: number;
+  readonly closed: Record<string, number>;
+  /** Event-loop delay since the previous `stats` call, in ms: how long ready work waited for the loop. */
+  readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
+}
+
+/** Devices to insert directly into the database (bypassing the provisioning API to save time). */
+export interface InsertDevicesParams {
+  /** Public keys (SPKI PEM), shared between devices: key generation is not what is measured. */
+  readonly keys: readonly string[];
+  readonly devices: readonly { readonly id: string; readonly key: number }[];
+  /** Make the devices this token's user's (claimed and named); else they are unowned. */
+  readonly ownerToken?: string | undefined;
+}
+
+/** The result of the crypto ceiling loop. */
+export interface CryptoCeiling {
+  /** Complete sets of the server's handshake crypto per CPU-second: what one core could do. */
+  readonly perSecond: number;
+  /** The same per wall-clock second (lower when other work on the machine took the core). */
+  readonly perWallSecond: number;
+  /** Per-operation cost in wall-clock microseconds. */
+  readonly micros: {
+    readonly rsa2048Decrypt: number;
+    readonly rsa1024Encrypt: number;
+    readonly hmacSha1: number;
+    readonly rsa2048Sign: number;
+  };
+  readonly iterations: number;
+}
+
+/** The methods of this process. */
+export type CloudServerApi = {
+  start(params: CloudServerStartParams): Promise<CloudServerAddress>;
+  stats(params: { gc?: boolean }): Promise<CloudServerStats>;
+  insertDevices(params: InsertDevicesParams): Promise<number>;
+  cryptoCeiling(params: { durationMs: number; devicePublicKeyPem: string }): Promise<CryptoCeiling>;
+  /** Starts V8's sampling CPU profiler (what `node --cpu-prof` runs) in this process. */
+  profileStart(params: Record<string, never>): Promise<void>;
+  /** Stops it and writes the `.cpuprofile` (open it in Chrome DevTools or speedscope). */
+  profileStop(params: { file: string }): Promise<void>;
+};
+
+let cloud: RunningCloud | undefined;
+let dataDir: string | undefined;
+let inspector: Session | undefined;
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+
+function running(): RunningCloud {
+  if (!cloud) throw new Error("cloud not started");
+  return cloud;
+}
+
+function collect(): void {
+  // Twice: the first pass can leave garbage reachable only from finalizers of the first.
+  globalThis.gc?.();
+  globalThis.gc?.();
+}
+
+const api: CloudServerApi = {
+  async start(params) {
+    if (!params.databaseUrl) dataDir = mkdtempSync(join(tmpdir(), "roost-bench-"));
+    cloud = await startCloud({
+      port: 0,
+      devicePort: 0,
+      logLevel: "silent",
+      allowSignup: true,
+      passwordHashCost: 1024,
+      dataDir,
+      databaseUrl: params.databaseUrl,
+      // The bench is one client IP making many requests: the per-IP limits would measure themselves.
+      rateLimits: { apiMax: 1e9, tokenMax: 1e9, sensitiveMax: 1e9 },
+      sseMaxPerIp: 1000,
+      deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
+    });
+    return {
+      url: cloud.url,
+      gatewayPort: cloud.gateway?.port ?? 0,
+      serverPublicKeyPem: cloud.serverKey.publicKeyPem,
+    };
+  },
+
+  stats(params) {
+    if (params.gc) collect();
+    const cpu = process.cpuUsage();
+    const memory = process.memoryUsage();
+    const gateway = cloud?.gateway?.stats;
+    const delay = {
+      p50: loopDelay.percentile(50) / 1e6,
+      p99: loopDelay.percentile(99) / 1e6,
+      max: loopDelay.max / 1e6,
+    };
+    loopDelay.reset();
+    return Promise.resolve({
+      loopDelayMs: delay,
+      cpuMicros: cpu.user + cpu.system,
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      externalBytes: memory.external + memory.arrayBuffers,
+      connected: gateway?.connected ?? 0,
+      accepted: gateway?.accepted ?? 0,
+      closed: { ...gateway?.closed },
+    });
+  },
+
+  async insertDevices(params) {
+    const { db, tokens } = running().services;
+    let ownerId: string | undefined;
+    if (params.ownerToken) {
+      const principal = await tokens.authenticate(params.ownerToken);
+      if (principal?.kind !== "user") throw new Error("ownerToken is not a user's token");
+      ownerId = principal.userId;
+    }
+    const now = Date.now();
+    const rows = params.devices.map((device, index) => ({
+      id: device.id,
+      public_key: params.keys[device.key] ?? "",
+      key_algorithm: "rsa",
+      registered_by_user_id: ownerId ?? null,
+      product_id: null,
+      platform_id: 6,
+      name: ownerId ? `bench_${index}_${randomBytes(3).toString("hex")}` : null,
+      owner_user_id: ownerId ?? null,
+      claimed_at: ownerId ? now : null,
+      // A list sorted by last handshake, as a fleet that has been online would have.
+      last_handshake_at: ownerId ? now - index * 1000 : null,
+      last_heard: ownerId ? now - index * 1000 : null,
+      last_ip_address: ownerId ? "127.0.0.1" : null,
+      functions: ownerId ? JSON.stringify(["digitalwrite", "analogwrite"]) : "[]",
+      variables: ownerId ? JSON.stringify({ temperature: 9 }) : "{}",
+      system_firmware_version: ownerId ? "2.3.1" : null,
+      created_at: now,
+      updated_at: now,
+    }));
+    // 500 rows of 17 columns stay under every SQLite and PostgreSQL parameter limit.
+    for (let start = 0; start < rows.length; start += 500)
+      await db
+        .insertInto("devices")
+        .values(rows.slice(start, start + 500))
+        .execute();
+    return rows.length;
+  },
+
+  cryptoCeiling(params) {
+    // The server's cryptographic work for one handshake (spec/device-protocols.md B.2 steps 3–4), with the
+    // server's own key, in a tight loop in this process: the most handshakes one core could do.
+    const { privateKey, publicKey } = running().serverKey;
+    const devicePublicKey = createPublicKey(params.devicePublicKeyPem);
+    const ciphertext = createHandshakeCiphertext({
+      nonce: new Uint8Array(randomBytes(40)),
+      deviceId: randomBytes(12).toString("hex"),
+      devicePublicKey: exportPublicKeyDer(devicePublicKey),
+      serverPublicKey: publicKey,
+    });
+    const secret = new Uint8Array(randomBytes(40));
+    const spent = { decrypt: 0, encrypt: 0, hmac: 0, sign: 0 };
+    let iterations = 0;
+    const cpuBefore = process.cpuUsage();
+    const started = performance.now();
+    while (performance.now() - started < params.durationMs) {
+      const t0 = performance.now();
+      rsaDecryptPkcs1(privateKey, ciphertext);
+      const t1 = performance.now();
+      const encrypted = rsaEncryptPkcs1(devicePublicKey, secret);
+      const t2 = performance.now();
+      const digest = hmacSha1(secret, encrypted);
+      const t3 = performance.now();
+      rsaSignRaw(privateKey, digest);
+      const t4 = performance.now();
+      spent.decrypt += t1 - t0;
+      spent.encrypt += t2 - t1;
+      spent.hmac += t3 - t2;
+      spent.sign += t4 - t3;
+      iterations += 1;
+    }
+    const elapsed = performance.now() - started;
+    const cpu = process.cpuUsage(cpuBefore);
+    const micros = (ms: number) => (1000 * ms) / iterations;
+    return Promise.resolve({
+      perSecond: iterations / ((cpu.user + cpu.system) / 1e6),
+      perWallSecond: (1000 * iterations) / elapsed,
+      micros: {
+        rsa2048Decrypt: micros(spent.decrypt),
+        rsa1024Encrypt: micros(spent.encrypt),
+        hmacSha1: micros(spent.hmac),
+        rsa2048Sign: micros(spent.sign),
+      },
+      iterations,
+    });
+  },
+
+  async profileStart() {
+    inspector = new Session();
+    inspector.connect();
+    await inspector.post("Profiler.enable");
+    // 200 µs between samples, a little finer than --cpu-prof's default 1 ms: windows are a few seconds.
+    await inspector.post("Profiler.setSamplingInterval", { interval: 200 });
+    await inspector.post("Profiler.start");
+  },
+
+  async profileStop(params) {
+    if (!inspector) throw new Error("profiler not started");
+    const { profile } = await inspector.post("Profiler.stop");
+    inspector.disconnect();
+    inspector = undefined;
+    mkdirSync(dirname(params.file), { recursive: true });
+    writeFileSync(params.file, JSON.stringify(profile));
+  },
+};
+
+serveChild(api, async () => {
+  await cloud?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});

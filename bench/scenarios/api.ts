@@ -1,0 +1,146 @@
+// Scenario 4, api: requests per second of two routes apps call most, with autocannon, against a bare
+// Fastify route that answers the same bytes, served the same way in the same run. The ratio is the share
+// of the framework's own throughput that Roost keeps after authentication, rate limiting and the database.
+import autocannon from "autocannon";
+
+import { createClaimCode, createUser, listDevices } from "../lib/api.js";
+import type { ScenarioContext } from "../lib/context.js";
+import { launchBare, launchCloud, profiled } from "../lib/context.js";
+import { deviceIds, deviceKeys } from "../lib/keys.js";
+import type { ReportRow, ScenarioResult } from "../lib/report.js";
+import { round } from "../lib/stats.js";
+
+/** Roost / bare for claim-code creation, per the issue. */
+const TARGET_CLAIM_RATIO = 0.35;
+
+/** Devices of the user whose list is read, per the issue. */
+const LISTED_DEVICES = 1000;
+
+/** Connections autocannon keeps open (one request in flight on each). */
+const CONNECTIONS = 10;
+
+/** What one autocannon run measured. */
+interface LoadResult {
+  readonly requestsPerSecond: number;
+  readonly latencyP50Ms: number;
+  readonly latencyP99Ms: number;
+  readonly requests: number;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly throughputBytesPerSecond: number;
+}
+
+/** One autocannon run against `url`. */
+async function load(options: {
+  url: string;
+  method: "GET" | "POST";
+  token: string;
+  seconds: number;
+}): Promise<LoadResult> {
+  const result = await autocannon({
+    url: options.url,
+    method: options.method,
+    connections: CONNECTIONS,
+    duration: options.seconds,
+    headers: {
+      authorization: `Bearer ${options.token}`,
+      ...(options.method === "POST" ? { "content-type": "application/json" } : {}),
+    },
+    // What particle-api-js sends when it creates a claim code. @see spec/cloud-api.md §3.1
+    body: options.method === "POST" ? "{}" : undefined,
+  });
+  return {
+    requestsPerSecond: result.requests.average,
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    throughputBytesPerSecond: result.throughput.average,
+  };
+}
+
+/** Runs the API scenario. */
+export async function runApi(context: ScenarioContext): Promise<ScenarioResult> {
+  const seconds = context.quick ? 2 : 10;
+  const warmupSeconds = context.quick ? 1 : 3;
+  const cloud = await launchCloud(context, { scenario: "api" });
+  const bare = launchBare(context);
+  try {
+    const { url } = cloud.address;
+    // Claim codes for a person setting up a device; the list for a user with 1,000 devices.
+    const claimer = await createUser(url);
+    const owner = await createUser(url);
+    const [key] = await deviceKeys(1);
+    await cloud.process.call("insertDevices", {
+      keys: [key?.publicKeyPem ?? ""],
+      devices: deviceIds(LISTED_DEVICES).map((id) => ({ id, key: 0 })),
+      ownerToken: owner,
+    });
+    const claimBody = await createClaimCode(url, claimer);
+    const listBody = await listDevices(url, owner);
+    if (listBody.length !== LISTED_DEVICES) throw new Error(`listed ${listBody.length} devices`);
+    const bareAddress = await bare.call("start", {
+      routes: [
+        { method: "POST", url: "/v1/device_claims", body: claimBody },
+        { method: "GET", url: "/v1/devices", body: listBody },
+      ],
+    });
+
+    const routes = [
+      { name: "POST /v1/device_claims", method: "POST" as const, path: "/v1/device_claims", token: claimer },
+      { name: "GET /v1/devices (1,000)", method: "GET" as const, path: "/v1/devices", token: owner },
+    ];
+    const measured: Record<string, { roost: LoadResult; bare: LoadResult }> = {};
+    const profiles: (string | undefined)[] = [];
+    for (const route of routes) {
+      const target = (base: string) => ({
+        url: `${base}${route.path}`,
+        method: route.method,
+        token: route.token,
+      });
+      context.log(`${route.name}: ${warmupSeconds} s warm-up, then ${seconds} s each against Roost and bare`);
+      await load({ ...target(url), seconds: warmupSeconds });
+      await load({ ...target(bareAddress.url), seconds: warmupSeconds });
+      // Only Roost's own window is profiled.
+      const { result: roost, profile } = await profiled(context, {
+        cloud,
+        name: `api-${route.method.toLowerCase()}-${route.path.split("/").at(-1)}`,
+        measure: () => load({ ...target(url), seconds }),
+      });
+      profiles.push(profile);
+      const bareResult = await load({ ...target(bareAddress.url), seconds });
+      measured[route.name] = { roost, bare: bareResult };
+    }
+
+    const rows: ReportRow[] = routes.map((route, index) => {
+      const result = measured[route.name];
+      const roost = result?.roost.requestsPerSecond ?? Number.NaN;
+      const bareRate = result?.bare.requestsPerSecond ?? Number.NaN;
+      return {
+        scenario: "api",
+        figure: `${route.name} req/s (p99 ${round(result?.roost.latencyP99Ms ?? Number.NaN)} ms)`,
+        value: `${round(roost)} /s`,
+        limit: `${round(bareRate)} /s (bare Fastify)`,
+        ratio: roost / bareRate,
+        target: index === 0 ? { better: "higher", ratio: TARGET_CLAIM_RATIO } : undefined,
+      };
+    });
+    return {
+      name: "api",
+      profiles,
+      rows,
+      raw: {
+        connections: CONNECTIONS,
+        seconds,
+        listedDevices: LISTED_DEVICES,
+        claimResponseBytes: JSON.stringify(claimBody).length,
+        listResponseBytes: JSON.stringify(listBody).length,
+        routes: measured,
+      },
+    };
+  } finally {
+    await bare.exit();
+    await cloud.process.exit();
+  }
+}

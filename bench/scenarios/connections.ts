@@ -1,0 +1,225 @@
+// Scenario 3, connections: how many idle devices one node holds. Devices connect in steps up to N and stay,
+// pinging as Photons do; at each step the server's memory growth per device, its CPU and the ping round
+// trips are measured. The largest step held within the time bound is reported.
+import type { ChildHandle } from "../lib/child.js";
+import type { ScenarioContext } from "../lib/context.js";
+import { connectDevices, launchCloud, launchFleets, profiled, sleep } from "../lib/context.js";
+import { deviceIds, deviceKeys } from "../lib/keys.js";
+import type { ScenarioResult } from "../lib/report.js";
+import { round, summarize } from "../lib/stats.js";
+import type { Summary } from "../lib/stats.js";
+import type { DeviceFleetApi } from "../processes/device-fleet.js";
+
+/** Devices one node should hold, per the issue. */
+const TARGET_DEVICES = 10_000;
+/** Server memory per held device, in bytes, per the issue. */
+const TARGET_BYTES_PER_DEVICE = 10 * 1024;
+/** Ping round-trip p99, in ms, per the issue. */
+const TARGET_PING_P99_MS = 20;
+
+/** File descriptors kept free in each process for everything but device sockets. */
+const SPARE_FILES = 500;
+
+/** What one step measured. */
+interface StepResult {
+  readonly devices: number;
+  readonly connected: number;
+  readonly connectMs: number;
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly bytesPerDevice: number;
+  readonly heapBytesPerDevice: number;
+  readonly holdMs: number;
+  readonly serverCores: number;
+  readonly pings: Summary;
+  readonly disconnected: number;
+  readonly disconnectReasons: Record<string, number>;
+  /** Event-loop delay p99 / max during the hold, in ms, of the server and of the device processes. */
+  readonly serverLoopDelayMs: { readonly p99: number; readonly max: number };
+  readonly devicesLoopDelayMs: { readonly p99: number; readonly max: number };
+}
+
+async function drainPings(fleets: readonly ChildHandle<DeviceFleetApi>[]) {
+  const reports = await Promise.all(fleets.map((fleet) => fleet.call("pings", {})));
+  return {
+    roundTrips: reports.flatMap((report) => report.roundTripsMs),
+    loopDelayMs: {
+      p99: Math.max(...reports.map((report) => report.loopDelayMs.p99)),
+      max: Math.max(...reports.map((report) => report.loopDelayMs.max)),
+    },
+    connected: reports.reduce((sum, report) => sum + report.connected, 0),
+    disconnected: reports.reduce((sum, report) => sum + report.disconnected, 0),
+    reasons: reports.reduce<Record<string, number>>((sum, report) => {
+      for (const [reason, count] of Object.entries(report.disconnectReasons))
+        sum[reason] = (sum[reason] ?? 0) + count;
+      return sum;
+    }, {}),
+  };
+}
+
+/** Runs the connections scenario. */
+export async function runConnections(context: ScenarioContext): Promise<ScenarioResult> {
+  const { quick } = context;
+  const fileLimit = context.machine.openFilesLimit;
+  const wanted = context.maxDevices ?? (quick ? 500 : TARGET_DEVICES);
+  const fleetCount = Math.max(1, context.machine.cores - 1);
+  // The server holds every device's socket; each device process holds its share.
+  const cap = Number.isFinite(fileLimit) ? fileLimit - SPARE_FILES : wanted;
+  const maxDevices = Math.min(wanted, cap);
+  if (maxDevices < wanted)
+    context.log(`open-file limit ${fileLimit} caps the devices at ${maxDevices} (raise it with ulimit -n)`);
+  const steps = [...new Set([0.1, 0.25, 0.5, 1].map((share) => Math.max(1, Math.round(maxDevices * share))))];
+  const pingIntervalMs = quick ? 1000 : 15_000;
+  // Long enough for every device to ping at least once (twice at the last step), plus a margin.
+  const holdMs = (last: boolean) => (last ? 2 : 1) * pingIntervalMs + (quick ? 500 : 2000);
+  const timeBoundMs = quick ? 45_000 : 360_000;
+  const warmup = quick ? 100 : 300;
+
+  const keys = await deviceKeys(8);
+  const ids = deviceIds(warmup + maxDevices);
+  const assigned = ids.map((id, index) => ({ id, key: index % keys.length }));
+  const cloud = await launchCloud(context, {
+    scenario: "connections",
+    // Devices ping after 15 s of silence; the gateway's default 31 s idle limit suits that. Quick runs ping
+    // every second, so a shorter limit still leaves two pings of slack.
+    params: quick ? { idleTimeoutMs: 5000 } : {},
+  });
+  const fleets = launchFleets(fleetCount);
+  const server = cloud.process;
+  const started = Date.now();
+  try {
+    for (let start = 0; start < assigned.length; start += 5000)
+      await server.call("insertDevices", {
+        keys: keys.map((key) => key.publicKeyPem),
+        devices: assigned.slice(start, start + 5000),
+      });
+    const connect = (devices: typeof assigned) =>
+      connectDevices({ cloud, fleets, keys, devices, concurrency: 64, pingIntervalMs });
+    // Warm-up: the first connections compile the server's code paths; that memory is not per device.
+    await connect(assigned.slice(0, warmup));
+    await Promise.all(fleets.map((fleet) => fleet.call("closeAll", {})));
+    await sleep(1000);
+    const baseline = await server.call("stats", { gc: true });
+    context.log(`baseline RSS ${round(baseline.rssBytes / 2 ** 20)} MiB; steps ${steps.join(", ")}`);
+
+    const results: StepResult[] = [];
+    let held = 0;
+    let stopReason = "all steps held";
+    const { profile } = await profiled(context, {
+      cloud,
+      name: "connections",
+      measure: async () => {
+        let previous = 0;
+        for (const [index, step] of steps.entries()) {
+          const last = index === steps.length - 1;
+          if (Date.now() - started + holdMs(last) > timeBoundMs) {
+            stopReason = `time bound (${timeBoundMs / 1000} s) reached before ${step} devices`;
+            break;
+          }
+          const connectStarted = performance.now();
+          const connected = await connect(assigned.slice(warmup + previous, warmup + step));
+          const connectMs = performance.now() - connectStarted;
+          previous = step;
+          const failures = connected.filter((result) => result.error !== undefined).length;
+          await sleep(500);
+          const memory = await server.call("stats", { gc: true });
+          await drainPings(fleets);
+          const holdStart = await server.call("stats", {});
+          const holdStarted = performance.now();
+          await sleep(holdMs(last));
+          const holdEnd = await server.call("stats", {});
+          const heldMs = performance.now() - holdStarted;
+          const pings = await drainPings(fleets);
+          const grown = memory.rssBytes - baseline.rssBytes;
+          const result: StepResult = {
+            devices: step,
+            connected: pings.connected,
+            connectMs,
+            rssBytes: memory.rssBytes,
+            heapUsedBytes: memory.heapUsedBytes,
+            bytesPerDevice: grown / step,
+            heapBytesPerDevice: (memory.heapUsedBytes - baseline.heapUsedBytes) / step,
+            holdMs: heldMs,
+            serverCores: (holdEnd.cpuMicros - holdStart.cpuMicros) / 1000 / heldMs,
+            pings: summarize(pings.roundTrips),
+            disconnected: pings.disconnected,
+            disconnectReasons: pings.reasons,
+            serverLoopDelayMs: { p99: holdEnd.loopDelayMs.p99, max: holdEnd.loopDelayMs.max },
+            devicesLoopDelayMs: pings.loopDelayMs,
+          };
+          results.push(result);
+          context.log(
+            `${step} devices: connected in ${round(connectMs / 1000, 1)} s, ` +
+              `${round(result.bytesPerDevice / 1024, 2)} KiB/device, ping p99 ${round(result.pings.p99)} ms ` +
+              `(${result.pings.count} pings), server ${round(result.serverCores, 3)} cores, loop delay p99/max ` +
+              `server ${round(result.serverLoopDelayMs.p99)}/${round(result.serverLoopDelayMs.max)} ms, ` +
+              `devices ${round(result.devicesLoopDelayMs.p99)}/${round(result.devicesLoopDelayMs.max)} ms, ` +
+              `${failures} failed, ${pings.disconnected} dropped`,
+          );
+          // "Held" means every device connected and none dropped while idle.
+          if (failures > 0 || pings.disconnected > 0 || pings.connected < step) {
+            stopReason = `${failures} connects failed and ${pings.disconnected} devices dropped at ${step}`;
+            break;
+          }
+          held = step;
+        }
+      },
+    });
+
+    const final = results.at(-1);
+    const heldResult = results.find((result) => result.devices === held) ?? final;
+    const rows = heldResult
+      ? [
+          {
+            scenario: "connections",
+            figure: "devices held",
+            value: `${held}`,
+            limit: `${TARGET_DEVICES} (target)`,
+            ratio: held / TARGET_DEVICES,
+            target: { better: "higher" as const, ratio: 1 },
+          },
+          {
+            scenario: "connections",
+            figure: `server memory per device at ${heldResult.devices}`,
+            value: `${round(heldResult.bytesPerDevice / 1024, 2)} KiB`,
+            limit: `${TARGET_BYTES_PER_DEVICE / 1024} KiB (target)`,
+            ratio: heldResult.bytesPerDevice / TARGET_BYTES_PER_DEVICE,
+            target: { better: "lower" as const, ratio: 1 },
+          },
+          {
+            scenario: "connections",
+            figure: `ping round trip p99 at ${heldResult.devices}`,
+            value: `${round(heldResult.pings.p99)} ms (p50 ${round(heldResult.pings.p50)} ms)`,
+            limit: `${TARGET_PING_P99_MS} ms (target)`,
+            ratio: heldResult.pings.p99 / TARGET_PING_P99_MS,
+            target: { better: "lower" as const, ratio: 1 },
+          },
+          {
+            scenario: "connections",
+            figure: `server CPU holding ${heldResult.devices}`,
+            value: `${round(100 * heldResult.serverCores, 2)}% of a core`,
+            limit: `pings every ${pingIntervalMs / 1000} s`,
+          },
+        ]
+      : [];
+    return {
+      name: "connections",
+      profiles: [profile],
+      rows,
+      raw: {
+        targetDevices: maxDevices,
+        held,
+        stopReason,
+        pingIntervalMs,
+        fleetProcesses: fleetCount,
+        openFilesLimit: fileLimit,
+        baselineRssBytes: baseline.rssBytes,
+        baselineHeapUsedBytes: baseline.heapUsedBytes,
+        steps: results,
+      },
+    };
+  } finally {
+    await Promise.all(fleets.map((fleet) => fleet.exit(20_000)));
+    await server.exit(20_000);
+  }
+}
