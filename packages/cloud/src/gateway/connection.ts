@@ -31,6 +31,7 @@ import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import { importDevicePublicKey } from "./device-key.js";
+import type { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 
 /** Timeouts and limits of one device connection. */
@@ -67,6 +68,8 @@ export interface ConnectionContext {
   readonly serverKey: ServerKey;
   readonly logger: Logger;
   readonly limits: ConnectionLimits;
+  /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
+  readonly handshakeQueue: HandshakeQueue;
   /** Called once the device is authenticated; returns the function that unregisters it (true if it was still current). */
   register(session: DeviceSession): () => boolean;
   /** Called once per connection with why it ended. */
@@ -550,11 +553,9 @@ export async function handleDeviceConnection(
     // B.2 step 3: decrypt (constant-time unpadding), check the nonce, read the ID and the offered key.
     let plaintext;
     try {
-      plaintext = openHandshakeCiphertext({
-        ciphertext,
-        serverPrivateKey: context.serverKey.privateKey,
-        nonce,
-      });
+      plaintext = await context.handshakeQueue.run(() =>
+        openHandshakeCiphertext({ ciphertext, serverPrivateKey: context.serverKey.privateKey, nonce }),
+      );
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
@@ -586,8 +587,15 @@ export async function handleDeviceConnection(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
+    const key = devicePublicKey;
     socket.write(
-      createHandshakeReply({ devicePublicKey, serverPrivateKey: context.serverKey.privateKey, credentials }),
+      await context.handshakeQueue.run(() =>
+        createHandshakeReply({
+          devicePublicKey: key,
+          serverPrivateKey: context.serverKey.privateKey,
+          credentials,
+        }),
+      ),
     );
     const ciphers = createSessionCiphers(credentials);
 

@@ -6,6 +6,7 @@ import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
+import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 
 /** Options of {@link startGateway}. */
@@ -74,6 +75,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     serverKey: options.serverKey,
     logger,
     limits,
+    handshakeQueue: new HandshakeQueue(),
     register(session: DeviceSession): () => boolean {
       const previous = sessions.get(session.deviceId);
       if (previous) {
