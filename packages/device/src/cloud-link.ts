@@ -414,49 +414,21 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
         const fn = options.functions[message.name];
         this.emit("called", message.name, message.argument);
         if (!fn) {
-          this.#send({
-            kind: "response",
-            type: "NON",
-            code: COAP_CODES.NOT_FOUND,
-            messageId: this.#nextId(),
-            token: message.token,
-            payload: new Uint8Array(0),
-          });
+          this.#respond(message.token, COAP_CODES.NOT_FOUND);
           return;
         }
         const value = await fn(message.argument);
-        this.#send({
-          kind: "response",
-          type: "NON",
-          code: COAP_CODES.CHANGED,
-          messageId: this.#nextId(),
-          token: message.token,
-          payload: encodeFunctionResult(value),
-        });
+        this.#respond(message.token, COAP_CODES.CHANGED, encodeFunctionResult(value));
         return;
       }
       case "variable-request": {
         this.#send({ kind: "ack", messageId: message.messageId });
         const read = options.variables[message.name];
         if (!read) {
-          this.#send({
-            kind: "response",
-            type: "NON",
-            code: COAP_CODES.NOT_FOUND,
-            messageId: this.#nextId(),
-            token: message.token,
-            payload: new Uint8Array(0),
-          });
+          this.#respond(message.token, COAP_CODES.NOT_FOUND);
           return;
         }
-        this.#send({
-          kind: "response",
-          type: "NON",
-          code: COAP_CODES.CONTENT,
-          messageId: this.#nextId(),
-          token: message.token,
-          payload: encodeVariableValue(read()),
-        });
+        this.#respond(message.token, COAP_CODES.CONTENT, encodeVariableValue(read()));
         return;
       }
       case "signal":
@@ -490,6 +462,11 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     const ciphers = this.#ciphers;
     if (!socket || !ciphers || this.#closed) return;
     socket.write(encodeFrame(ciphers.send.encrypt(encodeMessage(message))));
+  }
+
+  /** A separate NON response to a cloud request, carrying the request's token. @see spec/device-protocols.md B.4 */
+  #respond(token: number, code: number, payload: Uint8Array = new Uint8Array(0)): void {
+    this.#send({ kind: "response", type: "NON", code, messageId: this.#nextId(), token, payload });
   }
 
   #nextId(): number {
