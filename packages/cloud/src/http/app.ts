@@ -17,6 +17,7 @@ import { registerProductDeviceRoutes } from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
 import type { GatewayAddress } from "./routes/roost.js";
 import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
+import { registerTransferRoutes } from "./routes/transfers.js";
 import { registerUserRoutes } from "./routes/users.js";
 
 /** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
@@ -138,5 +139,6 @@ export async function createHttpApp(options: {
   registerEventRoutes(app, services);
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
   registerClaimStatusRoutes(app, services);
+  registerTransferRoutes(app, services);
   return app;
 }

@@ -8,6 +8,7 @@ import { hashSecret, newClaimCode, newId } from "../security.js";
 import type { ClaimCodesTable, Database } from "../storage/schema.js";
 import type { DeviceService } from "./devices.js";
 import type { Owner } from "./principal.js";
+import type { TransferService } from "./transfers.js";
 
 /**
  * Why a claim attempt ended as it did. Recorded with every attempt (the claim timeline of DESIGN.md).
@@ -122,11 +123,18 @@ export class ClaimService {
   readonly #db: Kysely<Database>;
   readonly #config: CloudConfig;
   readonly #devices: DeviceService;
+  readonly #transfers: TransferService;
 
-  constructor(options: { db: Kysely<Database>; config: CloudConfig; devices: DeviceService }) {
+  constructor(options: {
+    db: Kysely<Database>;
+    config: CloudConfig;
+    devices: DeviceService;
+    transfers: TransferService;
+  }) {
     this.#db = options.db;
     this.#config = options.config;
     this.#devices = options.devices;
+    this.#transfers = options.transfers;
   }
 
   /**
@@ -298,18 +306,7 @@ export class ClaimService {
     if (device.owner_user_id !== null || device.owner_customer_id !== null) {
       if (!options.requestTransfer)
         throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
-      const transferId = newId();
-      await this.#db
-        .insertInto("transfers")
-        .values({
-          id: transferId,
-          device_id: device.id,
-          requested_by_user_id: owner.kind === "user" ? owner.userId : null,
-          requested_by_customer_id: owner.kind === "customer" ? owner.customerId : null,
-          status: "pending",
-          created_at: this.#config.clock(),
-        })
-        .execute();
+      const transferId = await this.#transfers.request({ deviceId: device.id, requester: owner });
       return { ok: true, transfer_id: transferId };
     }
     if (device.online !== 1) {

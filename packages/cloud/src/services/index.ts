@@ -10,6 +10,7 @@ import { DeviceService } from "./devices.js";
 import { LockoutService } from "./lockout.js";
 import { ProductService } from "./products.js";
 import { TokenService } from "./tokens.js";
+import { TransferService } from "./transfers.js";
 
 /** Every service of one cloud node, over one database. */
 export interface Services {
@@ -21,6 +22,7 @@ export interface Services {
   readonly devices: DeviceService;
   readonly claims: ClaimService;
   readonly lockout: LockoutService;
+  readonly transfers: TransferService;
   readonly bus: EventBus;
 }
 
@@ -32,6 +34,7 @@ export function createServices(options: {
 }): Services {
   const { bus = new InProcessEventBus(), ...rest } = options;
   const devices = new DeviceService(rest);
+  const transfers = new TransferService(rest);
   return {
     ...rest,
     bus,
@@ -39,7 +42,8 @@ export function createServices(options: {
     tokens: new TokenService(options),
     products: new ProductService(options),
     devices,
-    claims: new ClaimService({ ...options, devices }),
+    claims: new ClaimService({ ...rest, devices, transfers }),
     lockout: new LockoutService(options),
+    transfers,
   };
 }

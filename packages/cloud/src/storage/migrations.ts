@@ -184,6 +184,14 @@ const settingsAndConnections: Migration = {
   },
 };
 
+/** When a transfer was decided (approved, denied or cancelled). */
+const transferDecisions: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable("transfers").addColumn("decided_at", "bigint").execute();
+    await db.schema.createIndex("transfers_device").on("transfers").column("device_id").execute();
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -191,6 +199,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
       Promise.resolve({
         "0001_initial": initial(dialect),
         "0002_settings_connections": settingsAndConnections,
+        "0003_transfer_decisions": transferDecisions,
       }),
   };
 }

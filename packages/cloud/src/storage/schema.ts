@@ -155,6 +155,7 @@ export interface TransfersTable {
   requested_by_customer_id: string | null;
   status: string;
   created_at: number;
+  decided_at: number | null;
 }
 
 export interface LoginFailuresTable {

@@ -1,0 +1,56 @@
+import type { FastifyInstance } from "fastify";
+
+import { ForbiddenError } from "../../errors.js";
+import type { Services } from "../../services/index.js";
+import { ownerOf } from "../../services/principal.js";
+import { authenticate, deviceChanged, param, requirePerson } from "../request.js";
+
+/**
+ * Transfers that work (Roost extension, DESIGN.md "Beyond the anchors" 4): list, approve, deny, cancel.
+ * Requests are made with `POST /v1/devices {id, request_transfer: true}`. @see spec/cloud-api.md §4.1
+ */
+export function registerTransferRoutes(app: FastifyInstance, services: Services): void {
+  const { transfers } = services;
+
+  app.get("/v1/roost/transfers", async (request) => {
+    const principal = await authenticate(services, request);
+    requirePerson(principal);
+    const owner = ownerOf(principal);
+    if (!owner) throw new ForbiddenError("API users have no transfers");
+    return { transfers: await transfers.list(owner) };
+  });
+
+  for (const decision of ["approve", "deny"] as const) {
+    app.post(`/v1/roost/transfers/:transferId/${decision}`, async (request) => {
+      const principal = await authenticate(services, request);
+      requirePerson(principal);
+      const owner = ownerOf(principal);
+      if (!owner) throw new ForbiddenError("API users have no transfers");
+      const result = await transfers.decide({
+        transferId: param(request, "transferId"),
+        actor: owner,
+        decision,
+      });
+      if (result.status === "approved") await deviceChanged(services, result.deviceId);
+      return {
+        ok: true,
+        id: param(request, "transferId"),
+        device_id: result.deviceId,
+        status: result.status,
+      };
+    });
+  }
+
+  app.delete("/v1/roost/transfers/:transferId", async (request) => {
+    const principal = await authenticate(services, request);
+    requirePerson(principal);
+    const owner = ownerOf(principal);
+    if (!owner) throw new ForbiddenError("API users have no transfers");
+    const result = await transfers.decide({
+      transferId: param(request, "transferId"),
+      actor: owner,
+      decision: "cancel",
+    });
+    return { ok: true, id: param(request, "transferId"), device_id: result.deviceId, status: result.status };
+  });
+}
