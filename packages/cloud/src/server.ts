@@ -35,6 +35,8 @@ export interface StartCloudOptions extends CloudOptions {
   deviceHost?: string;
   /** Register unknown devices' offered keys instead of refusing them (development only). @default false */
   autoRegisterDevices?: boolean;
+  /** How often the gateway beats (and sweeps dead nodes' devices offline), in ms. @default 10000 */
+  gatewayHeartbeatMs?: number;
   /** NATS URL: the event bus between nodes (scale-out). Without it events stay inside this process. */
   natsUrl?: string | undefined;
   /** Device connection timeouts and limits. */
@@ -69,6 +71,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     autoRegisterDevices = false,
     deviceLimits,
     natsUrl,
+    gatewayHeartbeatMs,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -117,6 +120,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         port: devicePort,
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
+        heartbeatMs: gatewayHeartbeatMs,
       });
       gatewayAddress.port = gateway.port;
     }

@@ -374,6 +374,40 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     }
   });
 
+  it("takes the devices of a gateway node that stopped beating for offline, and tells their owners", async () => {
+    const node = await startTestCloud({ gatewayHeartbeatMs: 100 });
+    try {
+      const { token } = await newUser(node);
+      const device = newDevice();
+      await register(node, token, { device });
+      const code = (await api(node, { method: "POST", path: "/v1/device_claims", token })).body.claim_code;
+      expect((await node.services.claims.claimByCode({ deviceId: device.id, code })).ok).toBe(true);
+      const stream = watch(node, "/v1/devices/events", token);
+      await stream.ready;
+      // Another node held the device's connection, then died without a word (its last beat a minute ago).
+      const { db } = node.services;
+      await db
+        .insertInto("gateway_nodes")
+        .values({ id: "dead-node", last_seen: Date.now() - 60_000 })
+        .execute();
+      await db
+        .updateTable("devices")
+        .set({ online: 1, gateway_node: "dead-node" })
+        .where("id", "=", device.id)
+        .execute();
+      await stream.waitFor("spark/status", (data) => data.coreid === device.id && data.data === "offline");
+      expect((await node.services.devices.get(device.id))?.online).toBe(0);
+      expect(
+        await db.selectFrom("gateway_nodes").select("id").where("id", "=", "dead-node").executeTakeFirst(),
+      ).toBeUndefined();
+      // The living node keeps beating and keeps its own row.
+      expect((await db.selectFrom("gateway_nodes").selectAll().execute()).length).toBe(1);
+      stream.close();
+    } finally {
+      await node.close();
+    }
+  });
+
   it("registers an unknown device's offered key only with --auto-register-devices", async () => {
     const open = await startTestCloud({ autoRegisterDevices: true });
     try {

@@ -68,6 +68,8 @@ export interface ConnectionContext {
   readonly serverKey: ServerKey;
   readonly logger: Logger;
   readonly limits: ConnectionLimits;
+  /** This gateway node's id, written on the devices it holds. */
+  readonly nodeId: string;
   /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
   readonly handshakeQueue: HandshakeQueue;
   /** Called once the device is authenticated; returns the function that unregisters it (true if it was still current). */
@@ -660,6 +662,7 @@ export async function handleDeviceConnection(
       .updateTable("devices")
       .set({
         online: 1,
+        gateway_node: context.nodeId,
         last_handshake_at: now,
         last_heard: now,
         last_ip_address: remoteAddress,

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
@@ -19,6 +20,11 @@ export interface GatewayOptions {
   /** @default "127.0.0.1" */
   readonly host?: string;
   readonly limits?: Partial<ConnectionLimits>;
+  /**
+   * How often this node writes its heartbeat and looks for dead nodes, in ms. A node silent for three beats
+   * is taken for dead and its devices for offline. @default 10000
+   */
+  readonly heartbeatMs?: number;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -70,7 +76,66 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   });
 
+  const nodeId = randomUUID();
+  const heartbeatMs = options.heartbeatMs ?? 10_000;
+  const { db, config } = services;
+  await db.insertInto("gateway_nodes").values({ id: nodeId, last_seen: config.clock() }).execute();
+
+  /**
+   * Beats, then takes the devices of nodes that stopped beating (crashed, killed) for offline, telling their
+   * owners: with several nodes on one database nobody else would. One node's sweep wins per device.
+   */
+  async function heartbeat(): Promise<void> {
+    const now = config.clock();
+    await db.updateTable("gateway_nodes").set({ last_seen: now }).where("id", "=", nodeId).execute();
+    const dead = (
+      await db
+        .selectFrom("gateway_nodes")
+        .select("id")
+        .where("last_seen", "<", now - 3 * heartbeatMs)
+        .where("id", "!=", nodeId)
+        .execute()
+    ).map((row) => row.id);
+    if (dead.length === 0) return;
+    const stranded = await services.devices
+      .query()
+      .where("devices.online", "=", 1)
+      .where("devices.gateway_node", "in", dead)
+      .execute();
+    for (const device of stranded) {
+      const result = await db
+        .updateTable("devices")
+        .set({ online: 0, gateway_node: null, updated_at: now })
+        .where("id", "=", device.id)
+        .where("online", "=", 1)
+        .where("gateway_node", "=", device.gateway_node)
+        .executeTakeFirst();
+      if (result.numUpdatedRows === 0n) continue;
+      await services.bus.publish({
+        name: "spark/status",
+        data: "offline",
+        ttl: 60,
+        publishedAt: new Date(now).toISOString(),
+        coreid: device.id,
+        isPublic: false,
+        ownerUserId: device.owner_user_id,
+        ownerCustomerId: device.owner_customer_id,
+        productId: device.product_id,
+      });
+    }
+    await db.deleteFrom("gateway_nodes").where("id", "in", dead).execute();
+    logger.warn(
+      { nodes: dead, devices: stranded.length },
+      "gateway nodes stopped beating; their devices are offline",
+    );
+  }
+  const beating = setInterval(() => {
+    heartbeat().catch((error: unknown) => logger.error({ err: error }, "gateway heartbeat failed"));
+  }, heartbeatMs);
+  beating.unref();
+
   const context = {
+    nodeId,
     services,
     serverKey: options.serverKey,
     logger,
@@ -122,6 +187,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     stats,
     session: (deviceId) => sessions.get(deviceId),
     async close() {
+      clearInterval(beating);
       unsubscribe();
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
@@ -130,6 +196,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const deadline = Date.now() + 2000;
       while (sessions.size > 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 10));
+      await db.deleteFrom("gateway_nodes").where("id", "=", nodeId).execute();
     },
   };
 }

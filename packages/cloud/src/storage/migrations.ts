@@ -192,6 +192,18 @@ const transferDecisions: Migration = {
   },
 };
 
+/** Gateway nodes' heartbeats, and which node a device is connected to, so that a dead node's devices go offline. */
+const gatewayNodes: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable("gateway_nodes")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("last_seen", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema.alterTable("devices").addColumn("gateway_node", "text").execute();
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -200,6 +212,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0001_initial": initial(dialect),
         "0002_settings_connections": settingsAndConnections,
         "0003_transfer_decisions": transferDecisions,
+        "0004_gateway_nodes": gatewayNodes,
       }),
   };
 }

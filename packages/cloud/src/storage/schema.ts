@@ -21,7 +21,13 @@ export interface Database {
   transfers: TransfersTable;
   login_failures: LoginFailuresTable;
   server_settings: ServerSettingsTable;
+  gateway_nodes: GatewayNodesTable;
   device_connection_attempts: DeviceConnectionAttemptsTable;
+}
+
+export interface GatewayNodesTable {
+  id: string;
+  last_seen: number;
 }
 
 export interface ServerSettingsTable {
@@ -146,6 +152,8 @@ export interface DevicesTable {
   claimed_at: number | null;
   created_at: number;
   updated_at: number;
+  /** The gateway node holding the device's connection while it is online. */
+  gateway_node: Generated<string | null>;
 }
 
 export interface TransfersTable {
