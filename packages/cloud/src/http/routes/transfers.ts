@@ -1,7 +1,8 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 
 import { ForbiddenError } from "../../errors.js";
 import type { Services } from "../../services/index.js";
+import type { Owner } from "../../services/principal.js";
 import { ownerOf } from "../../services/principal.js";
 import { authenticate, deviceChanged, param, requirePerson } from "../request.js";
 
@@ -12,20 +13,23 @@ import { authenticate, deviceChanged, param, requirePerson } from "../request.js
 export function registerTransferRoutes(app: FastifyInstance, services: Services): void {
   const { transfers } = services;
 
-  app.get("/v1/roost/transfers", async (request) => {
+  /** The account acting: a user or a customer (a product token owns no devices, so has no transfers). */
+  async function actor(request: FastifyRequest): Promise<Owner> {
     const principal = await authenticate(services, request);
     requirePerson(principal);
     const owner = ownerOf(principal);
     if (!owner) throw new ForbiddenError("API users have no transfers");
+    return owner;
+  }
+
+  app.get("/v1/roost/transfers", async (request) => {
+    const owner = await actor(request);
     return { transfers: await transfers.list(owner) };
   });
 
   for (const decision of ["approve", "deny"] as const) {
     app.post(`/v1/roost/transfers/:transferId/${decision}`, async (request) => {
-      const principal = await authenticate(services, request);
-      requirePerson(principal);
-      const owner = ownerOf(principal);
-      if (!owner) throw new ForbiddenError("API users have no transfers");
+      const owner = await actor(request);
       const result = await transfers.decide({
         transferId: param(request, "transferId"),
         actor: owner,
@@ -42,10 +46,7 @@ export function registerTransferRoutes(app: FastifyInstance, services: Services)
   }
 
   app.delete("/v1/roost/transfers/:transferId", async (request) => {
-    const principal = await authenticate(services, request);
-    requirePerson(principal);
-    const owner = ownerOf(principal);
-    if (!owner) throw new ForbiddenError("API users have no transfers");
+    const owner = await actor(request);
     const result = await transfers.decide({
       transferId: param(request, "transferId"),
       actor: owner,
