@@ -3,6 +3,8 @@ import type { KeyObject } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
+import { formatSoftApSsid, softApCodeFromNumber } from "@roost/protocol";
+
 /** One stored Wi-Fi network, as `configure-ap` leaves it. */
 export interface StoredCredentials {
   ssid: string;
@@ -27,27 +29,15 @@ export interface PersistedState {
   ssidSuffix: string;
 }
 
-/** The SSID suffix alphabet of Device OS (base 32, no 0/1/I/O). @see spec/device-protocols.md A.1 */
-export const SSID_SUFFIX_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-
-/** Longest claim code the device stores. @see spec/cloud-api.md §3.2 */
-export const MAX_CLAIM_CODE_LENGTH = 63;
-
 const STATE_FILE = "state.json";
 const PRIVATE_KEY_FILE = "device-key.pem";
 const PRIVATE_KEY_DER_FILE = "device-key.der";
 const PUBLIC_KEY_FILE = "device-public-key.pem";
 const PUBLIC_KEY_DER_FILE = "device-public-key.der";
 
-/** Six base-32 digits of a 32-bit random number, least significant first, as Device OS makes the code. */
+/** A device code made once from a 32-bit random number, as Device OS makes it. @see spec/device-protocols.md A.1 */
 function randomSuffix(): string {
-  let value = randomBytes(4).readUInt32LE(0);
-  let suffix = "";
-  for (let digit = 0; digit < 6; digit++) {
-    suffix += SSID_SUFFIX_ALPHABET[value % 32] ?? "2";
-    value = Math.floor(value / 32);
-  }
-  return suffix;
+  return softApCodeFromNumber(randomBytes(4).readUInt32LE(0));
 }
 
 /** The state of a device fresh from the factory: a new ID and SSID suffix, no claim code, no Wi-Fi. */
@@ -122,7 +112,7 @@ export class DeviceStateStore {
 
   /** The SoftAP network name, `Photon-XXXXXX` (a P1 uses the same default prefix). @see spec/device-protocols.md A.1 */
   get ssid(): string {
-    return `Photon-${this.#state.ssidSuffix}`;
+    return formatSoftApSsid({ code: this.#state.ssidSuffix });
   }
 
   /** The public key as PEM (what `roost device register` sends). */

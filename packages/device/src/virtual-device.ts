@@ -1,13 +1,10 @@
 import type { KeyObject } from "node:crypto";
 import { EventEmitter } from "node:events";
 
-import type { VariableValue } from "@roost/protocol";
-
 import { CloudLink } from "./cloud-link.js";
 import type { CloudFunction, CloudVariable } from "./cloud-link.js";
 import type { SetupDeviceState } from "./softap/setup-state.js";
 import type { DeviceStateStore } from "./state.js";
-import { MAX_CLAIM_CODE_LENGTH } from "./state.js";
 
 /** A Wi-Fi network the simulated radio can see and join. */
 export interface SimulatedNetwork {
@@ -133,12 +130,12 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
       privateKey: this.store.privateKey,
       isClaimed: () => this.store.state.claimed,
       getClaimCode: () => this.store.state.claimCode || undefined,
+      // The SoftAP handler has already cut the code to the 63 characters a device keeps.
       setClaimCode: (code: string) => {
-        const kept = code.slice(0, MAX_CLAIM_CODE_LENGTH);
         this.store.update((state) => {
-          state.claimCode = kept;
+          state.claimCode = code;
         });
-        this.#log(`SoftAP set: claim code stored (${kept.length} characters)`);
+        this.#log(`SoftAP set: claim code stored (${code.length} characters)`);
       },
       scanNetworks: () =>
         this.#options.networks.map((network) => ({
@@ -303,9 +300,4 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
       },
     };
   }
-}
-
-/** A variable of a given value, for application code and tests. */
-export function constantVariable(value: VariableValue): CloudVariable {
-  return () => value;
 }

@@ -443,14 +443,4 @@ export class ClaimService {
       })),
     };
   }
-
-  /** Revokes every unspent code of a customer (used when the customer is deleted). */
-  async revokeCustomerCodes(customerId: string): Promise<void> {
-    await this.#db
-      .updateTable("claim_codes")
-      .set({ revoked_at: this.#config.clock() })
-      .where("customer_id", "=", customerId)
-      .where("used_at", "is", null)
-      .execute();
-  }
 }
