@@ -53,6 +53,8 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
     dataDir,
     allowSignup: true,
     logLevel: "warn",
+    // Development: webhooks to a receiver on this machine (the two-legged example's backend) must work.
+    webhooks: { allowPrivate: true },
   });
   try {
     const account = { username: DEMO_USERNAME, password: demoPassword(dataDir) };

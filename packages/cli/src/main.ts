@@ -62,6 +62,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
     .option(
+      "--webhooks-allow-private",
+      "let webhooks reach loopback, private and link-local addresses (development only)",
+      false,
+    )
+    .option(
       "--claim-code-ttl <seconds>",
       "claim code lifetime in seconds",
       integer("claim-code-ttl", { min: 1, max: 31_536_000 }),
@@ -87,6 +92,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         devicePort: number;
         autoRegisterDevices: boolean;
         natsUrl?: string;
+        webhooksAllowPrivate: boolean;
       }) => {
         const cloud = await serve(
           {

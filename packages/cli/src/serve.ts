@@ -15,6 +15,8 @@ export interface ServeOptions {
   devicePort: number;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
+  /** Let webhooks reach loopback and private addresses (development only). */
+  webhooksAllowPrivate?: boolean;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -30,6 +32,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    webhooks: { allowPrivate: options.webhooksAllowPrivate ?? false },
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
   print(
@@ -41,5 +44,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
   }
+  if (options.webhooksAllowPrivate)
+    print("Webhooks may reach loopback and private addresses (--webhooks-allow-private: development only)");
   return cloud;
 }

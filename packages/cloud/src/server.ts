@@ -18,6 +18,7 @@ import type { Services } from "./services/index.js";
 import { createServices } from "./services/index.js";
 import type { Storage } from "./storage/database.js";
 import { openStorage } from "./storage/database.js";
+import { WebhookDispatcher } from "./webhooks/dispatcher.js";
 
 /** How to start a cloud node. */
 export interface StartCloudOptions extends CloudOptions {
@@ -41,6 +42,8 @@ export interface StartCloudOptions extends CloudOptions {
   natsUrl?: string | undefined;
   /** Device connection timeouts and limits. */
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
+  /** Run this node's webhook dispatcher (every node of a cluster may; each delivery goes out once). @default true */
+  deliverWebhooks?: boolean;
 }
 
 /** A running cloud node. Dispose it (or call `close`) to stop it. */
@@ -56,6 +59,8 @@ export interface RunningCloud extends AsyncDisposable {
   readonly gateway: Gateway | undefined;
   /** The device-protocol server key (its public half goes on devices). */
   readonly serverKey: ServerKey;
+  /** This node's webhook dispatcher, unless started with `deliverWebhooks: false`. */
+  readonly webhooks: WebhookDispatcher | undefined;
   close(): Promise<void>;
 }
 
@@ -72,6 +77,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     deviceLimits,
     natsUrl,
     gatewayHeartbeatMs,
+    deliverWebhooks = true,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -129,12 +135,24 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     await storage.close();
     throw error;
   }
+  const webhooks = deliverWebhooks
+    ? new WebhookDispatcher({
+        db: storage.db,
+        config,
+        dialect: storage.dialect,
+        bus: services.bus,
+        webhooks: services.webhooks,
+        logger,
+      })
+    : undefined;
+  webhooks?.start();
   const address = app.server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
+      await webhooks?.stop();
       await gateway?.close();
       await app.close();
       await services.bus.close();
@@ -149,6 +167,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     logger,
     gateway,
     serverKey,
+    webhooks,
     close,
     [Symbol.asyncDispose]: close,
   };

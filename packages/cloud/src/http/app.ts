@@ -19,6 +19,7 @@ import type { GatewayAddress } from "./routes/roost.js";
 import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
 import { registerTransferRoutes } from "./routes/transfers.js";
 import { registerUserRoutes } from "./routes/users.js";
+import { registerWebhookRoutes } from "./routes/webhooks.js";
 
 /** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
 const MAX_IMPORT_FILE_BYTES = 1_048_576;
@@ -140,5 +141,6 @@ export async function createHttpApp(options: {
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
+  registerWebhookRoutes(app, services);
   return app;
 }

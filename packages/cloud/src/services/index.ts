@@ -4,6 +4,7 @@ import type { CloudConfig } from "../config.js";
 import type { EventBus } from "../events/bus.js";
 import { InProcessEventBus } from "../events/bus.js";
 import type { Database } from "../storage/schema.js";
+import { WebhookService } from "../webhooks/service.js";
 import { AccountService } from "./accounts.js";
 import { ClaimService } from "./claims.js";
 import { DeviceService } from "./devices.js";
@@ -23,7 +24,27 @@ export interface Services {
   readonly claims: ClaimService;
   readonly lockout: LockoutService;
   readonly transfers: TransferService;
+  readonly webhooks: WebhookService;
+  /** The event bus; publishing an event also queues its webhook deliveries (see {@link withWebhooks}). */
   readonly bus: EventBus;
+}
+
+/**
+ * The bus every service publishes on: an event is published once, on the node where it happens, so that is
+ * where its webhook deliveries are queued (before it fans out to other nodes).
+ */
+function withWebhooks(bus: EventBus, webhooks: WebhookService): EventBus {
+  return {
+    async publish(event) {
+      if (event.webhooksQueued) webhooks.notifyQueued();
+      else await webhooks.enqueue(event);
+      await bus.publish(event);
+    },
+    subscribe: (handler) => bus.subscribe(handler),
+    serveDevice: (deviceId, handler) => bus.serveDevice(deviceId, handler),
+    requestDevice: (options) => bus.requestDevice(options),
+    close: () => bus.close(),
+  };
 }
 
 /** Wires the services together over a database. */
@@ -32,17 +53,20 @@ export function createServices(options: {
   config: CloudConfig;
   bus?: EventBus;
 }): Services {
-  const { bus = new InProcessEventBus(), ...rest } = options;
+  const { bus: rawBus = new InProcessEventBus(), ...rest } = options;
+  const webhooks = new WebhookService(rest);
+  const bus = withWebhooks(rawBus, webhooks);
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);
   return {
     ...rest,
     bus,
+    webhooks,
     accounts: new AccountService(options),
     tokens: new TokenService(options),
     products: new ProductService(options),
     devices,
-    claims: new ClaimService({ ...rest, devices, transfers }),
+    claims: new ClaimService({ ...rest, devices, transfers, webhooks, bus }),
     lockout: new LockoutService(options),
     transfers,
   };

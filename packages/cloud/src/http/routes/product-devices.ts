@@ -5,6 +5,7 @@ import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import type { Fields } from "../request.js";
 import {
+  announceUnclaimed,
   administeredProduct,
   authenticate,
   bodyOf,
@@ -102,8 +103,12 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const principal = await authenticate(services, request);
     const product = await administeredProduct(services, request, principal);
     const device = await devices.findInProduct(product.id, param(request, "deviceId"));
-    await devices.removeFromProduct({ device, deny: optionalBoolean(bodyOf(request), "deny") === true });
+    const deny = optionalBoolean(bodyOf(request), "deny") === true;
+    await devices.removeFromProduct({ device, deny });
     await deviceChanged(services, device.id);
+    // Removal unclaims a customer's device; denying keeps the owner.
+    if (!deny && device.owner_customer_id !== null)
+      await announceUnclaimed(services, { ...device, owner_user_id: null }, "removed_from_product");
     return reply.code(204).send();
   });
 
@@ -113,6 +118,7 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const device = await devices.findInProduct(product.id, param(request, "deviceId"));
     await devices.release(device.id);
     await deviceChanged(services, device.id);
+    await announceUnclaimed(services, device, "unclaimed");
     return { ok: true };
   });
 }
