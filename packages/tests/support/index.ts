@@ -6,3 +6,4 @@ export * from "./http.js";
 export * from "./products.js";
 export * from "./softap-setup.js";
 export * from "./streams.js";
+export * from "./receiver.js";

@@ -24,6 +24,9 @@ export function refusedAddressReason(address: string, allowPrivate: boolean): st
   return `${address} is a ${range} address; webhooks may only reach public addresses (see --webhooks-allow-private)`;
 }
 
+/** Why an address may not be reached, or undefined when it may. */
+export type AddressPolicy = (address: string) => string | undefined;
+
 /** A delivery was refused before any byte left: the target resolves to a forbidden address. */
 export class AddressRefusedError extends Error {
   override readonly name = "AddressRefusedError";
@@ -40,21 +43,17 @@ type LookupCallback = (
  * for the address actually connected to (no second resolution an attacker's DNS could answer differently).
  * Node calls it with `all: true` when it races address families, so both answer forms are served.
  */
-export function createCheckedLookup(allowPrivate: boolean) {
+export function createCheckedLookup(refuse: AddressPolicy) {
   return (hostname: string, options: LookupOptions, callback: LookupCallback): void => {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
       if (error) {
         callback(error, []);
         return;
       }
-      const allowed = addresses.filter(
-        (entry) => refusedAddressReason(entry.address, allowPrivate) === undefined,
-      );
+      const allowed = addresses.filter((entry) => refuse(entry.address) === undefined);
       const first = allowed[0];
       if (!first) {
-        const reason = addresses[0]
-          ? refusedAddressReason(addresses[0].address, allowPrivate)
-          : `${hostname} has no address`;
+        const reason = addresses[0] ? refuse(addresses[0].address) : `${hostname} has no address`;
         callback(new AddressRefusedError(`${hostname}: ${reason}`), []);
         return;
       }
@@ -65,9 +64,9 @@ export function createCheckedLookup(allowPrivate: boolean) {
 }
 
 /** Checks a URL's host when it is an IP literal (Node connects to those without calling `lookup`). */
-export function checkLiteralHost(hostname: string, allowPrivate: boolean): void {
+export function checkLiteralHost(hostname: string, refuse: AddressPolicy): void {
   const bare = hostname.startsWith("[") ? hostname.slice(1, -1) : hostname;
   if (isIP(bare) === 0) return;
-  const reason = refusedAddressReason(bare, allowPrivate);
+  const reason = refuse(bare);
   if (reason) throw new AddressRefusedError(reason);
 }

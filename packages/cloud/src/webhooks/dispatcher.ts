@@ -88,7 +88,7 @@ export class WebhookDispatcher {
   #timer: NodeJS.Timeout | undefined;
   #retimer: NodeJS.Timeout | undefined;
   #unlisten: (() => void) | undefined;
-  #running = false;
+  #running: Promise<void> | undefined;
   #again = false;
   #stopped = false;
 
@@ -110,10 +110,10 @@ export class WebhookDispatcher {
 
   /** Starts polling and listening for this node's newly queued deliveries. */
   start(): void {
-    this.#unlisten = this.#webhooks.onQueued(() => this.wake());
-    this.#timer = setInterval(() => this.wake(), this.#config.webhooks.pollMs);
+    this.#unlisten = this.#webhooks.onQueued(() => void this.wake());
+    this.#timer = setInterval(() => void this.wake(), this.#config.webhooks.pollMs);
     this.#timer.unref();
-    this.wake();
+    void this.wake();
   }
 
   /** Stops taking work, waits for the requests in flight and returns unfinished leases to the queue. */
@@ -126,15 +126,17 @@ export class WebhookDispatcher {
     await Promise.allSettled([...this.#active]);
   }
 
-  /** Looks for due work now (coalesced: a pass already running runs once more). */
-  wake(): void {
-    if (this.#stopped) return;
+  /**
+   * Looks for due work now (coalesced: a pass already running runs once more). Resolves when the passes
+   * this call started or joined are done (the requests they started may still be in flight).
+   */
+  wake(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
     if (this.#running) {
       this.#again = true;
-      return;
+      return this.#running;
     }
-    this.#running = true;
-    void (async () => {
+    this.#running = (async () => {
       try {
         do {
           this.#again = false;
@@ -143,9 +145,10 @@ export class WebhookDispatcher {
       } catch (error) {
         this.#log.error({ err: error }, "webhook dispatch pass failed");
       } finally {
-        this.#running = false;
+        this.#running = undefined;
       }
     })();
+    return this.#running;
   }
 
   /** One pass: for each hook with due deliveries and room under its limits, lease some and send them. */
@@ -193,7 +196,7 @@ export class WebhookDispatcher {
     // An account out of tokens is looked at again when it has one, not only at the next poll.
     if (waitForTokensMs !== undefined && !this.#stopped) {
       clearTimeout(this.#retimer);
-      this.#retimer = setTimeout(() => this.wake(), waitForTokensMs);
+      this.#retimer = setTimeout(() => void this.wake(), waitForTokensMs);
       this.#retimer.unref();
     }
   }
@@ -255,7 +258,7 @@ export class WebhookDispatcher {
         const left = (this.#inFlight.get(hook.id) ?? 1) - 1;
         if (left <= 0) this.#inFlight.delete(hook.id);
         else this.#inFlight.set(hook.id, left);
-        this.wake();
+        void this.wake();
       });
     this.#active.add(running);
   }
@@ -348,7 +351,7 @@ export class WebhookDispatcher {
     if (settle === "retry") {
       // The poll finds it when due; a short delay is also armed here so retries do not wait for the poll.
       const wait = nextAttemptAt - this.#config.clock();
-      if (wait < this.#config.webhooks.pollMs && !this.#stopped) setTimeout(() => this.wake(), wait).unref();
+      if (wait < this.#config.webhooks.pollMs && !this.#stopped) setTimeout(() => void this.wake(), wait).unref();
     }
   }
 
@@ -363,7 +366,8 @@ export class WebhookDispatcher {
         {
           secret: hook.secret,
           hookId: hook.id,
-          deliveryId: options.delivery.replay_of ?? options.delivery.id,
+          deliveryId: options.delivery.id,
+          replayOf: options.delivery.replay_of,
           timestampSeconds: Math.floor(this.#config.clock() / 1000),
         },
       );

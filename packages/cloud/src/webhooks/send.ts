@@ -2,7 +2,13 @@ import { request as httpRequest } from "node:http";
 import type { IncomingHttpHeaders } from "node:http";
 import { request as httpsRequest } from "node:https";
 
-import { AddressRefusedError, checkLiteralHost, createCheckedLookup } from "./address-policy.js";
+import type { AddressPolicy } from "./address-policy.js";
+import {
+  AddressRefusedError,
+  checkLiteralHost,
+  createCheckedLookup,
+  refusedAddressReason,
+} from "./address-policy.js";
 
 /** A webhook request, rendered from the hook's templates and the event. */
 export interface OutgoingRequest {
@@ -39,6 +45,8 @@ export interface SendOptions {
   readonly request: OutgoingRequest;
   /** Allow loopback, private and link-local targets. @default false */
   readonly allowPrivate?: boolean;
+  /** Which addresses are refused. @default {@link refusedAddressReason} with `allowPrivate` */
+  readonly refuse?: AddressPolicy;
   /** Time for the whole exchange (every redirect included), in ms. */
   readonly timeoutMs: number;
   /** Check the receiver's TLS certificate. @default true */
@@ -54,13 +62,18 @@ export interface SendOptions {
  * redirect (301/302/303 become a GET without body, 307/308 repeat the request).
  */
 export async function sendRequest(options: SendOptions): Promise<ReceiverResponse> {
-  const { allowPrivate = false, rejectUnauthorized = true, maxResponseBytes = 102_400 } = options;
+  const {
+    allowPrivate = false,
+    refuse = (address: string) => refusedAddressReason(address, allowPrivate),
+    rejectUnauthorized = true,
+    maxResponseBytes = 102_400,
+  } = options;
   const deadline = Date.now() + options.timeoutMs;
   let current = options.request;
   for (let hop = 0; ; hop++) {
     const response = await sendOnce({
       request: current,
-      allowPrivate,
+      refuse,
       rejectUnauthorized,
       maxResponseBytes,
       timeoutMs: Math.max(1, deadline - Date.now()),
@@ -91,7 +104,7 @@ function withoutBodyHeaders(headers: Readonly<Record<string, string>>): Record<s
 
 function sendOnce(options: {
   request: OutgoingRequest;
-  allowPrivate: boolean;
+  refuse: AddressPolicy;
   rejectUnauthorized: boolean;
   maxResponseBytes: number;
   timeoutMs: number;
@@ -107,7 +120,7 @@ function sendOnce(options: {
   if (url.protocol !== "http:" && url.protocol !== "https:")
     return Promise.reject(new DeliveryError("refused", `${url.protocol} URLs are not allowed`));
   try {
-    checkLiteralHost(url.hostname, options.allowPrivate);
+    checkLiteralHost(url.hostname, options.refuse);
   } catch (error) {
     return Promise.reject(new DeliveryError("refused", (error as Error).message));
   }
@@ -119,7 +132,7 @@ function sendOnce(options: {
     const outgoing = send(url, {
       method: request.method,
       headers,
-      lookup: createCheckedLookup(options.allowPrivate),
+      lookup: createCheckedLookup(options.refuse),
       rejectUnauthorized: options.rejectUnauthorized,
       // A fresh connection per request: a pooled socket would skip the address check of a new resolution.
       agent: false,

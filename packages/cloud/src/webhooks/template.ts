@@ -43,8 +43,10 @@ export interface HookEvent {
 
 /** Header carrying `t=<unix seconds>,v1=<hex HMAC-SHA256>`. @see docs/webhooks.md "Signatures" */
 export const SIGNATURE_HEADER = "x-roost-signature";
-/** Header carrying the delivery id (the same on every retry and on a replay's original): receivers dedupe on it. */
+/** Header carrying the delivery id, the same on every retry of it: receivers dedupe on it. */
 export const DELIVERY_HEADER = "x-roost-delivery";
+/** Header carrying, on a replay, the id of the delivery replayed. */
+export const REPLAY_HEADER = "x-roost-replay-of";
 /** Header carrying the hook id. */
 export const HOOK_HEADER = "x-roost-hook";
 
@@ -193,7 +195,13 @@ export function renderRequest(options: {
 /** Adds Roost's delivery, hook and signature headers (the timestamp is the sending time). */
 export function signRequest(
   request: OutgoingRequest,
-  options: { secret: string; hookId: string; deliveryId: string; timestampSeconds: number },
+  options: {
+    secret: string;
+    hookId: string;
+    deliveryId: string;
+    replayOf?: string | null;
+    timestampSeconds: number;
+  },
 ): OutgoingRequest {
   return {
     ...request,
@@ -201,6 +209,7 @@ export function signRequest(
       ...request.headers,
       [HOOK_HEADER]: options.hookId,
       [DELIVERY_HEADER]: options.deliveryId,
+      ...(options.replayOf ? { [REPLAY_HEADER]: options.replayOf } : {}),
       [SIGNATURE_HEADER]: signatureHeader({
         secret: options.secret,
         timestampSeconds: options.timestampSeconds,
