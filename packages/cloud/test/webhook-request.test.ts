@@ -26,7 +26,15 @@ const EVENT: HookEvent = {
 
 function settingsOf(fields: Record<string, unknown>) {
   const parsed = parseHookFields({ event: "temp", url: "https://example.com/hook", ...fields });
-  return { parsed, request: renderRequest({ url: parsed.url, method: parsed.requestType, settings: parsed.settings, event: EVENT }) };
+  return {
+    parsed,
+    request: renderRequest({
+      url: parsed.url,
+      method: parsed.requestType,
+      settings: parsed.settings,
+      event: EVENT,
+    }),
+  };
 }
 
 describe("webhook templates (docs/webhooks.md, Particle's webhook reference)", () => {
@@ -95,7 +103,12 @@ describe("webhook templates (docs/webhooks.md, Particle's webhook reference)", (
 
   it("signs the exact body with the timestamp: HMAC-SHA256 of '<t>.<body>'", () => {
     const { request } = settingsOf({ json: { a: "{{celsius}}" } });
-    const signed = signRequest(request, { secret: "s3cret", hookId: "h", deliveryId: "d", timestampSeconds: 1700000000 });
+    const signed = signRequest(request, {
+      secret: "s3cret",
+      hookId: "h",
+      deliveryId: "d",
+      timestampSeconds: 1700000000,
+    });
     const expected = createHmac("sha256", "s3cret").update(`1700000000.${request.body}`).digest("hex");
     expect(signed.headers["x-roost-signature"]).toBe(`t=1700000000,v1=${expected}`);
     expect(signed.headers["x-roost-delivery"]).toBe("d");
@@ -170,7 +183,9 @@ describe("sending (real receivers on 127.0.0.1)", () => {
     );
   });
 
-  async function serve(handler: (request: IncomingMessage, response: ServerResponse) => void): Promise<number> {
+  async function serve(
+    handler: (request: IncomingMessage, response: ServerResponse) => void,
+  ): Promise<number> {
     const server = createServer(handler);
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
@@ -187,9 +202,16 @@ describe("sending (real receivers on 127.0.0.1)", () => {
       response.end("ok");
     });
     const refused = sendRequest({ request: request(`http://127.0.0.1:${port}/`), timeoutMs: 5000 });
-    await expect(refused).rejects.toMatchObject({ kind: "refused", message: expect.stringMatching(/loopback/) });
+    await expect(refused).rejects.toMatchObject({
+      kind: "refused",
+      message: expect.stringMatching(/loopback/),
+    });
     expect(hits).toBe(0);
-    const allowed = await sendRequest({ request: request(`http://127.0.0.1:${port}/`), timeoutMs: 5000, allowPrivate: true });
+    const allowed = await sendRequest({
+      request: request(`http://127.0.0.1:${port}/`),
+      timeoutMs: 5000,
+      allowPrivate: true,
+    });
     expect(allowed).toMatchObject({ status: 200, body: "ok" });
     expect(hits).toBe(1);
   });
@@ -204,7 +226,8 @@ describe("sending (real receivers on 127.0.0.1)", () => {
   it("checks every redirect: a hop to a refused address fails, an allowed one is followed", async () => {
     const target = await serve((incoming, response) => response.end(`landed ${incoming.method}`));
     const redirector = await serve((incoming, response) => {
-      const to = incoming.url === "/to-private" ? `http://127.0.0.2:${target}/` : `http://127.0.0.1:${target}/`;
+      const to =
+        incoming.url === "/to-private" ? `http://127.0.0.2:${target}/` : `http://127.0.0.1:${target}/`;
       response.writeHead(incoming.url === "/keep" ? 307 : 302, { location: to });
       response.end();
     });

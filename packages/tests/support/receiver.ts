@@ -16,6 +16,8 @@ export interface ReceiverAnswer {
   status: number;
   headers?: Record<string, string>;
   body?: string;
+  /** Answer only once this settles (a slow receiver). */
+  wait?: Promise<unknown>;
 }
 
 /** A real HTTP server on 127.0.0.1 that records every request and answers as told (200 by default). */
@@ -26,7 +28,7 @@ export interface Receiver extends AsyncDisposable {
   /** Answers for the next requests, in order; once used up, `fallback` answers. */
   readonly answers: ReceiverAnswer[];
   fallback: ReceiverAnswer;
-  /** Resolves when at least `count` requests arrived (event-driven: no polling). */
+  /** Resolves when at least `count` requests arrived, answered or not (event-driven: no polling). */
   received(count: number, timeoutMs?: number): Promise<ReceivedRequest[]>;
   close(): Promise<void>;
 }
@@ -48,9 +50,11 @@ export async function startReceiver(options: { port?: number } = {}): Promise<Re
         body: Buffer.concat(chunks).toString("utf8"),
       });
       const answer = answers.shift() ?? state.fallback;
-      response.writeHead(answer.status, answer.headers ?? {});
-      response.end(answer.body ?? "");
       for (const wake of [...waiters]) wake();
+      void Promise.resolve(answer.wait).then(() => {
+        response.writeHead(answer.status, answer.headers ?? {});
+        response.end(answer.body ?? "");
+      });
     });
   });
   await new Promise<void>((resolve, reject) => {

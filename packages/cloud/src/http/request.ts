@@ -156,7 +156,12 @@ export async function deviceChanged(services: Services, deviceId: string): Promi
  */
 export async function announceUnclaimed(
   services: Services,
-  device: { id: string; owner_user_id: string | null; owner_customer_id: string | null; product_id: number | null },
+  device: {
+    id: string;
+    owner_user_id: string | null;
+    owner_customer_id: string | null;
+    product_id: number | null;
+  },
   reason: "unclaimed" | "removed_from_product",
 ): Promise<void> {
   if (device.owner_user_id === null && device.owner_customer_id === null) return;

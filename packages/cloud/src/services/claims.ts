@@ -9,9 +9,9 @@ import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
 import type { ClaimCodesTable, Database } from "../storage/schema.js";
+import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
 import type { Owner } from "./principal.js";
-import type { WebhookService } from "../webhooks/service.js";
 import type { TransferService } from "./transfers.js";
 
 /**
@@ -155,7 +155,12 @@ export class ClaimService {
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
-  #ownerEvent(options: { name: string; deviceId: string; owner: Owner; data: Record<string, unknown> }): CloudEvent {
+  #ownerEvent(options: {
+    name: string;
+    deviceId: string;
+    owner: Owner;
+    data: Record<string, unknown>;
+  }): CloudEvent {
     const { owner } = options;
     return {
       name: options.name,
@@ -183,7 +188,11 @@ export class ClaimService {
   /** Who an owner is, as claim events name it (the product backend knows its customers by e-mail). */
   async describeOwner(owner: Owner, db: Kysely<Database> = this.#db): Promise<Record<string, unknown>> {
     if (owner.kind === "user") {
-      const user = await db.selectFrom("users").select("username").where("id", "=", owner.userId).executeTakeFirst();
+      const user = await db
+        .selectFrom("users")
+        .select("username")
+        .where("id", "=", owner.userId)
+        .executeTakeFirst();
       return { kind: "user", user_id: owner.userId, username: user?.username ?? null };
     }
     const customer = await db
@@ -437,7 +446,12 @@ export class ClaimService {
           name: DEVICE_CLAIMED_EVENT,
           deviceId: device.id,
           owner,
-          data: { device_id: device.id, claim_id: null, source: "api", owner: await this.describeOwner(owner, trx) },
+          data: {
+            device_id: device.id,
+            claim_id: null,
+            source: "api",
+            owner: await this.describeOwner(owner, trx),
+          },
         }),
       ]);
     });

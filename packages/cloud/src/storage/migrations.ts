@@ -278,7 +278,11 @@ function webhooks(dialect: Dialect): Migration {
         .on("webhook_attempts")
         .columns(["hook_id", "at"])
         .execute();
-      await db.schema.createIndex("webhook_attempts_delivery").on("webhook_attempts").column("delivery_id").execute();
+      await db.schema
+        .createIndex("webhook_attempts_delivery")
+        .on("webhook_attempts")
+        .column("delivery_id")
+        .execute();
     },
   };
 }

@@ -351,7 +351,8 @@ export class WebhookDispatcher {
     if (settle === "retry") {
       // The poll finds it when due; a short delay is also armed here so retries do not wait for the poll.
       const wait = nextAttemptAt - this.#config.clock();
-      if (wait < this.#config.webhooks.pollMs && !this.#stopped) setTimeout(() => void this.wake(), wait).unref();
+      if (wait < this.#config.webhooks.pollMs && !this.#stopped)
+        setTimeout(() => void this.wake(), wait).unref();
     }
   }
 
@@ -362,7 +363,12 @@ export class WebhookDispatcher {
     const started = performance.now();
     try {
       const request = signRequest(
-        renderRequest({ url: hook.url, method: hook.request_type, settings: options.settings, event: options.event }),
+        renderRequest({
+          url: hook.url,
+          method: hook.request_type,
+          settings: options.settings,
+          event: options.event,
+        }),
         {
           secret: hook.secret,
           hookId: hook.id,
@@ -442,7 +448,11 @@ export class WebhookDispatcher {
   }
 
   /** A 2xx answer goes back as `hook-response/<event>/<index>` (or the hook's `responseTopic`). */
-  async #respond(options: { settings: HookSettings; event: HookEvent; response: ReceiverResponse }): Promise<void> {
+  async #respond(options: {
+    settings: HookSettings;
+    event: HookEvent;
+    response: ReceiverResponse;
+  }): Promise<void> {
     const { settings, event, response } = options;
     const context = templateContext(event);
     let text = response.body;
@@ -459,7 +469,9 @@ export class WebhookDispatcher {
       });
     }
     if (text.length === 0) return;
-    const topic = settings.responseTopic ? render(settings.responseTopic, context) : `hook-response/${event.name}`;
+    const topic = settings.responseTopic
+      ? render(settings.responseTopic, context)
+      : `hook-response/${event.name}`;
     await this.#publishChunks({ event, topic, text });
   }
 

@@ -12,7 +12,9 @@ import type { HookEvent, HookSettings, JsonTemplate } from "./template.js";
 import { checkTemplates, REQUEST_TYPES } from "./template.js";
 
 /** Whose hook it is: a user's (their devices) or a product's (its devices). */
-export type HookOwner = { readonly kind: "user"; readonly userId: string } | { readonly kind: "product"; readonly productId: number };
+export type HookOwner =
+  | { readonly kind: "user"; readonly userId: string }
+  | { readonly kind: "product"; readonly productId: number };
 
 /** A webhook row as read. */
 export type WebhookRow = Selectable<WebhooksTable>;
@@ -47,7 +49,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function optionalObject(fields: Record<string, unknown>, name: string): Record<string, JsonTemplate> | undefined {
+function optionalObject(
+  fields: Record<string, unknown>,
+  name: string,
+): Record<string, JsonTemplate> | undefined {
   const value = fields[name];
   if (value === undefined || value === null || value === "") return undefined;
   if (!isRecord(value)) throw new BadRequestError(`${name} must be an object`);
@@ -86,7 +91,8 @@ export function parseHookFields(fields: Record<string, unknown>): {
     throw new BadRequestError("event must be at most 64 characters on one line");
   const url = optionalText(fields, "url");
   if (!url) throw new BadRequestError("url is required");
-  if (url.length > MAX_URL_LENGTH) throw new BadRequestError(`url must be at most ${MAX_URL_LENGTH} characters`);
+  if (url.length > MAX_URL_LENGTH)
+    throw new BadRequestError(`url must be at most ${MAX_URL_LENGTH} characters`);
   let parsed: URL;
   try {
     // Templates may sit in the URL; a placeholder stands in for them while checking its shape.
@@ -96,19 +102,30 @@ export function parseHookFields(fields: Record<string, unknown>): {
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
     throw new BadRequestError("url must be an absolute http or https URL");
-  const requestType = (optionalText(fields, "requestType") ?? optionalText(fields, "method") ?? "POST").toUpperCase();
+  const requestType = (
+    optionalText(fields, "requestType") ??
+    optionalText(fields, "method") ??
+    "POST"
+  ).toUpperCase();
   if (!(REQUEST_TYPES as readonly string[]).includes(requestType))
     throw new BadRequestError(`requestType must be one of ${REQUEST_TYPES.join(", ")}`);
   // particle-cli sends `deviceid`, particle-api-js `deviceId`, the docs say `deviceID`.
   const deviceId =
     optionalText(fields, "deviceID") ?? optionalText(fields, "deviceId") ?? optionalText(fields, "deviceid");
   const json = fields.json;
-  if (json !== undefined && json !== null && typeof json !== "string" && !isRecord(json) && !Array.isArray(json))
+  if (
+    json !== undefined &&
+    json !== null &&
+    typeof json !== "string" &&
+    !isRecord(json) &&
+    !Array.isArray(json)
+  )
     throw new BadRequestError("json must be an object or a template string");
   const headers = optionalObject(fields, "headers");
   for (const [name, value] of Object.entries(headers ?? {})) {
     if (typeof value !== "string") throw new BadRequestError(`header ${name} must be a string`);
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new BadRequestError(`${name} is not a header name`);
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
+      throw new BadRequestError(`${name} is not a header name`);
   }
   const auth = optionalObject(fields, "auth");
   if (auth && (typeof auth.username !== "string" || typeof (auth.password ?? "") !== "string"))
@@ -308,7 +325,13 @@ export class WebhookService {
     const now = this.#config.clock();
     const changes = options.disabled
       ? { disabled: 1, disabled_reason: "disabled by its owner", updated_at: now }
-      : { disabled: 0, disabled_reason: null, consecutive_failures: 0, throttled_until: null, updated_at: now };
+      : {
+          disabled: 0,
+          disabled_reason: null,
+          consecutive_failures: 0,
+          throttled_until: null,
+          updated_at: now,
+        };
     await this.#db.updateTable("webhooks").set(changes).where("id", "=", row.id).execute();
     if (!options.disabled) this.#notify();
     return { ...row, ...changes };
@@ -347,7 +370,8 @@ export class WebhookService {
       })
       .execute();
     const matching = hooks.filter(
-      (hook) => event.name.startsWith(hook.event) && (hook.device_id === null || hook.device_id === event.coreid),
+      (hook) =>
+        event.name.startsWith(hook.event) && (hook.device_id === null || hook.device_id === event.coreid),
     );
     if (matching.length === 0) return 0;
     let productVersion: number | null = null;

@@ -8,7 +8,8 @@ import type { OutgoingRequest } from "./send.js";
 export const REQUEST_TYPES = ["GET", "POST", "PUT", "DELETE", "PATCH"] as const;
 
 /** A JSON value as a template: strings anywhere in it (keys included) are mustache templates. */
-export type JsonTemplate = string | number | boolean | null | JsonTemplate[] | { [key: string]: JsonTemplate };
+export type JsonTemplate =
+  string | number | boolean | null | JsonTemplate[] | { [key: string]: JsonTemplate };
 
 /** Everything of a hook that shapes its request and its answer to the device (Particle's field names). */
 export interface HookSettings {
@@ -108,7 +109,7 @@ function renderFields(
   template: Readonly<Record<string, JsonTemplate>>,
   context: Record<string, unknown>,
 ): Record<string, string> {
-  const rendered = renderJson(template as JsonTemplate, context) as Record<string, JsonTemplate>;
+  const rendered = renderJson(template, context) as Record<string, JsonTemplate>;
   return Object.fromEntries(
     Object.entries(rendered).map(([key, value]) => [
       key,

@@ -5,8 +5,8 @@ import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import type { Fields } from "../request.js";
 import {
-  announceUnclaimed,
   administeredProduct,
+  announceUnclaimed,
   authenticate,
   bodyOf,
   deviceChanged,

@@ -39,7 +39,10 @@ export function registerTransferRoutes(app: FastifyInstance, services: Services)
       data: JSON.stringify({
         device_id: device.id,
         owner: await services.claims.describeOwner(newOwner),
-        from: from.kind === "user" ? { kind: "user", user_id: from.userId } : { kind: "customer", customer_id: from.customerId },
+        from:
+          from.kind === "user"
+            ? { kind: "user", user_id: from.userId }
+            : { kind: "customer", customer_id: from.customerId },
       }),
       ttl: 60,
       publishedAt: new Date(services.config.clock()).toISOString(),
