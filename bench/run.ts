@@ -14,12 +14,14 @@ import { runApi } from "./scenarios/api.js";
 import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
 import { runHandshake } from "./scenarios/handshake.js";
+import { runWebhooks } from "./scenarios/webhooks.js";
 
 const SCENARIOS = {
   handshake: runHandshake,
   claim: runClaim,
   connections: runConnections,
   api: runApi,
+  webhooks: runWebhooks,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;

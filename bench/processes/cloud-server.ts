@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
-import type { RunningCloud } from "@roost/cloud";
+import type { RunningCloud, WebhookConfig } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 import {
   createHandshakeCiphertext,
@@ -26,6 +26,8 @@ export interface CloudServerStartParams {
   readonly databaseUrl?: string | undefined;
   /** Silence (ms) after which the gateway drops a device. */
   readonly idleTimeoutMs?: number | undefined;
+  /** Webhook settings (the webhooks scenario delivers to a receiver on 127.0.0.1 and lifts the rate limit). */
+  readonly webhooks?: Partial<WebhookConfig> | undefined;
 }
 
 /** Where the cloud listens and the key devices must trust. */
@@ -118,6 +120,7 @@ const api: CloudServerApi = {
       rateLimits: { apiMax: 1e9, tokenMax: 1e9, sensitiveMax: 1e9 },
       sseMaxPerIp: 1000,
       deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
+      webhooks: params.webhooks,
     });
     return {
       url: cloud.url,

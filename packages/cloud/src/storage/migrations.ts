@@ -255,6 +255,12 @@ function webhooks(dialect: Dialect): Migration {
         .on("webhook_deliveries")
         .columns(["status", "next_attempt_at"])
         .execute();
+      // Leasing reads one hook's pending rows in order; the log reads a hook's newest rows.
+      await db.schema
+        .createIndex("webhook_deliveries_hook_pending")
+        .on("webhook_deliveries")
+        .columns(["hook_id", "status", "seq"])
+        .execute();
       await db.schema
         .createIndex("webhook_deliveries_hook")
         .on("webhook_deliveries")

@@ -1,4 +1,5 @@
 import { randomInt, randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import type { Kysely, Selectable } from "kysely";
 import type { Logger } from "pino";
@@ -90,6 +91,10 @@ export class WebhookDispatcher {
   #unlisten: (() => void) | undefined;
   #running: Promise<void> | undefined;
   #again = false;
+  /** A pass must look at every hook (the poll, a test), not only the hinted ones. */
+  #full = false;
+  /** Hooks known to have due deliveries (queued here, or with a request just finished): looked at first. */
+  readonly #hinted = new Set<string>();
   #stopped = false;
 
   constructor(options: {
@@ -106,11 +111,13 @@ export class WebhookDispatcher {
     this.#bus = options.bus;
     this.#webhooks = options.webhooks;
     this.#log = options.logger;
+    // Every request in flight listens on the one stop signal.
+    setMaxListeners(0, this.#stopping.signal);
   }
 
   /** Starts polling and listening for this node's newly queued deliveries. */
   start(): void {
-    this.#unlisten = this.#webhooks.onQueued(() => void this.wake());
+    this.#unlisten = this.#webhooks.onQueued((hookIds) => this.#nudge(hookIds));
     this.#timer = setInterval(() => void this.wake(), this.#config.webhooks.pollMs);
     this.#timer.unref();
     void this.wake();
@@ -127,10 +134,21 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Looks for due work now (coalesced: a pass already running runs once more). Resolves when the passes
-   * this call started or joined are done (the requests they started may still be in flight).
+   * Looks for due work of every hook now (coalesced: a pass already running runs once more). Resolves when
+   * the passes this call started or joined are done (the requests they started may still be in flight).
    */
   wake(): Promise<void> {
+    this.#full = true;
+    return this.#run();
+  }
+
+  /** Looks at these hooks only: the cheap pass after an enqueue or a finished request. */
+  #nudge(hookIds: readonly string[]): void {
+    for (const id of hookIds) this.#hinted.add(id);
+    void this.#run();
+  }
+
+  #run(): Promise<void> {
     if (this.#stopped) return Promise.resolve();
     if (this.#running) {
       this.#again = true;
@@ -140,7 +158,9 @@ export class WebhookDispatcher {
       try {
         do {
           this.#again = false;
-          await this.#pass();
+          const full = this.#full;
+          this.#full = false;
+          await this.#pass(full);
         } while (this.#again && !this.#stopped);
       } catch (error) {
         this.#log.error({ err: error }, "webhook dispatch pass failed");
@@ -151,32 +171,43 @@ export class WebhookDispatcher {
     return this.#running;
   }
 
-  /** One pass: for each hook with due deliveries and room under its limits, lease some and send them. */
-  async #pass(): Promise<void> {
+  /**
+   * One pass: for each hook with due deliveries (every hook on a full pass, else the hinted ones) and room
+   * under its limits, lease some and send them. A hook that has fewer due rows than it could take is no
+   * longer hinted.
+   */
+  async #pass(full: boolean): Promise<void> {
     const now = this.#config.clock();
-    const hooks = await this.#db
+    if (!full && this.#hinted.size === 0) return;
+    let query = this.#db
       .selectFrom("webhooks")
       .selectAll()
       .where("disabled", "=", 0)
-      .where((eb) => eb.or([eb("throttled_until", "is", null), eb("throttled_until", "<=", now)]))
-      .where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom("webhook_deliveries")
-            .select("webhook_deliveries.seq")
-            .whereRef("webhook_deliveries.hook_id", "=", "webhooks.id")
-            .where("webhook_deliveries.status", "=", "pending")
-            .where("webhook_deliveries.next_attempt_at", "<=", now)
-            .where((inner) =>
-              inner.or([
-                inner("webhook_deliveries.lease_until", "is", null),
-                inner("webhook_deliveries.lease_until", "<", now),
-              ]),
-            ),
-        ),
-      )
-      .limit(HOOKS_PER_PASS)
-      .execute();
+      .where((eb) => eb.or([eb("throttled_until", "is", null), eb("throttled_until", "<=", now)]));
+    query = full
+      ? query.where((eb) =>
+          eb.exists(
+            eb
+              .selectFrom("webhook_deliveries")
+              .select("webhook_deliveries.seq")
+              .whereRef("webhook_deliveries.hook_id", "=", "webhooks.id")
+              .where("webhook_deliveries.status", "=", "pending")
+              .where("webhook_deliveries.next_attempt_at", "<=", now)
+              .where((inner) =>
+                inner.or([
+                  inner("webhook_deliveries.lease_until", "is", null),
+                  inner("webhook_deliveries.lease_until", "<", now),
+                ]),
+              ),
+          ),
+        )
+      : query.where("id", "in", [...this.#hinted]);
+    const hooks = await query.limit(HOOKS_PER_PASS).execute();
+    if (!full) {
+      // Hinted hooks that are gone, disabled or throttled wait for the poll.
+      const found = new Set(hooks.map((hook) => hook.id));
+      for (const id of this.#hinted) if (!found.has(id)) this.#hinted.delete(id);
+    }
     let waitForTokensMs: number | undefined;
     for (const hook of hooks) {
       if (this.#stopped) return;
@@ -187,16 +218,20 @@ export class WebhookDispatcher {
       if (tokens < 1) {
         const perToken = 1000 / this.#config.webhooks.accountRatePerSecond;
         waitForTokensMs = Math.min(waitForTokensMs ?? Infinity, Math.ceil((1 - tokens) * perToken));
+        this.#hinted.add(hook.id);
         continue;
       }
-      const leased = await this.#lease({ hookId: hook.id, count: Math.min(free, Math.floor(tokens)), now });
+      const count = Math.min(free, Math.floor(tokens));
+      const leased = await this.#lease({ hookId: hook.id, count, now });
       this.#spend(account, leased.length);
+      if (leased.length < count) this.#hinted.delete(hook.id);
+      else this.#hinted.add(hook.id);
       for (const delivery of leased) this.#start(hook, delivery);
     }
     // An account out of tokens is looked at again when it has one, not only at the next poll.
     if (waitForTokensMs !== undefined && !this.#stopped) {
       clearTimeout(this.#retimer);
-      this.#retimer = setTimeout(() => void this.wake(), waitForTokensMs);
+      this.#retimer = setTimeout(() => void this.#run(), waitForTokensMs);
       this.#retimer.unref();
     }
   }
@@ -258,7 +293,7 @@ export class WebhookDispatcher {
         const left = (this.#inFlight.get(hook.id) ?? 1) - 1;
         if (left <= 0) this.#inFlight.delete(hook.id);
         else this.#inFlight.set(hook.id, left);
-        void this.wake();
+        this.#nudge([hook.id]);
       });
     this.#active.add(running);
   }
@@ -352,7 +387,7 @@ export class WebhookDispatcher {
       // The poll finds it when due; a short delay is also armed here so retries do not wait for the poll.
       const wait = nextAttemptAt - this.#config.clock();
       if (wait < this.#config.webhooks.pollMs && !this.#stopped)
-        setTimeout(() => void this.wake(), wait).unref();
+        setTimeout(() => this.#nudge([hook.id]), wait).unref();
     }
   }
 

@@ -243,15 +243,17 @@ export interface DeliveryLogEntry {
 export class WebhookService {
   readonly #db: Kysely<Database>;
   readonly #config: CloudConfig;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(hookIds: readonly string[]) => void>();
+  /** Hooks with deliveries queued inside a transaction, told to the listeners by `notifyQueued`. */
+  readonly #uncommitted = new Set<string>();
 
   constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
     this.#db = options.db;
     this.#config = options.config;
   }
 
-  /** Calls `listener` after deliveries were queued on this node (the dispatcher's wake-up). */
-  onQueued(listener: () => void): () => void {
+  /** Calls `listener` with the hooks that got deliveries queued on this node (the dispatcher's wake-up). */
+  onQueued(listener: (hookIds: readonly string[]) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -333,7 +335,7 @@ export class WebhookService {
           updated_at: now,
         };
     await this.#db.updateTable("webhooks").set(changes).where("id", "=", row.id).execute();
-    if (!options.disabled) this.#notify();
+    if (!options.disabled) this.#notify([row.id]);
     return { ...row, ...changes };
   }
 
@@ -414,18 +416,22 @@ export class WebhookService {
         })),
       )
       .execute();
+    const ids = matching.map((hook) => hook.id);
     // Inside a transaction the rows are not visible yet: whoever commits calls `notifyQueued` (or the poll finds them).
-    if (db === this.#db) this.#notify();
+    if (db === this.#db) this.#notify(ids);
+    else for (const id of ids) this.#uncommitted.add(id);
     return matching.length;
   }
 
   /** Tells the dispatcher that deliveries queued inside a transaction are now committed. */
   notifyQueued(): void {
-    this.#notify();
+    const ids = [...this.#uncommitted];
+    this.#uncommitted.clear();
+    if (ids.length > 0) this.#notify(ids);
   }
 
-  #notify(): void {
-    for (const listener of this.#listeners) listener();
+  #notify(hookIds: readonly string[]): void {
+    for (const listener of this.#listeners) listener(hookIds);
   }
 
   /** The newest deliveries of a hook with each attempt. @see docs/webhooks.md "Delivery log" */
@@ -505,7 +511,7 @@ export class WebhookService {
         completed_at: null,
       })
       .execute();
-    this.#notify();
+    this.#notify([row.id]);
     return id;
   }
 }
