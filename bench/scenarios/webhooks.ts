@@ -1,7 +1,7 @@
 // Scenario 5, webhooks: how many deliveries per second one hook gets from Roost's durable queue, against a
 // bare HTTP client sending the same requests to the same receiver in the same run; and the latency an event
 // takes from its publish to the receiver, against the 50 ms target. @see bench/README.md, docs/webhooks.md
-import { createServer, request as httpRequest } from "node:http";
+import { Agent, createServer, request as httpRequest } from "node:http";
 import type { Server } from "node:http";
 import { performance } from "node:perf_hooks";
 
@@ -96,12 +96,15 @@ async function pool(
   );
 }
 
-/** The bare client: one POST of a delivery-sized form body on a fresh connection, as the dispatcher sends. */
+/** The bare client's connections, kept alive as the dispatcher's are. */
+const bareAgent = new Agent({ keepAlive: true });
+
+/** The bare client: one POST of a delivery-sized form body, as the dispatcher sends it. */
 function bareRequest(url: string, body: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const outgoing = httpRequest(url, {
       method: "POST",
-      agent: false,
+      agent: bareAgent,
       headers: {
         "content-type": "application/x-www-form-urlencoded",
         "content-length": Buffer.byteLength(body),

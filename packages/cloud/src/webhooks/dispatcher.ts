@@ -1,5 +1,7 @@
 import { randomInt, randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import { performance } from "node:perf_hooks";
 import type { Kysely, Selectable } from "kysely";
 import type { Logger } from "pino";
@@ -86,6 +88,11 @@ export class WebhookDispatcher {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #active = new Set<Promise<void>>();
   readonly #stopping = new AbortController();
+  /** Connections to receivers are kept open between deliveries (TLS settings are part of the pool key). */
+  readonly #agents = {
+    http: new HttpAgent({ keepAlive: true, keepAliveMsecs: 10_000 }),
+    https: new HttpsAgent({ keepAlive: true, keepAliveMsecs: 10_000 }),
+  };
   #timer: NodeJS.Timeout | undefined;
   #retimer: NodeJS.Timeout | undefined;
   #unlisten: (() => void) | undefined;
@@ -131,6 +138,8 @@ export class WebhookDispatcher {
     clearTimeout(this.#retimer);
     this.#stopping.abort();
     await Promise.allSettled([...this.#active]);
+    this.#agents.http.destroy();
+    this.#agents.https.destroy();
   }
 
   /**
@@ -419,6 +428,7 @@ export class WebhookDispatcher {
         rejectUnauthorized: options.settings.rejectUnauthorized,
         maxResponseBytes: HOOK_RESPONSE_MAX_BYTES,
         signal: this.#stopping.signal,
+        agents: this.#agents,
       });
       return { response, error: undefined, latencyMs: performance.now() - started };
     } catch (error) {

@@ -1,6 +1,7 @@
 import { request as httpRequest } from "node:http";
-import type { IncomingHttpHeaders } from "node:http";
+import type { Agent as HttpAgent, IncomingHttpHeaders } from "node:http";
 import { request as httpsRequest } from "node:https";
+import type { Agent as HttpsAgent } from "node:https";
 
 import type { AddressPolicy } from "./address-policy.js";
 import {
@@ -55,6 +56,11 @@ export interface SendOptions {
   readonly maxResponseBytes?: number;
   /** Abandons the request (the node is stopping). */
   readonly signal?: AbortSignal;
+  /**
+   * Keep-alive agents to reuse connections; without them every request opens its own. A pooled connection
+   * was checked when it was opened (its address cannot change), and a new one is checked again.
+   */
+  readonly agents?: { readonly http: HttpAgent; readonly https: HttpsAgent };
 }
 
 /**
@@ -78,6 +84,7 @@ export async function sendRequest(options: SendOptions): Promise<ReceiverRespons
       maxResponseBytes,
       timeoutMs: Math.max(1, deadline - Date.now()),
       signal: options.signal,
+      agents: options.agents,
     });
     const location = response.headers.location;
     if (response.status < 300 || response.status >= 400 || response.status === 304 || !location)
@@ -109,6 +116,7 @@ function sendOnce(options: {
   maxResponseBytes: number;
   timeoutMs: number;
   signal: AbortSignal | undefined;
+  agents: SendOptions["agents"];
 }): Promise<ReceiverResponse> {
   const { request } = options;
   let url: URL;
@@ -128,14 +136,15 @@ function sendOnce(options: {
   const headers: Record<string, string> = { ...request.headers };
   if (body) headers["content-length"] = String(body.length);
   return new Promise((resolve, reject) => {
-    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    const secure = url.protocol === "https:";
+    const send = secure ? httpsRequest : httpRequest;
     const outgoing = send(url, {
       method: request.method,
       headers,
+      // Called for every new connection (pooled or not), so every address connected to is checked.
       lookup: createCheckedLookup(options.refuse),
       rejectUnauthorized: options.rejectUnauthorized,
-      // A fresh connection per request: a pooled socket would skip the address check of a new resolution.
-      agent: false,
+      agent: (secure ? options.agents?.https : options.agents?.http) ?? false,
       timeout: options.timeoutMs,
       signal: options.signal,
     });
