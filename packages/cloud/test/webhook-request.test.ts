@@ -89,6 +89,20 @@ describe("webhook templates (docs/webhooks.md, Particle's webhook reference)", (
     expect(request.headers.authorization).toBe(`Basic ${Buffer.from("me:kitchen").toString("base64")}`);
   });
 
+  it("takes auth as {username, password}, api-js's {user, pass}, or {bearer}", () => {
+    const basic = (user: string, password: string) =>
+      `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+    expect(settingsOf({ auth: { user: "u", pass: "p" } }).request.headers.authorization).toBe(
+      basic("u", "p"),
+    );
+    expect(settingsOf({ auth: { bearer: "tok-{{room.name}}" } }).request.headers.authorization).toBe(
+      "Bearer tok-kitchen",
+    );
+    expect(() => settingsOf({ auth: { password: "p" } })).toThrow(
+      "auth must be {username, password} or {bearer}",
+    );
+  });
+
   it("escapes HTML in {{x}} but not in {{{x}}}, as mustache (and Particle's docs) do", () => {
     const event = { ...EVENT, data: "<b>&</b>" };
     const parsed = parseHookFields({

@@ -75,6 +75,20 @@ function optionalFlag(fields: Record<string, unknown>, name: string): boolean | 
 }
 
 /**
+ * `auth` as the docs write it (`{username, password}`), as particle-api-js's typedef does (`{user, pass}`,
+ * or `{bearer}`). @see docs/webhooks.md "Create: the fields"
+ */
+function parseAuth(auth: Record<string, JsonTemplate> | undefined): HookSettings["auth"] {
+  if (!auth) return undefined;
+  if (typeof auth.bearer === "string") return { bearer: auth.bearer };
+  const username = auth.username ?? auth.user;
+  const password = auth.password ?? auth.pass ?? "";
+  if (typeof username !== "string" || typeof password !== "string")
+    throw new BadRequestError("auth must be {username, password} or {bearer}");
+  return { username, password };
+}
+
+/**
  * Reads a create request in Particle's shape (what particle-cli, particle-api-js and hook JSON files send)
  * into the hook's columns and settings. @see docs/webhooks.md "Create"
  */
@@ -127,16 +141,14 @@ export function parseHookFields(fields: Record<string, unknown>): {
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
       throw new BadRequestError(`${name} is not a header name`);
   }
-  const auth = optionalObject(fields, "auth");
-  if (auth && (typeof auth.username !== "string" || typeof (auth.password ?? "") !== "string"))
-    throw new BadRequestError("auth must be {username, password}");
+  const auth = parseAuth(optionalObject(fields, "auth"));
   const settings: HookSettings = {
     name: optionalText(fields, "name") ?? null,
     json: json === null ? undefined : (json as JsonTemplate | undefined),
     form: optionalObject(fields, "form"),
     query: optionalObject(fields, "query"),
     headers: headers as Record<string, string> | undefined,
-    auth: auth ? { username: auth.username as string, password: (auth.password ?? "") as string } : undefined,
+    auth,
     body: optionalText(fields, "body") || undefined,
     responseTemplate: optionalText(fields, "responseTemplate") || undefined,
     responseTopic: optionalText(fields, "responseTopic") || undefined,

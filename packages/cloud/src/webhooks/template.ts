@@ -18,7 +18,9 @@ export interface HookSettings {
   readonly form: Readonly<Record<string, JsonTemplate>> | undefined;
   readonly query: Readonly<Record<string, JsonTemplate>> | undefined;
   readonly headers: Readonly<Record<string, string>> | undefined;
-  readonly auth: { readonly username: string; readonly password: string } | undefined;
+  /** HTTP Basic (`{username, password}`, the docs' form) or a bearer token (`{bearer}`, api-js's typedef). */
+  readonly auth:
+    { readonly username: string; readonly password: string } | { readonly bearer: string } | undefined;
   readonly body: string | undefined;
   readonly responseTemplate: string | undefined;
   readonly responseTopic: string | undefined;
@@ -182,7 +184,9 @@ export function renderRequest(options: {
   if (settings.query)
     for (const [key, value] of Object.entries(renderFields(settings.query, context)))
       url.searchParams.append(key, value);
-  if (settings.auth) {
+  if (settings.auth && "bearer" in settings.auth) {
+    headers.authorization = `Bearer ${render(settings.auth.bearer, context)}`;
+  } else if (settings.auth) {
     const user = render(settings.auth.username, context);
     const password = render(settings.auth.password, context);
     headers.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
