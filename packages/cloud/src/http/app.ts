@@ -12,6 +12,7 @@ import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerEventRoutes } from "./routes/events.js";
+import { registerHealthRoutes } from "./routes/health.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerProductDeviceRoutes } from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
@@ -138,6 +139,7 @@ export async function createHttpApp(options: {
   registerProductDeviceRoutes(app, services);
   registerEventRoutes(app, services);
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
+  registerHealthRoutes(app, services);
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
   return app;
