@@ -3,6 +3,7 @@
 // from source under vitest with the `roost-source` condition).
 export * from "./devices.js";
 export * from "./http.js";
+export * from "./postgres.js";
 export * from "./products.js";
 export * from "./softap-setup.js";
 export * from "./streams.js";

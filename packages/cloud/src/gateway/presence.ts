@@ -85,7 +85,13 @@ export interface Reconciliation {
  */
 export async function reconcileSessions(
   db: Kysely<Database>,
-  options: { nodeId: string; leases: readonly SessionLease[]; force?: boolean },
+  options: {
+    nodeId: string;
+    leases: readonly SessionLease[];
+    force?: boolean;
+    /** Devices whose session is being registered or released now: left alone. */
+    inFlux?: ReadonlySet<string>;
+  },
 ): Promise<Reconciliation> {
   const { nodeId, leases } = options;
   if (!options.force) {
@@ -133,7 +139,7 @@ export async function reconcileSessions(
     .where("online", "=", 1)
     .execute();
   for (const stray of strays) {
-    if (byId.has(stray.id)) continue;
+    if (byId.has(stray.id) || options.inFlux?.has(stray.id)) continue;
     await db
       .updateTable("devices")
       .set({ online: 0, gateway_node: null })

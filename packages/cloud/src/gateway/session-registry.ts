@@ -30,6 +30,8 @@ export class SessionRegistry<TSession extends RegisteredSession> {
   readonly #log: Logger;
   readonly #sessions = new Map<string, { session: TSession; lease: SessionLease; stopServing: () => void }>();
   readonly #unsubscribe: () => void;
+  /** Devices whose session is being registered or released right now: their rows are in flux. */
+  readonly #inFlux = new Map<string, number>();
   /** Called when the number of sessions changes. */
   onSizeChange: (size: number) => void = () => undefined;
 
@@ -67,11 +69,9 @@ export class SessionRegistry<TSession extends RegisteredSession> {
    * served, and every node told.
    */
   async open(session: TSession, facts: Updateable<DevicesTable>): Promise<SessionLease> {
-    const lease = await claimSession(this.#services.db, {
-      deviceId: session.deviceId,
-      nodeId: this.#nodeId,
-      facts,
-    });
+    const lease = await this.#whileInFlux(session.deviceId, () =>
+      claimSession(this.#services.db, { deviceId: session.deviceId, nodeId: this.#nodeId, facts }),
+    );
     const previous = this.#sessions.get(session.deviceId);
     if (previous && previous.lease.epoch > lease.epoch) {
       // A newer session of the device registered here meanwhile: this one lost the race.
@@ -116,7 +116,20 @@ export class SessionRegistry<TSession extends RegisteredSession> {
       this.onSizeChange(this.#sessions.size);
     }
     if (!lease) return false;
-    return releaseSession(this.#services.db, lease, this.#services.config.clock());
+    return this.#whileInFlux(session.deviceId, () =>
+      releaseSession(this.#services.db, lease, this.#services.config.clock()),
+    );
+  }
+
+  async #whileInFlux<T>(deviceId: string, run: () => Promise<T>): Promise<T> {
+    this.#inFlux.set(deviceId, (this.#inFlux.get(deviceId) ?? 0) + 1);
+    try {
+      return await run();
+    } finally {
+      const count = (this.#inFlux.get(deviceId) ?? 1) - 1;
+      if (count > 0) this.#inFlux.set(deviceId, count);
+      else this.#inFlux.delete(deviceId);
+    }
   }
 
   /** After a beat: re-asserts or closes sessions so that the database and this node agree. */
@@ -126,6 +139,7 @@ export class SessionRegistry<TSession extends RegisteredSession> {
       nodeId: this.#nodeId,
       leases,
       force: beat.rejoined,
+      inFlux: new Set(this.#inFlux.keys()),
     });
     for (const lease of superseded) {
       const entry = this.#sessions.get(lease.deviceId);
