@@ -60,6 +60,22 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "NATS URL for the event bus between nodes (scale-out); also ROOST_NATS_URL",
       env.ROOST_NATS_URL,
     )
+    .option(
+      "--nats-prefix <prefix>",
+      "NATS subject prefix (default: roost.<deployment id kept in the database>, so deployments sharing a NATS never mix)",
+      env.ROOST_NATS_PREFIX,
+    )
+    .option(
+      "--heartbeat-ms <ms>",
+      "how often this node writes its heartbeat and sweeps dead nodes' devices offline",
+      integer("heartbeat-ms", { min: 50, max: 3_600_000 }),
+      10_000,
+    )
+    .option(
+      "--dead-after-ms <ms>",
+      "silence (on the database's clock) after which a node is declared dead (default: 3 heartbeats)",
+      integer("dead-after-ms", { min: 100, max: 86_400_000 }),
+    )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
     .option(
       "--claim-code-ttl <seconds>",
@@ -73,7 +89,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  roost serve --allow-signup\n  roost serve --port 0 --data /tmp/roost\n  roost serve --database-url postgres://postgres@127.0.0.1:5432/roost",
+      "\nExamples:\n  roost serve --allow-signup\n  roost serve --port 0 --data /tmp/roost\n  roost serve --database-url postgres://postgres@127.0.0.1:5432/roost\n  roost serve --database-url postgres://db/roost --nats-url nats://nats:4222 --host 0.0.0.0 --heartbeat-ms 5000",
     )
     .action(
       async (options: {
@@ -87,12 +103,16 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         devicePort: number;
         autoRegisterDevices: boolean;
         natsUrl?: string;
+        natsPrefix?: string;
+        heartbeatMs: number;
+        deadAfterMs?: number;
       }) => {
         const cloud = await serve(
           {
             ...options,
             databaseUrl: options.databaseUrl || undefined,
             natsUrl: options.natsUrl || undefined,
+            natsPrefix: options.natsPrefix || undefined,
             claimCodeTtl: options.claimCodeTtl,
           },
           (line) => console.log(line),

@@ -15,6 +15,12 @@ export interface ServeOptions {
   devicePort: number;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
+  /** NATS subject prefix. @default derived from the deployment id in the database */
+  natsPrefix?: string | undefined;
+  /** Heartbeat interval in ms. @default 10000 */
+  heartbeatMs?: number | undefined;
+  /** Dead threshold in ms. @default 3 × heartbeatMs */
+  deadAfterMs?: number | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -30,8 +36,11 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    natsPrefix: options.natsPrefix,
+    gatewayHeartbeatMs: options.heartbeatMs,
+    deadAfterMs: options.deadAfterMs,
   });
-  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
+  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
     `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
   );
@@ -41,5 +50,8 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
   }
+  print(
+    `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
+  );
   return cloud;
 }
