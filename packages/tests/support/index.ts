@@ -4,6 +4,7 @@
 export * from "./cluster.js";
 export * from "./devices.js";
 export * from "./http.js";
+export * from "./nats.js";
 export * from "./postgres.js";
 export * from "./products.js";
 export * from "./softap-setup.js";

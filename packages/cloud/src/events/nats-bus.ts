@@ -135,8 +135,13 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
   const origin = headers();
   origin.set(ORIGIN_HEADER, nodeId);
 
-  /** Publishes unless the connection is closed for good; while reconnecting the client buffers. */
+  /**
+   * Publishes to the other nodes. While NATS is away nothing is queued: the client's buffer would grow
+   * without bound and replay stale events minutes later; local delivery already happened, and presence is
+   * reconciled from the database after the reconnect.
+   */
   const send = (subject: string, body: string) => {
+    if (!connected) return;
     try {
       nc.publish(subject, body, { headers: origin });
     } catch (error) {
