@@ -29,7 +29,7 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
   () => {
     let database: TemporaryDatabase;
     let db: pg.Pool;
-    let nodes: ServeProcess[] = [];
+    const nodes: ServeProcess[] = [];
     const links: CloudLink[] = [];
 
     beforeAll(async () => {
