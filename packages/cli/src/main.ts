@@ -294,7 +294,10 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .requiredOption("--state <dir>", "the device's state folder (ID, keys, claim code, Wi-Fi credentials)")
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
-    .option("--gateway <host:port>", "device gateway address, if not the one the cloud advertises")
+    .option(
+      "--gateway <host:port,...>",
+      "device gateway address(es), if not the one the cloud advertises; several (one per node) are tried in turn",
+    )
     .option("--softap-port <port>", "SoftAP TCP port (a real device: 5609)", integer("softap-port"), 5609)
     .option(
       "--softap-http-port <port>",
@@ -355,7 +358,10 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
     .requiredOption("--token <token>", "an access token to register the devices with", env.ROOST_TOKEN)
     .option("--product <id>", "product to put the devices in", integer("product", { max: 2_147_483_647 }))
-    .option("--gateway <host:port>", "device gateway address, if not the one the cloud advertises")
+    .option(
+      "--gateway <host:port,...>",
+      "device gateway address(es), if not the one the cloud advertises; several (one per node) are tried in turn",
+    )
     .option(
       "--claim",
       "give each device a claim code of the token's account, so that it claims itself",
