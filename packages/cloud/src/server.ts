@@ -6,6 +6,7 @@ import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
 
 import { loadDeploymentId } from "./cluster/deployment.js";
+import { createSharedRateLimitStore, pruneRateCounters, StreamSlots } from "./cluster/limits.js";
 import type { Membership } from "./cluster/membership.js";
 import { startMembership } from "./cluster/membership.js";
 import type { CloudConfig, CloudOptions } from "./config.js";
@@ -168,7 +169,23 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     if (connected) void membership.beat();
   });
   const gatewayAddress = { host: deviceHost ?? host, port: undefined as number | undefined };
-  const app = await createHttpApp({ services, logger, serverKey, gateway: gatewayAddress });
+  const streamSlots = new StreamSlots({ db: storage.db, nodeId, logger, maxPerIp: config.sseMaxPerIp });
+  membership.onBeat((beat) => streamSlots.sweep(beat.rejoined));
+  if (storage.dialect === "postgres")
+    membership.onBeat(() => pruneRateCounters(storage.db, config.rateLimits.windowMs));
+  const app = await createHttpApp({
+    services,
+    logger,
+    serverKey,
+    gateway: gatewayAddress,
+    limits: {
+      streamSlots,
+      // PostgreSQL means several nodes may share the database: their rate limits count together. One
+      // SQLite file is one node, whose memory is enough (and spares a write per request).
+      rateLimitStore:
+        storage.dialect === "postgres" ? createSharedRateLimitStore({ db: storage.db, logger }) : undefined,
+    },
+  });
   let gateway: Gateway | undefined;
   try {
     await app.listen({ port, host });

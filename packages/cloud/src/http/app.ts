@@ -2,9 +2,11 @@ import { parse as parseQueryString } from "node:querystring";
 import formbody from "@fastify/formbody";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
+import type { FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import Fastify, { LogController } from "fastify";
 
+import type { StreamSlots } from "../cluster/limits.js";
 import { AppError, renderError, toAppError } from "../errors.js";
 import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
@@ -61,6 +63,12 @@ export async function createHttpApp(options: {
   logger: FastifyBaseLogger;
   serverKey: ServerKey;
   gateway: GatewayAddress;
+  /** Limits shared by the nodes of a deployment. */
+  limits: {
+    streamSlots: StreamSlots;
+    /** The rate-limit store shared by the nodes; without it, counts stay in this node's memory. */
+    rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
+  };
 }): Promise<FastifyInstance> {
   const { services } = options;
   const { config } = services;
@@ -99,6 +107,8 @@ export async function createHttpApp(options: {
     global: true,
     max: config.rateLimits.apiMax,
     timeWindow: config.rateLimits.windowMs,
+    // Across nodes when the database is shared; this node's memory otherwise.
+    ...(options.limits.rateLimitStore ? { store: options.limits.rateLimitStore } : {}),
     errorResponseBuilder: (_request, context) =>
       new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
   });
@@ -137,7 +147,7 @@ export async function createHttpApp(options: {
   registerClaimRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerProductDeviceRoutes(app, services);
-  registerEventRoutes(app, services);
+  registerEventRoutes(app, services, { streamSlots: options.limits.streamSlots });
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
   registerHealthRoutes(app, services);
   registerClaimStatusRoutes(app, services);
