@@ -482,7 +482,13 @@ export class DeviceSession {
     this.#lastHeardWritten = now;
     // Only the current session writes presence; a replaced one finds out and closes.
     const lease = this.#context.registry.lease(this);
-    if (lease && !(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+    if (!lease) return;
+    try {
+      if (!(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+    } catch (error) {
+      // The database is away: the device stays connected; `last_heard` is written at the next interval.
+      this.#log.warn({ err: error, deviceId: this.deviceId }, "could not write last_heard");
+    }
   }
 }
 
