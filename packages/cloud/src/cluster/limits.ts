@@ -220,10 +220,11 @@ export class StreamSlots {
   async sweep(rejoined: boolean): Promise<void> {
     await this.#db
       .deleteFrom("stream_slots")
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom("gateway_nodes")
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom("gateway_nodes")
               .select("id")
               .whereRef("gateway_nodes.id", "=", "stream_slots.node_id"),
           ),
