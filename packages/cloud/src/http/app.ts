@@ -8,20 +8,23 @@ import Fastify, { LogController } from "fastify";
 import { AppError, renderError, toAppError } from "../errors.js";
 import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
+import { clientErrorHandler, httpServerOptions, limitConnections } from "./connection-limits.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerEventRoutes } from "./routes/events.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
-import { registerProductDeviceRoutes } from "./routes/product-devices.js";
+import {
+  IMPORT_ROUTE,
+  MAX_IMPORT_FIELD_BYTES,
+  MAX_IMPORT_FILE_BYTES,
+  registerProductDeviceRoutes,
+} from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
 import type { GatewayAddress } from "./routes/roost.js";
 import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
 import { registerTransferRoutes } from "./routes/transfers.js";
 import { registerUserRoutes } from "./routes/users.js";
-
-/** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
-const MAX_IMPORT_FILE_BYTES = 1_048_576;
 
 /** Turns framework errors (body parsing, limits) into Roost's codes; everything else stays as thrown. */
 function fromFastifyError(error: FastifyError | AppError | Error): AppError {
@@ -66,12 +69,19 @@ export async function createHttpApp(options: {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: config.bodyLimitBytes,
+    // No request is held forever: Fastify 5 leaves these off (0) by default. See docs/security.md.
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    connectionTimeout: config.http.idleTimeoutMs,
+    http: httpServerOptions(config.http),
+    clientErrorHandler,
     logController: new LogController({ disableRequestLogging: true }),
     // Device IDs and names are matched exactly; `/v1/devices/` and `/v1/devices` are the same route.
     routerOptions: { ignoreTrailingSlash: true },
     // Undecodable URLs and over-long path parameters get the usual error shape too.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       const { status, body } = renderError(fromFastifyError(error));
+      if (!request.raw.complete) void (reply as FastifyReply).header("connection", "close");
       void (reply as FastifyReply).code(status).send(body);
     },
   });
@@ -83,6 +93,8 @@ export async function createHttpApp(options: {
     const oauth =
       status === 400 && request.routeOptions.url === "/oauth/token" && !("error_description" in rendered);
     const body = oauth ? { error: "invalid_request", error_description: error.message } : rendered;
+    // A body left unread (refused before or while reading it) is not drained: the connection closes.
+    if (!request.raw.complete) void reply.header("connection", "close");
     if (status >= 500) request.log.error({ err: rawError, url: request.url }, "request failed");
     else request.log.debug({ code: error.code, url: request.url }, error.message);
     void reply.code(status).send(body);
@@ -94,6 +106,7 @@ export async function createHttpApp(options: {
     void reply.code(status).send(body);
   });
 
+  limitConnections(app, config.http);
   await app.register(rateLimit, {
     global: true,
     max: config.rateLimits.apiMax,
@@ -102,9 +115,25 @@ export async function createHttpApp(options: {
       new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
   });
   await app.register(formbody);
+  // Multipart is for the device import only; anywhere else it is refused before a byte of it is read.
+  app.addHook("onRequest", (request, _reply, done) => {
+    const type = request.headers["content-type"] ?? "";
+    if (/^\s*multipart\//i.test(type) && request.routeOptions.url !== IMPORT_ROUTE)
+      return done(
+        new AppError("BAD_REQUEST", "This endpoint does not accept multipart bodies: send JSON or a form"),
+      );
+    done();
+  });
+  // The import reads its parts itself (readUpload), so that a file over the limit ends the request there.
   await app.register(multipart, {
-    attachFieldsToBody: "keyValues",
-    limits: { fileSize: MAX_IMPORT_FILE_BYTES, files: 1, fields: 20 },
+    limits: {
+      fileSize: MAX_IMPORT_FILE_BYTES,
+      files: 1,
+      fields: 20,
+      parts: 21,
+      fieldSize: MAX_IMPORT_FIELD_BYTES,
+      headerPairs: 20,
+    },
   });
   // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
   app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
