@@ -1,5 +1,3 @@
-import { parse as parseQueryString } from "node:querystring";
-import formbody from "@fastify/formbody";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from "fastify";
@@ -8,6 +6,7 @@ import Fastify, { LogController } from "fastify";
 import { AppError, renderError, toAppError } from "../errors.js";
 import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
+import { isUniqueViolation } from "../storage/database.js";
 import { clientErrorHandler, httpServerOptions, limitConnections } from "./connection-limits.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
@@ -25,6 +24,7 @@ import type { GatewayAddress } from "./routes/roost.js";
 import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
 import { registerTransferRoutes } from "./routes/transfers.js";
 import { registerUserRoutes } from "./routes/users.js";
+import { BadTextError, checkUrl, decodeBody, findBadText, parseForm } from "./text-input.js";
 
 /** Turns framework errors (body parsing, limits) into Roost's codes; everything else stays as thrown. */
 function fromFastifyError(error: FastifyError | AppError | Error): AppError {
@@ -46,6 +46,9 @@ function fromFastifyError(error: FastifyError | AppError | Error): AppError {
     default:
       break;
   }
+  // A race this code does not resolve itself (two inserts of one key at once) is the caller's conflict.
+  if (isUniqueViolation(error))
+    return new AppError("CONFLICT", "The request conflicts with a concurrent change; try again");
   if (error instanceof SyntaxError) return new AppError("MALFORMED_BODY", "Request body is not valid JSON");
   // A malformed multipart body surfaces as busboy's plain errors.
   if (/^Multipart: |unexpected end of multipart data|^Boundary required/i.test(error.message)) {
@@ -114,7 +117,42 @@ export async function createHttpApp(options: {
     errorResponseBuilder: (_request, context) =>
       new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
   });
-  await app.register(formbody);
+  // The text-input policy at the edge: the URL here, bodies in the parsers and preValidation below.
+  app.addHook("onRequest", (request, _reply, done) => {
+    try {
+      checkUrl(request.raw.url ?? "/");
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
+  });
+  app.addHook("preValidation", (request, _reply, done) => {
+    if (findBadText(request.body)) return done(new BadTextError("The request body"));
+    done();
+  });
+  // JSON and forms are decoded as strict UTF-8 (Fastify's and formbody's parsers would replace bad bytes).
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    let text: string;
+    try {
+      text = decodeBody(body as Buffer);
+    } catch (error) {
+      return done(error as Error, undefined);
+    }
+    void parseJson(request, text, done);
+  });
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "buffer" },
+    (_request, body, done) => {
+      try {
+        done(null, parseForm(decodeBody(body as Buffer)));
+      } catch (error) {
+        done(error as Error, undefined);
+      }
+    },
+  );
   // Multipart is for the device import only; anywhere else it is refused before a byte of it is read.
   app.addHook("onRequest", (request, _reply, done) => {
     const type = request.headers["content-type"] ?? "";
@@ -136,8 +174,13 @@ export async function createHttpApp(options: {
     },
   });
   // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
-  app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
-    const text = typeof body === "string" ? body : body.toString("utf8");
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (request, body, done) => {
+    let text: string;
+    try {
+      text = decodeBody(body as Buffer);
+    } catch (error) {
+      return done(error as Error, undefined);
+    }
     const trimmed = text.trim();
     if (trimmed.length === 0) return done(null, undefined);
     // A declared type other than text/plain (XML, binary, …) is not guessed at: a clear error instead.
@@ -155,7 +198,11 @@ export async function createHttpApp(options: {
       }
       return;
     }
-    done(null, { ...parseQueryString(text) });
+    try {
+      done(null, parseForm(text));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
   });
 
   registerOAuthRoutes(app, services);

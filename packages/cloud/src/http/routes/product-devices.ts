@@ -15,6 +15,7 @@ import {
   param,
   queryOf,
 } from "../request.js";
+import { BadTextError, findBadText } from "../text-input.js";
 
 /** Largest accepted `perPage`. */
 const MAX_PER_PAGE = 100;
@@ -166,6 +167,7 @@ async function readUpload(request: FastifyRequest): Promise<Fields> {
         );
       });
     } else {
+      if (findBadText(part.value)) throw new BadTextError(`The field ${part.fieldname}`);
       fields[part.fieldname] = part.value;
     }
   }
