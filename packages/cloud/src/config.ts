@@ -64,6 +64,12 @@ export interface CloudConfig {
   readonly databaseUrl: string | undefined;
   /** Whether `POST /v1/users` is open. @default false */
   readonly allowSignup: boolean;
+  /**
+   * Whether `POST /v1/provisioning/:id` may register IDs the cloud does not know yet. Off, unknown and
+   * foreign IDs get the same 403, so IDs cannot be probed; on (development, `roost dev`), anyone signed in
+   * may create a device ID, and learns whether one exists. @default false
+   */
+  readonly openDeviceRegistration: boolean;
   /** Claim code lifetime in seconds. @default 3600 @see spec/cloud-api.md §3.4 */
   readonly claimCodeTtlSeconds: number;
   /** Default access-token lifetime in seconds. @default 7776000 (90 days) @see spec/cloud-api.md §1.1 */
@@ -105,6 +111,7 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     sqliteFile = ":memory:",
     databaseUrl,
     allowSignup = false,
+    openDeviceRegistration = false,
     claimCodeTtlSeconds = 3600,
     accessTokenTtlSeconds = 7_776_000,
     refreshTokenTtlSeconds = 1_209_600,
@@ -151,6 +158,7 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     sqliteFile,
     databaseUrl,
     allowSignup,
+    openDeviceRegistration,
     claimCodeTtlSeconds,
     accessTokenTtlSeconds,
     refreshTokenTtlSeconds,

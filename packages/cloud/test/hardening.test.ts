@@ -239,3 +239,56 @@ describe.each(BACKENDS)("on $name", ({ postgres }) => {
     });
   });
 });
+
+describe("registering a key (POST /v1/provisioning/:id) is no ID oracle", () => {
+  let cloud: RunningCloud;
+  beforeAll(async () => {
+    cloud = await startTestCloud({ openDeviceRegistration: false });
+  });
+  afterAll(async () => {
+    await cloud.close();
+  });
+
+  it("an unknown ID and another account's ID get the same 403; the caller's own device can be re-keyed", async () => {
+    const owner = await signUpAndLogin(cloud);
+    const stranger = await signUpAndLogin(cloud);
+    // The owner's device exists (registered as the gateway's auto-registration or an operator would).
+    const ownedId = newDeviceId();
+    await cloud.services.db
+      .insertInto("devices")
+      .values({
+        id: ownedId,
+        public_key: newDeviceKey().publicKeyPem,
+        key_algorithm: "rsa",
+        owner_user_id: (
+          await cloud.services.db
+            .selectFrom("users")
+            .select("id")
+            .where("username", "=", owner.username)
+            .executeTakeFirstOrThrow()
+        ).id,
+        platform_id: 6,
+        created_at: Date.now(),
+        updated_at: Date.now(),
+      })
+      .execute();
+    const register = (token: string, id: string) =>
+      call(cloud, {
+        method: "POST",
+        path: `/v1/provisioning/${id}`,
+        token,
+        json: { publicKey: newDeviceKey().publicKeyPem },
+      });
+    const before = await snapshot(cloud);
+    const foreign = await register(stranger.token, ownedId);
+    const unknown = await register(stranger.token, newDeviceId());
+    expect(foreign.status).toBe(403);
+    expect(unknown).toEqual(foreign);
+    expect(foreign.body).toEqual({
+      error: "Permission Denied",
+      info: expect.stringContaining("I didn't recognize"),
+    });
+    expect(await snapshot(cloud)).toBe(before);
+    expect((await register(owner.token, ownedId)).status).toBe(200);
+  });
+});

@@ -40,6 +40,7 @@ export function startTestCloud(options: StartCloudOptions = {}): Promise<Running
     host: "127.0.0.1",
     logLevel: "silent",
     allowSignup: true,
+    openDeviceRegistration: true,
     passwordHashCost: 1024,
     ...options,
   });
