@@ -292,3 +292,46 @@ describe("registering a key (POST /v1/provisioning/:id) is no ID oracle", () => 
     expect((await register(owner.token, ownedId)).status).toBe(200);
   });
 });
+
+describe("claim-code presets (iccid, imei)", () => {
+  let cloud: RunningCloud;
+  let token: string;
+  beforeAll(async () => {
+    cloud = await startTestCloud();
+    token = (await signUpAndLogin(cloud)).token;
+  });
+  afterAll(async () => {
+    await cloud.close();
+  });
+
+  const claim = (body: Record<string, string>) =>
+    call(cloud, { method: "POST", path: "/v1/device_claims", token, json: body });
+
+  it.each([
+    ["a one-character iccid", { iccid: "7" }],
+    ["an 18-digit iccid", { iccid: "891234567890123456" }],
+    ["a 21-digit iccid", { iccid: "891234567890123456789" }],
+    ["an iccid without the 89 prefix", { iccid: "1234567890123456789" }],
+    ["an iccid with letters", { iccid: "89123456789012345AB" }],
+    ["a 14-digit imei", { imei: "35123456789012" }],
+    ["an imei with letters", { imei: "35123456789012X" }],
+  ])("%s → 400; no code is created", async (_name, body) => {
+    const before = await snapshot(cloud);
+    const response = await claim(body);
+    expect(response).toEqual({
+      status: 400,
+      body: { ok: false, error: expect.stringMatching(/iccid|imei/) },
+    });
+    expect(await snapshot(cloud)).toBe(before);
+  });
+
+  it.each([
+    ["a 19-digit iccid", { iccid: "8934076500002589174" }],
+    ["a 20-digit iccid", { iccid: "89014103211118510720" }],
+    ["a 15-digit imei", { imei: "352099001761481" }],
+  ])("%s is the claim code", async (_name, body) => {
+    const response = await claim(body);
+    expect(response.status).toBe(200);
+    expect(response.body.claim_code).toBe(Object.values(body)[0]);
+  });
+});

@@ -176,6 +176,11 @@ export async function createProductWithClient(
   return { id, clientId: String(client.body.client.id), clientSecret: String(client.body.client.secret) };
 }
 
+/** A fresh ICCID-shaped claim-code preset: 19 digits starting with the telecom prefix 89. */
+export function newIccid(): string {
+  return `89${Array.from(randomBytes(17), (byte) => String(byte % 10)).join("")}`;
+}
+
 /** A fresh 24-hex device ID. */
 export function newDeviceId(): string {
   return randomBytes(12).toString("hex");
