@@ -47,6 +47,10 @@ export interface RetentionConfig {
   readonly maxConnectionAttemptsPerDevice: number;
   /** Most claim-attempt rows kept per claim code and per device (the newest). @default 100 */
   readonly maxClaimAttemptsPerKey: number;
+  /** Most rows kept in each attempt log as a whole (the newest). @default 100000 */
+  readonly maxAttemptRows: number;
+  /** How often each node sweeps the attempt logs, in milliseconds. @default 60000 */
+  readonly sweepIntervalMs: number;
   /**
    * Claim codes one device may present per window before further ones are refused unchecked
    * (`rate_limited`), and presentations of one code per window. @default 10
@@ -139,6 +143,8 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     attemptRetentionDays: 30,
     maxConnectionAttemptsPerDevice: 100,
     maxClaimAttemptsPerKey: 100,
+    maxAttemptRows: 100_000,
+    sweepIntervalMs: 60_000,
     claimPresentationsPerWindow: 10,
     claimPresentationWindowMs: 3_600_000,
     ...retention,
@@ -154,6 +160,9 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     if (!Number.isInteger(value) || value <= 0)
       throw new RangeError(`${name} must be a positive integer, got ${value}`);
   }
+  // The per-device cap must keep at least a window's worth of rows, or the rate limit could never be reached.
+  if (retentionConfig.maxClaimAttemptsPerKey < retentionConfig.claimPresentationsPerWindow)
+    throw new RangeError("retention.maxClaimAttemptsPerKey must be at least claimPresentationsPerWindow");
   return Object.freeze({
     sqliteFile,
     databaseUrl,

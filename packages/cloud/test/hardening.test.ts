@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { RunningCloud } from "../src/index.js";
+import type { Owner, RunningCloud } from "../src/index.js";
 import type { TemporaryDatabase } from "./helpers.js";
 import {
   basic,
@@ -333,5 +333,124 @@ describe("claim-code presets (iccid, imei)", () => {
     const response = await claim(body);
     expect(response.status).toBe(200);
     expect(response.body.claim_code).toBe(Object.values(body)[0]);
+  });
+});
+
+describe.each(BACKENDS)("bounded attempt logs and claim-code presentations on $name", ({ postgres }) => {
+  let database: TemporaryDatabase | undefined;
+  let cloud: RunningCloud;
+  let owner: Owner;
+  beforeAll(async () => {
+    database = postgres ? await createTemporaryDatabase(POSTGRES_URL ?? "") : undefined;
+    cloud = await startTestCloud({
+      databaseUrl: database?.url,
+      retention: { claimPresentationsPerWindow: 3, maxClaimAttemptsPerKey: 5, maxAttemptRows: 50 },
+    });
+    const user = await signUpAndLogin(cloud);
+    const row = await cloud.services.db
+      .selectFrom("users")
+      .select("id")
+      .where("username", "=", user.username)
+      .executeTakeFirstOrThrow();
+    owner = { kind: "user", userId: row.id };
+  });
+  afterAll(async () => {
+    await cloud.close();
+    await database?.[Symbol.asyncDispose]();
+  });
+
+  async function newDevice(): Promise<string> {
+    const id = newDeviceId();
+    await cloud.services.db
+      .insertInto("devices")
+      .values({
+        id,
+        public_key: newDeviceKey().publicKeyPem,
+        key_algorithm: "rsa",
+        platform_id: 6,
+        created_at: 0,
+        updated_at: 0,
+      })
+      .execute();
+    return id;
+  }
+
+  it("a device that presented 3 codes in the window is refused (rate_limited) without its 4th being looked up, even a valid one", async () => {
+    const deviceId = await newDevice();
+    for (let index = 0; index < 3; index += 1) {
+      const result = await cloud.services.claims.claimByCode({ deviceId, code: `guess-${index}` });
+      expect(result.reason).toBe("unknown_code");
+    }
+    const { claim_code: code } = await cloud.services.claims.createCode({ owner });
+    const eleventh = await cloud.services.claims.claimByCode({ deviceId, code });
+    expect(eleventh).toMatchObject({ ok: false, reason: "rate_limited", claimId: null });
+    expect((await cloud.services.devices.get(deviceId))?.owner_user_id).toBeNull();
+    // Another device may still use the code.
+    const other = await newDevice();
+    expect(await cloud.services.claims.claimByCode({ deviceId: other, code })).toMatchObject({
+      ok: true,
+      reason: "claimed",
+    });
+  });
+
+  it("one code presented by many devices is refused after 3 presentations in the window", async () => {
+    const { claim_code: code } = await cloud.services.claims.createCode({ owner });
+    // Three devices owned by someone else: each refused for a reason that leaves the code pending.
+    const product = await cloud.services.products.create({
+      userId: owner.kind === "user" ? owner.userId : "",
+      name: "Other",
+      platformId: 6,
+    });
+    const outsiders: string[] = [];
+    for (let index = 0; index < 3; index += 1) {
+      const id = await newDevice();
+      await cloud.services.db
+        .updateTable("devices")
+        .set({ product_id: product.id, owner_user_id: "someone" })
+        .where("id", "=", id)
+        .execute();
+      outsiders.push(id);
+    }
+    for (const deviceId of outsiders) await cloud.services.claims.claimByCode({ deviceId, code });
+    const fresh = await newDevice();
+    expect(await cloud.services.claims.claimByCode({ deviceId: fresh, code })).toMatchObject({
+      ok: false,
+      reason: "rate_limited",
+    });
+  });
+
+  it("each device keeps only its newest claim attempts; the sweep drops old rows and caps each log", async () => {
+    const deviceId = await newDevice();
+    for (let index = 0; index < 12; index += 1)
+      await cloud.services.claims.claimByCode({ deviceId, code: `guess-${index}` });
+    const rows = await cloud.services.claims.attemptsForDevice(deviceId);
+    expect(rows).toHaveLength(5);
+    expect(rows.at(-1)?.reason).toBe("rate_limited");
+
+    const now = Date.now();
+    const old = now - 31 * 86_400_000;
+    await cloud.services.db
+      .insertInto("device_connection_attempts")
+      .values(
+        Array.from({ length: 80 }, (_, index) => ({
+          id: `attempt-${index}`,
+          device_id: newDeviceId(),
+          ip: "127.0.0.1",
+          outcome: "refused",
+          reason: "unknown_device",
+          at: index < 20 ? old : now - index,
+        })),
+      )
+      .execute();
+    await cloud.services.retention.sweep();
+    const left = await cloud.services.db
+      .selectFrom("device_connection_attempts")
+      .select(["id", "at"])
+      .execute();
+    expect(left).toHaveLength(50);
+    expect(left.every((row) => row.at > old)).toBe(true);
+    expect(
+      (await cloud.services.db.selectFrom("claim_attempts").select("id").execute()).length,
+    ).toBeLessThanOrEqual(50);
   });
 });
