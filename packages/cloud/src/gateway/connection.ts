@@ -739,6 +739,13 @@ async function recordAttempt(
       at: services.config.clock(),
     })
     .execute();
+  // Anyone can connect with any device ID: each ID keeps only its newest refusals (the sweep bounds the rest).
+  await services.retention.capKey({
+    table: "device_connection_attempts",
+    key: "device_id",
+    value: attempt.deviceId,
+    keep: services.config.retention.maxConnectionAttemptsPerDevice,
+  });
 }
 
 async function autoRegister(
