@@ -1,6 +1,7 @@
-// Helpers shared by the integration tests of every package: HTTP calls against a real cloud, users,
+// Helpers shared by the integration tests of every package: temporary PostgreSQL databases, HTTP calls against a real cloud, users,
 // products and customers, device identities and links, event streams, and the official softap-setup client. Only for tests (run
 // from source under vitest with the `roost-source` condition).
+export * from "./databases.js";
 export * from "./devices.js";
 export * from "./http.js";
 export * from "./products.js";

@@ -19,6 +19,14 @@ export type DeviceCommandResult =
       readonly message?: string;
     };
 
+/**
+ * A notice from one node to every node (itself included) that state some nodes keep in memory changed.
+ * Only credentials today: nodes cache who an access token acts for, and must forget revoked tokens.
+ */
+export type NodeNotice =
+  | { readonly kind: "tokens-revoked"; readonly hashes: readonly string[] }
+  | { readonly kind: "subject-tokens-revoked"; readonly userId?: string; readonly customerId?: string };
+
 /** Answers the commands for one connected device. */
 export type DeviceCommandHandler = (command: DeviceCommand) => Promise<DeviceCommandResult>;
 
@@ -39,6 +47,10 @@ export interface EventBus {
     command: DeviceCommand;
     timeoutMs: number;
   }): Promise<DeviceCommandResult>;
+  /** Sends a notice to every node, this one included. */
+  notify(notice: NodeNotice): Promise<void>;
+  /** Receives every node's notices; returns the unsubscribe function. */
+  onNotice(handler: (notice: NodeNotice) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -46,6 +58,7 @@ export interface EventBus {
 export class InProcessEventBus implements EventBus {
   readonly #subscribers = new Set<(event: CloudEvent) => void>();
   readonly #devices = new Map<string, DeviceCommandHandler>();
+  readonly #noticeHandlers = new Set<(notice: NodeNotice) => void>();
 
   publish(event: CloudEvent): Promise<void> {
     for (const handler of [...this.#subscribers]) {
@@ -88,7 +101,18 @@ export class InProcessEventBus implements EventBus {
     }
   }
 
+  notify(notice: NodeNotice): Promise<void> {
+    for (const handler of [...this.#noticeHandlers]) handler(notice);
+    return Promise.resolve();
+  }
+
+  onNotice(handler: (notice: NodeNotice) => void): () => void {
+    this.#noticeHandlers.add(handler);
+    return () => this.#noticeHandlers.delete(handler);
+  }
+
   close(): Promise<void> {
+    this.#noticeHandlers.clear();
     this.#subscribers.clear();
     this.#devices.clear();
     return Promise.resolve();

@@ -1,7 +1,13 @@
 import type { NatsConnection, Subscription } from "nats";
 import { connect, ErrorCode, NatsError } from "nats";
 
-import type { DeviceCommand, DeviceCommandHandler, DeviceCommandResult, EventBus } from "./bus.js";
+import type {
+  DeviceCommand,
+  DeviceCommandHandler,
+  DeviceCommandResult,
+  EventBus,
+  NodeNotice,
+} from "./bus.js";
 import type { CloudEvent } from "./model.js";
 
 /** Options of {@link connectNatsBus}. */
@@ -25,25 +31,31 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
   const nc: NatsConnection = await connect({ servers: options.url.split(","), name: "roost-cloud" });
   const eventsSubject = `${prefix}.events`;
   const deviceSubject = (deviceId: string) => `${prefix}.device.${deviceId}`;
-  const handlers = new Set<(event: CloudEvent) => void>();
-  const eventSubscription: Subscription = nc.subscribe(eventsSubject, {
-    callback: (error, message) => {
-      if (error) return onError(error);
-      let event: CloudEvent;
-      try {
-        event = message.json<CloudEvent>();
-      } catch (parseError) {
-        return onError(parseError);
-      }
-      for (const handler of [...handlers]) {
+  /** Every message on `subject`, parsed, to each of `handlers`; bad JSON and throwing handlers reported. */
+  const broadcastTo = <T>(subject: string, handlers: ReadonlySet<(message: T) => void>): Subscription =>
+    nc.subscribe(subject, {
+      callback: (error, message) => {
+        if (error) return onError(error);
+        let value: T;
         try {
-          handler(event);
-        } catch (handlerError) {
-          onError(handlerError);
+          value = message.json<T>();
+        } catch (parseError) {
+          return onError(parseError);
         }
-      }
-    },
-  });
+        for (const handler of [...handlers]) {
+          try {
+            handler(value);
+          } catch (handlerError) {
+            onError(handlerError);
+          }
+        }
+      },
+    });
+  const handlers = new Set<(event: CloudEvent) => void>();
+  const eventSubscription = broadcastTo(eventsSubject, handlers);
+  const noticesSubject = `${prefix}.notices`;
+  const noticeHandlers = new Set<(notice: NodeNotice) => void>();
+  const noticeSubscription = broadcastTo(noticesSubject, noticeHandlers);
   const deviceSubscriptions = new Set<Subscription>();
 
   return {
@@ -98,9 +110,19 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
         return { ok: false, error: "timeout" };
       }
     },
+    notify(notice) {
+      nc.publish(noticesSubject, JSON.stringify(notice));
+      return Promise.resolve();
+    },
+    onNotice(handler) {
+      noticeHandlers.add(handler);
+      return () => noticeHandlers.delete(handler);
+    },
     async close() {
       handlers.clear();
+      noticeHandlers.clear();
       eventSubscription.unsubscribe();
+      noticeSubscription.unsubscribe();
       for (const subscription of deviceSubscriptions) subscription.unsubscribe();
       await nc.drain();
     },

@@ -35,11 +35,12 @@ export function createServices(options: {
   const { bus = new InProcessEventBus(), ...rest } = options;
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);
+  const tokens = new TokenService({ ...rest, bus });
   return {
     ...rest,
     bus,
-    accounts: new AccountService(options),
-    tokens: new TokenService(options),
+    accounts: new AccountService({ ...rest, tokens }),
+    tokens,
     products: new ProductService(options),
     devices,
     claims: new ClaimService({ ...rest, devices, transfers }),
