@@ -15,6 +15,7 @@ import { fileStamp, formatTable, verdict, writeResults } from "./lib/report.js";
 import { runApi } from "./scenarios/api.js";
 import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
+import { runFanout } from "./scenarios/fanout.js";
 import { runHandshake } from "./scenarios/handshake.js";
 
 const SCENARIOS = {
@@ -22,6 +23,7 @@ const SCENARIOS = {
   claim: runClaim,
   connections: runConnections,
   api: runApi,
+  fanout: runFanout,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;

@@ -113,7 +113,7 @@ export async function runApi(context: ScenarioContext): Promise<ScenarioResult> 
       measured[route.name] = { roost, bare: bareResult };
     }
 
-    const rows: ReportRow[] = routes.map((route, index) => {
+    const rows: ReportRow[] = routes.map((route) => {
       const result = measured[route.name];
       const roost = result?.roost.requestsPerSecond ?? Number.NaN;
       const bareRate = result?.bare.requestsPerSecond ?? Number.NaN;

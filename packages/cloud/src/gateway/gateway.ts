@@ -7,6 +7,7 @@ import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
+import { SubscriptionIndex } from "./event-routing.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 
@@ -65,14 +66,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sessions = new Map<string, DeviceSession>();
   const sockets = new Set<Socket>();
   const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
+  const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
     // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
     // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
     // devices of one owner connect.
     if (SYSTEM_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix)) && event.coreid !== API_COREID)
       return;
-    for (const session of sessions.values()) {
-      if (session.deviceId !== event.coreid) session.deliver(event);
+    for (const session of routes.match(event)) {
+      if (session.deviceId !== event.coreid)
+        session.sendEvent({
+          name: event.name,
+          data: event.data ?? "",
+          isPublic: event.isPublic,
+          ttl: event.ttl,
+        });
     }
   });
 
@@ -141,11 +149,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     limits,
     handshakeQueue: new HandshakeQueue(),
+    routes,
     register(session: DeviceSession): () => boolean {
       const previous = sessions.get(session.deviceId);
       if (previous) {
         // A device that reconnects replaces its old connection (which may be half-open).
         sessions.delete(session.deviceId);
+        routes.remove(previous);
         previous.close();
       }
       sessions.set(session.deviceId, session);
@@ -153,6 +163,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const stopServing = services.bus.serveDevice(session.deviceId, (command) => session.command(command));
       return () => {
         stopServing();
+        routes.remove(session);
         if (sessions.get(session.deviceId) !== session) return false;
         sessions.delete(session.deviceId);
         stats.connected = sessions.size;
