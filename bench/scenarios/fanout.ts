@@ -35,7 +35,11 @@ export async function runFanout(context: ScenarioContext): Promise<ScenarioResul
   const sizes = quick ? [200, 1000] : [1000, 10_000];
   const largest = sizes.at(-1) ?? 0;
   const events = quick ? 500 : 2000;
-  const cloud = await launchCloud(context, { scenario: "fanout" });
+  // Devices stay silent (no pings): the server must not take them for dead meanwhile.
+  const cloud = await launchCloud(context, {
+    scenario: "fanout",
+    params: { idleTimeoutMs: 2 * PING_INTERVAL_MS },
+  });
   const fleets = launchFleets(2);
   try {
     const { url } = cloud.address;
