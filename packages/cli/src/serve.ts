@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import type { RunningCloud } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 
+import { findConsoleDir } from "./console.js";
+
 /** Options of `roost serve`, already validated. */
 export interface ServeOptions {
   port: number;
@@ -30,6 +32,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    consoleDir: findConsoleDir(),
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
   print(
@@ -41,5 +44,6 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
   }
+  if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
   return cloud;
 }

@@ -14,6 +14,7 @@ import { startGateway } from "./gateway/gateway.js";
 import type { ServerKey } from "./gateway/server-key.js";
 import { loadServerKey } from "./gateway/server-key.js";
 import { createHttpApp } from "./http/app.js";
+import { CONSOLE_PATH } from "./http/console.js";
 import type { Services } from "./services/index.js";
 import { createServices } from "./services/index.js";
 import type { Storage } from "./storage/database.js";
@@ -41,12 +42,16 @@ export interface StartCloudOptions extends CloudOptions {
   natsUrl?: string | undefined;
   /** Device connection timeouts and limits. */
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
+  /** Folder of the built web console (`@roost/console`'s `dist`), served at `/console/`. @default none */
+  consoleDir?: string | undefined;
 }
 
 /** A running cloud node. Dispose it (or call `close`) to stop it. */
 export interface RunningCloud extends AsyncDisposable {
   /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
+  /** URL of the web console, when it is served. */
+  readonly consoleUrl: string | undefined;
   readonly port: number;
   readonly config: CloudConfig;
   readonly services: Services;
@@ -72,6 +77,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     deviceLimits,
     natsUrl,
     gatewayHeartbeatMs,
+    consoleDir,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -108,7 +114,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     await storage.db.updateTable("devices").set({ online: 0 }).where("online", "=", 1).execute();
   }
   const gatewayAddress = { host: deviceHost ?? host, port: undefined as number | undefined };
-  const app = await createHttpApp({ services, logger, serverKey, gateway: gatewayAddress });
+  const app = await createHttpApp({ services, logger, serverKey, gateway: gatewayAddress, consoleDir });
   let gateway: Gateway | undefined;
   try {
     await app.listen({ port, host });
@@ -142,6 +148,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     })());
   return {
     url,
+    consoleUrl: consoleDir === undefined ? undefined : `${url}${CONSOLE_PATH}`,
     port: boundPort,
     config,
     services,

@@ -8,6 +8,7 @@ import Fastify, { LogController } from "fastify";
 import { AppError, renderError, toAppError } from "../errors.js";
 import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
+import { registerConsoleRoutes } from "./console.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
@@ -60,6 +61,8 @@ export async function createHttpApp(options: {
   logger: FastifyBaseLogger;
   serverKey: ServerKey;
   gateway: GatewayAddress;
+  /** Folder of the built web console, served at `/console/`; none when undefined. */
+  consoleDir?: string | undefined;
 }): Promise<FastifyInstance> {
   const { services } = options;
   const { config } = services;
@@ -140,5 +143,6 @@ export async function createHttpApp(options: {
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
+  if (options.consoleDir !== undefined) await registerConsoleRoutes(app, { root: options.consoleDir });
   return app;
 }

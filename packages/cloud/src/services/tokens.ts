@@ -47,6 +47,12 @@ function subjectColumns(subject: TokenSubject): {
   }
 }
 
+/**
+ * The client id of sign-in link tokens (`roost dev` prints a console link with one): such a token opens no
+ * endpoint; it is good only for one RFC 8693 token exchange at `POST /oauth/token`, which spends it.
+ */
+export const SIGN_IN_LINK_CLIENT_ID = "roost-sign-in-link";
+
 /** Access and refresh tokens: issued as random secrets, stored only as SHA-256 hashes. */
 export class TokenService {
   readonly #db: Kysely<Database>;
