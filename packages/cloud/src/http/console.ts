@@ -13,8 +13,10 @@ export async function registerConsoleRoutes(app: FastifyInstance, options: { roo
   await app.register(fastifyStatic, {
     root: options.root,
     prefix: CONSOLE_PATH,
-    redirect: true,
-    index: ["index.html"],
+    // The app's own route below serves the index: with the router's `ignoreTrailingSlash` the plugin's
+    // directory handling answers 404 for `/console/`.
+    index: false,
+    cacheControl: false,
     setHeaders: (response, path) => {
       response.setHeader(
         "cache-control",
@@ -22,5 +24,6 @@ export async function registerConsoleRoutes(app: FastifyInstance, options: { roo
       );
     },
   });
+  app.get(CONSOLE_PATH, (_request, reply) => reply.sendFile("index.html"));
   app.get("/", (_request, reply) => reply.redirect(CONSOLE_PATH));
 }
