@@ -156,9 +156,8 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     await page.goto(url);
     await page.getByRole("heading", { name: "Devices" }).waitFor();
     expect(page.url()).not.toContain(token);
-    await expect(page.evaluate(() => localStorage.getItem("roost.softap"))).resolves.toBe(
-      "http://127.0.0.1:1",
-    );
+    // The setup page's device address came with the link (evaluated in the page, as text: no DOM types here).
+    await expect(page.evaluate('localStorage.getItem("roost.softap")')).resolves.toBe("http://127.0.0.1:1");
 
     const again = await (await newContext()).newPage();
     await again.goto(url);

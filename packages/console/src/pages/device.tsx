@@ -15,6 +15,14 @@ import { href, navigate } from "../router.js";
 
 const MAX_EVENTS = 100;
 
+/** Variable types as Particle names them; Roost's device list currently sends the device's type codes. */
+const VARIABLE_TYPE_NAMES: Record<string, string> = {
+  "1": "bool",
+  "2": "int32",
+  "4": "string",
+  "9": "double",
+};
+
 function FunctionCall(props: { api: Api; deviceId: string; name: string }) {
   const [arg, setArg] = useState("");
   const [result, setResult] = useState<string>();
@@ -59,13 +67,13 @@ function FunctionCall(props: { api: Api; deviceId: string; name: string }) {
   );
 }
 
-function VariableRead(props: { api: Api; deviceId: string; name: string; type: string }) {
+function VariableRead(props: { api: Api; deviceId: string; name: string; type: unknown }) {
   const [value, setValue] = useState<string>();
   const [busy, setBusy] = useState(false);
   return (
     <div class="row">
       <span class="mono">{props.name}</span>
-      <span class="muted">{props.type}</span>
+      <span class="muted">{VARIABLE_TYPE_NAMES[String(props.type)] ?? String(props.type)}</span>
       <button
         type="button"
         disabled={busy}
@@ -140,7 +148,8 @@ export function DevicePage(props: { api: Api; deviceId: string }) {
             <dt>Platform</dt>
             <dd>{platformName(value)}</dd>
             <dt>Product</dt>
-            <dd>{value.product_id}</dd>
+            {/* A developer device reports its platform id as product id (spec/cloud-api.md §4). */}
+            <dd>{value.product_id === value.platform_id ? "none" : value.product_id}</dd>
             <dt>Last heard</dt>
             <dd>{ago(value.last_heard, now)}</dd>
           </dl>
