@@ -13,6 +13,7 @@ import { fileStamp, formatTable, verdict, writeResults } from "./lib/report.js";
 import { runApi } from "./scenarios/api.js";
 import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
+import { runConsole } from "./scenarios/console.js";
 import { runHandshake } from "./scenarios/handshake.js";
 
 const SCENARIOS = {
@@ -20,6 +21,7 @@ const SCENARIOS = {
   claim: runClaim,
   connections: runConnections,
   api: runApi,
+  console: runConsole,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;
