@@ -108,14 +108,6 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     await page.setViewportSize(DESKTOP);
   }
 
-  async function signIn(page: Page, user: { username: string; password: string }): Promise<void> {
-    await page.goto(`${cloud.url}/console/#/sign-in`);
-    await page.getByLabel("Email").fill(user.username);
-    await page.getByLabel("Password").fill(user.password);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByRole("heading", { name: "Devices" }).waitFor();
-  }
-
   it("/ leads to the console's sign-in page, and signing in with email and password opens the devices", async () => {
     const page = await context.newPage();
     await page.goto(`${cloud.url}/`);
@@ -128,9 +120,31 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     await page.getByRole("button", { name: "Sign in" }).click();
     await expect(page.getByRole("alert").textContent()).resolves.toMatch(/invalid/i);
 
-    await signIn(page, owner);
+    // With the keyboard alone: Tab through the fields, Enter submits.
+    await page.getByLabel("Email").focus();
+    await page.keyboard.press("ControlOrMeta+a");
+    await page.keyboard.type(owner.username);
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("ControlOrMeta+a");
+    await page.keyboard.type(owner.password);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Devices" }).waitFor();
     await expect(page.locator(".username").textContent()).resolves.toBe(owner.username);
+    // The page's heading takes focus after navigation, for screen readers.
+    await expect(page.evaluate("document.activeElement.id")).resolves.toBe("page-title");
     await page.close();
+  });
+
+  it("signs a new account up (the server allows it) and signs it out", async () => {
+    const page = await (await newContext()).newPage();
+    await page.goto(`${cloud.url}/console/#/sign-up`);
+    await page.getByLabel("Email").fill("newcomer@example.com");
+    await page.getByLabel("Password").fill("newcomer password");
+    await page.getByRole("button", { name: "Sign up" }).click();
+    await page.getByRole("heading", { name: "Devices" }).waitFor();
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in to Roost" }).waitFor();
+    await expect(page.evaluate('localStorage.getItem("roost.session")')).resolves.toBeNull();
   });
 
   it("a one-time sign-in link (roost dev's) signs in once and leaves no token in the address", async () => {

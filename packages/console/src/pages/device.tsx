@@ -201,10 +201,33 @@ export function DevicePage(props: { api: Api; deviceId: string }) {
           {transfers.value && transfers.value.length > 0 ? (
             <section class="card" aria-labelledby="transfer">
               <h2 id="transfer">Transfer requests</h2>
-              <p>
-                {transfers.value.map((t) => t.requested_by ?? "someone").join(", ")} asked for this device.
-                Answer on the <a href={href("transfers")}>transfers</a> page.
-              </p>
+              {transfers.value.map((transfer) => (
+                <div class="row" key={transfer.id}>
+                  <span>
+                    {transfer.direction === "incoming"
+                      ? `${transfer.requested_by ?? "Someone"} asks for this device.`
+                      : "You asked for this device."}
+                  </span>
+                  {transfer.direction === "incoming"
+                    ? (["approve", "deny"] as const).map((decision) => (
+                        <button
+                          key={decision}
+                          type="button"
+                          class={decision === "deny" ? "secondary" : undefined}
+                          onClick={() =>
+                            act(async () => {
+                              await api.call("POST", `/v1/roost/transfers/${transfer.id}/${decision}`);
+                              if (decision === "approve") navigate(href("transfers"));
+                              else transfers.reload();
+                            })
+                          }
+                        >
+                          {decision === "approve" ? "Approve" : "Deny"}
+                        </button>
+                      ))
+                    : null}
+                </div>
+              ))}
             </section>
           ) : null}
 

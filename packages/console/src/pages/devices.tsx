@@ -11,6 +11,14 @@ import { href } from "../router.js";
 
 type Sort = "name" | "last_heard";
 
+/** "Heard within" choices of the last-heard filter, in ms ("" = any time). */
+const HEARD_WITHIN: readonly (readonly [string, string])[] = [
+  ["", "Any time"],
+  [String(3_600_000), "The last hour"],
+  [String(86_400_000), "The last day"],
+  [String(7 * 86_400_000), "The last week"],
+];
+
 export function DevicesPage(props: { api: Api }) {
   const { api } = props;
   const devices = useLoad(() => api.client.listDevices(), [api]);
@@ -36,6 +44,7 @@ export function DevicesPage(props: { api: Api }) {
   const [product, setProduct] = useState("");
   const [platform, setPlatform] = useState("");
   const [sort, setSort] = useState<Sort>("name");
+  const [heardWithin, setHeardWithin] = useState("");
   const now = useTick(10_000);
 
   const rows = useMemo(() => {
@@ -51,14 +60,16 @@ export function DevicesPage(props: { api: Api }) {
             device.id.includes(needle) ||
             (device.name ?? "").toLowerCase().includes(needle)) &&
           (product === "" || String(device.product_id) === product) &&
-          (platform === "" || String(device.platform_id) === platform),
+          (platform === "" || String(device.platform_id) === platform) &&
+          (heardWithin === "" ||
+            (device.last_heard !== null && now - Date.parse(device.last_heard) <= Number(heardWithin))),
       )
       .sort((a, b) =>
         sort === "name"
           ? (a.name ?? a.id).localeCompare(b.name ?? b.id)
           : Date.parse(b.last_heard ?? "0") - Date.parse(a.last_heard ?? "0"),
       );
-  }, [devices.value, presence, search, product, platform, sort]);
+  }, [devices.value, presence, search, product, platform, sort, heardWithin, now]);
 
   return (
     <Page title="Devices" actions={<LiveState state={stream} />}>
@@ -87,6 +98,15 @@ export function DevicesPage(props: { api: Api }) {
             {Object.entries(PLATFORMS).map(([id, name]) => (
               <option key={id} value={id}>
                 {name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Last heard">
+          <select value={heardWithin} onChange={(event) => setHeardWithin(event.currentTarget.value)}>
+            {HEARD_WITHIN.map(([value, label]) => (
+              <option key={value} value={value}>
+                {label}
               </option>
             ))}
           </select>
