@@ -12,11 +12,19 @@ export interface ServeOptions {
   data: string;
   databaseUrl: string | undefined;
   allowSignup: boolean;
+  /** Unknown device IDs may be registered over the API. @default false */
+  openDeviceRegistration?: boolean;
   claimCodeTtl: number | undefined;
   logLevel: string;
   devicePort: number;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
+  /** NATS subject prefix. @default derived from the deployment id in the database */
+  natsPrefix?: string | undefined;
+  /** Heartbeat interval in ms. @default 10000 */
+  heartbeatMs?: number | undefined;
+  /** Dead threshold in ms. @default 3 × heartbeatMs */
+  deadAfterMs?: number | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -27,16 +35,20 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     dataDir: options.databaseUrl ? undefined : resolve(options.data),
     databaseUrl: options.databaseUrl,
     allowSignup: options.allowSignup,
+    openDeviceRegistration: options.openDeviceRegistration ?? false,
     claimCodeTtlSeconds: options.claimCodeTtl,
     logLevel: options.logLevel,
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    natsPrefix: options.natsPrefix,
+    gatewayHeartbeatMs: options.heartbeatMs,
+    deadAfterMs: options.deadAfterMs,
     consoleDir: findConsoleDir(),
   });
-  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
+  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
-    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
+    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""}${options.openDeviceRegistration ? ", device registration open" : ""})`,
   );
   if (cloud.gateway) {
     const host = options.host.includes(":") ? `[${options.host}]` : options.host;
@@ -44,6 +56,9 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
   }
+  print(
+    `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
+  );
   if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
   return cloud;
 }

@@ -32,7 +32,10 @@ import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import { importDevicePublicKey } from "./device-key.js";
 import type { HandshakeQueue } from "./handshake-queue.js";
+import type { SessionLease } from "./presence.js";
+import { touchSession } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
+import type { SessionRegistry } from "./session-registry.js";
 
 /** Timeouts and limits of one device connection. */
 export interface ConnectionLimits {
@@ -72,8 +75,8 @@ export interface ConnectionContext {
   readonly nodeId: string;
   /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
   readonly handshakeQueue: HandshakeQueue;
-  /** Called once the device is authenticated; returns the function that unregisters it (true if it was still current). */
-  register(session: DeviceSession): () => boolean;
+  /** The sessions of this node, fenced by the device's session epoch across the cluster. */
+  readonly registry: SessionRegistry<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
 }
@@ -123,6 +126,7 @@ export class DeviceSession {
   #variables: Record<string, number> = {};
   #lastHeardWritten = 0;
   #closed = false;
+  #closeReason: CloseReason | undefined;
   #corked = false;
 
   constructor(options: {
@@ -173,10 +177,16 @@ export class DeviceSession {
     return this.#messageId;
   }
 
+  /** Why the gateway closed the connection, if it did. */
+  get closeReason(): CloseReason | undefined {
+    return this.#closeReason;
+  }
+
   /** Closes the connection (idempotent). */
-  close(): void {
+  close(reason?: CloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeReason = reason;
     for (const pending of this.#pending.values())
       pending.resolve({
         kind: "response",
@@ -470,11 +480,15 @@ export class DeviceSession {
     const now = this.#context.services.config.clock();
     if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
     this.#lastHeardWritten = now;
-    await this.#context.services.db
-      .updateTable("devices")
-      .set({ last_heard: now })
-      .where("id", "=", this.deviceId)
-      .execute();
+    // Only the current session writes presence; a replaced one finds out and closes.
+    const lease = this.#context.registry.lease(this);
+    if (!lease) return;
+    try {
+      if (!(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+    } catch (error) {
+      // The database is away: the device stays connected; `last_heard` is written at the next interval.
+      this.#log.warn({ err: error, deviceId: this.deviceId }, "could not write last_heard");
+    }
   }
 }
 
@@ -534,7 +548,7 @@ export async function handleDeviceConnection(
   const ip = remoteAddress;
   const reader = new ByteReader(socket);
   let session: DeviceSession | undefined;
-  let unregister: (() => boolean) | undefined;
+  let lease: SessionLease | undefined;
   let reason: CloseReason = "device_closed";
   let deviceId: string | undefined;
   socket.on("error", (error) => log.debug({ err: error, ip, deviceId }, "device socket error"));
@@ -658,25 +672,17 @@ export async function handleDeviceConnection(
       hello.hello.productId !== 0 &&
       hello.hello.productId !== 0xffff &&
       hello.hello.productId !== hello.hello.platformId;
-    await services.db
-      .updateTable("devices")
-      .set({
-        online: 1,
-        gateway_node: context.nodeId,
-        last_handshake_at: now,
-        last_heard: now,
-        last_ip_address: remoteAddress,
-        platform_id: hello.hello.platformId,
-        ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-        ...(hello.hello.layout === "3.x"
-          ? { system_firmware_version: String(hello.hello.systemVersion) }
-          : {}),
-        updated_at: now,
-      })
-      .where("id", "=", id)
-      .execute();
+    // A new session epoch: this connection is now the device's one live session, cluster-wide.
+    lease = await context.registry.open(session, {
+      last_handshake_at: now,
+      last_heard: now,
+      last_ip_address: remoteAddress,
+      platform_id: hello.hello.platformId,
+      ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+      ...(hello.hello.layout === "3.x" ? { system_firmware_version: String(hello.hello.systemVersion) } : {}),
+      updated_at: now,
+    });
     await session.refresh();
-    unregister = context.register(session);
     log.info({ ip, deviceId: id, platformId: hello.hello.platformId }, "device online");
     await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
     if ((hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
@@ -684,7 +690,7 @@ export async function handleDeviceConnection(
     for (;;) await session.handle(await next(limits.idleTimeoutMs, "idle_timeout"));
   } catch (error) {
     if (error instanceof SessionEnd) {
-      reason = error.reason;
+      reason = session?.closeReason ?? error.reason;
       const level =
         reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
       log[level](
@@ -698,11 +704,17 @@ export async function handleDeviceConnection(
   } finally {
     reader.detach();
     if (session) {
-      const wasCurrent = unregister?.() ?? false;
-      session.close();
-      // Only the newest connection of a device speaks for its presence.
-      if (wasCurrent)
-        await markOffline(services, session).catch((error: unknown) =>
+      const ended = session;
+      ended.close();
+      // Only the holder of the current epoch takes the device offline and says so.
+      await context.registry
+        .end(ended, lease)
+        .then(async (current) => {
+          if (!current) return;
+          await ended.refresh();
+          await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
+        })
+        .catch((error: unknown) =>
           log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
         );
     } else {
@@ -710,17 +722,6 @@ export async function handleDeviceConnection(
     }
     context.closed(reason);
   }
-}
-
-async function markOffline(services: Services, session: DeviceSession): Promise<void> {
-  const now = services.config.clock();
-  await services.db
-    .updateTable("devices")
-    .set({ online: 0, last_heard: now, updated_at: now })
-    .where("id", "=", session.deviceId)
-    .execute();
-  await session.refresh();
-  await session.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
 }
 
 async function recordAttempt(
@@ -738,6 +739,13 @@ async function recordAttempt(
       at: services.config.clock(),
     })
     .execute();
+  // Anyone can connect with any device ID: each ID keeps only its newest refusals (the sweep bounds the rest).
+  await services.retention.capKey({
+    table: "device_connection_attempts",
+    key: "device_id",
+    value: attempt.deviceId,
+    keep: services.config.retention.maxConnectionAttemptsPerDevice,
+  });
 }
 
 async function autoRegister(
