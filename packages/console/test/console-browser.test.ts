@@ -358,6 +358,34 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     await shoot(page, "events");
   });
 
+  it("the devices page follows a device going offline and back online, live", async () => {
+    const page = await context.newPage();
+    await page.goto(`${cloud.url}/console/#/devices`);
+    await page.locator('[data-stream="live"]').waitFor();
+    const other = newDevice();
+    await register(cloud, owner.token, { device: other });
+    const created = await api(cloud, {
+      method: "POST",
+      path: "/v1/device_claims",
+      token: owner.token,
+      json: {},
+    });
+    const first = cloudLink(cloud, other, { claimCode: () => created.body.claim_code });
+    await first.connect();
+    const badge = page.locator(`tr[data-device-id="${other.id}"] [data-online]`);
+    await page.locator(`tr[data-device-id="${other.id}"] [data-online="true"]`).waitFor();
+    first.close();
+    await page.locator(`tr[data-device-id="${other.id}"] [data-online="false"]`).waitFor();
+    const second = cloudLink(cloud, other);
+    try {
+      await second.connect();
+      await page.locator(`tr[data-device-id="${other.id}"] [data-online="true"]`).waitFor();
+      await expect(badge.textContent()).resolves.toBe("online");
+    } finally {
+      second.close();
+    }
+  });
+
   it("a transfer requested by another user is approved by the device's owner", async () => {
     const id = device?.device.id ?? "";
     const requester = await newUser(cloud, { username: "buyer@example.com", password: "buyer password" });
