@@ -26,6 +26,8 @@ export interface CloudServerStartParams {
   readonly databaseUrl?: string | undefined;
   /** Silence (ms) after which the gateway drops a device. */
   readonly idleTimeoutMs?: number | undefined;
+  /** Worker threads for handshake crypto. @default the machine's cores, as `roost serve` */
+  readonly cryptoWorkers?: number | undefined;
   /** Webhook settings (the webhooks scenario delivers to a receiver on 127.0.0.1 and lifts the rate limit). */
   readonly webhooks?: Partial<WebhookConfig> | undefined;
 }
@@ -81,6 +83,11 @@ export type CloudServerApi = {
   start(params: CloudServerStartParams): Promise<CloudServerAddress>;
   stats(params: { gc?: boolean }): Promise<CloudServerStats>;
   insertDevices(params: InsertDevicesParams): Promise<number>;
+  /**
+   * Publishes `count` private events of `ownerToken`'s user on this node's bus, as a device or the API would,
+   * a batch per event-loop turn so that sessions keep being served; the CPU time this process spent doing it.
+   */
+  publishEvents(params: { count: number; name: string; ownerToken: string }): Promise<{ cpuMicros: number }>;
   cryptoCeiling(params: { durationMs: number; devicePublicKeyPem: string }): Promise<CryptoCeiling>;
   /** Starts V8's sampling CPU profiler (what `node --cpu-prof` runs) in this process. */
   profileStart(params: Record<string, never>): Promise<void>;
@@ -113,6 +120,7 @@ const api: CloudServerApi = {
       devicePort: 0,
       logLevel: "silent",
       allowSignup: true,
+      openDeviceRegistration: true,
       passwordHashCost: 1024,
       dataDir,
       databaseUrl: params.databaseUrl,
@@ -120,6 +128,7 @@ const api: CloudServerApi = {
       rateLimits: { apiMax: 1e9, tokenMax: 1e9, sensitiveMax: 1e9 },
       sseMaxPerIp: 1000,
       deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
+      cryptoWorkers: params.cryptoWorkers,
       webhooks: params.webhooks,
     });
     return {
@@ -188,6 +197,29 @@ const api: CloudServerApi = {
         .values(rows.slice(start, start + 500))
         .execute();
     return rows.length;
+  },
+
+  async publishEvents(params) {
+    const { bus, tokens } = running().services;
+    const principal = await tokens.authenticate(params.ownerToken);
+    if (principal?.kind !== "user") throw new Error("ownerToken is not a user's token");
+    const before = process.cpuUsage();
+    for (let sent = 0; sent < params.count; sent += 1) {
+      await bus.publish({
+        name: params.name,
+        data: String(sent),
+        ttl: 60,
+        publishedAt: new Date().toISOString(),
+        coreid: "api",
+        isPublic: false,
+        ownerUserId: principal.userId,
+        ownerCustomerId: null,
+        productId: null,
+      });
+      if (sent % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const spent = process.cpuUsage(before);
+    return { cpuMicros: spent.user + spent.system };
   },
 
   cryptoCeiling(params) {

@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import type { RunningCloud } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 
+import { findConsoleDir } from "./console.js";
+
 /** Options of `roost serve`, already validated. */
 export interface ServeOptions {
   port: number;
@@ -10,11 +12,21 @@ export interface ServeOptions {
   data: string;
   databaseUrl: string | undefined;
   allowSignup: boolean;
+  /** Unknown device IDs may be registered over the API. @default false */
+  openDeviceRegistration?: boolean;
   claimCodeTtl: number | undefined;
   logLevel: string;
   devicePort: number;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
+  /** NATS subject prefix. @default derived from the deployment id in the database */
+  natsPrefix?: string | undefined;
+  /** Heartbeat interval in ms. @default 10000 */
+  heartbeatMs?: number | undefined;
+  /** Dead threshold in ms. @default 3 × heartbeatMs */
+  deadAfterMs?: number | undefined;
+  /** Worker threads for handshake crypto (0: on the event loop). @default the machine's cores */
+  cryptoWorkers?: number | undefined;
   /** Let webhooks reach loopback and private addresses (development only). */
   webhooksAllowPrivate?: boolean;
 }
@@ -27,16 +39,22 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     dataDir: options.databaseUrl ? undefined : resolve(options.data),
     databaseUrl: options.databaseUrl,
     allowSignup: options.allowSignup,
+    openDeviceRegistration: options.openDeviceRegistration ?? false,
     claimCodeTtlSeconds: options.claimCodeTtl,
     logLevel: options.logLevel,
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    natsPrefix: options.natsPrefix,
+    gatewayHeartbeatMs: options.heartbeatMs,
+    deadAfterMs: options.deadAfterMs,
+    cryptoWorkers: options.cryptoWorkers,
+    consoleDir: findConsoleDir(),
     webhooks: { allowPrivate: options.webhooksAllowPrivate ?? false },
   });
-  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
+  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
-    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
+    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""}${options.openDeviceRegistration ? ", device registration open" : ""})`,
   );
   if (cloud.gateway) {
     const host = options.host.includes(":") ? `[${options.host}]` : options.host;
@@ -44,6 +62,10 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
   }
+  print(
+    `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
+  );
+  if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
   if (options.webhooksAllowPrivate)
     print("Webhooks may reach loopback and private addresses (--webhooks-allow-private: development only)");
   return cloud;

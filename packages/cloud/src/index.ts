@@ -1,6 +1,15 @@
 export { createCloudConfig } from "./config.js";
-export type { CloudConfig, CloudOptions, Clock, RateLimitConfig, WebhookConfig } from "./config.js";
+export type {
+  CloudConfig,
+  CloudOptions,
+  Clock,
+  HttpLimitsConfig,
+  RateLimitConfig,
+  RetentionConfig,
+  WebhookConfig,
+} from "./config.js";
 export { startCloud } from "./server.js";
+export { SIGN_IN_LINK_CLIENT_ID } from "./services/tokens.js";
 export type { RunningCloud, StartCloudOptions } from "./server.js";
 export { openStorage } from "./storage/database.js";
 export type { Storage, StorageOptions } from "./storage/database.js";

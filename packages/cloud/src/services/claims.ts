@@ -12,6 +12,7 @@ import type { ClaimCodesTable, Database } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
 import type { Owner } from "./principal.js";
+import type { RetentionService } from "./retention.js";
 import type { TransferService } from "./transfers.js";
 
 /**
@@ -32,6 +33,7 @@ export const CLAIM_REASONS = [
   "unknown_device",
   "key_mismatch",
   "device_offline",
+  "rate_limited",
 ] as const;
 
 /** One of {@link CLAIM_REASONS}. */
@@ -135,6 +137,7 @@ export class ClaimService {
   readonly #transfers: TransferService;
   readonly #webhooks: WebhookService | undefined;
   readonly #bus: EventBus | undefined;
+  readonly #retention: RetentionService;
 
   constructor(options: {
     db: Kysely<Database>;
@@ -145,6 +148,7 @@ export class ClaimService {
     webhooks?: WebhookService;
     /** Where `claimById` publishes `roost/device/claimed`. */
     bus?: EventBus;
+    retention: RetentionService;
   }) {
     this.#db = options.db;
     this.#config = options.config;
@@ -152,6 +156,7 @@ export class ClaimService {
     this.#transfers = options.transfers;
     this.#webhooks = options.webhooks;
     this.#bus = options.bus;
+    this.#retention = options.retention;
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -206,6 +211,23 @@ export class ClaimService {
       email: customer?.email ?? null,
       product_id: owner.productId,
     };
+  }
+
+  /** Attempts recorded for a device or a code since the start of the presentation window. */
+  async #recentAttempts(
+    db: Kysely<Database>,
+    key: { deviceId: string } | { claimId: string },
+  ): Promise<number> {
+    const since = this.#config.clock() - this.#config.retention.claimPresentationWindowMs;
+    const row = await db
+      .selectFrom("claim_attempts")
+      .select((eb) => eb.fn.countAll<number>().as("count"))
+      .where("at", ">", since)
+      .where((eb) =>
+        "deviceId" in key ? eb("device_id", "=", key.deviceId) : eb("claim_code_id", "=", key.claimId),
+      )
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
   }
 
   /**
@@ -277,7 +299,11 @@ export class ClaimService {
     const now = this.#config.clock();
     let claimId: string | null = null;
     let recognised: Owner | null = null;
+    const limit = this.#config.retention.claimPresentationsPerWindow;
     try {
+      // A device presents codes unauthenticated by any account: past the limit they are not even looked up.
+      if (source === "gateway" && (await this.#recentAttempts(this.#db, { deviceId })) >= limit)
+        throw new ClaimRefused("rate_limited");
       return await this.#db.transaction().execute(async (trx) => {
         const code = await trx
           .selectFrom("claim_codes")
@@ -287,6 +313,8 @@ export class ClaimService {
         if (!code) throw new ClaimRefused("unknown_code");
         claimId = code.id;
         recognised = codeOwner(code) ?? null;
+        if (source === "gateway" && (await this.#recentAttempts(trx, { claimId: code.id })) >= limit)
+          throw new ClaimRefused("rate_limited");
         if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
         if (code.used_at !== null)
           throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
@@ -508,6 +536,22 @@ export class ClaimService {
         at: this.#config.clock(),
       })
       .execute();
+    const keep = this.#config.retention.maxClaimAttemptsPerKey;
+    await this.#retention.capKey({
+      db,
+      table: "claim_attempts",
+      key: "device_id",
+      value: attempt.deviceId,
+      keep,
+    });
+    if (attempt.claimId !== null)
+      await this.#retention.capKey({
+        db,
+        table: "claim_attempts",
+        key: "claim_code_id",
+        value: attempt.claimId,
+        keep,
+      });
   }
 
   /** The recorded attempts for a device, newest last (the claim timeline). */
@@ -542,6 +586,30 @@ export class ClaimService {
       .executeTakeFirst();
     const owner = code && codeOwner(code);
     if (!code || !owner || !sameOwnerAs(owner, options.owner)) return undefined;
+    return this.#statusOf(code);
+  }
+
+  /** The owner's claim codes with their status and timelines, newest first (the console's list). */
+  async list(options: { owner: Owner; limit: number }): Promise<ClaimStatus[]> {
+    const { owner } = options;
+    const codes = await this.#db
+      .selectFrom("claim_codes")
+      .selectAll()
+      .where((eb) =>
+        owner.kind === "user"
+          ? eb.and([eb("principal_kind", "=", "user"), eb("user_id", "=", owner.userId)])
+          : eb.and([eb("principal_kind", "=", "customer"), eb("customer_id", "=", owner.customerId)]),
+      )
+      .orderBy("created_at", "desc")
+      .orderBy("id")
+      .limit(options.limit)
+      .execute();
+    const statuses: ClaimStatus[] = [];
+    for (const code of codes) statuses.push(await this.#statusOf(code));
+    return statuses;
+  }
+
+  async #statusOf(code: ClaimCodesTable): Promise<ClaimStatus> {
     const now = this.#config.clock();
     const status: ClaimState =
       code.used_at !== null

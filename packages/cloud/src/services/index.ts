@@ -10,6 +10,7 @@ import { ClaimService } from "./claims.js";
 import { DeviceService } from "./devices.js";
 import { LockoutService } from "./lockout.js";
 import { ProductService } from "./products.js";
+import { RetentionService } from "./retention.js";
 import { TokenService } from "./tokens.js";
 import { TransferService } from "./transfers.js";
 
@@ -23,6 +24,7 @@ export interface Services {
   readonly devices: DeviceService;
   readonly claims: ClaimService;
   readonly lockout: LockoutService;
+  readonly retention: RetentionService;
   readonly transfers: TransferService;
   readonly webhooks: WebhookService;
   /** The event bus; publishing an event also queues its webhook deliveries (see {@link withWebhooks}). */
@@ -43,6 +45,14 @@ function withWebhooks(bus: EventBus, webhooks: WebhookService): EventBus {
     subscribe: (handler) => bus.subscribe(handler),
     serveDevice: (deviceId, handler) => bus.serveDevice(deviceId, handler),
     requestDevice: (options) => bus.requestDevice(options),
+    announceSession: (claim) => bus.announceSession(claim),
+    onSessionClaim: (handler) => bus.onSessionClaim(handler),
+    get connected() {
+      return bus.connected;
+    },
+    onConnectionChange: (handler) => bus.onConnectionChange(handler),
+    notify: (notice) => bus.notify(notice),
+    onNotice: (handler) => bus.onNotice(handler),
     close: () => bus.close(),
   };
 }
@@ -58,16 +68,19 @@ export function createServices(options: {
   const bus = withWebhooks(rawBus, webhooks);
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);
+  const retention = new RetentionService(rest);
+  const tokens = new TokenService({ ...rest, bus });
   return {
     ...rest,
     bus,
     webhooks,
-    accounts: new AccountService(options),
-    tokens: new TokenService(options),
+    accounts: new AccountService({ ...rest, tokens }),
+    tokens,
     products: new ProductService(options),
     devices,
-    claims: new ClaimService({ ...rest, devices, transfers, webhooks, bus }),
+    claims: new ClaimService({ ...rest, devices, transfers, retention, webhooks, bus }),
     lockout: new LockoutService(options),
+    retention,
     transfers,
   };
 }

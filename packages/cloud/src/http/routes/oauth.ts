@@ -9,6 +9,7 @@ import {
 } from "../../errors.js";
 import type { Services } from "../../services/index.js";
 import type { TokenLifetime } from "../../services/tokens.js";
+import { SIGN_IN_LINK_CLIENT_ID } from "../../services/tokens.js";
 import type { Fields } from "../request.js";
 import {
   authenticate,
@@ -19,6 +20,7 @@ import {
   param,
   requiredString,
 } from "../request.js";
+import { findBadText } from "../text-input.js";
 
 /** Client credentials from `Authorization: Basic` or the `client_id`/`client_secret` body fields. @see spec/cloud-api.md §1.1 */
 export function clientCredentials(
@@ -31,15 +33,28 @@ export function clientCredentials(
     const decoded = Buffer.from(match[1], "base64").toString("utf8");
     const colon = decoded.indexOf(":");
     if (colon < 0) throw new InvalidClientError("Malformed Basic authorization header");
-    return {
-      id: decodeURIComponent(decoded.slice(0, colon)),
-      secret: decodeURIComponent(decoded.slice(colon + 1)),
-    };
+    // RFC 6749 §2.3.1 form-encodes id and secret before Basic encoding; a bad escape is a bad header.
+    let credentials: { id: string; secret: string };
+    try {
+      credentials = {
+        id: decodeURIComponent(decoded.slice(0, colon)),
+        secret: decodeURIComponent(decoded.slice(colon + 1)),
+      };
+    } catch {
+      throw new InvalidClientError("Malformed Basic authorization header");
+    }
+    // The header is text input too (NUL would fail a PostgreSQL query): same policy as bodies.
+    if (findBadText(credentials)) throw new InvalidClientError("Malformed Basic authorization header");
+    return credentials;
   }
   const id = optionalString(fields, "client_id");
   if (id === undefined) return undefined;
   return { id, secret: optionalString(fields, "client_secret") ?? "" };
 }
+
+/** RFC 8693 §2.1 grant type, and §3 token type of an access token. */
+const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
 
 /** Longest `expires_in` accepted: 100 years. */
 const MAX_EXPIRES_IN_SECONDS = 3_155_760_000;
@@ -71,22 +86,29 @@ export function registerOAuthRoutes(app: FastifyInstance, services: Services): v
     { config: { rateLimit: { max: config.rateLimits.tokenMax } } },
     async (request, reply) => {
       const ip = clientIp(request);
-      const blockedMs = await lockout.blockedFor(ip);
-      if (blockedMs > 0) {
-        void reply.header("retry-after", Math.ceil(blockedMs / 1000));
-        throw new AppError(
+      const locked = (ms: number) => {
+        void reply.header("retry-after", Math.ceil(ms / 1000));
+        return new AppError(
           "LOCKED_OUT",
-          `Too many failed attempts; try again in ${Math.ceil(blockedMs / 60_000)} minutes`,
+          `Too many failed attempts; try again in ${Math.ceil(ms / 60_000)} minutes`,
         );
-      }
+      };
+      const blockedMs = await lockout.blockedFor(ip);
+      if (blockedMs > 0) throw locked(blockedMs);
       const fields = bodyOf(request);
+      // Reserve the attempt before any secret is checked, so that parallel guesses cannot all get in.
+      const reservation = await lockout.reserve(ip);
+      if (!reservation.allowed) throw locked(reservation.blockedMs);
       try {
         const result = await grant(request, fields);
         await lockout.recordSuccess(ip);
         return result;
       } catch (error) {
-        if (error instanceof AppError && (error.code === "INVALID_GRANT" || error.code === "INVALID_CLIENT"))
-          await lockout.recordFailure(ip);
+        if (!(
+          error instanceof AppError &&
+          (error.code === "INVALID_GRANT" || error.code === "INVALID_CLIENT")
+        ))
+          await lockout.release(ip);
         throw error;
       }
     },
@@ -156,6 +178,25 @@ export function registerOAuthRoutes(app: FastifyInstance, services: Services): v
           registeredClient: client !== undefined,
         });
       }
+      case TOKEN_EXCHANGE_GRANT: {
+        // Only a sign-in link's token is exchanged, once: deleting it decides who wins a race. @see RFC 8693 §2.1
+        const subjectToken = requiredString(fields, "subject_token");
+        if (requiredString(fields, "subject_token_type") !== ACCESS_TOKEN_TYPE)
+          throw new BadRequestError(`subject_token_type must be ${ACCESS_TOKEN_TYPE}`);
+        const principal = await tokens.authenticate(subjectToken);
+        if (
+          principal?.kind !== "user" ||
+          principal.token.clientId !== SIGN_IN_LINK_CLIENT_ID ||
+          !(await tokens.revoke(subjectToken))
+        )
+          throw new InvalidGrantError("The sign-in link is invalid, already used or expired");
+        const issued = await tokens.issue({
+          subject: { kind: "user", userId: principal.userId },
+          clientId: credentials?.id ?? "particle",
+          lifetime,
+        });
+        return { ...issued, issued_token_type: ACCESS_TOKEN_TYPE };
+      }
       default:
         throw new AppError("UNSUPPORTED_GRANT_TYPE", `Unsupported grant type: ${grantType}`);
     }
@@ -180,6 +221,9 @@ export function registerOAuthRoutes(app: FastifyInstance, services: Services): v
   });
 
   app.delete("/v1/access_tokens", async (request) => {
+    // The router ignores trailing slashes, but `/v1/access_tokens/` names the empty token, not "all of them".
+    if ((request.raw.url ?? "").split("?")[0]?.endsWith("/"))
+      throw new NotFoundError("Access token not found");
     const principal = await authenticate(services, request);
     if (principal.kind === "user") await tokens.revokeAll({ userId: principal.userId });
     else if (principal.kind === "customer") await tokens.revokeAll({ customerId: principal.customerId });
