@@ -32,12 +32,16 @@ describe("the README's first screen: npm start, then the printed roost setup lin
       // `npm start` with free ports instead of 8080/5683/5609, so the test can run beside anything.
       const start = shell(`npm start --silent -- --port 0 --device-port 0 --softap-port 0 --data ${data}`);
       try {
-        const deadline = Date.now() + 150_000;
-        let line: string | undefined;
-        while (!line && Date.now() < deadline && start.child.exitCode === null) {
-          line = /^\s+(npx roost setup .+)$/m.exec(start.output())?.[1];
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
+        // Ready when the line is printed: each chunk of output is checked as it arrives.
+        const line = await new Promise<string | undefined>((resolve) => {
+          const check = () => {
+            const found = /^\s+(npx roost setup .+)$/m.exec(start.output())?.[1];
+            if (found) resolve(found);
+          };
+          start.child.stdout.on("data", check);
+          start.child.stderr.on("data", check);
+          start.child.once("close", () => resolve(undefined));
+        });
         expect(line, start.output()).toBeDefined();
         expect(start.output()).toMatch(
           /Virtual device [0-9a-f]{24} \(Photon-[2-9A-HJ-NP-Z]{6}\) is in listening mode/,
