@@ -216,6 +216,20 @@ const attemptTimes: Migration = {
   },
 };
 
+/**
+ * Whether a device's platform is known (reported by its Hello, or given at registration) or was assumed
+ * (a key sent without one). Devices that have connected have reported theirs.
+ */
+const platformConfirmed: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable("devices")
+      .addColumn("platform_confirmed", "integer", (c) => c.notNull().defaultTo(0))
+      .execute();
+    await sql`update devices set platform_confirmed = 1 where last_handshake_at is not null`.execute(db);
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -226,6 +240,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0003_transfer_decisions": transferDecisions,
         "0004_gateway_nodes": gatewayNodes,
         "0010a_attempt_times": attemptTimes,
+        "0010b_platform_confirmed": platformConfirmed,
       }),
   };
 }
