@@ -226,12 +226,14 @@ describe.each(BACKENDS)("API fuzz on $name", ({ postgres }) => {
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom(...ROUTES),
-        fc.array(fc.oneof(segment, fc.constantFrom(...known)), { minLength: 2, maxLength: 2 }),
-        query,
-        body,
-        auth,
-        async ([method, template], params, search, payload, authorization) => {
+        fc.record({
+          route: fc.constantFrom(...ROUTES),
+          params: fc.array(fc.oneof(segment, fc.constantFrom(...known)), { minLength: 2, maxLength: 2 }),
+          search: query,
+          payload: body,
+          authorization: auth,
+        }),
+        async ({ route: [method, template], params, search, payload, authorization }) => {
           let index = 0;
           const path = template.replace(/:p/g, () => params[index++ % params.length] ?? "x");
           const headers: Record<string, string> = {};
