@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import type { RunningCloud } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 
+import { findConsoleDir } from "./console.js";
+
 /** Options of `roost serve`, already validated. */
 export interface ServeOptions {
   port: number;
@@ -17,6 +19,14 @@ export interface ServeOptions {
   devicePort: number;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
+  /** NATS subject prefix. @default derived from the deployment id in the database */
+  natsPrefix?: string | undefined;
+  /** Heartbeat interval in ms. @default 10000 */
+  heartbeatMs?: number | undefined;
+  /** Dead threshold in ms. @default 3 × heartbeatMs */
+  deadAfterMs?: number | undefined;
+  /** Worker threads for handshake crypto (0: on the event loop). @default the machine's cores */
+  cryptoWorkers?: number | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -33,8 +43,13 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     devicePort: options.devicePort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    natsPrefix: options.natsPrefix,
+    gatewayHeartbeatMs: options.heartbeatMs,
+    deadAfterMs: options.deadAfterMs,
+    cryptoWorkers: options.cryptoWorkers,
+    consoleDir: findConsoleDir(),
   });
-  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
+  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
     `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""}${options.openDeviceRegistration ? ", device registration open" : ""})`,
   );
@@ -44,5 +59,9 @@ export async function serve(options: ServeOptions, print: (line: string) => void
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
   }
+  print(
+    `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
+  );
+  if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
   return cloud;
 }

@@ -30,19 +30,26 @@ describe("the README's first screen: npm start, then the printed roost setup lin
     { timeout: 180_000 },
     async () => {
       // `npm start` with free ports instead of 8080/5683/5609, so the test can run beside anything.
-      const start = shell(`npm start --silent -- --port 0 --device-port 0 --softap-port 0 --data ${data}`);
+      const start = shell(
+        `npm start --silent -- --port 0 --device-port 0 --softap-port 0 --softap-http-port 0 --data ${data}`,
+      );
       try {
-        // Ready when the line is printed: each chunk of output is checked as it arrives.
+        // Ready when the console link, the last line printed, is there: output is checked as it arrives.
         const line = await new Promise<string | undefined>((resolve) => {
           const check = () => {
             const found = /^\s+(npx roost setup .+)$/m.exec(start.output())?.[1];
-            if (found) resolve(found);
+            if (found && /sign-in-link\?\S+\n/.test(start.output())) resolve(found);
           };
           start.child.stdout.on("data", check);
           start.child.stderr.on("data", check);
           start.child.once("close", () => resolve(undefined));
+          check();
         });
         expect(line, start.output()).toBeDefined();
+        // The console link, signed in through a one-time token, is printed with the setup line.
+        expect(start.output()).toMatch(
+          /^\s+http:\/\/127\.0\.0\.1:\d+\/console\/#\/sign-in-link\?token=[^&\s]+&softap=http%3A%2F%2F127\.0\.0\.1%3A\d+$/m,
+        );
         expect(start.output()).toMatch(
           /Virtual device [0-9a-f]{24} \(Photon-[2-9A-HJ-NP-Z]{6}\) is in listening mode/,
         );

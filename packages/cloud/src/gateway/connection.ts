@@ -22,7 +22,7 @@ import {
   VARIABLE_TYPES,
 } from "@roost/protocol";
 import type { SessionCiphers } from "@roost/protocol/node";
-import { createHandshakeReply, createSessionCiphers, openHandshakeCiphertext } from "@roost/protocol/node";
+import { createSessionCiphers } from "@roost/protocol/node";
 
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
@@ -30,9 +30,14 @@ import type { ClaimResult } from "../services/claims.js";
 import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
+import type { HandshakeCrypto } from "./crypto-pool.js";
 import { importDevicePublicKey } from "./device-key.js";
-import type { HandshakeQueue } from "./handshake-queue.js";
+import type { SubscriptionIndex } from "./event-routing.js";
+import { ownerKeyOf } from "./event-routing.js";
+import type { SessionLease } from "./presence.js";
+import { touchSession } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
+import type { SessionRegistry } from "./session-registry.js";
 
 /** Timeouts and limits of one device connection. */
 export interface ConnectionLimits {
@@ -70,18 +75,14 @@ export interface ConnectionContext {
   readonly limits: ConnectionLimits;
   /** This gateway node's id, written on the devices it holds. */
   readonly nodeId: string;
-  /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
-  readonly handshakeQueue: HandshakeQueue;
-  /** Called once the device is authenticated; returns the function that unregisters it (true if it was still current). */
-  register(session: DeviceSession): () => boolean;
+  /** Where the asymmetric work of handshakes runs: worker threads, or the event loop after devices' traffic. */
+  readonly crypto: HandshakeCrypto;
+  /** The sessions of this node, fenced by the device's session epoch across the cluster. */
+  readonly registry: SessionRegistry<DeviceSession>;
+  /** The subscriptions of this node's sessions, which route bus events to devices. */
+  readonly routes: SubscriptionIndex<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
-}
-
-/** A device subscription: an event-name prefix and whose events it wants. @see spec/device-protocols.md B.4 (Subscribe) */
-interface Subscription {
-  readonly prefix: string;
-  readonly scope: "my-devices" | "all-devices" | { readonly deviceId: string };
 }
 
 /** Events the cloud keeps to itself: the claim code is a secret, the hardware facts are for the gateway. */
@@ -117,12 +118,12 @@ export class DeviceSession {
   readonly #context: ConnectionContext;
   readonly #log: Logger;
   readonly #pending = new Map<number, Pending>();
-  readonly #subscriptions: Subscription[] = [];
   #messageId = randomInt(0x10000);
   #device: DeviceRow;
   #variables: Record<string, number> = {};
   #lastHeardWritten = 0;
   #closed = false;
+  #closeReason: CloseReason | undefined;
   #corked = false;
 
   constructor(options: {
@@ -173,10 +174,18 @@ export class DeviceSession {
     return this.#messageId;
   }
 
+  /** Why the gateway closed the connection, if it did. */
+  get closeReason(): CloseReason | undefined {
+    return this.#closeReason;
+  }
+
   /** Closes the connection (idempotent). */
-  close(): void {
+  close(reason?: CloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeReason = reason;
+    // Its subscriptions stop routing events here (a replaced session, a connection that ended).
+    this.#context.routes.remove(this);
     for (const pending of this.#pending.values())
       pending.resolve({
         kind: "response",
@@ -194,28 +203,21 @@ export class DeviceSession {
   async refresh(): Promise<void> {
     const row = await this.#context.services.devices.get(this.deviceId);
     if (row) {
-      this.#device = row;
+      this.#setDevice(row);
       this.#variables = parseVariables(row.variables);
     }
   }
 
   /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
   deliver(event: CloudEvent): void {
-    const wanted = this.#subscriptions.some((subscription) => {
-      if (!event.name.startsWith(subscription.prefix)) return false;
-      if (subscription.scope === "all-devices") return event.isPublic;
-      if (subscription.scope === "my-devices") return this.#sameOwner(event);
-      return event.coreid === subscription.scope.deviceId && (event.isPublic || this.#sameOwner(event));
-    });
-    if (wanted)
+    if (this.#context.routes.wantedBy(this, event))
       this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
   }
 
-  #sameOwner(event: CloudEvent): boolean {
-    const device = this.#device;
-    if (device.owner_user_id) return event.ownerUserId === device.owner_user_id;
-    if (device.owner_customer_id) return event.ownerCustomerId === device.owner_customer_id;
-    return false;
+  /** Keeps the device row and the routes of its subscriptions (which follow its owner) up to date. */
+  #setDevice(row: DeviceRow): void {
+    this.#device = row;
+    this.#context.routes.setOwner(this, ownerKeyOf(row));
   }
 
   /** Sends an event to the device (NON POST). */
@@ -324,10 +326,15 @@ export class DeviceSession {
         await this.#event(message);
         return;
       case "subscribe":
-        this.#subscriptions.push({
-          prefix: message.filter,
-          scope: message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
-        });
+        this.#context.routes.add(
+          this,
+          {
+            prefix: message.filter,
+            scope:
+              message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
+          },
+          ownerKeyOf(this.#device),
+        );
         this.send({ kind: "ack", messageId: message.messageId });
         return;
       case "time-request":
@@ -375,7 +382,7 @@ export class DeviceSession {
       .where("id", "=", this.deviceId)
       .execute();
     // What was just written is all that changed: no need to read the row back.
-    this.#device = { ...this.#device, ...changes };
+    this.#setDevice({ ...this.#device, ...changes });
     if (changes.variables !== undefined) this.#variables = parseVariables(changes.variables);
   }
 
@@ -470,11 +477,15 @@ export class DeviceSession {
     const now = this.#context.services.config.clock();
     if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
     this.#lastHeardWritten = now;
-    await this.#context.services.db
-      .updateTable("devices")
-      .set({ last_heard: now })
-      .where("id", "=", this.deviceId)
-      .execute();
+    // Only the current session writes presence; a replaced one finds out and closes.
+    const lease = this.#context.registry.lease(this);
+    if (!lease) return;
+    try {
+      if (!(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+    } catch (error) {
+      // The database is away: the device stays connected; `last_heard` is written at the next interval.
+      this.#log.warn({ err: error, deviceId: this.deviceId }, "could not write last_heard");
+    }
   }
 }
 
@@ -534,7 +545,7 @@ export async function handleDeviceConnection(
   const ip = remoteAddress;
   const reader = new ByteReader(socket);
   let session: DeviceSession | undefined;
-  let unregister: (() => boolean) | undefined;
+  let lease: SessionLease | undefined;
   let reason: CloseReason = "device_closed";
   let deviceId: string | undefined;
   socket.on("error", (error) => log.debug({ err: error, ip, deviceId }, "device socket error"));
@@ -555,9 +566,7 @@ export async function handleDeviceConnection(
     // B.2 step 3: decrypt (constant-time unpadding), check the nonce, read the ID and the offered key.
     let plaintext;
     try {
-      plaintext = await context.handshakeQueue.run(() =>
-        openHandshakeCiphertext({ ciphertext, serverPrivateKey: context.serverKey.privateKey, nonce }),
-      );
+      plaintext = await context.crypto.openCiphertext(ciphertext, nonce);
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
@@ -589,16 +598,7 @@ export async function handleDeviceConnection(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
-    const key = devicePublicKey;
-    socket.write(
-      await context.handshakeQueue.run(() =>
-        createHandshakeReply({
-          devicePublicKey: key,
-          serverPrivateKey: context.serverKey.privateKey,
-          credentials,
-        }),
-      ),
-    );
+    socket.write(await context.crypto.reply(devicePublicKey, credentials));
     const ciphers = createSessionCiphers(credentials);
 
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.
@@ -660,26 +660,18 @@ export async function handleDeviceConnection(
       hello.hello.productId !== hello.hello.platformId;
     // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
     await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
-    await services.db
-      .updateTable("devices")
-      .set({
-        online: 1,
-        gateway_node: context.nodeId,
-        last_handshake_at: now,
-        last_heard: now,
-        last_ip_address: remoteAddress,
-        platform_id: hello.hello.platformId,
-        platform_confirmed: 1,
-        ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-        ...(hello.hello.layout === "3.x"
-          ? { system_firmware_version: String(hello.hello.systemVersion) }
-          : {}),
-        updated_at: now,
-      })
-      .where("id", "=", id)
-      .execute();
+    // A new session epoch: this connection is now the device's one live session, cluster-wide.
+    lease = await context.registry.open(session, {
+      last_handshake_at: now,
+      last_heard: now,
+      last_ip_address: remoteAddress,
+      platform_id: hello.hello.platformId,
+      platform_confirmed: 1,
+      ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+      ...(hello.hello.layout === "3.x" ? { system_firmware_version: String(hello.hello.systemVersion) } : {}),
+      updated_at: now,
+    });
     await session.refresh();
-    unregister = context.register(session);
     log.info({ ip, deviceId: id, platformId: hello.hello.platformId }, "device online");
     await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
     if ((hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
@@ -687,7 +679,7 @@ export async function handleDeviceConnection(
     for (;;) await session.handle(await next(limits.idleTimeoutMs, "idle_timeout"));
   } catch (error) {
     if (error instanceof SessionEnd) {
-      reason = error.reason;
+      reason = session?.closeReason ?? error.reason;
       const level =
         reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
       log[level](
@@ -701,11 +693,17 @@ export async function handleDeviceConnection(
   } finally {
     reader.detach();
     if (session) {
-      const wasCurrent = unregister?.() ?? false;
-      session.close();
-      // Only the newest connection of a device speaks for its presence.
-      if (wasCurrent)
-        await markOffline(services, session).catch((error: unknown) =>
+      const ended = session;
+      ended.close();
+      // Only the holder of the current epoch takes the device offline and says so.
+      await context.registry
+        .end(ended, lease)
+        .then(async (current) => {
+          if (!current) return;
+          await ended.refresh();
+          await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
+        })
+        .catch((error: unknown) =>
           log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
         );
     } else {
@@ -713,17 +711,6 @@ export async function handleDeviceConnection(
     }
     context.closed(reason);
   }
-}
-
-async function markOffline(services: Services, session: DeviceSession): Promise<void> {
-  const now = services.config.clock();
-  await services.db
-    .updateTable("devices")
-    .set({ online: 0, last_heard: now, updated_at: now })
-    .where("id", "=", session.deviceId)
-    .execute();
-  await session.refresh();
-  await session.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
 }
 
 /**

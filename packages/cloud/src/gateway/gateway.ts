@@ -1,14 +1,16 @@
-import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 
+import type { Membership } from "../cluster/membership.js";
 import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
-import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.js";
+import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
-import { HandshakeQueue } from "./handshake-queue.js";
+import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
+import { SubscriptionIndex } from "./event-routing.js";
 import type { ServerKey } from "./server-key.js";
+import { SessionRegistry } from "./session-registry.js";
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -20,11 +22,13 @@ export interface GatewayOptions {
   /** @default "127.0.0.1" */
   readonly host?: string;
   readonly limits?: Partial<ConnectionLimits>;
+  /** This node's cluster membership: its id is written on the devices it holds; each beat reconciles them. */
+  readonly membership: Membership;
   /**
-   * How often this node writes its heartbeat and looks for dead nodes, in ms. A node silent for three beats
-   * is taken for dead and its devices for offline. @default 10000
+   * Worker threads for the handshakes' asymmetric crypto; 0 runs it on the event loop, one job per turn.
+   * @default the machine's cores (`os.availableParallelism()`)
    */
-  readonly heartbeatMs?: number;
+  readonly cryptoWorkers?: number | undefined;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -60,105 +64,47 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
 
 /** Listens for devices, runs each connection, routes bus events and commands to the sessions. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const { services, logger } = options;
+  const { services, logger, membership } = options;
   const limits: ConnectionLimits = Object.freeze({ ...DEFAULT_CONNECTION_LIMITS, ...options.limits });
-  const sessions = new Map<string, DeviceSession>();
+  const nodeId = membership.nodeId;
+  const registry = new SessionRegistry<DeviceSession>({ services, nodeId, logger });
   const sockets = new Set<Socket>();
   const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
+  registry.onSizeChange = (size) => (stats.connected = size);
+  const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
     // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
     // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
     // devices of one owner connect.
     if (SYSTEM_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix)) && event.coreid !== API_COREID)
       return;
-    for (const session of sessions.values()) {
-      if (session.deviceId !== event.coreid) session.deliver(event);
+    for (const session of routes.match(event)) {
+      if (session.deviceId !== event.coreid)
+        session.sendEvent({
+          name: event.name,
+          data: event.data ?? "",
+          isPublic: event.isPublic,
+          ttl: event.ttl,
+        });
     }
   });
+  // Each beat: this node's sessions checked against the database (re-asserted after a pause, closed when
+  // replaced while the bus was away).
+  const stopReconciling = membership.onBeat((beat) => registry.reconcile(beat));
 
-  const nodeId = randomUUID();
-  const heartbeatMs = options.heartbeatMs ?? 10_000;
-  const { db, config } = services;
-  await db.insertInto("gateway_nodes").values({ id: nodeId, last_seen: config.clock() }).execute();
-
-  /**
-   * Beats, then takes the devices of nodes that stopped beating (crashed, killed) for offline, telling their
-   * owners: with several nodes on one database nobody else would. One node's sweep wins per device.
-   */
-  async function heartbeat(): Promise<void> {
-    const now = config.clock();
-    await db.updateTable("gateway_nodes").set({ last_seen: now }).where("id", "=", nodeId).execute();
-    const dead = (
-      await db
-        .selectFrom("gateway_nodes")
-        .select("id")
-        .where("last_seen", "<", now - 3 * heartbeatMs)
-        .where("id", "!=", nodeId)
-        .execute()
-    ).map((row) => row.id);
-    if (dead.length === 0) return;
-    const stranded = await services.devices
-      .query()
-      .where("devices.online", "=", 1)
-      .where("devices.gateway_node", "in", dead)
-      .execute();
-    for (const device of stranded) {
-      const result = await db
-        .updateTable("devices")
-        .set({ online: 0, gateway_node: null, updated_at: now })
-        .where("id", "=", device.id)
-        .where("online", "=", 1)
-        .where("gateway_node", "=", device.gateway_node)
-        .executeTakeFirst();
-      if (result.numUpdatedRows === 0n) continue;
-      await services.bus.publish({
-        name: "spark/status",
-        data: "offline",
-        ttl: 60,
-        publishedAt: new Date(now).toISOString(),
-        coreid: device.id,
-        isPublic: false,
-        ownerUserId: device.owner_user_id,
-        ownerCustomerId: device.owner_customer_id,
-        productId: device.product_id,
-      });
-    }
-    await db.deleteFrom("gateway_nodes").where("id", "in", dead).execute();
-    logger.warn(
-      { nodes: dead, devices: stranded.length },
-      "gateway nodes stopped beating; their devices are offline",
-    );
-  }
-  const beating = setInterval(() => {
-    heartbeat().catch((error: unknown) => logger.error({ err: error }, "gateway heartbeat failed"));
-  }, heartbeatMs);
-  beating.unref();
-
-  const context = {
+  const crypto =
+    options.cryptoWorkers === 0
+      ? inThreadCrypto(options.serverKey.privateKey)
+      : startCryptoPool({ serverPrivateKey: options.serverKey.privateKey, size: options.cryptoWorkers });
+  const context: ConnectionContext = {
     nodeId,
     services,
     serverKey: options.serverKey,
     logger,
     limits,
-    handshakeQueue: new HandshakeQueue(),
-    register(session: DeviceSession): () => boolean {
-      const previous = sessions.get(session.deviceId);
-      if (previous) {
-        // A device that reconnects replaces its old connection (which may be half-open).
-        sessions.delete(session.deviceId);
-        previous.close();
-      }
-      sessions.set(session.deviceId, session);
-      stats.connected = sessions.size;
-      const stopServing = services.bus.serveDevice(session.deviceId, (command) => session.command(command));
-      return () => {
-        stopServing();
-        if (sessions.get(session.deviceId) !== session) return false;
-        sessions.delete(session.deviceId);
-        stats.connected = sessions.size;
-        return true;
-      };
-    },
+    crypto,
+    registry,
+    routes,
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
     },
@@ -185,18 +131,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   return {
     port,
     stats,
-    session: (deviceId) => sessions.get(deviceId),
+    session: (deviceId) => registry.get(deviceId),
     async close() {
-      clearInterval(beating);
+      stopReconciling();
+      registry.close();
       unsubscribe();
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       await closing;
       // Sessions mark their devices offline as their sockets close; give those writes a moment.
       const deadline = Date.now() + 2000;
-      while (sessions.size > 0 && Date.now() < deadline)
+      while (registry.size > 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 10));
-      await db.deleteFrom("gateway_nodes").where("id", "=", nodeId).execute();
+      await crypto.close();
     },
   };
 }

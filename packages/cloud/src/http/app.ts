@@ -1,17 +1,21 @@
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
+import type { FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import Fastify, { LogController } from "fastify";
 
+import type { StreamSlots } from "../cluster/limits.js";
 import { AppError, renderError, toAppError } from "../errors.js";
 import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
 import { isUniqueViolation } from "../storage/database.js";
 import { clientErrorHandler, httpServerOptions, limitConnections } from "./connection-limits.js";
+import { registerConsoleRoutes } from "./console.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerEventRoutes } from "./routes/events.js";
+import { registerHealthRoutes } from "./routes/health.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import {
   IMPORT_ROUTE,
@@ -66,6 +70,14 @@ export async function createHttpApp(options: {
   logger: FastifyBaseLogger;
   serverKey: ServerKey;
   gateway: GatewayAddress;
+  /** Limits shared by the nodes of a deployment. */
+  limits: {
+    streamSlots: StreamSlots;
+    /** The rate-limit store shared by the nodes; without it, counts stay in this node's memory. */
+    rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
+  };
+  /** Folder of the built web console, served at `/console/`; none when undefined. */
+  consoleDir?: string | undefined;
 }): Promise<FastifyInstance> {
   const { services } = options;
   const { config } = services;
@@ -114,6 +126,8 @@ export async function createHttpApp(options: {
     global: true,
     max: config.rateLimits.apiMax,
     timeWindow: config.rateLimits.windowMs,
+    // Across nodes when the database is shared; this node's memory otherwise.
+    ...(options.limits.rateLimitStore ? { store: options.limits.rateLimitStore } : {}),
     errorResponseBuilder: (_request, context) =>
       new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
   });
@@ -215,9 +229,11 @@ export async function createHttpApp(options: {
   registerClaimRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerProductDeviceRoutes(app, services);
-  registerEventRoutes(app, services);
+  registerEventRoutes(app, services, { streamSlots: options.limits.streamSlots });
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
+  registerHealthRoutes(app, services);
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
+  if (options.consoleDir !== undefined) await registerConsoleRoutes(app, { root: options.consoleDir });
   return app;
 }

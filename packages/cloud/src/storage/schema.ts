@@ -23,6 +23,8 @@ export interface Database {
   server_settings: ServerSettingsTable;
   gateway_nodes: GatewayNodesTable;
   device_connection_attempts: DeviceConnectionAttemptsTable;
+  rate_counters: RateCountersTable;
+  stream_slots: StreamSlotsTable;
 }
 
 export interface GatewayNodesTable {
@@ -156,6 +158,25 @@ export interface DevicesTable {
   updated_at: number;
   /** The gateway node holding the device's connection while it is online. */
   gateway_node: Generated<string | null>;
+  /**
+   * Bumped each time a session of the device registers, on whichever node: the holder of the current epoch
+   * is the only one that may write presence, answer commands or announce `offline`.
+   */
+  session_epoch: Generated<number>;
+}
+
+/** A fixed-window request counter shared by every node (cluster-wide API rate limits). */
+export interface RateCountersTable {
+  key: string;
+  window_start: number;
+  count: number;
+}
+
+/** Open event streams per client IP and node, so that the per-IP cap holds across nodes. */
+export interface StreamSlotsTable {
+  ip: string;
+  node_id: string;
+  count: number;
 }
 
 export interface TransfersTable {
