@@ -996,7 +996,7 @@ describe("product import (multipart)", () => {
     expect(await snapshot(cloud)).toBe(before);
   });
 
-  it("a file of garbage lines → 400 (nothing was imported); nothing changed", async () => {
+  it("a file of garbage lines → 200 with every line in invalidDeviceIds; nothing changed", async () => {
     const before = await snapshot(cloud);
     const file = new Blob(["not-an-id\n\u0000\u0001binary\n", "z".repeat(24)]);
     const response = await send(cloud, importPath(), {
@@ -1004,8 +1004,12 @@ describe("product import (multipart)", () => {
       headers: bearer(),
       body: multipart([["file", file, "ids.txt"]]),
     });
-    expect(response.status).toBe(400);
-    expectShape(response.body, "ok-error", /No device was imported: 3 unknown/);
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual({
+      updated: 0,
+      nonmemberDeviceIds: [],
+      invalidDeviceIds: ["not-an-id", "\u0000\u0001binary", "z".repeat(24)],
+    });
     expect(await snapshot(cloud)).toBe(before);
   });
 

@@ -94,17 +94,9 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const file = fileText(fields);
     if (file !== undefined) ids.push(...file.split(/[\r\n,]+/));
     if (ids.length === 0) throw new BadRequestError("send a device id, or a file of device ids");
-    const result = await devices.importIntoProduct({
-      productId: product.id,
-      platformId: product.platform_id,
-      ids,
-    });
-    // Particle's lists say what was refused; an import that imported nothing is an error, not a 200 to miss.
-    if (result.updated === 0)
-      throw new BadRequestError(
-        `No device was imported: ${result.invalidDeviceIds.length} unknown or of another platform than the product's, ${result.nonmemberDeviceIds.length} in another product`,
-      );
-    return result;
+    // Particle's 200 with the lists of what was refused, even when nothing was imported: clients (api-js)
+    // take a 4xx for a failed request. See docs/security.md ("Platforms").
+    return devices.importIntoProduct({ productId: product.id, platformId: product.platform_id, ids });
   });
 
   app.get("/v1/products/:productIdOrSlug/devices/:deviceId", async (request) => {
