@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { api, cloudLink, newDevice, startTestCloud } from "@roost/tests/support";
+import { api, cloudLink, newDevice, startTestCloud, until } from "@roost/tests/support";
 
 import { roost } from "./process.js";
 
@@ -55,7 +55,12 @@ describe("roost login / claim-code / devices / events / claims show", { timeout:
 
     // A device presents the code while `roost events` watches.
     const events = roost(["events", "spark/status", "--max", "1"], env);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Wait until its stream is open (it holds a stream slot), however long the process takes to start.
+    await until(
+      async () => (await cloud.services.db.selectFrom("stream_slots").select("ip").execute()).length > 0,
+      "`roost events` to open its stream",
+      60_000,
+    );
     const device = newDevice();
     const { id } = device;
     const token = (JSON.parse(readFileSync(env.ROOST_CONFIG, "utf8")) as { token: string }).token;
