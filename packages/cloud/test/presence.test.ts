@@ -29,7 +29,9 @@ function definePresenceConformance(
     const publicKey = newDeviceKey().publicKeyPem;
 
     beforeAll(async () => {
-      ({ storage, dispose } = await open());
+      const opened = await open();
+      storage = opened.storage;
+      dispose = () => opened.dispose();
     });
     afterAll(async () => {
       await storage?.close();
@@ -140,8 +142,8 @@ function definePresenceConformance(
           heartbeatMs: 60_000,
         });
         const beats: { node: string; rejoined: boolean; dead: readonly string[] }[] = [];
-        one.onBeat(async (beat) => void beats.push({ node: "member-1", ...beat }));
-        two.onBeat(async (beat) => void beats.push({ node: "member-2", ...beat }));
+        one.onBeat((beat) => Promise.resolve(void beats.push({ node: "member-1", ...beat })));
+        two.onBeat((beat) => Promise.resolve(void beats.push({ node: "member-2", ...beat })));
         // member-2's last beat is made old (as if it had been paused for minutes).
         await storage.db
           .updateTable("gateway_nodes")
