@@ -78,6 +78,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
     .option(
+      "--open-device-registration",
+      "let anyone signed in register unknown device IDs with POST /v1/provisioning (development: reveals which IDs exist)",
+      false,
+    )
+    .option(
       "--claim-code-ttl <seconds>",
       "claim code lifetime in seconds",
       integer("claim-code-ttl", { min: 1, max: 31_536_000 }),
@@ -98,6 +103,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         data: string;
         databaseUrl?: string;
         allowSignup: boolean;
+        openDeviceRegistration: boolean;
         claimCodeTtl?: number;
         logLevel: string;
         devicePort: number;

@@ -10,6 +10,8 @@ export interface ServeOptions {
   data: string;
   databaseUrl: string | undefined;
   allowSignup: boolean;
+  /** Unknown device IDs may be registered over the API. @default false */
+  openDeviceRegistration?: boolean;
   claimCodeTtl: number | undefined;
   logLevel: string;
   devicePort: number;
@@ -31,6 +33,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     dataDir: options.databaseUrl ? undefined : resolve(options.data),
     databaseUrl: options.databaseUrl,
     allowSignup: options.allowSignup,
+    openDeviceRegistration: options.openDeviceRegistration ?? false,
     claimCodeTtlSeconds: options.claimCodeTtl,
     logLevel: options.logLevel,
     devicePort: options.devicePort,
@@ -42,7 +45,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
-    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
+    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""}${options.openDeviceRegistration ? ", device registration open" : ""})`,
   );
   if (cloud.gateway) {
     const host = options.host.includes(":") ? `[${options.host}]` : options.host;

@@ -57,6 +57,7 @@ describe("roost serve", { timeout: 120_000 }, () => {
       "--data",
       dataDir,
       "--allow-signup",
+      "--open-device-registration",
       "--log-level",
       "silent",
     ]);

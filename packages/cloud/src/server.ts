@@ -215,12 +215,20 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     await storage.close();
     throw error;
   }
+  // Every node sweeps the attempt logs; the deletes are idempotent, so nodes need not agree on who does.
+  const sweep = setInterval(() => {
+    services.retention
+      .sweep()
+      .catch((error: unknown) => logger.warn({ err: error }, "attempt-log sweep failed"));
+  }, config.retention.sweepIntervalMs);
+  sweep.unref();
   const address = app.server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
+      clearInterval(sweep);
       await gateway?.close();
       await membership.stop();
       await app.close();

@@ -11,6 +11,7 @@ export const ERROR_CODES = [
   "NOT_FOUND",
   "CONFLICT",
   "RATE_LIMITED",
+  "SERVER_BUSY",
   "INTERNAL",
   // OAuth and tokens.
   "TOKEN_MISSING",

@@ -31,6 +31,8 @@ import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import { importDevicePublicKey } from "./device-key.js";
+import type { SubscriptionIndex } from "./event-routing.js";
+import { ownerKeyOf } from "./event-routing.js";
 import type { HandshakeQueue } from "./handshake-queue.js";
 import type { SessionLease } from "./presence.js";
 import { touchSession } from "./presence.js";
@@ -77,14 +79,10 @@ export interface ConnectionContext {
   readonly handshakeQueue: HandshakeQueue;
   /** The sessions of this node, fenced by the device's session epoch across the cluster. */
   readonly registry: SessionRegistry<DeviceSession>;
+  /** The subscriptions of this node's sessions, which route bus events to devices. */
+  readonly routes: SubscriptionIndex<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
-}
-
-/** A device subscription: an event-name prefix and whose events it wants. @see spec/device-protocols.md B.4 (Subscribe) */
-interface Subscription {
-  readonly prefix: string;
-  readonly scope: "my-devices" | "all-devices" | { readonly deviceId: string };
 }
 
 /** Events the cloud keeps to itself: the claim code is a secret, the hardware facts are for the gateway. */
@@ -120,7 +118,6 @@ export class DeviceSession {
   readonly #context: ConnectionContext;
   readonly #log: Logger;
   readonly #pending = new Map<number, Pending>();
-  readonly #subscriptions: Subscription[] = [];
   #messageId = randomInt(0x10000);
   #device: DeviceRow;
   #variables: Record<string, number> = {};
@@ -187,6 +184,8 @@ export class DeviceSession {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeReason = reason;
+    // Its subscriptions stop routing events here (a replaced session, a connection that ended).
+    this.#context.routes.remove(this);
     for (const pending of this.#pending.values())
       pending.resolve({
         kind: "response",
@@ -204,28 +203,21 @@ export class DeviceSession {
   async refresh(): Promise<void> {
     const row = await this.#context.services.devices.get(this.deviceId);
     if (row) {
-      this.#device = row;
+      this.#setDevice(row);
       this.#variables = parseVariables(row.variables);
     }
   }
 
   /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
   deliver(event: CloudEvent): void {
-    const wanted = this.#subscriptions.some((subscription) => {
-      if (!event.name.startsWith(subscription.prefix)) return false;
-      if (subscription.scope === "all-devices") return event.isPublic;
-      if (subscription.scope === "my-devices") return this.#sameOwner(event);
-      return event.coreid === subscription.scope.deviceId && (event.isPublic || this.#sameOwner(event));
-    });
-    if (wanted)
+    if (this.#context.routes.wantedBy(this, event))
       this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
   }
 
-  #sameOwner(event: CloudEvent): boolean {
-    const device = this.#device;
-    if (device.owner_user_id) return event.ownerUserId === device.owner_user_id;
-    if (device.owner_customer_id) return event.ownerCustomerId === device.owner_customer_id;
-    return false;
+  /** Keeps the device row and the routes of its subscriptions (which follow its owner) up to date. */
+  #setDevice(row: DeviceRow): void {
+    this.#device = row;
+    this.#context.routes.setOwner(this, ownerKeyOf(row));
   }
 
   /** Sends an event to the device (NON POST). */
@@ -334,10 +326,15 @@ export class DeviceSession {
         await this.#event(message);
         return;
       case "subscribe":
-        this.#subscriptions.push({
-          prefix: message.filter,
-          scope: message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
-        });
+        this.#context.routes.add(
+          this,
+          {
+            prefix: message.filter,
+            scope:
+              message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
+          },
+          ownerKeyOf(this.#device),
+        );
         this.send({ kind: "ack", messageId: message.messageId });
         return;
       case "time-request":
@@ -385,7 +382,7 @@ export class DeviceSession {
       .where("id", "=", this.deviceId)
       .execute();
     // What was just written is all that changed: no need to read the row back.
-    this.#device = { ...this.#device, ...changes };
+    this.#setDevice({ ...this.#device, ...changes });
     if (changes.variables !== undefined) this.#variables = parseVariables(changes.variables);
   }
 
@@ -739,6 +736,13 @@ async function recordAttempt(
       at: services.config.clock(),
     })
     .execute();
+  // Anyone can connect with any device ID: each ID keeps only its newest refusals (the sweep bounds the rest).
+  await services.retention.capKey({
+    table: "device_connection_attempts",
+    key: "device_id",
+    value: attempt.deviceId,
+    keep: services.config.retention.maxConnectionAttemptsPerDevice,
+  });
 }
 
 async function autoRegister(

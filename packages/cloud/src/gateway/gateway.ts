@@ -7,6 +7,7 @@ import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
+import { SubscriptionIndex } from "./event-routing.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
@@ -65,14 +66,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sockets = new Set<Socket>();
   const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
   registry.onSizeChange = (size) => (stats.connected = size);
+  const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
     // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
     // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
     // devices of one owner connect.
     if (SYSTEM_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix)) && event.coreid !== API_COREID)
       return;
-    for (const session of registry.sessions()) {
-      if (session.deviceId !== event.coreid) session.deliver(event);
+    for (const session of routes.match(event)) {
+      if (session.deviceId !== event.coreid)
+        session.sendEvent({
+          name: event.name,
+          data: event.data ?? "",
+          isPublic: event.isPublic,
+          ttl: event.ttl,
+        });
     }
   });
   // Each beat: this node's sessions checked against the database (re-asserted after a pause, closed when
@@ -87,6 +95,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     limits,
     handshakeQueue: new HandshakeQueue(),
     registry,
+    routes,
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
     },

@@ -3,7 +3,9 @@ import type { Kysely } from "kysely";
 import type { CloudConfig } from "../config.js";
 import { AppError, BadRequestError, NotFoundError } from "../errors.js";
 import { hashPassword, newId, UNUSABLE_PASSWORD_HASH, verifyPassword } from "../security.js";
+import { isUniqueViolation } from "../storage/database.js";
 import type { CustomersTable, Database, UsersTable } from "../storage/schema.js";
+import type { TokenService } from "./tokens.js";
 
 /** Shortest password accepted for users and customers. */
 export const MIN_PASSWORD_LENGTH = 8;
@@ -18,10 +20,12 @@ function checkPassword(password: string): void {
 export class AccountService {
   readonly #db: Kysely<Database>;
   readonly #config: CloudConfig;
+  readonly #tokens: TokenService;
 
-  constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
+  constructor(options: { db: Kysely<Database>; config: CloudConfig; tokens: TokenService }) {
     this.#db = options.db;
     this.#config = options.config;
+    this.#tokens = options.tokens;
   }
 
   /** Creates a user; usernames are e-mail addresses, compared case-insensitively. */
@@ -42,7 +46,13 @@ export class AccountService {
       password_hash: await hashPassword(options.password, this.#config.passwordHashCost),
       created_at: this.#config.clock(),
     };
-    await this.#db.insertInto("users").values(row).execute();
+    try {
+      await this.#db.insertInto("users").values(row).execute();
+    } catch (error) {
+      // The same sign-up arriving twice at once: the second insert loses, with the same answer as above.
+      if (isUniqueViolation(error)) throw new AppError("CONFLICT", "username must be unique");
+      throw error;
+    }
     return row;
   }
 
@@ -83,7 +93,12 @@ export class AccountService {
           : await hashPassword(options.password, this.#config.passwordHashCost),
       created_at: this.#config.clock(),
     };
-    await this.#db.insertInto("customers").values(row).execute();
+    try {
+      await this.#db.insertInto("customers").values(row).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new AppError("CONFLICT", "Customer already exists");
+      throw error;
+    }
     return row;
   }
 
@@ -146,5 +161,6 @@ export class AccountService {
         .execute();
       await trx.deleteFrom("customers").where("id", "=", customer.id).execute();
     });
+    await this.#tokens.revoked({ kind: "subject-tokens-revoked", customerId: customer.id });
   }
 }

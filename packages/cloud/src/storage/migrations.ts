@@ -231,6 +231,18 @@ const clusterFencing: Migration = {
   },
 };
 
+/** The attempt logs are swept by age: index their time column. */
+const attemptTimes: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.createIndex("claim_attempts_at").on("claim_attempts").column("at").execute();
+    await db.schema
+      .createIndex("device_connection_attempts_at")
+      .on("device_connection_attempts")
+      .column("at")
+      .execute();
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -241,6 +253,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0003_transfer_decisions": transferDecisions,
         "0004_gateway_nodes": gatewayNodes,
         "0009a_cluster_fencing": clusterFencing,
+        "0010a_attempt_times": attemptTimes,
       }),
   };
 }

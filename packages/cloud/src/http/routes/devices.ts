@@ -202,6 +202,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       productId,
       platformId: platformId ?? 6,
       mayAdministerProduct: (id) => products.canAdminister(principal, id),
+      allowNew: services.config.openDeviceRegistration,
     });
     return {
       ok: true,
