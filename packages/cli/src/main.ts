@@ -76,6 +76,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "silence (on the database's clock) after which a node is declared dead (default: 3 heartbeats)",
       integer("dead-after-ms", { min: 100, max: 86_400_000 }),
     )
+    .option(
+      "--crypto-workers <n>",
+      "worker threads for the device handshakes' public-key crypto (default: one per core; 0 runs it on the event loop)",
+      integer("crypto-workers", { min: 0, max: 256 }),
+    )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
     .option(
       "--open-device-registration",
@@ -112,6 +117,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         natsPrefix?: string;
         heartbeatMs: number;
         deadAfterMs?: number;
+        cryptoWorkers?: number;
       }) => {
         const cloud = await serve(
           {
@@ -151,6 +157,12 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .option("-p, --port <port>", "HTTP port", integer("port"), 8080)
     .option("--device-port <port>", "device gateway port", integer("device-port"), 5683)
     .option("--softap-port <port>", "the virtual device's SoftAP TCP port", integer("softap-port"), 5609)
+    .option(
+      "--softap-http-port <port>",
+      "the virtual device's SoftAP HTTP port (a real device: 80), for the console's setup page",
+      integer("softap-http-port"),
+      5610,
+    )
     .option("--host <address>", "address to listen on", "127.0.0.1")
     .option("-d, --data <dir>", "data folder", "./.roost")
     .action(
@@ -158,6 +170,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         port: number;
         devicePort: number;
         softapPort: number;
+        softapHttpPort: number;
         host: string;
         data: string;
       }) => {

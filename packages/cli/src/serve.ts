@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import type { RunningCloud } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 
+import { findConsoleDir } from "./console.js";
+
 /** Options of `roost serve`, already validated. */
 export interface ServeOptions {
   port: number;
@@ -23,6 +25,8 @@ export interface ServeOptions {
   heartbeatMs?: number | undefined;
   /** Dead threshold in ms. @default 3 × heartbeatMs */
   deadAfterMs?: number | undefined;
+  /** Worker threads for handshake crypto (0: on the event loop). @default the machine's cores */
+  cryptoWorkers?: number | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -42,6 +46,8 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     natsPrefix: options.natsPrefix,
     gatewayHeartbeatMs: options.heartbeatMs,
     deadAfterMs: options.deadAfterMs,
+    cryptoWorkers: options.cryptoWorkers,
+    consoleDir: findConsoleDir(),
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
@@ -56,5 +62,6 @@ export async function serve(options: ServeOptions, print: (line: string) => void
   print(
     `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
   );
+  if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
   return cloud;
 }

@@ -22,7 +22,7 @@ import {
   VARIABLE_TYPES,
 } from "@roost/protocol";
 import type { SessionCiphers } from "@roost/protocol/node";
-import { createHandshakeReply, createSessionCiphers, openHandshakeCiphertext } from "@roost/protocol/node";
+import { createSessionCiphers } from "@roost/protocol/node";
 
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
@@ -30,10 +30,10 @@ import type { ClaimResult } from "../services/claims.js";
 import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
+import type { HandshakeCrypto } from "./crypto-pool.js";
 import { importDevicePublicKey } from "./device-key.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
-import type { HandshakeQueue } from "./handshake-queue.js";
 import type { SessionLease } from "./presence.js";
 import { touchSession } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
@@ -75,8 +75,8 @@ export interface ConnectionContext {
   readonly limits: ConnectionLimits;
   /** This gateway node's id, written on the devices it holds. */
   readonly nodeId: string;
-  /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
-  readonly handshakeQueue: HandshakeQueue;
+  /** Where the asymmetric work of handshakes runs: worker threads, or the event loop after devices' traffic. */
+  readonly crypto: HandshakeCrypto;
   /** The sessions of this node, fenced by the device's session epoch across the cluster. */
   readonly registry: SessionRegistry<DeviceSession>;
   /** The subscriptions of this node's sessions, which route bus events to devices. */
@@ -566,9 +566,7 @@ export async function handleDeviceConnection(
     // B.2 step 3: decrypt (constant-time unpadding), check the nonce, read the ID and the offered key.
     let plaintext;
     try {
-      plaintext = await context.handshakeQueue.run(() =>
-        openHandshakeCiphertext({ ciphertext, serverPrivateKey: context.serverKey.privateKey, nonce }),
-      );
+      plaintext = await context.crypto.openCiphertext(ciphertext, nonce);
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
@@ -600,16 +598,7 @@ export async function handleDeviceConnection(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
-    const key = devicePublicKey;
-    socket.write(
-      await context.handshakeQueue.run(() =>
-        createHandshakeReply({
-          devicePublicKey: key,
-          serverPrivateKey: context.serverKey.privateKey,
-          credentials,
-        }),
-      ),
-    );
+    socket.write(await context.crypto.reply(devicePublicKey, credentials));
     const ciphers = createSessionCiphers(credentials);
 
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.

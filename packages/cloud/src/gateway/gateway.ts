@@ -7,8 +7,8 @@ import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
+import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
 import { SubscriptionIndex } from "./event-routing.js";
-import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
 
@@ -24,6 +24,11 @@ export interface GatewayOptions {
   readonly limits?: Partial<ConnectionLimits>;
   /** This node's cluster membership: its id is written on the devices it holds; each beat reconciles them. */
   readonly membership: Membership;
+  /**
+   * Worker threads for the handshakes' asymmetric crypto; 0 runs it on the event loop, one job per turn.
+   * @default the machine's cores (`os.availableParallelism()`)
+   */
+  readonly cryptoWorkers?: number | undefined;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -87,13 +92,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // replaced while the bus was away).
   const stopReconciling = membership.onBeat((beat) => registry.reconcile(beat));
 
+  const crypto =
+    options.cryptoWorkers === 0
+      ? inThreadCrypto(options.serverKey.privateKey)
+      : startCryptoPool({ serverPrivateKey: options.serverKey.privateKey, size: options.cryptoWorkers });
   const context: ConnectionContext = {
     nodeId,
     services,
     serverKey: options.serverKey,
     logger,
     limits,
-    handshakeQueue: new HandshakeQueue(),
+    crypto,
     registry,
     routes,
     closed(reason: CloseReason) {
@@ -134,6 +143,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const deadline = Date.now() + 2000;
       while (registry.size > 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 10));
+      await crypto.close();
     },
   };
 }
