@@ -18,6 +18,7 @@ import { runConnections } from "./scenarios/connections.js";
 import { runConsole } from "./scenarios/console.js";
 import { runFanout } from "./scenarios/fanout.js";
 import { runHandshake } from "./scenarios/handshake.js";
+import { runWebhooks } from "./scenarios/webhooks.js";
 
 const SCENARIOS = {
   handshake: runHandshake,
@@ -26,6 +27,7 @@ const SCENARIOS = {
   api: runApi,
   fanout: runFanout,
   console: runConsole,
+  webhooks: runWebhooks,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;

@@ -6,6 +6,7 @@ export type {
   HttpLimitsConfig,
   RateLimitConfig,
   RetentionConfig,
+  WebhookConfig,
 } from "./config.js";
 export { startCloud } from "./server.js";
 export { SIGN_IN_LINK_CLIENT_ID } from "./services/tokens.js";
@@ -30,3 +31,7 @@ export type { DeviceCommand, DeviceCommandResult, EventBus } from "./events/bus.
 export { connectNatsBus } from "./events/nats-bus.js";
 export type { NatsBusOptions } from "./events/nats-bus.js";
 export type { CloudEvent } from "./events/model.js";
+export { DEVICE_CLAIMED_EVENT, DEVICE_TRANSFERRED_EVENT, DEVICE_UNCLAIMED_EVENT } from "./events/model.js";
+export type { WebhookDispatcher } from "./webhooks/dispatcher.js";
+export { HOOK_COREID } from "./webhooks/dispatcher.js";
+export { DELIVERY_HEADER, REPLAY_HEADER, SIGNATURE_HEADER } from "./webhooks/template.js";
