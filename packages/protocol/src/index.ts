@@ -92,6 +92,15 @@ export {
 } from "./device/hello.js";
 export type { HelloPayload, HelloPayloadV2, HelloPayloadV3 } from "./device/hello.js";
 export {
+  SERVER_ADDRESS_BLOCK_LENGTH,
+  SERVER_ADDRESS_MAX_DOMAIN_LENGTH,
+  SERVER_ADDRESS_PORT_OFFSET,
+  SERVER_KEY_ADDRESS_OFFSET,
+  decodeServerKeyFile,
+  encodeServerKeyFile,
+} from "./device/server-key-file.js";
+export type { ServerAddress, ServerKeyFile, ServerKeyProtocol } from "./device/server-key-file.js";
+export {
   DEFAULT_DESCRIBE_FLAGS,
   DEFAULT_EVENT_TTL,
   DESCRIBE_FLAGS,
