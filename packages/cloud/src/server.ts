@@ -31,6 +31,8 @@ export interface StartCloudOptions extends CloudOptions {
   logDestination?: DestinationStream;
   /** TCP port of the device gateway; 0 picks a free one; `false` runs no gateway. @default 5683 */
   devicePort?: number | false;
+  /** UDP port of the Gen 3 (DTLS) gateway; 0 picks a free one; `false` runs none. `roost serve` uses 5684. @default false */
+  deviceUdpPort?: number | false;
   /** Address the device gateway listens on. @default the HTTP host */
   deviceHost?: string;
   /** Register unknown devices' offered keys instead of refusing them (development only). @default false */
@@ -67,6 +69,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     dataDir,
     logDestination,
     devicePort = 5683,
+    deviceUdpPort = false,
     deviceHost,
     autoRegisterDevices = false,
     deviceLimits,
@@ -118,6 +121,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         serverKey,
         logger,
         port: devicePort,
+        udpPort: deviceUdpPort,
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
         heartbeatMs: gatewayHeartbeatMs,

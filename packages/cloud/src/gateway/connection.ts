@@ -824,7 +824,8 @@ async function markOffline(services: Services, session: DeviceSession): Promise<
   await session.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
 }
 
-async function recordAttempt(
+/** Records a refused connection attempt (unknown device, wrong key) for the device's owner to see. */
+export async function recordAttempt(
   services: Services,
   attempt: { deviceId: string; ip: string; reason: string },
 ): Promise<void> {

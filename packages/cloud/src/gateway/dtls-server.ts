@@ -362,7 +362,11 @@ export class DtlsServer {
       const session = this.byCid.get(cidKey);
       // With a CID agreed, the device's Finished already comes in a CID record.
       const pending = session ? undefined : this.#handshakes.get(addressKey(from));
-      if (pending?.cid && Buffer.from(pending.cid).toString("hex") === cidKey && record.type === CONTENT_TYPE.cid)
+      if (
+        pending?.cid &&
+        Buffer.from(pending.cid).toString("hex") === cidKey &&
+        record.type === CONTENT_TYPE.cid
+      )
         return this.#clientFinished(pending, record);
       if (!session) return this.#drop("record with an unknown connection ID", from);
       if (!session.receive(record, from)) this.#drop("record dropped by its session", from);

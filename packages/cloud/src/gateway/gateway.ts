@@ -9,6 +9,8 @@ import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.
 import { handleDeviceConnection } from "./connection.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
+import type { UdpGateway } from "./udp-gateway.js";
+import { startUdpGateway } from "./udp-gateway.js";
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -20,6 +22,10 @@ export interface GatewayOptions {
   /** @default "127.0.0.1" */
   readonly host?: string;
   readonly limits?: Partial<ConnectionLimits>;
+  /** UDP port for Gen 3 devices (DTLS); 0 picks a free one; `false` runs none. @default false */
+  readonly udpPort?: number | false;
+  /** First CoAP retransmission timeout over UDP, in ms. @default 4000 */
+  readonly udpAckTimeoutMs?: number;
   /**
    * How often this node writes its heartbeat and looks for dead nodes, in ms. A node silent for three beats
    * is taken for dead and its devices for offline. @default 10000
@@ -37,9 +43,14 @@ export interface GatewayStats {
   closed: Partial<Record<CloseReason, number>>;
 }
 
-/** The device gateway: Gen 2 devices connect here over TCP. @see spec/device-protocols.md Part B */
+/**
+ * The device gateway: Gen 2 devices connect here over TCP, Gen 3 devices over UDP (DTLS).
+ * @see spec/device-protocols.md Part B, docs/gen3-wire-format.md
+ */
 export interface Gateway {
   readonly port: number;
+  /** The UDP port of Gen 3 devices, when they are served. */
+  readonly udpPort: number | undefined;
   readonly stats: GatewayStats;
   /** The live session of a device on this node, if it is connected here. */
   session(deviceId: string): DeviceSession | undefined;
@@ -181,14 +192,33 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
+  let udp: UdpGateway | undefined;
+  if (options.udpPort !== undefined && options.udpPort !== false) {
+    try {
+      udp = await startUdpGateway({
+        context,
+        serverKey: options.serverKey.ec,
+        port: options.udpPort,
+        host: options.host ?? "127.0.0.1",
+        ackTimeoutMs: options.udpAckTimeoutMs,
+      });
+    } catch (error) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      clearInterval(beating);
+      unsubscribe();
+      throw error;
+    }
+  }
 
   return {
     port,
+    udpPort: udp?.port,
     stats,
     session: (deviceId) => sessions.get(deviceId),
     async close() {
       clearInterval(beating);
       unsubscribe();
+      await udp?.close();
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       await closing;
