@@ -110,7 +110,11 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     // One SQLite file is one node: nothing can still be connected from before this start.
     await storage.db.updateTable("devices").set({ online: 0 }).where("online", "=", 1).execute();
   }
-  const gatewayAddress = { host: deviceHost ?? host, port: undefined as number | undefined };
+  const gatewayAddress = {
+    host: deviceHost ?? host,
+    port: undefined as number | undefined,
+    udpPort: undefined as number | undefined,
+  };
   const app = await createHttpApp({ services, logger, serverKey, gateway: gatewayAddress });
   let gateway: Gateway | undefined;
   try {
@@ -127,6 +131,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         heartbeatMs: gatewayHeartbeatMs,
       });
       gatewayAddress.port = gateway.port;
+      gatewayAddress.udpPort = gateway.udpPort;
     }
   } catch (error) {
     await app.close();
