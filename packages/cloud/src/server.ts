@@ -126,6 +126,8 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         logger,
         port: devicePort,
         udpPort: deviceUdpPort,
+        // One SQLite file is one node: it holds every stored session. A cluster restores them per record.
+        restoreUdpSessions: storage.dialect === "sqlite",
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
         heartbeatMs: gatewayHeartbeatMs,

@@ -32,14 +32,16 @@ export const DEVOS_PORTS = { tcp: 5683, udp: 5684 } as const;
 /**
  * Starts a test cloud whose device gateway listens on the firmware's fixed ports (TCP 5683, UDP 5684) at an address of its own in
  * 127.0.0.0/8 (Linux routes the whole block to the loopback), so that tests running at once never share one.
- * The firmware dials the address written in its server key file. An address already taken is skipped.
+ * The firmware dials the address written in its server key file. An address already taken is skipped
+ * (unless `options.deviceHost` names the one to use, as a restarted cloud does).
  */
 export async function startCloudOnOwnLoopback(
   options: StartCloudOptions = {},
 ): Promise<RunningCloud & { deviceHost: string }> {
   for (let attempt = 0; ; attempt++) {
     // 127.1.0.0 – 127.254.255.255: away from 127.0.0.1, where other things run.
-    const deviceHost = `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+    const deviceHost =
+      options.deviceHost ?? `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
     try {
       const cloud = await startTestCloud({
         devicePort: DEVOS_PORTS.tcp,

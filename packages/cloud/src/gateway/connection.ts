@@ -378,6 +378,12 @@ export class DeviceSession {
         if (message.confirmable) this.send({ kind: "ack", messageId: message.messageId });
         throw new SessionEnd("goodbye");
       case "hello":
+        // Over UDP a device that resumed its saved session says Hello again when its state changed; it
+        // waits for the ACK. Over TCP every session has exactly one Hello.
+        if (this.#channel.unreliable) {
+          if (message.confirmable) this.send({ kind: "ack", messageId: message.messageId });
+          return;
+        }
         throw new SessionEnd("bad_frame", "second Hello in one session");
     }
   }
@@ -580,6 +586,11 @@ export interface RunDeviceSessionOptions {
    * names it and this checks that the DTLS peer key is the one registered for that ID (throws SessionEnd).
    */
   readonly device: (hello: HelloPayload) => Promise<DeviceRow>;
+  /**
+   * A session restored from the database after a restart: the device is mid-session and sends no Hello, so
+   * the session starts from this row. @see issue 12 "Sessions that survive"
+   */
+  readonly resumed?: DeviceRow;
 }
 
 /**
@@ -595,47 +606,60 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
   let deviceId: string | undefined;
   let reason: CloseReason;
   try {
-    const hello = await transport.next(limits.helloTimeoutMs, "hello_timeout");
-    if (hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
-    const device = await options.device(hello.hello);
+    const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
+    if (hello && hello.kind !== "hello")
+      throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
+    const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
+    if (!device) throw new SessionEnd("bad_frame", "no Hello");
     deviceId = device.id;
     const id = device.id;
     const now = services.config.clock();
     // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
     session = new DeviceSession({ channel, context, device, log, heardAt: now });
-    if (channel.unreliable) {
+    if (!hello) {
+      await services.db
+        .updateTable("devices")
+        .set({ online: 1, gateway_node: context.nodeId, updated_at: now })
+        .where("id", "=", id)
+        .execute();
+    } else if (channel.unreliable) {
       // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
       session.send({ kind: "ack", messageId: hello.messageId });
     } else {
       // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
       session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
     }
-    const hasProduct =
-      hello.hello.productId !== 0 &&
-      hello.hello.productId !== 0xffff &&
-      hello.hello.productId !== hello.hello.platformId;
-    await services.db
-      .updateTable("devices")
-      .set({
-        online: 1,
-        gateway_node: context.nodeId,
-        last_handshake_at: now,
-        last_heard: now,
-        last_ip_address: ip,
-        platform_id: hello.hello.platformId,
-        ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-        ...(hello.hello.layout === "3.x"
-          ? { system_firmware_version: String(hello.hello.systemVersion) }
-          : {}),
-        updated_at: now,
-      })
-      .where("id", "=", id)
-      .execute();
+    if (hello) {
+      const hasProduct =
+        hello.hello.productId !== 0 &&
+        hello.hello.productId !== 0xffff &&
+        hello.hello.productId !== hello.hello.platformId;
+      await services.db
+        .updateTable("devices")
+        .set({
+          online: 1,
+          gateway_node: context.nodeId,
+          last_handshake_at: now,
+          last_heard: now,
+          last_ip_address: ip,
+          platform_id: hello.hello.platformId,
+          ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+          ...(hello.hello.layout === "3.x"
+            ? { system_firmware_version: String(hello.hello.systemVersion) }
+            : {}),
+          updated_at: now,
+        })
+        .where("id", "=", id)
+        .execute();
+    }
     await session.refresh();
     unregister = context.register(session);
-    log.info({ ip, deviceId: id, platformId: hello.hello.platformId }, "device online");
+    log.info(
+      { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
+      "device online",
+    );
     await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
-    if ((hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
+    if (hello && (hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
 
     for (;;) {
       let message: DeviceMessage;

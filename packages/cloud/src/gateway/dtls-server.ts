@@ -77,6 +77,12 @@ export interface DtlsSessionState {
 const REPLAY_WINDOW = 64;
 
 /**
+ * Our record sequence numbers are reserved in blocks before use, and a persisted session restarts at the end
+ * of its reservation: a CCM nonce (epoch, sequence number) is never used twice with one key, even after a crash.
+ */
+export const SEQUENCE_RESERVATION = 1024;
+
+/**
  * One established DTLS session with a device: protects and unprotects its application data, drops replays,
  * follows its address when an authenticated record arrives from a new one. @see RFC 6347 §4.1.2
  */
@@ -89,6 +95,7 @@ export class DtlsSession {
   readonly #epoch: number;
   readonly #send: (datagram: Uint8Array, address: PeerAddress) => void;
   #outSequence: number;
+  #reservedUntil: number;
   #highest: number;
   /** Bit i set: record `#highest - i` was seen. */
   #window = 0n;
@@ -101,6 +108,8 @@ export class DtlsSession {
   onClose: (reason: DtlsCloseReason) => void = () => undefined;
   /** Called when the device's address changed (NAT rebinding, CID, move session). */
   onAddressChange: (address: PeerAddress) => void = () => undefined;
+  /** Called when a new block of our sequence numbers is reserved: persist it before it is used up. */
+  onReserve: (reservedUntil: number) => void = () => undefined;
 
   constructor(options: {
     state: DtlsSessionState;
@@ -115,8 +124,14 @@ export class DtlsSession {
     this.#masterSecret = state.masterSecret;
     this.#epoch = state.epoch;
     this.#outSequence = state.outSequence;
+    this.#reservedUntil = state.outSequence + SEQUENCE_RESERVATION;
     this.#highest = state.inSequence;
     this.#send = options.send;
+  }
+
+  /** Where a restored copy of this session must start its sequence numbers (the end of the reservation). */
+  get reservedUntil(): number {
+    return this.#reservedUntil;
   }
 
   /** The state to persist or move to another node. */
@@ -143,6 +158,10 @@ export class DtlsSession {
   }
 
   #sendRecord(type: number, content: Uint8Array): void {
+    if (this.#outSequence >= this.#reservedUntil - SEQUENCE_RESERVATION / 2) {
+      this.#reservedUntil = this.#outSequence + SEQUENCE_RESERVATION;
+      this.onReserve(this.#reservedUntil);
+    }
     const record = sealRecord({
       keys: this.#keys.server,
       type,

@@ -26,6 +26,8 @@ export interface GatewayOptions {
   readonly udpPort?: number | false;
   /** First CoAP retransmission timeout over UDP, in ms. @default 4000 */
   readonly udpAckTimeoutMs?: number;
+  /** Restore the stored DTLS sessions at start (a single node continuing its devices' sessions). @default false */
+  readonly restoreUdpSessions?: boolean;
   /**
    * How often this node writes its heartbeat and looks for dead nodes, in ms. A node silent for three beats
    * is taken for dead and its devices for offline. @default 10000
@@ -201,6 +203,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         port: options.udpPort,
         host: options.host ?? "127.0.0.1",
         ackTimeoutMs: options.udpAckTimeoutMs,
+        restoreSessions: options.restoreUdpSessions,
       });
     } catch (error) {
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -8,8 +8,9 @@ import { decodeMessage } from "@roost/protocol";
 import type { DeviceRow } from "../services/devices.js";
 import type { CloseReason, ConnectionContext, DeviceTransport, MessageChannel } from "./connection.js";
 import { recordAttempt, runDeviceSession, SessionEnd } from "./connection.js";
-import type { DtlsCloseReason, DtlsSession, PeerAddress } from "./dtls-server.js";
-import { DtlsServer } from "./dtls-server.js";
+import type { DtlsCloseReason, PeerAddress } from "./dtls-server.js";
+import { DtlsServer, DtlsSession } from "./dtls-server.js";
+import { deleteDtlsSession, loadDtlsSessions, saveDtlsSession } from "./dtls-store.js";
 import type { EcServerKey } from "./server-key.js";
 
 /**
@@ -186,6 +187,11 @@ export interface UdpGatewayOptions {
   readonly host?: string;
   /** First CoAP retransmission timeout, in ms. @default 4000 */
   readonly ackTimeoutMs?: number;
+  /**
+   * Restore every stored DTLS session at start and hold it as connected (one node: a restart continues
+   * every device's session without a handshake). @default false
+   */
+  readonly restoreSessions?: boolean;
 }
 
 /** The Gen 3 side of the gateway: a UDP socket and the DTLS server on it. */
@@ -217,9 +223,37 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
     },
   });
 
-  async function serve(session: DtlsSession): Promise<void> {
+  /** Keeps the stored copy of a device's session current: its address and its sequence reservation. */
+  function persist(session: DtlsSession, deviceId: string): Promise<void> {
+    const save = () =>
+      saveDtlsSession(services.db, { deviceId, session, now: services.config.clock() }).catch(
+        (error: unknown) => log.error({ err: error, deviceId }, "could not store the DTLS session"),
+      );
+    const previous = session.onAddressChange;
+    session.onAddressChange = (address) => {
+      previous(address);
+      void save();
+    };
+    session.onReserve = () => void save();
+    return save();
+  }
+
+  /** Reasons after which the device's stored session is of no more use (it ended it, or it is not the device's). */
+  const FINAL: ReadonlySet<CloseReason> = new Set([
+    "device_closed",
+    "goodbye",
+    "key_mismatch",
+    "unknown_device",
+    "bad_frame",
+  ]);
+
+  async function serve(session: DtlsSession, resumed?: DeviceRow): Promise<void> {
     const transport = new UdpTransport(session, options.ackTimeoutMs ?? COAP_RELIABILITY.ackTimeoutMs);
-    let deviceId: string | undefined;
+    let deviceId: string | undefined = resumed?.id;
+    if (resumed) {
+      byDevice.set(resumed.id, session);
+      void persist(session, resumed.id);
+    }
     const ip = session.address.address;
     const device = async (hello: HelloPayload): Promise<DeviceRow> => {
       const id = hello.deviceId;
@@ -248,10 +282,23 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
       const previous = byDevice.get(id);
       if (previous && previous !== session) previous.close("replaced", { quiet: true });
       byDevice.set(id, session);
+      await persist(session, id);
       return row;
     };
-    const reason = await runDeviceSession({ transport, context, remoteAddress: ip, device });
-    if (deviceId && byDevice.get(deviceId) === session) byDevice.delete(deviceId);
+    const reason = await runDeviceSession({
+      transport,
+      context,
+      remoteAddress: ip,
+      device,
+      ...(resumed ? { resumed } : {}),
+    });
+    if (deviceId && byDevice.get(deviceId) === session) {
+      byDevice.delete(deviceId);
+      if (FINAL.has(reason))
+        await deleteDtlsSession(services.db, deviceId).catch((error: unknown) =>
+          log.error({ err: error, deviceId }, "could not delete the DTLS session"),
+        );
+    }
     dtls.detach(session);
     context.closed(reason);
   }
@@ -269,6 +316,20 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
       resolve();
     });
   });
+  if (options.restoreSessions) {
+    for (const stored of await loadDtlsSessions(services.db)) {
+      const row = await services.devices.get(stored.deviceId);
+      if (!row) continue;
+      const session = new DtlsSession({
+        state: stored.state,
+        address: stored.address,
+        send: (datagram, to) => socket.send(datagram, to.port, to.address),
+      });
+      dtls.attach(session);
+      const run = serve(session, row).finally(() => running.delete(run));
+      running.add(run);
+    }
+  }
   return {
     port: socket.address().port,
     dtls,

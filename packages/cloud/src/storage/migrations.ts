@@ -204,6 +204,25 @@ const gatewayNodes: Migration = {
   },
 };
 
+/**
+ * Gen 3 devices' DTLS sessions, so that a restarted node (or another node of a cluster) continues them without a
+ * handshake: the device resumes its saved session and never learns the server restarted. @see issue 12
+ */
+const dtlsSessions: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable("dtls_sessions")
+      .addColumn("device_id", "text", (c) => c.primaryKey())
+      .addColumn("cid", "text")
+      .addColumn("address", "text", (c) => c.notNull())
+      .addColumn("port", "integer", (c) => c.notNull())
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("updated_at", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex("dtls_sessions_cid").on("dtls_sessions").column("cid").execute();
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -213,6 +232,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0002_settings_connections": settingsAndConnections,
         "0003_transfer_decisions": transferDecisions,
         "0004_gateway_nodes": gatewayNodes,
+        "0012a_dtls_sessions": dtlsSessions,
       }),
   };
 }
