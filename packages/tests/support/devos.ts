@@ -81,6 +81,8 @@ export interface Devos extends AsyncDisposable {
   waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Stops the process (SIGTERM, then SIGKILL) and removes its folder if it made it. */
   stop(): Promise<void>;
+  /** Kills the process with `signal` (SIGKILL: a power cut) and waits for it to exit; the folder stays. */
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts the firmware in its own working folder with the given key files. */
@@ -178,6 +180,10 @@ export function startDevos(options: DevosOptions): Devos {
       });
     },
     stop,
+    async kill(signal) {
+      if (!exited) child.kill(signal);
+      await exit;
+    },
     [Symbol.asyncDispose]: stop,
   };
 }

@@ -43,6 +43,8 @@ export interface GatewayStats {
   accepted: number;
   /** Connections ended since start, by reason. */
   closed: Partial<Record<CloseReason, number>>;
+  /** Full DTLS handshakes completed (Gen 3); a resumed or restored session adds none. */
+  dtlsHandshakes: number;
 }
 
 /**
@@ -77,7 +79,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits: ConnectionLimits = Object.freeze({ ...DEFAULT_CONNECTION_LIMITS, ...options.limits });
   const sessions = new Map<string, DeviceSession>();
   const sockets = new Set<Socket>();
-  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
+  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0 };
   const unsubscribe = services.bus.subscribe((event) => {
     // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
     // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
@@ -204,6 +206,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         host: options.host ?? "127.0.0.1",
         ackTimeoutMs: options.udpAckTimeoutMs,
         restoreSessions: options.restoreUdpSessions,
+        onHandshake: () => (stats.dtlsHandshakes += 1),
       });
     } catch (error) {
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -192,6 +192,8 @@ export interface UdpGatewayOptions {
    * every device's session without a handshake). @default false
    */
   readonly restoreSessions?: boolean;
+  /** Called once per completed full handshake (for the gateway's counters). */
+  readonly onHandshake?: () => void;
 }
 
 /** The Gen 3 side of the gateway: a UDP socket and the DTLS server on it. */
@@ -218,6 +220,7 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
     onDrop: (reason, from) =>
       log.debug({ ip: from.address, port: from.port, reason }, "DTLS datagram dropped"),
     onSession: (session) => {
+      options.onHandshake?.();
       const run = serve(session).finally(() => running.delete(run));
       running.add(run);
     },
