@@ -126,7 +126,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         logger,
         port: devicePort,
         udpPort: deviceUdpPort,
-        // One SQLite file is one node: it holds every stored session. A cluster restores them per record.
+        // One SQLite file is one node: it holds every stored session (a cluster does not restore them yet).
         restoreUdpSessions: storage.dialect === "sqlite",
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
