@@ -111,6 +111,7 @@ const api: CloudServerApi = {
       devicePort: 0,
       logLevel: "silent",
       allowSignup: true,
+      openDeviceRegistration: true,
       passwordHashCost: 1024,
       dataDir,
       databaseUrl: params.databaseUrl,

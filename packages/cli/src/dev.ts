@@ -52,6 +52,8 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
     host: options.host,
     dataDir,
     allowSignup: true,
+    // The sandbox registers its virtual devices' keys over the API.
+    openDeviceRegistration: true,
     logLevel: "warn",
   });
   try {

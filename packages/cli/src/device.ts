@@ -87,7 +87,9 @@ export async function runDevice(
     `Device ${store.state.deviceId} (${store.state.platformId === 8 ? "P1" : "Photon"}), SoftAP SSID ${store.ssid}`,
   );
   print(`SoftAP: tcp://${host}:${tcp.port}${http ? ` and http://${host}:${http.port}` : ""}`);
-  print(`Cloud: ${options.cloudUrl}, device gateway tcp://${cloud.host}:${cloud.port}`);
+  print(
+    `Cloud: ${options.cloudUrl}, device gateway ${[cloud, ...(cloud.fallbacks ?? [])].map((address) => `tcp://${address.host}:${address.port}`).join(", ")}`,
+  );
   if (options.wifi.length === 0)
     print(
       `Simulated Wi-Fi: "${DEFAULT_NETWORK.ssid}" with password "${DEFAULT_NETWORK.password}" (use --wifi SSID:PASSWORD to change)`,
@@ -138,6 +140,8 @@ export async function runFleet(
     },
     claimCode: (index) => codes[index],
     progress: print,
+    // Devices behind several nodes come back by themselves when theirs fails.
+    reconnect: true,
   });
   print(
     `${fleet.connected()} of ${options.count} devices connected in ${fleet.connectMs} ms; ${fleet.failures.length} failed`,

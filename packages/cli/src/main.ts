@@ -67,7 +67,28 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "NATS URL for the event bus between nodes (scale-out); also ROOST_NATS_URL",
       env.ROOST_NATS_URL,
     )
+    .option(
+      "--nats-prefix <prefix>",
+      "NATS subject prefix (default: roost.<deployment id kept in the database>, so deployments sharing a NATS never mix)",
+      env.ROOST_NATS_PREFIX,
+    )
+    .option(
+      "--heartbeat-ms <ms>",
+      "how often this node writes its heartbeat and sweeps dead nodes' devices offline",
+      integer("heartbeat-ms", { min: 50, max: 3_600_000 }),
+      10_000,
+    )
+    .option(
+      "--dead-after-ms <ms>",
+      "silence (on the database's clock) after which a node is declared dead (default: 3 heartbeats)",
+      integer("dead-after-ms", { min: 100, max: 86_400_000 }),
+    )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
+    .option(
+      "--open-device-registration",
+      "let anyone signed in register unknown device IDs with POST /v1/provisioning (development: reveals which IDs exist)",
+      false,
+    )
     .option(
       "--claim-code-ttl <seconds>",
       "claim code lifetime in seconds",
@@ -80,7 +101,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  roost serve --allow-signup\n  roost serve --port 0 --data /tmp/roost\n  roost serve --database-url postgres://postgres@127.0.0.1:5432/roost",
+      "\nExamples:\n  roost serve --allow-signup\n  roost serve --port 0 --data /tmp/roost\n  roost serve --database-url postgres://postgres@127.0.0.1:5432/roost\n  roost serve --database-url postgres://db/roost --nats-url nats://nats:4222 --host 0.0.0.0 --heartbeat-ms 5000",
     )
     .action(
       async (options: {
@@ -89,6 +110,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         data: string;
         databaseUrl?: string;
         allowSignup: boolean;
+        openDeviceRegistration: boolean;
         claimCodeTtl?: number;
         logLevel: string;
         devicePort: number;
@@ -96,6 +118,9 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         udp: boolean;
         autoRegisterDevices: boolean;
         natsUrl?: string;
+        natsPrefix?: string;
+        heartbeatMs: number;
+        deadAfterMs?: number;
       }) => {
         const cloud = await serve(
           {
@@ -103,6 +128,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
             udpPort: options.udp ? options.udpPort : false,
             databaseUrl: options.databaseUrl || undefined,
             natsUrl: options.natsUrl || undefined,
+            natsPrefix: options.natsPrefix || undefined,
             claimCodeTtl: options.claimCodeTtl,
           },
           (line) => console.log(line),
@@ -304,7 +330,10 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .requiredOption("--state <dir>", "the device's state folder (ID, keys, claim code, Wi-Fi credentials)")
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
-    .option("--gateway <host:port>", "device gateway address, if not the one the cloud advertises")
+    .option(
+      "--gateway <host:port,...>",
+      "device gateway address(es), if not the one the cloud advertises; several (one per node) are tried in turn",
+    )
     .option("--softap-port <port>", "SoftAP TCP port (a real device: 5609)", integer("softap-port"), 5609)
     .option(
       "--softap-http-port <port>",
@@ -365,7 +394,10 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
     .requiredOption("--token <token>", "an access token to register the devices with", env.ROOST_TOKEN)
     .option("--product <id>", "product to put the devices in", integer("product", { max: 2_147_483_647 }))
-    .option("--gateway <host:port>", "device gateway address, if not the one the cloud advertises")
+    .option(
+      "--gateway <host:port,...>",
+      "device gateway address(es), if not the one the cloud advertises; several (one per node) are tried in turn",
+    )
     .option(
       "--claim",
       "give each device a claim code of the token's account, so that it claims itself",

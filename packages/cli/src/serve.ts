@@ -10,6 +10,8 @@ export interface ServeOptions {
   data: string;
   databaseUrl: string | undefined;
   allowSignup: boolean;
+  /** Unknown device IDs may be registered over the API. @default false */
+  openDeviceRegistration?: boolean;
   claimCodeTtl: number | undefined;
   logLevel: string;
   devicePort: number;
@@ -17,6 +19,12 @@ export interface ServeOptions {
   udpPort: number | false;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
+  /** NATS subject prefix. @default derived from the deployment id in the database */
+  natsPrefix?: string | undefined;
+  /** Heartbeat interval in ms. @default 10000 */
+  heartbeatMs?: number | undefined;
+  /** Dead threshold in ms. @default 3 × heartbeatMs */
+  deadAfterMs?: number | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -27,16 +35,20 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     dataDir: options.databaseUrl ? undefined : resolve(options.data),
     databaseUrl: options.databaseUrl,
     allowSignup: options.allowSignup,
+    openDeviceRegistration: options.openDeviceRegistration ?? false,
     claimCodeTtlSeconds: options.claimCodeTtl,
     logLevel: options.logLevel,
     devicePort: options.devicePort,
     deviceUdpPort: options.udpPort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
+    natsPrefix: options.natsPrefix,
+    gatewayHeartbeatMs: options.heartbeatMs,
+    deadAfterMs: options.deadAfterMs,
   });
-  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? ", events over NATS" : ""}`;
+  const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
-    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""})`,
+    `Roost cloud listening on ${cloud.url} (storage: ${storage}${options.allowSignup ? ", sign-up open" : ""}${options.openDeviceRegistration ? ", device registration open" : ""})`,
   );
   if (cloud.gateway) {
     const host = options.host.includes(":") ? `[${options.host}]` : options.host;
@@ -46,5 +58,8 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     if (cloud.gateway.udpPort !== undefined)
       print(`Gen 3 device gateway (DTLS) listening on udp://${host}:${cloud.gateway.udpPort}`);
   }
+  print(
+    `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
+  );
   return cloud;
 }

@@ -93,6 +93,51 @@ export function softApTransport(address: string): { transport: SoftApTransport; 
 
 class Missing extends Error {}
 
+/** A flag is missing or two flags contradict each other: reported before anything is contacted. */
+export class SetupUsageError extends Error {}
+
+/**
+ * Checks the flags before any network or device is touched: contradictions always, and without prompts
+ * (`--yes`, or no terminal) everything the run will need. Only the `roost login` session can stand in for
+ * credentials, and only for the cloud it was made for.
+ */
+export function checkSetupFlags(
+  options: SetupCommandOptions,
+  context: { interactive: boolean; savedCloud: string | undefined },
+): void {
+  const both = (a: string, b: string) => new SetupUsageError(`${a} cannot be used with ${b}`);
+  if (options.token && options.password !== undefined) throw both("--password", "--token");
+  if (options.token && options.username !== undefined) throw both("--username", "--token");
+  if (options.customerToken && options.token) throw both("--customer-token", "--token");
+  if (options.customerToken && (options.password !== undefined || options.username !== undefined))
+    throw both("--customer-token", "--username/--password");
+  if (options.customerToken && !options.product)
+    throw new SetupUsageError("--customer-token needs --product (the product the customer belongs to)");
+  if (options.clientId && !options.product) throw new SetupUsageError("--client-id needs --product");
+  if (options.skipClaim && (options.token || options.customerToken || options.clientId))
+    throw new SetupUsageError("--skip-claim claims nothing: leave out the account flags");
+  if (context.interactive) return;
+  const missing: string[] = [];
+  const cloud = options.cloud ?? context.savedCloud;
+  if (!cloud) missing.push("--cloud");
+  if (!options.skipClaim && !options.customerToken && !options.token) {
+    const productMode = Boolean(options.product && options.clientId);
+    const sessionCovers = !productMode && !options.username && context.savedCloud === cloud;
+    if (!sessionCovers) {
+      if (!options.username) missing.push(productMode ? "--username" : "--username (or --token)");
+      if (options.password === undefined) missing.push("--password");
+    }
+  }
+  if (!options.softap) missing.push("--softap");
+  if (!options.ssid) missing.push("--ssid");
+  // An open network is given as --wifi-password "" (whether it is open is known only after a scan).
+  if (options.wifiPassword === undefined) missing.push("--wifi-password");
+  if (missing.length > 0)
+    throw new SetupUsageError(
+      `missing ${missing.join(", ")} (needed with --yes or without a terminal; run roost setup in a terminal to be asked)`,
+    );
+}
+
 async function ask(
   io: SetupIo,
   options: { flag: string; message: string; secret?: boolean; initial?: string },
@@ -151,7 +196,8 @@ async function chooseMode(
 
 /**
  * `roost setup`: sets up and claims one device over SoftAP with the setup SDK, asking for what the flags do
- * not give. Returns the process exit code: 0 when the device is set up (and claimed), 1 otherwise.
+ * not give. Returns the process exit code: 0 when the device is set up (and claimed), 2 for a usage error
+ * (found before anything is contacted), 1 otherwise.
  */
 export async function setupCommand(
   options: SetupCommandOptions,
@@ -172,8 +218,16 @@ export async function setupCommand(
       io.print(`- ${line}`);
     }
   };
+  const saved = loadSession(sessionPath(env));
   try {
-    const saved = loadSession(sessionPath(env));
+    checkSetupFlags(options, { interactive, savedCloud: saved?.cloud });
+  } catch (error) {
+    if (!(error instanceof SetupUsageError)) throw error;
+    if (interactive) prompts.cancel(`Usage error: ${error.message}`);
+    else io.print(`Usage error: ${error.message}`);
+    return 2;
+  }
+  try {
     const cloud =
       options.cloud ??
       saved?.cloud ??

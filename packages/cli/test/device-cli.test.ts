@@ -26,6 +26,7 @@ describe("roost device run / register / fleet, as processes", { timeout: 120_000
       "--data",
       join(folder, "cloud"),
       "--allow-signup",
+      "--open-device-registration",
       "--log-level",
       "silent",
     ]);

@@ -59,6 +59,7 @@ describe("roost serve", { timeout: 120_000 }, () => {
       "--data",
       dataDir,
       "--allow-signup",
+      "--open-device-registration",
       "--log-level",
       "silent",
     ]);

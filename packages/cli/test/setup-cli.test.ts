@@ -193,8 +193,53 @@ describe("roost setup, non-interactive, in every mode", { timeout: 120_000 }, ()
       ],
       env,
     );
-    expect(await missing.exited).toBe(1);
-    expect(missing.output()).toContain("missing --ssid; the device sees: home");
+    // Reported as a usage error before the cloud or the device is contacted.
+    const codesBefore = (await cloud.services.db.selectFrom("claim_codes").select("id").execute()).length;
+    expect(await missing.exited).toBe(2);
+    expect(missing.output()).toContain("Usage error: missing --ssid, --wifi-password");
+    const noWifiPassword = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--token",
+        token,
+        "--softap",
+        `tcp://127.0.0.1:${target.softapPort}`,
+        "--ssid",
+        "home",
+        "--yes",
+      ],
+      env,
+    );
+    expect(await noWifiPassword.exited).toBe(2);
+    expect(noWifiPassword.output()).toContain("Usage error: missing --wifi-password");
+    expect(noWifiPassword.output()).not.toContain("INTERNAL");
+    const passwordWithToken = roost(
+      [
+        "setup",
+        "--cloud",
+        cloud.url,
+        "--token",
+        token,
+        "--password",
+        "x",
+        "--softap",
+        "tcp://127.0.0.1:1",
+        "--ssid",
+        "home",
+        "--wifi-password",
+        "p",
+        "--yes",
+      ],
+      env,
+    );
+    expect(await passwordWithToken.exited).toBe(2);
+    expect(passwordWithToken.output()).toContain("Usage error: --password cannot be used with --token");
+    expect((await cloud.services.db.selectFrom("claim_codes").select("id").execute()).length).toBe(
+      codesBefore,
+    );
+    expect(target.device.store.state.claimCode).toBe("");
     const wrong = roost(
       [
         "setup",

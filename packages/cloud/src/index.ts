@@ -1,5 +1,12 @@
 export { createCloudConfig } from "./config.js";
-export type { CloudConfig, CloudOptions, Clock, RateLimitConfig } from "./config.js";
+export type {
+  CloudConfig,
+  CloudOptions,
+  Clock,
+  HttpLimitsConfig,
+  RateLimitConfig,
+  RetentionConfig,
+} from "./config.js";
 export { startCloud } from "./server.js";
 export type { RunningCloud, StartCloudOptions } from "./server.js";
 export { openStorage } from "./storage/database.js";

@@ -1,9 +1,14 @@
+import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
 
+import { loadDeploymentId } from "./cluster/deployment.js";
+import { createSharedRateLimitStore, pruneRateCounters, StreamSlots } from "./cluster/limits.js";
+import type { Membership } from "./cluster/membership.js";
+import { startMembership } from "./cluster/membership.js";
 import type { CloudConfig, CloudOptions } from "./config.js";
 import { createCloudConfig } from "./config.js";
 import type { EventBus } from "./events/bus.js";
@@ -11,6 +16,7 @@ import { connectNatsBus } from "./events/nats-bus.js";
 import type { ConnectionLimits } from "./gateway/connection.js";
 import type { Gateway } from "./gateway/gateway.js";
 import { startGateway } from "./gateway/gateway.js";
+import { sweepOrphans } from "./gateway/presence.js";
 import type { ServerKey } from "./gateway/server-key.js";
 import { loadServerKey } from "./gateway/server-key.js";
 import { createHttpApp } from "./http/app.js";
@@ -37,10 +43,14 @@ export interface StartCloudOptions extends CloudOptions {
   deviceHost?: string;
   /** Register unknown devices' offered keys instead of refusing them (development only). @default false */
   autoRegisterDevices?: boolean;
-  /** How often the gateway beats (and sweeps dead nodes' devices offline), in ms. @default 10000 */
+  /** How often the node beats (and sweeps dead nodes' devices offline), in ms. @default 10000 */
   gatewayHeartbeatMs?: number;
+  /** Silence after which a node is declared dead and its devices offline, in ms (database clock). @default 3 × gatewayHeartbeatMs */
+  deadAfterMs?: number;
   /** NATS URL: the event bus between nodes (scale-out). Without it events stay inside this process. */
   natsUrl?: string | undefined;
+  /** NATS subject prefix. @default "roost." + the deployment id kept in the database (one per database) */
+  natsPrefix?: string | undefined;
   /** Device connection timeouts and limits. */
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
 }
@@ -58,6 +68,10 @@ export interface RunningCloud extends AsyncDisposable {
   readonly gateway: Gateway | undefined;
   /** The device-protocol server key (its public half goes on devices). */
   readonly serverKey: ServerKey;
+  /** This node's cluster membership (its id is on the devices it holds). */
+  readonly membership: Membership;
+  /** The NATS subject prefix in use, if the bus is NATS. */
+  readonly natsPrefix: string | undefined;
   close(): Promise<void>;
 }
 
@@ -74,7 +88,9 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     autoRegisterDevices = false,
     deviceLimits,
     natsUrl,
+    natsPrefix: natsPrefixOption,
     gatewayHeartbeatMs,
+    deadAfterMs,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -88,14 +104,24 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     databaseUrl: config.databaseUrl,
     sqliteFile: config.sqliteFile,
   });
+  const nodeId = randomUUID();
   let bus: EventBus | undefined;
+  let natsPrefix: string | undefined;
   try {
-    bus = natsUrl
-      ? await connectNatsBus({
-          url: natsUrl,
-          onError: (error) => logger.warn({ err: error }, "event bus message dropped"),
-        })
-      : undefined;
+    if (natsUrl) {
+      natsPrefix =
+        natsPrefixOption ?? `roost.${await loadDeploymentId({ db: storage.db, clock: config.clock })}`;
+      bus = await connectNatsBus({
+        url: natsUrl,
+        prefix: natsPrefix,
+        nodeId,
+        onError: (error) => logger.warn({ err: error }, "event bus message dropped"),
+        onStatus: (connected) =>
+          connected
+            ? logger.info("event bus reconnected")
+            : logger.error("event bus unreachable; reconnecting (local devices and streams still work)"),
+      });
+    }
   } catch (error) {
     await storage.close();
     throw error;
@@ -110,12 +136,63 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     // One SQLite file is one node: nothing can still be connected from before this start.
     await storage.db.updateTable("devices").set({ online: 0 }).where("online", "=", 1).execute();
   }
+  let membership: Membership;
+  try {
+    membership = await startMembership({
+      db: storage.db,
+      nodeId,
+      logger,
+      heartbeatMs: gatewayHeartbeatMs,
+      deadAfterMs,
+    });
+  } catch (error) {
+    await services.bus.close();
+    await storage.close();
+    throw error;
+  }
+  // Every node sweeps: the devices of nodes declared dead go offline, and their owners hear it.
+  membership.onBeat(async () => {
+    const now = config.clock();
+    for (const device of await sweepOrphans(storage.db, now)) {
+      await services.bus.publish({
+        name: "spark/status",
+        data: "offline",
+        ttl: 60,
+        publishedAt: new Date(now).toISOString(),
+        coreid: device.id,
+        isPublic: false,
+        ownerUserId: device.owner_user_id,
+        ownerCustomerId: device.owner_customer_id,
+        productId: device.product_id,
+      });
+    }
+  });
+  // Back from a bus outage: reconcile presence at once rather than at the next beat.
+  services.bus.onConnectionChange((connected) => {
+    if (connected) void membership.beat();
+  });
   const gatewayAddress = {
     host: deviceHost ?? host,
     port: undefined as number | undefined,
     udpPort: undefined as number | undefined,
   };
-  const app = await createHttpApp({ services, logger, serverKey, gateway: gatewayAddress });
+  const streamSlots = new StreamSlots({ db: storage.db, nodeId, logger, maxPerIp: config.sseMaxPerIp });
+  membership.onBeat((beat) => streamSlots.sweep(beat.rejoined));
+  if (storage.dialect === "postgres")
+    membership.onBeat(() => pruneRateCounters(storage.db, config.rateLimits.windowMs));
+  const app = await createHttpApp({
+    services,
+    logger,
+    serverKey,
+    gateway: gatewayAddress,
+    limits: {
+      streamSlots,
+      // PostgreSQL means several nodes may share the database: their rate limits count together. One
+      // SQLite file is one node, whose memory is enough (and spares a write per request).
+      rateLimitStore:
+        storage.dialect === "postgres" ? createSharedRateLimitStore({ db: storage.db, logger }) : undefined,
+    },
+  });
   let gateway: Gateway | undefined;
   try {
     await app.listen({ port, host });
@@ -130,23 +207,34 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         restoreUdpSessions: storage.dialect === "sqlite",
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
-        heartbeatMs: gatewayHeartbeatMs,
+        membership,
       });
       gatewayAddress.port = gateway.port;
       gatewayAddress.udpPort = gateway.udpPort;
     }
   } catch (error) {
     await app.close();
+    await membership.stop();
+    await services.bus.close();
     await storage.close();
     throw error;
   }
+  // Every node sweeps the attempt logs; the deletes are idempotent, so nodes need not agree on who does.
+  const sweep = setInterval(() => {
+    services.retention
+      .sweep()
+      .catch((error: unknown) => logger.warn({ err: error }, "attempt-log sweep failed"));
+  }, config.retention.sweepIntervalMs);
+  sweep.unref();
   const address = app.server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
+      clearInterval(sweep);
       await gateway?.close();
+      await membership.stop();
       await app.close();
       await services.bus.close();
       await storage.close();
@@ -160,6 +248,8 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     logger,
     gateway,
     serverKey,
+    membership,
+    natsPrefix,
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -40,6 +40,7 @@ export function startTestCloud(options: StartCloudOptions = {}): Promise<Running
     host: "127.0.0.1",
     logLevel: "silent",
     allowSignup: true,
+    openDeviceRegistration: true,
     passwordHashCost: 1024,
     ...options,
   });
@@ -173,6 +174,11 @@ export async function createProductWithClient(
     json: { name: names.client, type: "installed" },
   });
   return { id, clientId: String(client.body.client.id), clientSecret: String(client.body.client.secret) };
+}
+
+/** A fresh ICCID-shaped claim-code preset: 19 digits starting with the telecom prefix 89. */
+export function newIccid(): string {
+  return `89${Array.from(randomBytes(17), (byte) => String(byte % 10)).join("")}`;
 }
 
 /** A fresh 24-hex device ID. */

@@ -14,6 +14,7 @@ import {
   form,
   newDeviceId,
   newDeviceKey,
+  newIccid,
   send,
   signUpAndLogin,
   startTestCloud,
@@ -357,7 +358,7 @@ describe("claim codes: every client's empty body", () => {
     customerToken = (await newCustomer()).token;
   });
 
-  const freshIccid = () => `8901${randomBytes(8).toString("hex")}`;
+  const freshIccid = newIccid;
   const bodies: [string, { headers: Record<string, string>; body?: string }][] = [
     [
       "Android: form blank=okhttp_appeasement",
@@ -402,7 +403,7 @@ describe("claim codes: every client's empty body", () => {
   });
 
   it("an iccid is used as the claim code itself", async () => {
-    const iccid = `8901${randomBytes(8).toString("hex")}`;
+    const iccid = newIccid();
     const response = await send(cloud, "/v1/device_claims", {
       method: "POST",
       headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },

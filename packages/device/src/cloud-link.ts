@@ -43,6 +43,22 @@ export interface CloudLinkEvents {
   called: [name: string, argument: string];
   /** The cloud acknowledged our latest ping, after `roundTripMs` milliseconds (for monitoring and benchmarks). */
   pong: [roundTripMs: number];
+  /** A reconnect is scheduled (with `reconnect`): attempt number and the delay before it, in ms. */
+  reconnecting: [attempt: number, delayMs: number];
+}
+
+/** One address of the cloud's device gateway. */
+export interface GatewayAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Reconnect back-off of a {@link CloudLink}: delays double from the first to the largest, each with ±25 % jitter. */
+export interface ReconnectOptions {
+  /** @default 1000 */
+  readonly firstMs?: number;
+  /** @default 30000 */
+  readonly maxMs?: number;
 }
 
 /** Options of {@link CloudLink}. */
@@ -51,6 +67,16 @@ export interface CloudLinkOptions {
   host: string;
   /** Gateway port. @default 5683 */
   port?: number;
+  /**
+   * More gateway addresses (other nodes), tried in turn when one refuses or fails, as a device behind
+   * several cloud addresses would. `host:port` comes first. @default none
+   */
+  fallbacks?: readonly GatewayAddress[];
+  /**
+   * Reconnect by itself when an established session ends (the node died, the network dropped), with
+   * back-off and jitter through every address, until {@link CloudLink.close}. @default off
+   */
+  reconnect?: ReconnectOptions | boolean;
   /** 24-hex device ID. */
   deviceId: string;
   /** The device's RSA-1024 private key. */
@@ -91,11 +117,24 @@ const CLAIM_EVENT_PREFIX = "spark/device/claim/";
 /**
  * The device side of the Gen 2 cloud protocol over TCP: handshake, Hello, the connect sequence of a
  * Device OS 2.3 Photon (spec B.5), pings, events both ways, functions, variables, describe, signal.
- * One instance is one connection; reconnecting is the caller's job (the virtual device does it).
+ * One instance is one device: with `reconnect` it comes back by itself after a session ends, trying each
+ * gateway address in turn; without it, reconnecting is the caller's job (the virtual device does it).
  */
 export class CloudLink extends EventEmitter<CloudLinkEvents> {
-  readonly #options: Required<Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">> &
+  readonly #options: Required<
+    Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "fallbacks" | "reconnect">
+  > &
     Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">;
+  readonly #addresses: readonly GatewayAddress[];
+  readonly #reconnect: Required<ReconnectOptions> | undefined;
+  /** The address of the latest session (tried first next time). */
+  #preferred = 0;
+  #attempt = 0;
+  #retry: NodeJS.Timeout | undefined;
+  /** Closed by the application: no more reconnects. */
+  #stopped = false;
+  /** Inside {@link CloudLink.connect}: failed attempts do not emit `disconnected` one by one. */
+  #connecting = false;
   #socket: Socket | undefined;
   #ciphers: SessionCiphers | undefined;
   #messageId = 0;
@@ -126,6 +165,65 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       handshakeTimeoutMs: 20_000,
       ...options,
     };
+    this.#addresses = [{ host: this.#options.host, port: this.#options.port }, ...(options.fallbacks ?? [])];
+    const reconnect = options.reconnect === true ? {} : options.reconnect || undefined;
+    this.#reconnect = reconnect && { firstMs: 1000, maxMs: 30_000, ...reconnect };
+  }
+
+  /** The gateway address of the current (or latest) session. */
+  get address(): GatewayAddress {
+    return this.#addresses[this.#preferred] ?? { host: this.#options.host, port: this.#options.port };
+  }
+
+  /** True while a session is up. */
+  get connected(): boolean {
+    return !this.#closed && this.#ciphers !== undefined && this.#socket !== undefined;
+  }
+
+  /**
+   * Connects, runs the handshake and the connect sequence; resolves once the session is up. Tries each
+   * gateway address in turn, the latest good one first; rejects with the last failure when none answers.
+   */
+  async connect(): Promise<void> {
+    this.#stopped = false;
+    clearTimeout(this.#retry);
+    let failure: unknown;
+    this.#connecting = true;
+    try {
+      for (let offset = 0; offset < this.#addresses.length; offset++) {
+        const index = (this.#preferred + offset) % this.#addresses.length;
+        try {
+          await this.#connectTo(this.#addresses[index] as GatewayAddress);
+          this.#preferred = index;
+          this.#attempt = 0;
+          return;
+        } catch (error) {
+          failure = error;
+          if (this.#stopped) break;
+        }
+      }
+    } finally {
+      this.#connecting = false;
+    }
+    const reason = failure instanceof Error ? failure.message : String(failure);
+    this.emit("disconnected", reason);
+    this.#scheduleReconnect();
+    throw failure;
+  }
+
+  #scheduleReconnect(): void {
+    const reconnect = this.#reconnect;
+    if (!reconnect || this.#stopped) return;
+    const delay = Math.round(
+      Math.min(reconnect.maxMs, reconnect.firstMs * 2 ** this.#attempt) * (0.75 + Math.random() / 2),
+    );
+    this.#attempt += 1;
+    this.emit("reconnecting", this.#attempt, delay);
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => {
+      // A failed attempt schedules the next one itself.
+      this.connect().catch(() => undefined);
+    }, delay);
   }
 
   /** True while the signal (rainbow LED) is on. */
@@ -133,10 +231,16 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     return this.#signaling;
   }
 
-  /** Connects, runs the handshake and the connect sequence; resolves once the session is up. */
-  async connect(): Promise<void> {
+  /** One connection to one address: handshake, Hello, connect sequence. */
+  async #connectTo(address: GatewayAddress): Promise<void> {
     const options = this.#options;
-    const socket = connect({ host: options.host, port: options.port, noDelay: true });
+    this.#closed = false;
+    this.#ciphers = undefined;
+    this.#pingSentAt = undefined;
+    this.#pingProbe = undefined;
+    this.#lastReceived = Date.now();
+    this.#pendingTime.clear();
+    const socket = connect({ host: address.host, port: address.port, noDelay: true });
     this.#socket = socket;
     const incoming: Buffer[] = [];
     let incomingLength = 0;
@@ -150,7 +254,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     socket.on("close", () => {
       ended ??= "closed by the cloud";
       wake?.();
-      this.#shutdown(ended);
+      if (this.#socket === socket) this.#shutdown(ended);
     });
     socket.on("error", (error) => {
       ended = error.message;
@@ -360,8 +464,10 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     this.#send({ kind: "ping", messageId });
   }
 
-  /** Closes the connection. */
+  /** Closes the connection and stops reconnecting. */
   close(reason = "closed by the device"): void {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
     this.#shutdown(reason);
   }
 
@@ -484,6 +590,9 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#socket?.destroy();
+    // While connect() is still trying addresses, it reports the outcome once.
+    if (this.#connecting) return;
     this.emit("disconnected", reason);
+    this.#scheduleReconnect();
   }
 }

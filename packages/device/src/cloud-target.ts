@@ -1,11 +1,13 @@
 import { createPublicKey } from "node:crypto";
 
+import type { GatewayAddress } from "./cloud-link.js";
 import type { CloudTarget } from "./virtual-device.js";
 
 /**
  * Finds a cloud's device gateway and server key from its API URL (`GET /v1/roost/server-key`, a Roost
  * extension), as a device flashed with that cloud's key and address would know them. `gateway`
- * ("host:port") overrides the advertised address, e.g. behind NAT.
+ * ("host:port", or several comma-separated: one per node) overrides the advertised address, e.g. behind
+ * NAT or a load balancer.
  */
 export async function resolveCloudTarget(options: {
   cloudUrl: string;
@@ -22,15 +24,28 @@ export async function resolveCloudTarget(options: {
     public_key_pem: string;
     gateway: { host: string; port: number } | null;
   };
-  let host = body.gateway?.host;
-  let port = body.gateway?.port;
-  if (gateway) {
-    const match = /^(.*):(\d+)$/.exec(gateway);
-    if (!match?.[1] || !match[2]) throw new Error(`--gateway must be HOST:PORT, got "${gateway}"`);
-    host = match[1];
-    port = Number(match[2]);
-  }
-  if (!host || port === undefined)
-    throw new Error(`${cloudUrl} runs no device gateway; pass --gateway HOST:PORT`);
-  return { host, port, serverPublicKey: createPublicKey(body.public_key_pem) };
+  const addresses = gateway
+    ? parseGatewayList(gateway)
+    : body.gateway
+      ? [{ host: body.gateway.host, port: body.gateway.port }]
+      : [];
+  const [first, ...fallbacks] = addresses;
+  if (!first) throw new Error(`${cloudUrl} runs no device gateway; pass --gateway HOST:PORT`);
+  return {
+    host: first.host,
+    port: first.port,
+    fallbacks,
+    serverPublicKey: createPublicKey(body.public_key_pem),
+  };
+}
+
+/** `host:port[,host:port…]` as addresses; a clear error for anything else. */
+export function parseGatewayList(text: string): GatewayAddress[] {
+  return text.split(",").map((part) => {
+    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(part.trim());
+    const port = Number(match?.[2]);
+    if (!match?.[1] || !(port > 0 && port < 65_536))
+      throw new Error(`--gateway must be HOST:PORT[,HOST:PORT…], got "${text}"`);
+    return { host: match[1], port };
+  });
 }

@@ -24,6 +24,11 @@ export interface FleetOptions {
   claimCode?: (index: number, id: string) => string | undefined;
   /** Ping interval of every link. @default 15000 */
   pingIntervalMs?: number;
+  /**
+   * Devices reconnect by themselves (back-off and jitter, through every gateway address) when their
+   * session ends, instead of being counted as failures. @default false
+   */
+  reconnect?: boolean;
   /** Handshakes in flight at once. @default 50 */
   concurrency?: number;
   /** Called with progress lines. */
@@ -95,6 +100,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     const link = new CloudLink({
       host: cloud.host,
       port: cloud.port,
+      fallbacks: cloud.fallbacks ?? [],
+      reconnect: options.reconnect ?? false,
       deviceId: device.id,
       privateKey: device.privateKey,
       serverPublicKey: cloud.serverPublicKey,
@@ -107,13 +114,18 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     });
     link.on("disconnected", (reason) => {
       if (device.link === link) device.link = undefined;
-      if (!stopped) failures.push({ id: device.id, reason });
+      if (!stopped && !options.reconnect) failures.push({ id: device.id, reason });
+    });
+    // Back after a reconnect.
+    link.on("connected", () => {
+      if (!stopped) device.link = link;
     });
     try {
       await link.connect();
       device.link = link;
     } catch (error) {
-      failures.push({ id: device.id, reason: error instanceof Error ? error.message : String(error) });
+      if (!options.reconnect)
+        failures.push({ id: device.id, reason: error instanceof Error ? error.message : String(error) });
     }
     done += 1;
     if (done % Math.max(1, Math.floor(count / 10)) === 0) progress(`${done}/${count} connected`);

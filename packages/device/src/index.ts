@@ -1,6 +1,13 @@
 export { CloudLink } from "./cloud-link.js";
-export type { CloudFunction, CloudLinkEvents, CloudLinkOptions, CloudVariable } from "./cloud-link.js";
-export { resolveCloudTarget } from "./cloud-target.js";
+export type {
+  CloudFunction,
+  CloudLinkEvents,
+  CloudLinkOptions,
+  CloudVariable,
+  GatewayAddress,
+  ReconnectOptions,
+} from "./cloud-link.js";
+export { parseGatewayList, resolveCloudTarget } from "./cloud-target.js";
 export { DeviceStateStore } from "./state.js";
 export type { PersistedState, StoredCredentials } from "./state.js";
 export { VirtualDevice } from "./virtual-device.js";

@@ -2,7 +2,7 @@ import type { KeyObject } from "node:crypto";
 import { EventEmitter } from "node:events";
 
 import { CloudLink } from "./cloud-link.js";
-import type { CloudFunction, CloudVariable } from "./cloud-link.js";
+import type { CloudFunction, CloudVariable, GatewayAddress } from "./cloud-link.js";
 import type { SetupDeviceState } from "./softap/setup-state.js";
 import type { DeviceStateStore } from "./state.js";
 
@@ -23,6 +23,8 @@ export interface SimulatedNetwork {
 export interface CloudTarget {
   host: string;
   port: number;
+  /** More gateway addresses (other nodes), tried in turn when `host:port` fails. */
+  fallbacks?: readonly GatewayAddress[];
   serverPublicKey: KeyObject;
 }
 
@@ -203,6 +205,7 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
     const link = new CloudLink({
       host: cloud.host,
       port: cloud.port,
+      fallbacks: cloud.fallbacks ?? [],
       deviceId: state.deviceId,
       privateKey: this.store.privateKey,
       serverPublicKey: cloud.serverPublicKey,
@@ -240,7 +243,7 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
       this.#attempt = 0;
       this.#setMode("connected");
       this.#log(
-        `cloud: connected to ${cloud.host}:${cloud.port}${state.claimCode ? " and presented the claim code" : ""}`,
+        `cloud: connected to ${link.address.host}:${link.address.port}${state.claimCode ? " and presented the claim code" : ""}`,
       );
     } catch {
       // The disconnected handler logs and schedules the retry.

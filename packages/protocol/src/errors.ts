@@ -11,6 +11,7 @@ export const ERROR_CODES = [
   "NOT_FOUND",
   "CONFLICT",
   "RATE_LIMITED",
+  "SERVER_BUSY",
   "INTERNAL",
   // OAuth and tokens.
   "TOKEN_MISSING",
@@ -29,6 +30,8 @@ export const ERROR_CODES = [
   "DEVICE_OWNED_BY_OTHER",
   "DEVICE_NOT_CONNECTED",
   "DEVICE_TIMEOUT",
+  // Cluster: the bus between nodes or the database is unreachable (retry later, or through another node).
+  "SERVICE_UNAVAILABLE",
   // Device protocol (gateway side).
   "FRAME_TRUNCATED",
   "FRAME_MALFORMED",

@@ -71,6 +71,7 @@ export function startTestCloud(options: StartCloudOptions = {}): Promise<Running
     devicePort: 0,
     logLevel: "silent",
     allowSignup: true,
+    openDeviceRegistration: true,
     passwordHashCost: 1024,
     ...options,
   });

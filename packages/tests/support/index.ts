@@ -2,9 +2,12 @@
 // products and customers, device identities and links, event streams, the official softap-setup client and the real
 // Device OS builds. Only for tests (run
 // from source under vitest with the `roost-source` condition).
+export * from "./cluster.js";
 export * from "./devices.js";
 export * from "./devos.js";
 export * from "./http.js";
+export * from "./nats.js";
+export * from "./postgres.js";
 export * from "./products.js";
 export * from "./softap-setup.js";
 export * from "./streams.js";

@@ -15,12 +15,36 @@ export type DeviceCommandResult =
   | { readonly ok: true; readonly value?: number | string | boolean | null }
   | {
       readonly ok: false;
-      readonly error: "offline" | "timeout" | "not_found" | "bad_request" | "device_error";
+      /** `unavailable`: the bus is down and the device is not held by this node, so nobody can be asked. */
+      readonly error: "offline" | "timeout" | "not_found" | "bad_request" | "device_error" | "unavailable";
       readonly message?: string;
     };
 
-/** Answers the commands for one connected device. */
-export type DeviceCommandHandler = (command: DeviceCommand) => Promise<DeviceCommandResult>;
+/**
+ * Answers the commands for one connected device. `minEpoch` is the session epoch the sender read from the
+ * database: a session older than that has been replaced elsewhere and answers `undefined` (stays silent),
+ * so that only the holder of the current epoch answers and no command runs on two connections.
+ */
+export type DeviceCommandHandler = (
+  command: DeviceCommand,
+  minEpoch: number | undefined,
+) => Promise<DeviceCommandResult | undefined>;
+
+/** A device's session registered on a node with a new epoch; any older session elsewhere must close. */
+export interface SessionClaim {
+  readonly deviceId: string;
+  readonly epoch: number;
+  readonly nodeId: string;
+}
+
+/** Options of {@link EventBus.requestDevice}. */
+export interface DeviceRequest {
+  deviceId: string;
+  command: DeviceCommand;
+  timeoutMs: number;
+  /** The device's session epoch as the caller read it; older sessions stay silent. */
+  minEpoch?: number | undefined;
+}
 
 /**
  * The one seam between cloud nodes: events fan out to every node (each filters for its own streams and
@@ -33,19 +57,45 @@ export interface EventBus {
   subscribe(handler: (event: CloudEvent) => void): () => void;
   /** Registers this node as the holder of a device's connection; returns the unregister function. */
   serveDevice(deviceId: string, handler: DeviceCommandHandler): () => void;
-  /** Sends a command to the node holding the device; `offline` when none does, `timeout` when it is slow. */
-  requestDevice(options: {
-    deviceId: string;
-    command: DeviceCommand;
-    timeoutMs: number;
-  }): Promise<DeviceCommandResult>;
+  /**
+   * Sends a command to the node holding the device; `offline` when none does, `timeout` when it is slow,
+   * `unavailable` at once when the bus is down and the device is not held here.
+   */
+  requestDevice(options: DeviceRequest): Promise<DeviceCommandResult>;
+  /** Tells every node that a device's session registered with a new epoch (fencing of older sessions). */
+  announceSession(claim: SessionClaim): void;
+  /** Receives every {@link SessionClaim}, this node's own included; returns the unsubscribe function. */
+  onSessionClaim(handler: (claim: SessionClaim) => void): () => void;
+  /** True while the bus reaches the other nodes (always, in one process). */
+  readonly connected: boolean;
+  /** Called with `true` after the bus came back and `false` when it was lost; returns the unsubscribe function. */
+  onConnectionChange(handler: (connected: boolean) => void): () => void;
   close(): Promise<void>;
+}
+
+/** Runs a handler with a deadline; `timeout` when it is late, `offline` when the session stayed silent (stale). */
+export async function runWithTimeout(
+  handler: DeviceCommandHandler,
+  request: DeviceRequest,
+): Promise<DeviceCommandResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<DeviceCommandResult>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, error: "timeout" }), request.timeoutMs);
+  });
+  try {
+    const answer = await Promise.race([handler(request.command, request.minEpoch), timeout]);
+    return answer ?? { ok: false, error: "offline" };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** An {@link EventBus} inside one process: enough for a single node, and the reference for the NATS one. */
 export class InProcessEventBus implements EventBus {
   readonly #subscribers = new Set<(event: CloudEvent) => void>();
   readonly #devices = new Map<string, DeviceCommandHandler>();
+  readonly #claims = new Set<(claim: SessionClaim) => void>();
+  readonly connected = true;
 
   publish(event: CloudEvent): Promise<void> {
     for (const handler of [...this.#subscribers]) {
@@ -70,27 +120,29 @@ export class InProcessEventBus implements EventBus {
     };
   }
 
-  async requestDevice(options: {
-    deviceId: string;
-    command: DeviceCommand;
-    timeoutMs: number;
-  }): Promise<DeviceCommandResult> {
+  async requestDevice(options: DeviceRequest): Promise<DeviceCommandResult> {
     const handler = this.#devices.get(options.deviceId);
     if (!handler) return { ok: false, error: "offline" };
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<DeviceCommandResult>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, error: "timeout" }), options.timeoutMs);
-    });
-    try {
-      return await Promise.race([handler(options.command), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return runWithTimeout(handler, options);
+  }
+
+  announceSession(claim: SessionClaim): void {
+    for (const handler of [...this.#claims]) handler(claim);
+  }
+
+  onSessionClaim(handler: (claim: SessionClaim) => void): () => void {
+    this.#claims.add(handler);
+    return () => this.#claims.delete(handler);
+  }
+
+  onConnectionChange(): () => void {
+    return () => undefined;
   }
 
   close(): Promise<void> {
     this.#subscribers.clear();
     this.#devices.clear();
+    this.#claims.clear();
     return Promise.resolve();
   }
 }

@@ -1,7 +1,16 @@
+import { randomUUID } from "node:crypto";
 import type { NatsConnection, Subscription } from "nats";
-import { connect, ErrorCode, NatsError } from "nats";
+import { connect, ErrorCode, Events, headers, NatsError } from "nats";
 
-import type { DeviceCommand, DeviceCommandHandler, DeviceCommandResult, EventBus } from "./bus.js";
+import type {
+  DeviceCommand,
+  DeviceCommandHandler,
+  DeviceCommandResult,
+  DeviceRequest,
+  EventBus,
+  SessionClaim,
+} from "./bus.js";
+import { runWithTimeout } from "./bus.js";
 import type { CloudEvent } from "./model.js";
 
 /** Options of {@link connectNatsBus}. */
@@ -10,58 +19,169 @@ export interface NatsBusOptions {
   url: string;
   /** Subject prefix, so that several Roost deployments can share one NATS. @default "roost" */
   prefix?: string;
+  /** This node's id: events it published come back over NATS and are skipped (they were delivered locally). @default a random UUID */
+  nodeId?: string;
+  /** Reconnect back-off: first and largest delay between attempts, in ms (each with up to 50 % jitter). @default [250, 2000] */
+  reconnectMs?: readonly [number, number];
   /** Called when a message cannot be handled (bad JSON from another node, a handler that throws). */
   onError?: (error: unknown) => void;
+  /** Called when the connection to NATS is lost (`false`) or back (`true`), for logs. */
+  onStatus?: (connected: boolean) => void;
+}
+
+/** The header naming the node that published an event. */
+const ORIGIN_HEADER = "Roost-Origin";
+
+/** A command on the wire: the command and the session epoch the sender read. */
+interface CommandEnvelope {
+  readonly command: DeviceCommand;
+  readonly minEpoch?: number | undefined;
 }
 
 /**
- * The {@link EventBus} between cloud nodes over NATS: every node publishes events on one subject and
- * subscribes to it (each filters for its own streams and devices); the node holding a device answers
- * requests on that device's subject, so an API node reaches it with NATS request/reply. No responders
- * means no node holds the device: it is offline.
+ * The {@link EventBus} between cloud nodes over NATS core (no JetStream: events are live notifications that
+ * SSE clients get once, as on Particle, and nothing waits to be replayed; state lives in the database).
+ * Every node publishes events on one subject and subscribes to it (each filters for its own streams and
+ * devices); the node holding a device answers requests on that device's subject.
+ *
+ * Built to survive NATS outages: the client reconnects for ever with back-off and jitter and restores its
+ * subscriptions; events published here reach this node's own subscribers at once, NATS or not (and are
+ * skipped when they come back over NATS); commands to devices held here run locally; commands to other
+ * nodes' devices fail at once with `unavailable` while NATS is away instead of hanging.
  */
 export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus> {
-  const { prefix = "roost", onError = () => undefined } = options;
-  const nc: NatsConnection = await connect({ servers: options.url.split(","), name: "roost-cloud" });
+  const {
+    prefix = "roost",
+    nodeId = randomUUID(),
+    reconnectMs = [250, 2000],
+    onError = () => undefined,
+    onStatus = () => undefined,
+  } = options;
+  let attempt = 0;
+  const nc: NatsConnection = await connect({
+    servers: options.url.split(","),
+    name: `roost-cloud ${nodeId}`,
+    // Never give up: a node that lost NATS for good would stay up as a zombie.
+    maxReconnectAttempts: -1,
+    reconnectDelayHandler: () => {
+      const base = Math.min(reconnectMs[1], reconnectMs[0] * 2 ** attempt);
+      attempt += 1;
+      return Math.round(base * (1 + Math.random() * 0.5));
+    },
+    // Notice a silent server within ~20 s rather than the default 4 minutes.
+    pingInterval: 10_000,
+    maxPingOut: 2,
+  });
   const eventsSubject = `${prefix}.events`;
+  const sessionsSubject = `${prefix}.sessions`;
   const deviceSubject = (deviceId: string) => `${prefix}.device.${deviceId}`;
   const handlers = new Set<(event: CloudEvent) => void>();
+  const claimHandlers = new Set<(claim: SessionClaim) => void>();
+  const statusHandlers = new Set<(connected: boolean) => void>();
+  const local = new Map<string, DeviceCommandHandler>();
+  let connected = true;
+
+  const setConnected = (value: boolean) => {
+    if (value === connected) return;
+    connected = value;
+    if (value) attempt = 0;
+    onStatus(value);
+    for (const handler of [...statusHandlers]) handler(value);
+  };
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === Events.Disconnect) setConnected(false);
+      else if (status.type === Events.Reconnect) setConnected(true);
+    }
+  })().catch(onError);
+
+  const deliver = (event: CloudEvent) => {
+    for (const handler of [...handlers]) {
+      try {
+        handler(event);
+      } catch (handlerError) {
+        onError(handlerError);
+      }
+    }
+  };
   const eventSubscription: Subscription = nc.subscribe(eventsSubject, {
     callback: (error, message) => {
       if (error) return onError(error);
+      // Our own events were delivered locally when published.
+      if (message.headers?.get(ORIGIN_HEADER) === nodeId) return;
       let event: CloudEvent;
       try {
         event = message.json<CloudEvent>();
       } catch (parseError) {
         return onError(parseError);
       }
-      for (const handler of [...handlers]) {
-        try {
-          handler(event);
-        } catch (handlerError) {
-          onError(handlerError);
-        }
+      deliver(event);
+    },
+  });
+  const claimSubscription: Subscription = nc.subscribe(sessionsSubject, {
+    callback: (error, message) => {
+      if (error) return onError(error);
+      if (message.headers?.get(ORIGIN_HEADER) === nodeId) return;
+      let claim: SessionClaim;
+      try {
+        claim = message.json<SessionClaim>();
+      } catch (parseError) {
+        return onError(parseError);
       }
+      for (const handler of [...claimHandlers]) handler(claim);
     },
   });
   const deviceSubscriptions = new Set<Subscription>();
+  const origin = headers();
+  origin.set(ORIGIN_HEADER, nodeId);
+
+  /**
+   * Publishes to the other nodes. While NATS is away nothing is queued: the client's buffer would grow
+   * without bound and replay stale events minutes later; local delivery already happened, and presence is
+   * reconciled from the database after the reconnect.
+   */
+  const send = (subject: string, body: string) => {
+    if (!connected) return;
+    try {
+      nc.publish(subject, body, { headers: origin });
+    } catch (error) {
+      onError(error);
+    }
+  };
 
   return {
+    get connected() {
+      return connected;
+    },
     publish(event) {
-      nc.publish(eventsSubject, JSON.stringify(event));
+      deliver(event);
+      send(eventsSubject, JSON.stringify(event));
       return Promise.resolve();
     },
     subscribe(handler) {
       handlers.add(handler);
       return () => handlers.delete(handler);
     },
+    announceSession(claim) {
+      for (const handler of [...claimHandlers]) handler(claim);
+      send(sessionsSubject, JSON.stringify(claim));
+    },
+    onSessionClaim(handler) {
+      claimHandlers.add(handler);
+      return () => claimHandlers.delete(handler);
+    },
+    onConnectionChange(handler) {
+      statusHandlers.add(handler);
+      return () => statusHandlers.delete(handler);
+    },
     serveDevice(deviceId: string, handler: DeviceCommandHandler) {
+      local.set(deviceId, handler);
       const subscription = nc.subscribe(deviceSubject(deviceId), {
         callback: (error, message) => {
           if (error) return onError(error);
-          let command: DeviceCommand;
+          let envelope: CommandEnvelope;
           try {
-            command = message.json<DeviceCommand>();
+            envelope = message.json<CommandEnvelope>();
           } catch (parseError) {
             onError(parseError);
             message.respond(
@@ -69,8 +189,9 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
             );
             return;
           }
-          handler(command).then(
-            (result) => message.respond(JSON.stringify(result)),
+          handler(envelope.command, envelope.minEpoch).then(
+            // No answer from a replaced session: the current holder answers.
+            (result) => result && message.respond(JSON.stringify(result)),
             (handlerError: unknown) => {
               onError(handlerError);
               message.respond(
@@ -82,27 +203,45 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
       });
       deviceSubscriptions.add(subscription);
       return () => {
+        if (local.get(deviceId) === handler) local.delete(deviceId);
         deviceSubscriptions.delete(subscription);
         subscription.unsubscribe();
       };
     },
-    async requestDevice({ deviceId, command, timeoutMs }) {
+    async requestDevice(request: DeviceRequest) {
+      const { deviceId, command, timeoutMs, minEpoch } = request;
+      const here = local.get(deviceId);
+      if (here) {
+        const answer = await runWithTimeout(here, request);
+        // A replaced session stays silent: the device is on another node now.
+        if (!(answer.ok === false && answer.error === "offline")) return answer;
+      }
+      if (!connected) return { ok: false, error: "unavailable", message: "bus unreachable" };
       try {
-        const reply = await nc.request(deviceSubject(deviceId), JSON.stringify(command), {
-          timeout: timeoutMs,
-        });
+        const reply = await nc.request(
+          deviceSubject(deviceId),
+          JSON.stringify({ command, minEpoch } satisfies CommandEnvelope),
+          { timeout: timeoutMs },
+        );
         return reply.json<DeviceCommandResult>();
       } catch (error) {
         if (error instanceof NatsError && (error.code as ErrorCode) === ErrorCode.NoResponders)
           return { ok: false, error: "offline" };
+        if (!connected) return { ok: false, error: "unavailable", message: "bus unreachable" };
         return { ok: false, error: "timeout" };
       }
     },
     async close() {
       handlers.clear();
+      claimHandlers.clear();
+      statusHandlers.clear();
+      local.clear();
       eventSubscription.unsubscribe();
+      claimSubscription.unsubscribe();
       for (const subscription of deviceSubscriptions) subscription.unsubscribe();
-      await nc.drain();
+      // Draining needs the server; while it is away, close at once.
+      if (connected) await nc.drain();
+      else await nc.close();
     },
   };
 }

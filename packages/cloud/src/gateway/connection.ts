@@ -32,7 +32,10 @@ import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import { importDevicePublicKey } from "./device-key.js";
 import type { HandshakeQueue } from "./handshake-queue.js";
+import type { SessionLease } from "./presence.js";
+import { touchSession } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
+import type { SessionRegistry } from "./session-registry.js";
 
 /** Timeouts and limits of one device connection. */
 export interface ConnectionLimits {
@@ -72,8 +75,8 @@ export interface ConnectionContext {
   readonly nodeId: string;
   /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
   readonly handshakeQueue: HandshakeQueue;
-  /** Called once the device is authenticated; returns the function that unregisters it (true if it was still current). */
-  register(session: DeviceSession): () => boolean;
+  /** The sessions of this node, fenced by the device's session epoch across the cluster. */
+  readonly registry: SessionRegistry<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
 }
@@ -171,6 +174,7 @@ export class DeviceSession {
   #variables: Record<string, number> = {};
   #lastHeardWritten = 0;
   #closed = false;
+  #closeReason: CloseReason | undefined;
 
   constructor(options: {
     channel: MessageChannel;
@@ -205,10 +209,16 @@ export class DeviceSession {
     return this.#messageId;
   }
 
+  /** Why the gateway closed the connection, if it did. */
+  get closeReason(): CloseReason | undefined {
+    return this.#closeReason;
+  }
+
   /** Closes the connection (idempotent). */
-  close(): void {
+  close(reason?: CloseReason): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeReason = reason;
     for (const pending of this.#pending.values())
       pending.resolve({
         kind: "response",
@@ -508,11 +518,15 @@ export class DeviceSession {
     const now = this.#context.services.config.clock();
     if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
     this.#lastHeardWritten = now;
-    await this.#context.services.db
-      .updateTable("devices")
-      .set({ last_heard: now })
-      .where("id", "=", this.deviceId)
-      .execute();
+    // Only the current session writes presence; a replaced one finds out and closes.
+    const lease = this.#context.registry.lease(this);
+    if (!lease) return;
+    try {
+      if (!(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+    } catch (error) {
+      // The database is away: the device stays connected; `last_heard` is written at the next interval.
+      this.#log.warn({ err: error, deviceId: this.deviceId }, "could not write last_heard");
+    }
   }
 }
 
@@ -561,9 +575,11 @@ function endReason(
   error: unknown,
   log: Logger,
   details: { ip: string; deviceId: string | undefined },
+  closedFor?: CloseReason,
 ): CloseReason {
   if (error instanceof SessionEnd) {
-    const { reason } = error;
+    // When the gateway closed the session itself (replaced, fenced), that is the reason, not what the loop saw.
+    const reason = closedFor ?? error.reason;
     const level =
       reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
     log[level](
@@ -602,7 +618,7 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
   const { services, limits, logger: log } = context;
   const { channel } = transport;
   let session: DeviceSession | undefined;
-  let unregister: (() => boolean) | undefined;
+  let lease: SessionLease | undefined;
   let deviceId: string | undefined;
   let reason: CloseReason;
   try {
@@ -616,44 +632,37 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
     const now = services.config.clock();
     // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
     session = new DeviceSession({ channel, context, device, log, heardAt: now });
-    if (!hello) {
-      await services.db
-        .updateTable("devices")
-        .set({ online: 1, gateway_node: context.nodeId, updated_at: now })
-        .where("id", "=", id)
-        .execute();
-    } else if (channel.unreliable) {
+    if (hello && channel.unreliable) {
       // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
       session.send({ kind: "ack", messageId: hello.messageId });
-    } else {
+    } else if (hello) {
       // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
       session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
     }
-    if (hello) {
-      const hasProduct =
-        hello.hello.productId !== 0 &&
-        hello.hello.productId !== 0xffff &&
-        hello.hello.productId !== hello.hello.platformId;
-      await services.db
-        .updateTable("devices")
-        .set({
-          online: 1,
-          gateway_node: context.nodeId,
-          last_handshake_at: now,
-          last_heard: now,
-          last_ip_address: ip,
-          platform_id: hello.hello.platformId,
-          ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-          ...(hello.hello.layout === "3.x"
-            ? { system_firmware_version: String(hello.hello.systemVersion) }
-            : {}),
-          updated_at: now,
-        })
-        .where("id", "=", id)
-        .execute();
-    }
+    const hasProduct =
+      hello !== undefined &&
+      hello.hello.productId !== 0 &&
+      hello.hello.productId !== 0xffff &&
+      hello.hello.productId !== hello.hello.platformId;
+    // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
+    // session (no Hello) keeps the facts the device gave last time.
+    lease = await context.registry.open(
+      session,
+      hello
+        ? {
+            last_handshake_at: now,
+            last_heard: now,
+            last_ip_address: ip,
+            platform_id: hello.hello.platformId,
+            ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+            ...(hello.hello.layout === "3.x"
+              ? { system_firmware_version: String(hello.hello.systemVersion) }
+              : {}),
+            updated_at: now,
+          }
+        : { last_heard: now, updated_at: now },
+    );
     await session.refresh();
-    unregister = context.register(session);
     log.info(
       { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
       "device online",
@@ -678,14 +687,20 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
       await session.handle(message);
     }
   } catch (error) {
-    reason = endReason(error, log, { ip, deviceId });
+    reason = endReason(error, log, { ip, deviceId }, session?.closeReason);
   }
   if (session) {
-    const wasCurrent = unregister?.() ?? false;
-    session.close();
-    // Only the newest connection of a device speaks for its presence.
-    if (wasCurrent)
-      await markOffline(services, session).catch((error: unknown) =>
+    const ended = session;
+    ended.close();
+    // Only the holder of the current epoch takes the device offline and says so.
+    await context.registry
+      .end(ended, lease)
+      .then(async (current) => {
+        if (!current) return;
+        await ended.refresh();
+        await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
+      })
+      .catch((error: unknown) =>
         log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
       );
   } else {
@@ -837,17 +852,6 @@ export async function handleDeviceConnection(
   context.closed(reason);
 }
 
-async function markOffline(services: Services, session: DeviceSession): Promise<void> {
-  const now = services.config.clock();
-  await services.db
-    .updateTable("devices")
-    .set({ online: 0, last_heard: now, updated_at: now })
-    .where("id", "=", session.deviceId)
-    .execute();
-  await session.refresh();
-  await session.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
-}
-
 /** Records a refused connection attempt (unknown device, wrong key) for the device's owner to see. */
 export async function recordAttempt(
   services: Services,
@@ -864,6 +868,13 @@ export async function recordAttempt(
       at: services.config.clock(),
     })
     .execute();
+  // Anyone can connect with any device ID: each ID keeps only its newest refusals (the sweep bounds the rest).
+  await services.retention.capKey({
+    table: "device_connection_attempts",
+    key: "device_id",
+    value: attempt.deviceId,
+    keep: services.config.retention.maxConnectionAttemptsPerDevice,
+  });
 }
 
 async function autoRegister(

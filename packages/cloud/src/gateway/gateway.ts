@@ -1,14 +1,15 @@
-import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 
+import type { Membership } from "../cluster/membership.js";
 import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
-import type { CloseReason, ConnectionLimits, DeviceSession } from "./connection.js";
+import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
+import { SessionRegistry } from "./session-registry.js";
 import type { UdpGateway } from "./udp-gateway.js";
 import { startUdpGateway } from "./udp-gateway.js";
 
@@ -28,11 +29,8 @@ export interface GatewayOptions {
   readonly udpAckTimeoutMs?: number;
   /** Restore the stored DTLS sessions at start (a single node continuing its devices' sessions). @default false */
   readonly restoreUdpSessions?: boolean;
-  /**
-   * How often this node writes its heartbeat and looks for dead nodes, in ms. A node silent for three beats
-   * is taken for dead and its devices for offline. @default 10000
-   */
-  readonly heartbeatMs?: number;
+  /** This node's cluster membership: its id is written on the devices it holds; each beat reconciles them. */
+  readonly membership: Membership;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -75,105 +73,35 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
 
 /** Listens for devices, runs each connection, routes bus events and commands to the sessions. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
-  const { services, logger } = options;
+  const { services, logger, membership } = options;
   const limits: ConnectionLimits = Object.freeze({ ...DEFAULT_CONNECTION_LIMITS, ...options.limits });
-  const sessions = new Map<string, DeviceSession>();
+  const nodeId = membership.nodeId;
+  const registry = new SessionRegistry<DeviceSession>({ services, nodeId, logger });
   const sockets = new Set<Socket>();
   const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0 };
+  registry.onSizeChange = (size) => (stats.connected = size);
   const unsubscribe = services.bus.subscribe((event) => {
     // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
     // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
     // devices of one owner connect.
     if (SYSTEM_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix)) && event.coreid !== API_COREID)
       return;
-    for (const session of sessions.values()) {
+    for (const session of registry.sessions()) {
       if (session.deviceId !== event.coreid) session.deliver(event);
     }
   });
+  // Each beat: this node's sessions checked against the database (re-asserted after a pause, closed when
+  // replaced while the bus was away).
+  const stopReconciling = membership.onBeat((beat) => registry.reconcile(beat));
 
-  const nodeId = randomUUID();
-  const heartbeatMs = options.heartbeatMs ?? 10_000;
-  const { db, config } = services;
-  await db.insertInto("gateway_nodes").values({ id: nodeId, last_seen: config.clock() }).execute();
-
-  /**
-   * Beats, then takes the devices of nodes that stopped beating (crashed, killed) for offline, telling their
-   * owners: with several nodes on one database nobody else would. One node's sweep wins per device.
-   */
-  async function heartbeat(): Promise<void> {
-    const now = config.clock();
-    await db.updateTable("gateway_nodes").set({ last_seen: now }).where("id", "=", nodeId).execute();
-    const dead = (
-      await db
-        .selectFrom("gateway_nodes")
-        .select("id")
-        .where("last_seen", "<", now - 3 * heartbeatMs)
-        .where("id", "!=", nodeId)
-        .execute()
-    ).map((row) => row.id);
-    if (dead.length === 0) return;
-    const stranded = await services.devices
-      .query()
-      .where("devices.online", "=", 1)
-      .where("devices.gateway_node", "in", dead)
-      .execute();
-    for (const device of stranded) {
-      const result = await db
-        .updateTable("devices")
-        .set({ online: 0, gateway_node: null, updated_at: now })
-        .where("id", "=", device.id)
-        .where("online", "=", 1)
-        .where("gateway_node", "=", device.gateway_node)
-        .executeTakeFirst();
-      if (result.numUpdatedRows === 0n) continue;
-      await services.bus.publish({
-        name: "spark/status",
-        data: "offline",
-        ttl: 60,
-        publishedAt: new Date(now).toISOString(),
-        coreid: device.id,
-        isPublic: false,
-        ownerUserId: device.owner_user_id,
-        ownerCustomerId: device.owner_customer_id,
-        productId: device.product_id,
-      });
-    }
-    await db.deleteFrom("gateway_nodes").where("id", "in", dead).execute();
-    logger.warn(
-      { nodes: dead, devices: stranded.length },
-      "gateway nodes stopped beating; their devices are offline",
-    );
-  }
-  const beating = setInterval(() => {
-    heartbeat().catch((error: unknown) => logger.error({ err: error }, "gateway heartbeat failed"));
-  }, heartbeatMs);
-  beating.unref();
-
-  const context = {
+  const context: ConnectionContext = {
     nodeId,
     services,
     serverKey: options.serverKey,
     logger,
     limits,
     handshakeQueue: new HandshakeQueue(),
-    register(session: DeviceSession): () => boolean {
-      const previous = sessions.get(session.deviceId);
-      if (previous) {
-        // A device that reconnects replaces its old connection (which may be half-open).
-        sessions.delete(session.deviceId);
-        previous.close();
-      }
-      sessions.set(session.deviceId, session);
-      stats.connected = sessions.size;
-      const stopServing = services.bus.serveDevice(session.deviceId, (command) => session.command(command));
-      return () => {
-        stopServing();
-        if (sessions.get(session.deviceId) !== session) return false;
-        sessions.delete(session.deviceId);
-        stats.connected = sessions.size;
-        return true;
-      };
-    },
+    registry,
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
     },
@@ -210,7 +138,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       });
     } catch (error) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      clearInterval(beating);
+      stopReconciling();
+      registry.close();
       unsubscribe();
       throw error;
     }
@@ -220,9 +149,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     port,
     udpPort: udp?.port,
     stats,
-    session: (deviceId) => sessions.get(deviceId),
+    session: (deviceId) => registry.get(deviceId),
     async close() {
-      clearInterval(beating);
+      stopReconciling();
+      registry.close();
       unsubscribe();
       await udp?.close();
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -230,9 +160,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await closing;
       // Sessions mark their devices offline as their sockets close; give those writes a moment.
       const deadline = Date.now() + 2000;
-      while (sessions.size > 0 && Date.now() < deadline)
+      while (registry.size > 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 10));
-      await db.deleteFrom("gateway_nodes").where("id", "=", nodeId).execute();
     },
   };
 }

@@ -1,27 +1,33 @@
-import { parse as parseQueryString } from "node:querystring";
-import formbody from "@fastify/formbody";
 import multipart from "@fastify/multipart";
 import rateLimit from "@fastify/rate-limit";
+import type { FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import Fastify, { LogController } from "fastify";
 
+import type { StreamSlots } from "../cluster/limits.js";
 import { AppError, renderError, toAppError } from "../errors.js";
 import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
+import { isUniqueViolation } from "../storage/database.js";
+import { clientErrorHandler, httpServerOptions, limitConnections } from "./connection-limits.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
 import { registerEventRoutes } from "./routes/events.js";
+import { registerHealthRoutes } from "./routes/health.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
-import { registerProductDeviceRoutes } from "./routes/product-devices.js";
+import {
+  IMPORT_ROUTE,
+  MAX_IMPORT_FIELD_BYTES,
+  MAX_IMPORT_FILE_BYTES,
+  registerProductDeviceRoutes,
+} from "./routes/product-devices.js";
 import { registerProductRoutes } from "./routes/products.js";
 import type { GatewayAddress } from "./routes/roost.js";
 import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
 import { registerTransferRoutes } from "./routes/transfers.js";
 import { registerUserRoutes } from "./routes/users.js";
-
-/** Largest file accepted by the device import (`POST /v1/products/:p/devices` with a file). */
-const MAX_IMPORT_FILE_BYTES = 1_048_576;
+import { BadTextError, checkUrl, decodeBody, findBadText, parseForm } from "./text-input.js";
 
 /** Turns framework errors (body parsing, limits) into Roost's codes; everything else stays as thrown. */
 function fromFastifyError(error: FastifyError | AppError | Error): AppError {
@@ -43,6 +49,9 @@ function fromFastifyError(error: FastifyError | AppError | Error): AppError {
     default:
       break;
   }
+  // A race this code does not resolve itself (two inserts of one key at once) is the caller's conflict.
+  if (isUniqueViolation(error))
+    return new AppError("CONFLICT", "The request conflicts with a concurrent change; try again");
   if (error instanceof SyntaxError) return new AppError("MALFORMED_BODY", "Request body is not valid JSON");
   // A malformed multipart body surfaces as busboy's plain errors.
   if (/^Multipart: |unexpected end of multipart data|^Boundary required/i.test(error.message)) {
@@ -60,18 +69,31 @@ export async function createHttpApp(options: {
   logger: FastifyBaseLogger;
   serverKey: ServerKey;
   gateway: GatewayAddress;
+  /** Limits shared by the nodes of a deployment. */
+  limits: {
+    streamSlots: StreamSlots;
+    /** The rate-limit store shared by the nodes; without it, counts stay in this node's memory. */
+    rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
+  };
 }): Promise<FastifyInstance> {
   const { services } = options;
   const { config } = services;
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: config.bodyLimitBytes,
+    // No request is held forever: Fastify 5 leaves these off (0) by default. See docs/security.md.
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    connectionTimeout: config.http.idleTimeoutMs,
+    http: httpServerOptions(config.http),
+    clientErrorHandler,
     logController: new LogController({ disableRequestLogging: true }),
     // Device IDs and names are matched exactly; `/v1/devices/` and `/v1/devices` are the same route.
     routerOptions: { ignoreTrailingSlash: true },
     // Undecodable URLs and over-long path parameters get the usual error shape too.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       const { status, body } = renderError(fromFastifyError(error));
+      if (!request.raw.complete) void (reply as FastifyReply).header("connection", "close");
       void (reply as FastifyReply).code(status).send(body);
     },
   });
@@ -83,6 +105,8 @@ export async function createHttpApp(options: {
     const oauth =
       status === 400 && request.routeOptions.url === "/oauth/token" && !("error_description" in rendered);
     const body = oauth ? { error: "invalid_request", error_description: error.message } : rendered;
+    // A body left unread (refused before or while reading it) is not drained: the connection closes.
+    if (!request.raw.complete) void reply.header("connection", "close");
     if (status >= 500) request.log.error({ err: rawError, url: request.url }, "request failed");
     else request.log.debug({ code: error.code, url: request.url }, error.message);
     void reply.code(status).send(body);
@@ -94,21 +118,80 @@ export async function createHttpApp(options: {
     void reply.code(status).send(body);
   });
 
+  limitConnections(app, config.http);
   await app.register(rateLimit, {
     global: true,
     max: config.rateLimits.apiMax,
     timeWindow: config.rateLimits.windowMs,
+    // Across nodes when the database is shared; this node's memory otherwise.
+    ...(options.limits.rateLimitStore ? { store: options.limits.rateLimitStore } : {}),
     errorResponseBuilder: (_request, context) =>
       new AppError("RATE_LIMITED", `Too many requests; retry in ${context.after}`),
   });
-  await app.register(formbody);
+  // The text-input policy at the edge: the URL here, bodies in the parsers and preValidation below.
+  app.addHook("onRequest", (request, _reply, done) => {
+    try {
+      checkUrl(request.raw.url ?? "/");
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
+  });
+  app.addHook("preValidation", (request, _reply, done) => {
+    if (findBadText(request.body)) return done(new BadTextError("The request body"));
+    done();
+  });
+  // JSON and forms are decoded as strict UTF-8 (Fastify's and formbody's parsers would replace bad bytes).
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    let text: string;
+    try {
+      text = decodeBody(body as Buffer);
+    } catch (error) {
+      return done(error as Error, undefined);
+    }
+    void parseJson(request, text, done);
+  });
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "buffer" },
+    (_request, body, done) => {
+      try {
+        done(null, parseForm(decodeBody(body as Buffer)));
+      } catch (error) {
+        done(error as Error, undefined);
+      }
+    },
+  );
+  // Multipart is for the device import only; anywhere else it is refused before a byte of it is read.
+  app.addHook("onRequest", (request, _reply, done) => {
+    const type = request.headers["content-type"] ?? "";
+    if (/^\s*multipart\//i.test(type) && request.routeOptions.url !== IMPORT_ROUTE)
+      return done(
+        new AppError("BAD_REQUEST", "This endpoint does not accept multipart bodies: send JSON or a form"),
+      );
+    done();
+  });
+  // The import reads its parts itself (readUpload), so that a file over the limit ends the request there.
   await app.register(multipart, {
-    attachFieldsToBody: "keyValues",
-    limits: { fileSize: MAX_IMPORT_FILE_BYTES, files: 1, fields: 20 },
+    limits: {
+      fileSize: MAX_IMPORT_FILE_BYTES,
+      files: 1,
+      fields: 20,
+      parts: 21,
+      fieldSize: MAX_IMPORT_FIELD_BYTES,
+      headerPairs: 20,
+    },
   });
   // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
-  app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
-    const text = typeof body === "string" ? body : body.toString("utf8");
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (request, body, done) => {
+    let text: string;
+    try {
+      text = decodeBody(body as Buffer);
+    } catch (error) {
+      return done(error as Error, undefined);
+    }
     const trimmed = text.trim();
     if (trimmed.length === 0) return done(null, undefined);
     // A declared type other than text/plain (XML, binary, …) is not guessed at: a clear error instead.
@@ -126,7 +209,11 @@ export async function createHttpApp(options: {
       }
       return;
     }
-    done(null, { ...parseQueryString(text) });
+    try {
+      done(null, parseForm(text));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
   });
 
   registerOAuthRoutes(app, services);
@@ -136,8 +223,9 @@ export async function createHttpApp(options: {
   registerClaimRoutes(app, services);
   registerDeviceRoutes(app, services);
   registerProductDeviceRoutes(app, services);
-  registerEventRoutes(app, services);
+  registerEventRoutes(app, services, { streamSlots: options.limits.streamSlots });
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
+  registerHealthRoutes(app, services);
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
   return app;

@@ -3,6 +3,7 @@ import type { Kysely } from "kysely";
 import type { CloudConfig } from "../config.js";
 import { AppError, BadRequestError, NotFoundError } from "../errors.js";
 import { hashPassword, newId, UNUSABLE_PASSWORD_HASH, verifyPassword } from "../security.js";
+import { isUniqueViolation } from "../storage/database.js";
 import type { CustomersTable, Database, UsersTable } from "../storage/schema.js";
 
 /** Shortest password accepted for users and customers. */
@@ -42,7 +43,13 @@ export class AccountService {
       password_hash: await hashPassword(options.password, this.#config.passwordHashCost),
       created_at: this.#config.clock(),
     };
-    await this.#db.insertInto("users").values(row).execute();
+    try {
+      await this.#db.insertInto("users").values(row).execute();
+    } catch (error) {
+      // The same sign-up arriving twice at once: the second insert loses, with the same answer as above.
+      if (isUniqueViolation(error)) throw new AppError("CONFLICT", "username must be unique");
+      throw error;
+    }
     return row;
   }
 
@@ -83,7 +90,12 @@ export class AccountService {
           : await hashPassword(options.password, this.#config.passwordHashCost),
       created_at: this.#config.clock(),
     };
-    await this.#db.insertInto("customers").values(row).execute();
+    try {
+      await this.#db.insertInto("customers").values(row).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new AppError("CONFLICT", "Customer already exists");
+      throw error;
+    }
     return row;
   }
 

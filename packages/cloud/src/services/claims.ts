@@ -8,6 +8,7 @@ import { hashSecret, newClaimCode, newId } from "../security.js";
 import type { ClaimCodesTable, Database } from "../storage/schema.js";
 import type { DeviceService } from "./devices.js";
 import type { Owner } from "./principal.js";
+import type { RetentionService } from "./retention.js";
 import type { TransferService } from "./transfers.js";
 
 /**
@@ -28,6 +29,7 @@ export const CLAIM_REASONS = [
   "unknown_device",
   "key_mismatch",
   "device_offline",
+  "rate_limited",
 ] as const;
 
 /** One of {@link CLAIM_REASONS}. */
@@ -124,17 +126,37 @@ export class ClaimService {
   readonly #config: CloudConfig;
   readonly #devices: DeviceService;
   readonly #transfers: TransferService;
+  readonly #retention: RetentionService;
 
   constructor(options: {
     db: Kysely<Database>;
     config: CloudConfig;
     devices: DeviceService;
     transfers: TransferService;
+    retention: RetentionService;
   }) {
     this.#db = options.db;
     this.#config = options.config;
     this.#devices = options.devices;
     this.#transfers = options.transfers;
+    this.#retention = options.retention;
+  }
+
+  /** Attempts recorded for a device or a code since the start of the presentation window. */
+  async #recentAttempts(
+    db: Kysely<Database>,
+    key: { deviceId: string } | { claimId: string },
+  ): Promise<number> {
+    const since = this.#config.clock() - this.#config.retention.claimPresentationWindowMs;
+    const row = await db
+      .selectFrom("claim_attempts")
+      .select((eb) => eb.fn.countAll<number>().as("count"))
+      .where("at", ">", since)
+      .where((eb) =>
+        "deviceId" in key ? eb("device_id", "=", key.deviceId) : eb("claim_code_id", "=", key.claimId),
+      )
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
   }
 
   /**
@@ -206,7 +228,11 @@ export class ClaimService {
     const now = this.#config.clock();
     let claimId: string | null = null;
     let recognised: Owner | null = null;
+    const limit = this.#config.retention.claimPresentationsPerWindow;
     try {
+      // A device presents codes unauthenticated by any account: past the limit they are not even looked up.
+      if (source === "gateway" && (await this.#recentAttempts(this.#db, { deviceId })) >= limit)
+        throw new ClaimRefused("rate_limited");
       return await this.#db.transaction().execute(async (trx) => {
         const code = await trx
           .selectFrom("claim_codes")
@@ -216,6 +242,8 @@ export class ClaimService {
         if (!code) throw new ClaimRefused("unknown_code");
         claimId = code.id;
         recognised = codeOwner(code) ?? null;
+        if (source === "gateway" && (await this.#recentAttempts(trx, { claimId: code.id })) >= limit)
+          throw new ClaimRefused("rate_limited");
         if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
         if (code.used_at !== null)
           throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
@@ -382,6 +410,22 @@ export class ClaimService {
         at: this.#config.clock(),
       })
       .execute();
+    const keep = this.#config.retention.maxClaimAttemptsPerKey;
+    await this.#retention.capKey({
+      db,
+      table: "claim_attempts",
+      key: "device_id",
+      value: attempt.deviceId,
+      keep,
+    });
+    if (attempt.claimId !== null)
+      await this.#retention.capKey({
+        db,
+        table: "claim_attempts",
+        key: "claim_code_id",
+        value: attempt.claimId,
+        keep,
+      });
   }
 
   /** The recorded attempts for a device, newest last (the claim timeline). */

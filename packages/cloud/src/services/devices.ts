@@ -176,6 +176,8 @@ export class DeviceService {
     productId: number | null;
     platformId: number;
     mayAdministerProduct: (productId: number) => Promise<boolean>;
+    /** Whether an ID the cloud does not know may be created (else it is refused like a foreign one). */
+    allowNew: boolean;
   }): Promise<DeviceRow> {
     const { principal } = options;
     if (!isDeviceId(options.deviceId))
@@ -226,6 +228,8 @@ export class DeviceService {
         .where("id", "=", id)
         .execute();
     } else {
+      // An unknown ID gets the same answer as a foreign one unless registration is open. @see docs/security.md
+      if (!options.allowNew) throw new DevicePermissionError();
       await this.#db
         .insertInto("devices")
         .values({

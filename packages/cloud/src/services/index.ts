@@ -9,6 +9,7 @@ import { ClaimService } from "./claims.js";
 import { DeviceService } from "./devices.js";
 import { LockoutService } from "./lockout.js";
 import { ProductService } from "./products.js";
+import { RetentionService } from "./retention.js";
 import { TokenService } from "./tokens.js";
 import { TransferService } from "./transfers.js";
 
@@ -22,6 +23,7 @@ export interface Services {
   readonly devices: DeviceService;
   readonly claims: ClaimService;
   readonly lockout: LockoutService;
+  readonly retention: RetentionService;
   readonly transfers: TransferService;
   readonly bus: EventBus;
 }
@@ -35,6 +37,7 @@ export function createServices(options: {
   const { bus = new InProcessEventBus(), ...rest } = options;
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);
+  const retention = new RetentionService(rest);
   return {
     ...rest,
     bus,
@@ -42,8 +45,9 @@ export function createServices(options: {
     tokens: new TokenService(options),
     products: new ProductService(options),
     devices,
-    claims: new ClaimService({ ...rest, devices, transfers }),
+    claims: new ClaimService({ ...rest, devices, transfers, retention }),
     lockout: new LockoutService(options),
+    retention,
     transfers,
   };
 }

@@ -4,6 +4,7 @@ import type { Kysely } from "kysely";
 import type { CloudConfig } from "../config.js";
 import { BadRequestError, NotFoundError } from "../errors.js";
 import { hashSecret, newToken, verifySecret } from "../security.js";
+import { isUniqueViolation } from "../storage/database.js";
 import { MAX_INTEGER } from "../storage/schema.js";
 import type { Database, OAuthClientsTable, ProductsTable } from "../storage/schema.js";
 import type { Principal } from "./principal.js";
@@ -64,10 +65,30 @@ export class ProductService {
     if (!Number.isInteger(options.platformId) || options.platformId <= 0 || options.platformId > MAX_INTEGER)
       throw new BadRequestError("platform_id must be a positive integer");
     const now = this.#config.clock();
+    // Two products with the same name created at once pick the same slug; the loser tries another.
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await this.#insert({ ...options, name, now, suffixed: attempt > 0 });
+      } catch (error) {
+        if (!isUniqueViolation(error) || attempt >= 4) throw error;
+      }
+    }
+  }
+
+  async #insert(options: {
+    userId: string;
+    name: string;
+    platformId: number;
+    description?: string;
+    now: number;
+    suffixed: boolean;
+  }): Promise<Product> {
+    const { name, now } = options;
+    const suffixed = () => `${slugify(name)}-v${randomInt(100, 100_000)}`;
     return this.#db.transaction().execute(async (trx) => {
-      let slug = slugify(name);
+      let slug = options.suffixed ? suffixed() : slugify(name);
       while (await trx.selectFrom("products").select("id").where("slug", "=", slug).executeTakeFirst()) {
-        slug = `${slugify(name)}-v${randomInt(100, 100_000)}`;
+        slug = suffixed();
       }
       const row = {
         slug,

@@ -92,3 +92,12 @@ export async function openStorage({
   }
   return { db, dialect, close: () => db.destroy() };
 }
+
+/**
+ * True when a statement failed on a unique or primary-key constraint (PostgreSQL 23505, SQLite
+ * SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY): a concurrent request inserted the same row first.
+ */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "23505" || code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY";
+}

@@ -205,6 +205,45 @@ const gatewayNodes: Migration = {
 };
 
 /**
+ * The cluster under faults (issue 9): a per-device session epoch that fences presence writes, and the
+ * shared counters behind cluster-wide limits (API rate limit windows, open event streams per IP and node).
+ */
+const clusterFencing: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable("devices")
+      .addColumn("session_epoch", "bigint", (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.createIndex("devices_gateway_node").on("devices").column("gateway_node").execute();
+    await db.schema
+      .createTable("rate_counters")
+      .addColumn("key", "text", (c) => c.primaryKey())
+      .addColumn("window_start", "bigint", (c) => c.notNull())
+      .addColumn("count", "integer", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable("stream_slots")
+      .addColumn("ip", "text", (c) => c.notNull())
+      .addColumn("node_id", "text", (c) => c.notNull())
+      .addColumn("count", "integer", (c) => c.notNull())
+      .addPrimaryKeyConstraint("stream_slots_pk", ["ip", "node_id"])
+      .execute();
+  },
+};
+
+/** The attempt logs are swept by age: index their time column. */
+const attemptTimes: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.createIndex("claim_attempts_at").on("claim_attempts").column("at").execute();
+    await db.schema
+      .createIndex("device_connection_attempts_at")
+      .on("device_connection_attempts")
+      .column("at")
+      .execute();
+  },
+};
+
+/**
  * Gen 3 devices' DTLS sessions, so that a restarted node (or another node of a cluster) continues them without a
  * handshake: the device resumes its saved session and never learns the server restarted. @see issue 12
  */
@@ -232,6 +271,8 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0002_settings_connections": settingsAndConnections,
         "0003_transfer_decisions": transferDecisions,
         "0004_gateway_nodes": gatewayNodes,
+        "0009a_cluster_fencing": clusterFencing,
+        "0010a_attempt_times": attemptTimes,
         "0012a_dtls_sessions": dtlsSessions,
       }),
   };

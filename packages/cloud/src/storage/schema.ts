@@ -24,6 +24,8 @@ export interface Database {
   gateway_nodes: GatewayNodesTable;
   dtls_sessions: DtlsSessionsTable;
   device_connection_attempts: DeviceConnectionAttemptsTable;
+  rate_counters: RateCountersTable;
+  stream_slots: StreamSlotsTable;
 }
 
 /** A Gen 3 device's DTLS session: keys and counters (JSON in `state`), its CID and last address. */
@@ -167,6 +169,25 @@ export interface DevicesTable {
   updated_at: number;
   /** The gateway node holding the device's connection while it is online. */
   gateway_node: Generated<string | null>;
+  /**
+   * Bumped each time a session of the device registers, on whichever node: the holder of the current epoch
+   * is the only one that may write presence, answer commands or announce `offline`.
+   */
+  session_epoch: Generated<number>;
+}
+
+/** A fixed-window request counter shared by every node (cluster-wide API rate limits). */
+export interface RateCountersTable {
+  key: string;
+  window_start: number;
+  count: number;
+}
+
+/** Open event streams per client IP and node, so that the per-IP cap holds across nodes. */
+export interface StreamSlotsTable {
+  ip: string;
+  node_id: string;
+  count: number;
 }
 
 export interface TransfersTable {

@@ -6,12 +6,22 @@ import { ownerOf } from "../../services/principal.js";
 import type { Fields } from "../request.js";
 import { authenticate, bodyOf, optionalString, productParam, requirePerson } from "../request.js";
 
-/** A cellular `iccid` (else `imei`) to use as the claim code; real ones are up to 22 digits. */
+/**
+ * A cellular `iccid` (else `imei`) to use as the claim code. Being the code itself, it must be what it
+ * claims to be, so that a one-character "code" cannot be set up and guessed: an ICCID is 19 or 20 digits
+ * (ITU-T E.118: issuer prefix 89, account number, Luhn check digit), an IMEI 15 digits (3GPP TS 23.003).
+ * @see spec/cloud-api.md §3.1
+ */
 function presetCode(fields: Fields): string | undefined {
-  const code = optionalString(fields, "iccid") || optionalString(fields, "imei") || undefined;
-  if (code !== undefined && !/^[0-9A-Za-z]{1,32}$/.test(code))
-    throw new BadRequestError("iccid and imei must be 1-32 letters or digits");
-  return code;
+  const iccid = optionalString(fields, "iccid") || undefined;
+  if (iccid !== undefined) {
+    if (!/^89\d{17,18}$/.test(iccid))
+      throw new BadRequestError("iccid must be 19 or 20 digits starting with 89");
+    return iccid;
+  }
+  const imei = optionalString(fields, "imei") || undefined;
+  if (imei !== undefined && !/^\d{15}$/.test(imei)) throw new BadRequestError("imei must be 15 digits");
+  return imei;
 }
 
 /** Claim codes. @see spec/cloud-api.md §3.1 */

@@ -10,6 +10,7 @@ import {
   NotFoundError,
 } from "../../errors.js";
 import type { DeviceCommand, DeviceCommandResult } from "../../events/bus.js";
+import type { DeviceRow } from "../../services/devices.js";
 import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import { ownerOf } from "../../services/principal.js";
@@ -65,15 +66,22 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
 
   /** Sends a command to the device through the bus; offline and silent devices both answer 408. @see spec/cloud-api.md §6 */
   async function toDevice(
-    deviceId: string,
+    device: DeviceRow,
     command: DeviceCommand,
   ): Promise<DeviceCommandResult & { ok: true }> {
     const result = await services.bus.requestDevice({
-      deviceId,
+      deviceId: device.id,
       command,
       timeoutMs: services.config.deviceRequestTimeoutMs + 1000,
+      // Only the session holding this epoch (or a newer one) answers: a replaced connection stays silent.
+      minEpoch: device.session_epoch,
     });
     if (result.ok) return result;
+    if (result.error === "unavailable")
+      throw new AppError(
+        "SERVICE_UNAVAILABLE",
+        "bus unreachable: the device's node cannot be reached now; retry shortly",
+      );
     if (result.error === "offline" || result.error === "timeout")
       throw new AppError("DEVICE_TIMEOUT", "timed out");
     if (result.error === "not_found")
@@ -92,7 +100,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const signal = optionalString(fields, "signal");
     if (signal !== undefined) {
       if (signal !== "0" && signal !== "1") throw new BadRequestError("signal must be 1 or 0");
-      const result = await toDevice(device.id, { kind: "signal", on: signal === "1" });
+      const result = await toDevice(device, { kind: "signal", on: signal === "1" });
       return { id: device.id, connected: true, signaling: result.value === true };
     }
     if (name === undefined && notes === undefined)
@@ -114,6 +122,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       deviceId: device.id,
       command: { kind: "ping" },
       timeoutMs: 5000,
+      minEpoch: device.session_epoch,
     });
     return { online: result.ok, ok: true };
   });
@@ -131,7 +140,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     // Until the device has described itself the list is empty, and the device answers for itself.
     if (name.length > 64 || (functions.length > 0 && !functions.includes(name)))
       throw new NotFoundError("Function not found");
-    const result = await toDevice(device.id, { kind: "function", name, argument });
+    const result = await toDevice(device, { kind: "function", name, argument });
     return { id: device.id, name: device.name, connected: true, return_value: result.value };
   });
 
@@ -142,7 +151,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const known = JSON.parse(device.variables) as Record<string, number>;
     if (name.length > 64 || (Object.keys(known).length > 0 && !(name in known)))
       throw new NotFoundError(`Unknown Variable: ${name}`);
-    const result = await toDevice(device.id, { kind: "variable", name });
+    const result = await toDevice(device, { kind: "variable", name });
     const api = deviceToApi(device);
     return {
       cmd: "VarReturn",
@@ -193,6 +202,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       productId,
       platformId: platformId ?? 6,
       mayAdministerProduct: (id) => products.canAdminister(principal, id),
+      allowNew: services.config.openDeviceRegistration,
     });
     return {
       ok: true,

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
+import type { StreamSlots } from "../../cluster/limits.js";
 import { AppError, BadRequestError, ForbiddenError } from "../../errors.js";
 import type { CloudEvent } from "../../events/model.js";
 import {
@@ -41,9 +42,13 @@ function prefixOf(request: FastifyRequest): string {
 }
 
 /** Server-sent event streams and publishing. @see spec/cloud-api.md §5 */
-export function registerEventRoutes(app: FastifyInstance, services: Services): void {
+export function registerEventRoutes(
+  app: FastifyInstance,
+  services: Services,
+  options: { streamSlots: StreamSlots },
+): void {
   const { bus, config, devices } = services;
-  const openPerIp = new Map<string, number>();
+  const slots = options.streamSlots;
   const openStreams = new Set<FastifyReply["raw"]>();
   // Streams never end on their own: end them when the server closes, or close would wait for ever.
   app.addHook("preClose", (done) => {
@@ -52,16 +57,15 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
   });
 
   /** Opens a stream: `:ok`, then matching events, with keep-alives during silence. */
-  function stream(
+  async function stream(
     request: FastifyRequest,
     reply: FastifyReply,
     options: { prefix: string; accepts: (event: CloudEvent) => boolean },
-  ): void {
+  ): Promise<void> {
     const ip = clientIp(request);
-    const open = openPerIp.get(ip) ?? 0;
-    if (open >= config.sseMaxPerIp)
+    // The cap holds across every node of the deployment (the slots live in the shared database).
+    if (!(await slots.acquire(ip)))
       throw new AppError("RATE_LIMITED", `At most ${config.sseMaxPerIp} simultaneous event streams per IP`);
-    openPerIp.set(ip, open + 1);
     void reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -97,9 +101,7 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
       closed = true;
       clearInterval(keepAlive);
       unsubscribe();
-      const count = (openPerIp.get(ip) ?? 1) - 1;
-      if (count > 0) openPerIp.set(ip, count);
-      else openPerIp.delete(ip);
+      void slots.release(ip);
     };
     openStreams.add(raw);
     raw.on("close", () => {
@@ -117,13 +119,16 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
     const principal = await authenticate(services, request);
     const prefix = prefixOf(request);
     if (prefix.length === 0) throw new AppError("BAD_REQUEST", "event prefix filter is required");
-    stream(request, reply, { prefix, accepts: (event) => event.isPublic || ownedBy(principal, event) });
+    await stream(request, reply, { prefix, accepts: (event) => event.isPublic || ownedBy(principal, event) });
   });
 
   const mine = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = await authenticate(services, request);
     requirePerson(principal);
-    stream(request, reply, { prefix: prefixOf(request), accepts: (event) => ownedBy(principal, event) });
+    await stream(request, reply, {
+      prefix: prefixOf(request),
+      accepts: (event) => ownedBy(principal, event),
+    });
   };
   app.get("/v1/devices/events", mine);
   app.get("/v1/devices/events/*", mine);
@@ -131,7 +136,7 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
   const oneDevice = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = await authenticate(services, request);
     const device = await devices.findAccessible(principal, param(request, "deviceIdOrName"));
-    stream(request, reply, {
+    await stream(request, reply, {
       prefix: prefixOf(request),
       accepts: (event) => event.coreid === device.id && ownedBy(principal, event),
     });
@@ -142,7 +147,10 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
   const product = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = await authenticate(services, request);
     const found = await administeredProduct(services, request, principal);
-    stream(request, reply, { prefix: prefixOf(request), accepts: (event) => event.productId === found.id });
+    await stream(request, reply, {
+      prefix: prefixOf(request),
+      accepts: (event) => event.productId === found.id,
+    });
   };
   app.get("/v1/products/:productIdOrSlug/events", product);
   app.get("/v1/products/:productIdOrSlug/events/*", product);
@@ -151,7 +159,7 @@ export function registerEventRoutes(app: FastifyInstance, services: Services): v
     const principal = await authenticate(services, request);
     const found = await administeredProduct(services, request, principal);
     const device = await devices.findInProduct(found.id, param(request, "deviceId"));
-    stream(request, reply, {
+    await stream(request, reply, {
       prefix: prefixOf(request),
       accepts: (event) => event.productId === found.id && event.coreid === device.id,
     });

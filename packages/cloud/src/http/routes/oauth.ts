@@ -19,6 +19,7 @@ import {
   param,
   requiredString,
 } from "../request.js";
+import { findBadText } from "../text-input.js";
 
 /** Client credentials from `Authorization: Basic` or the `client_id`/`client_secret` body fields. @see spec/cloud-api.md §1.1 */
 export function clientCredentials(
@@ -31,10 +32,19 @@ export function clientCredentials(
     const decoded = Buffer.from(match[1], "base64").toString("utf8");
     const colon = decoded.indexOf(":");
     if (colon < 0) throw new InvalidClientError("Malformed Basic authorization header");
-    return {
-      id: decodeURIComponent(decoded.slice(0, colon)),
-      secret: decodeURIComponent(decoded.slice(colon + 1)),
-    };
+    // RFC 6749 §2.3.1 form-encodes id and secret before Basic encoding; a bad escape is a bad header.
+    let credentials: { id: string; secret: string };
+    try {
+      credentials = {
+        id: decodeURIComponent(decoded.slice(0, colon)),
+        secret: decodeURIComponent(decoded.slice(colon + 1)),
+      };
+    } catch {
+      throw new InvalidClientError("Malformed Basic authorization header");
+    }
+    // The header is text input too (NUL would fail a PostgreSQL query): same policy as bodies.
+    if (findBadText(credentials)) throw new InvalidClientError("Malformed Basic authorization header");
+    return credentials;
   }
   const id = optionalString(fields, "client_id");
   if (id === undefined) return undefined;
@@ -71,22 +81,29 @@ export function registerOAuthRoutes(app: FastifyInstance, services: Services): v
     { config: { rateLimit: { max: config.rateLimits.tokenMax } } },
     async (request, reply) => {
       const ip = clientIp(request);
-      const blockedMs = await lockout.blockedFor(ip);
-      if (blockedMs > 0) {
-        void reply.header("retry-after", Math.ceil(blockedMs / 1000));
-        throw new AppError(
+      const locked = (ms: number) => {
+        void reply.header("retry-after", Math.ceil(ms / 1000));
+        return new AppError(
           "LOCKED_OUT",
-          `Too many failed attempts; try again in ${Math.ceil(blockedMs / 60_000)} minutes`,
+          `Too many failed attempts; try again in ${Math.ceil(ms / 60_000)} minutes`,
         );
-      }
+      };
+      const blockedMs = await lockout.blockedFor(ip);
+      if (blockedMs > 0) throw locked(blockedMs);
       const fields = bodyOf(request);
+      // Reserve the attempt before any secret is checked, so that parallel guesses cannot all get in.
+      const reservation = await lockout.reserve(ip);
+      if (!reservation.allowed) throw locked(reservation.blockedMs);
       try {
         const result = await grant(request, fields);
         await lockout.recordSuccess(ip);
         return result;
       } catch (error) {
-        if (error instanceof AppError && (error.code === "INVALID_GRANT" || error.code === "INVALID_CLIENT"))
-          await lockout.recordFailure(ip);
+        if (!(
+          error instanceof AppError &&
+          (error.code === "INVALID_GRANT" || error.code === "INVALID_CLIENT")
+        ))
+          await lockout.release(ip);
         throw error;
       }
     },
@@ -180,6 +197,9 @@ export function registerOAuthRoutes(app: FastifyInstance, services: Services): v
   });
 
   app.delete("/v1/access_tokens", async (request) => {
+    // The router ignores trailing slashes, but `/v1/access_tokens/` names the empty token, not "all of them".
+    if ((request.raw.url ?? "").split("?")[0]?.endsWith("/"))
+      throw new NotFoundError("Access token not found");
     const principal = await authenticate(services, request);
     if (principal.kind === "user") await tokens.revokeAll({ userId: principal.userId });
     else if (principal.kind === "customer") await tokens.revokeAll({ customerId: principal.customerId });

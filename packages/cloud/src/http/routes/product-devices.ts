@@ -1,6 +1,6 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 
-import { BadRequestError } from "../../errors.js";
+import { AppError, BadRequestError } from "../../errors.js";
 import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import type { Fields } from "../request.js";
@@ -15,9 +15,34 @@ import {
   param,
   queryOf,
 } from "../request.js";
+import { BadTextError, findBadText } from "../text-input.js";
 
 /** Largest accepted `perPage`. */
 const MAX_PER_PAGE = 100;
+
+/** The device import: the one route that takes a multipart file. @see spec/cloud-api.md §4.5 */
+export const IMPORT_ROUTE = "/v1/products/:productIdOrSlug/devices";
+/** Largest file accepted by the device import. */
+export const MAX_IMPORT_FILE_BYTES = 1_048_576;
+/** Largest plain field of an import upload. */
+export const MAX_IMPORT_FIELD_BYTES = 4096;
+/** Largest whole multipart request to the import: the file, a few fields and the part headers. */
+const MAX_IMPORT_REQUEST_BYTES = MAX_IMPORT_FILE_BYTES + 64 * 1024;
+
+/**
+ * Checks a multipart import before its body is read: the token must come in the header or query (a
+ * stranger's upload is never read) and a declared length must fit. Busboy's limits bound the rest.
+ */
+async function checkUploadFirst(services: Services, request: FastifyRequest): Promise<void> {
+  if (!/^\s*multipart\//i.test(request.headers["content-type"] ?? "")) return;
+  await authenticate(services, request);
+  const length = Number(request.headers["content-length"] ?? 0);
+  if (length > MAX_IMPORT_REQUEST_BYTES)
+    throw new AppError(
+      "PAYLOAD_TOO_LARGE",
+      `Request body is too large (at most ${MAX_IMPORT_REQUEST_BYTES} bytes)`,
+    );
+}
 
 /** A product's devices: list, import, get, edit, remove, unclaim. @see spec/cloud-api.md §4.2, §4.5 */
 export function registerProductDeviceRoutes(app: FastifyInstance, services: Services): void {
@@ -59,10 +84,10 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     };
   });
 
-  app.post("/v1/products/:productIdOrSlug/devices", async (request) => {
+  app.post(IMPORT_ROUTE, { onRequest: (request) => checkUploadFirst(services, request) }, async (request) => {
     const principal = await authenticate(services, request);
     const product = await administeredProduct(services, request, principal);
-    const fields = bodyOf(request);
+    const fields = request.isMultipart() ? await readUpload(request) : bodyOf(request);
     const ids: string[] = [];
     const single = optionalString(fields, "id");
     if (single) ids.push(single);
@@ -115,6 +140,38 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     await deviceChanged(services, device.id);
     return { ok: true };
   });
+}
+
+/**
+ * The fields of a multipart import, the file as a Buffer. A file over the limit stops the reading at
+ * once (413, and the connection closes with the rest unread) instead of draining the upload.
+ */
+async function readUpload(request: FastifyRequest): Promise<Fields> {
+  const fields: Fields = {};
+  for await (const part of request.parts()) {
+    if (part.type === "file") {
+      const file = part.file;
+      fields[part.fieldname] = await new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        file.on("data", (chunk: Buffer) => chunks.push(chunk));
+        file.once("end", () => resolve(Buffer.concat(chunks)));
+        file.once("error", reject);
+        // Busboy would skip the rest of an over-long file up to its boundary; the request ends here instead.
+        file.once("limit", () =>
+          reject(
+            new AppError(
+              "PAYLOAD_TOO_LARGE",
+              `The file is too large (at most ${MAX_IMPORT_FILE_BYTES} bytes)`,
+            ),
+          ),
+        );
+      });
+    } else {
+      if (findBadText(part.value)) throw new BadTextError(`The field ${part.fieldname}`);
+      fields[part.fieldname] = part.value;
+    }
+  }
+  return fields;
 }
 
 /** The text of an uploaded `file` field (multipart), if any. */
