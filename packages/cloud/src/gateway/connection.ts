@@ -574,9 +574,9 @@ function registeredKeyIfOffered(storedPem: string, offeredDer: Uint8Array): KeyO
 function endReason(
   error: unknown,
   log: Logger,
-  details: { ip: string; deviceId: string | undefined },
-  closedFor?: CloseReason,
+  context: { ip: string; deviceId: string | undefined; closedFor?: CloseReason | undefined },
 ): CloseReason {
+  const { closedFor, ...details } = context;
   if (error instanceof SessionEnd) {
     // When the gateway closed the session itself (replaced, fenced), that is the reason, not what the loop saw.
     const reason = closedFor ?? error.reason;
@@ -687,7 +687,7 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
       await session.handle(message);
     }
   } catch (error) {
-    reason = endReason(error, log, { ip, deviceId }, session?.closeReason);
+    reason = endReason(error, log, { ip, deviceId, closedFor: session?.closeReason });
   }
   if (session) {
     const ended = session;
