@@ -7,12 +7,15 @@ import { parseArgs } from "node:util";
 import { buildCloud } from "./lib/build.js";
 import type { ScenarioContext } from "./lib/context.js";
 import { formatProfile, summarizeProfile } from "./lib/cpu-profile.js";
+import type { BenchDatabase } from "./lib/databases.js";
+import { DEFAULT_POSTGRES_SERVER, postgresOn, postgresRow, reachable, SQLITE } from "./lib/databases.js";
 import { machineInfo } from "./lib/machine.js";
 import type { ScenarioResult } from "./lib/report.js";
 import { fileStamp, formatTable, verdict, writeResults } from "./lib/report.js";
 import { runApi } from "./scenarios/api.js";
 import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
+import { runFanout } from "./scenarios/fanout.js";
 import { runHandshake } from "./scenarios/handshake.js";
 
 const SCENARIOS = {
@@ -20,6 +23,7 @@ const SCENARIOS = {
   claim: runClaim,
   connections: runConnections,
   api: runApi,
+  fanout: runFanout,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;
@@ -33,7 +37,9 @@ Options:
   --profile            profile the server process during each measured window (V8's sampling profiler,
                        as node --cpu-prof) into bench/results/profiles/ and print where its time went
   --devices <n>        largest device count of the connections scenario (default 10000, quick 500)
-  --database-url <url> run the cloud on PostgreSQL instead of an SQLite file
+  --database <which>   sqlite, postgres or both (default both: every scenario on each, side by side)
+  --postgres-url <url> PostgreSQL server where each scenario gets a scratch database (default
+                       ${DEFAULT_POSTGRES_SERVER}); when it does not answer, only SQLite runs
   --source             run the servers from TypeScript sources through tsx instead of their build (tsx's
                        keepNames costs ~256 bytes per named closure: memory figures come out higher)
   --help               this text
@@ -56,7 +62,8 @@ async function main(): Promise<number> {
       quick: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       devices: { type: "string" },
-      "database-url": { type: "string" },
+      database: { type: "string", default: "both" },
+      "postgres-url": { type: "string", default: DEFAULT_POSTGRES_SERVER },
       source: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -75,6 +82,21 @@ async function main(): Promise<number> {
     process.stderr.write("--devices must be a positive integer\n");
     return 2;
   }
+  if (!["sqlite", "postgres", "both"].includes(values.database)) {
+    process.stderr.write("--database must be sqlite, postgres or both\n");
+    return 2;
+  }
+  const databases: BenchDatabase[] = [];
+  if (values.database !== "postgres") databases.push(SQLITE);
+  if (values.database !== "sqlite") {
+    const unreachable = await reachable(values["postgres-url"]);
+    if (unreachable === undefined) databases.push(postgresOn(values["postgres-url"]));
+    else
+      process.stderr.write(
+        `PostgreSQL at ${values["postgres-url"]} does not answer (${unreachable}): skipped\n`,
+      );
+  }
+  if (databases.length === 0) return 2;
   const selected =
     positionals.length > 0 ? positionals.filter(isScenario) : (Object.keys(SCENARIOS) as ScenarioName[]);
   const started = new Date();
@@ -93,7 +115,7 @@ async function main(): Promise<number> {
     machine: machineInfo(),
     resultsDir,
     stamp,
-    databaseUrl: values["database-url"],
+    databaseUrl: undefined,
     profileDir,
     maxDevices,
     serverPackages,
@@ -115,20 +137,35 @@ async function main(): Promise<number> {
   const results: ScenarioResult[] = [];
   let failed = false;
   for (const name of selected) {
-    const scenarioStarted = performance.now();
-    process.stderr.write(`> ${name}\n`);
-    try {
-      const result = await SCENARIOS[name](context);
-      results.push(result);
-      for (const profile of result.profiles ?? [])
-        if (profile) process.stderr.write(`${formatProfile(summarizeProfile(profile))}\n`);
-    } catch (error) {
-      failed = true;
-      process.stderr.write(
-        `  ${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
+    for (const database of databases) {
+      const scenarioStarted = performance.now();
+      process.stderr.write(`> ${name} on ${database.kind}\n`);
+      const scratch = await database.create();
+      try {
+        const result = await SCENARIOS[name]({
+          ...context,
+          databaseUrl: scratch.url,
+          // Charts and profiles of the PostgreSQL run get names of their own.
+          stamp: database.kind === "sqlite" ? stamp : `${stamp}-pg`,
+          profileDir: profileDir && join(profileDir, database.kind),
+        });
+        results.push(
+          database.kind === "sqlite"
+            ? result
+            : { ...result, name: `${result.name} (pg)`, rows: result.rows.map(postgresRow) },
+        );
+        for (const profile of result.profiles ?? [])
+          if (profile) process.stderr.write(`${formatProfile(summarizeProfile(profile))}\n`);
+      } catch (error) {
+        failed = true;
+        process.stderr.write(
+          `  ${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+        );
+      } finally {
+        await scratch.drop();
+      }
+      process.stderr.write(`  (${((performance.now() - scenarioStarted) / 1000).toFixed(1)} s)\n`);
     }
-    process.stderr.write(`  (${((performance.now() - scenarioStarted) / 1000).toFixed(1)} s)\n`);
   }
 
   const rows = results.flatMap((result) => result.rows);

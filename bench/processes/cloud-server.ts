@@ -79,6 +79,11 @@ export type CloudServerApi = {
   start(params: CloudServerStartParams): Promise<CloudServerAddress>;
   stats(params: { gc?: boolean }): Promise<CloudServerStats>;
   insertDevices(params: InsertDevicesParams): Promise<number>;
+  /**
+   * Publishes `count` private events of `ownerToken`'s user on this node's bus, as a device or the API would,
+   * a batch per event-loop turn so that sessions keep being served; the CPU time this process spent doing it.
+   */
+  publishEvents(params: { count: number; name: string; ownerToken: string }): Promise<{ cpuMicros: number }>;
   cryptoCeiling(params: { durationMs: number; devicePublicKeyPem: string }): Promise<CryptoCeiling>;
   /** Starts V8's sampling CPU profiler (what `node --cpu-prof` runs) in this process. */
   profileStart(params: Record<string, never>): Promise<void>;
@@ -186,6 +191,29 @@ const api: CloudServerApi = {
         .values(rows.slice(start, start + 500))
         .execute();
     return rows.length;
+  },
+
+  async publishEvents(params) {
+    const { bus, tokens } = running().services;
+    const principal = await tokens.authenticate(params.ownerToken);
+    if (principal?.kind !== "user") throw new Error("ownerToken is not a user's token");
+    const before = process.cpuUsage();
+    for (let sent = 0; sent < params.count; sent += 1) {
+      await bus.publish({
+        name: params.name,
+        data: String(sent),
+        ttl: 60,
+        publishedAt: new Date().toISOString(),
+        coreid: "api",
+        isPublic: false,
+        ownerUserId: principal.userId,
+        ownerCustomerId: null,
+        productId: null,
+      });
+      if (sent % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const spent = process.cpuUsage(before);
+    return { cpuMicros: spent.user + spent.system };
   },
 
   cryptoCeiling(params) {

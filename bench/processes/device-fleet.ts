@@ -20,6 +20,8 @@ export interface FleetConnectParams {
   readonly concurrency: number;
   /** The devices' ping interval (after this much silence from the cloud). */
   readonly pingIntervalMs: number;
+  /** Application subscriptions of every device of this call (my devices), besides the system ones. */
+  readonly subscriptions?: readonly string[];
 }
 
 /** One device's connect, in wall-clock ms (comparable across the bench's processes). */
@@ -50,6 +52,8 @@ export type DeviceFleetApi = {
   claimed(params: Record<string, never>): Promise<Record<string, number>>;
   /** Each connected device publishes one private event whose data is its send time; returns how many did. */
   publish(params: { name: string }): Promise<number>;
+  /** Events received from the cloud through application subscriptions, by every device of this process. */
+  received(params: Record<string, never>): Promise<number>;
   pings(params: Record<string, never>): Promise<FleetPingReport>;
   closeAll(params: Record<string, never>): Promise<void>;
 };
@@ -57,6 +61,7 @@ export type DeviceFleetApi = {
 const links = new Map<string, CloudLink>();
 const claimedAt: Record<string, number> = {};
 let roundTrips: number[] = [];
+let receivedEvents = 0;
 let disconnected = 0;
 let disconnectReasons: Record<string, number> = {};
 let closing = false;
@@ -83,6 +88,7 @@ const api: DeviceFleetApi = {
           privateKey,
           serverPublicKey,
           pingIntervalMs: params.pingIntervalMs,
+          subscriptions: (params.subscriptions ?? []).map((prefix) => ({ prefix })),
           claimCode: () => claimCode,
           onClaimed: () => {
             claimCode = undefined;
@@ -90,6 +96,7 @@ const api: DeviceFleetApi = {
           },
         });
         link.on("pong", (roundTripMs) => roundTrips.push(roundTripMs));
+        if (params.subscriptions?.length) link.on("event", () => (receivedEvents += 1));
         const startedAt = wallClock();
         try {
           await link.connect();
@@ -122,6 +129,10 @@ const api: DeviceFleetApi = {
   publish(params) {
     for (const link of links.values()) link.publish(params.name, String(wallClock()), { private: true });
     return Promise.resolve(links.size);
+  },
+
+  received() {
+    return Promise.resolve(receivedEvents);
   },
 
   pings() {

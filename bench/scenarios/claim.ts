@@ -14,8 +14,11 @@ import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
 import { histogramSvg } from "../lib/svg-histogram.js";
 
-/** p99 from claim to the owner's stream that the issue asks for at K = 200, in ms. */
-const TARGET_P99_MS = 50;
+/** p99 from claim to the owner's stream that issue 11 asks for at K = 200, in ms. */
+const TARGET_STREAM_P99_MS = 10;
+
+/** p99 from claim to the owner's device list at K = 200 (issue 11), in ms; the 20 ms poll bounds it. */
+const TARGET_LIST_P99_MS = 20;
 
 /** The owner's stream the latency ends on: system events of the owner's devices. @see spec/cloud-api.md §5.1 */
 const STREAM_PATH = "/v1/devices/events/spark";
@@ -177,7 +180,8 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
           { label: "stream p50", value: round(stream99.p50), color: "#1e3a8a" },
           { label: "stream p99", value: round(stream99.p99), color: "#1e3a8a" },
           { label: "list p99", value: round(list99.p99), color: "#b45309" },
-          { label: "target p99", value: TARGET_P99_MS, color: "#dc2626", dashed: true },
+          { label: "stream target p99", value: TARGET_STREAM_P99_MS, color: "#dc2626", dashed: true },
+          { label: "list target p99", value: TARGET_LIST_P99_MS, color: "#dc2626", dashed: true },
         ],
       }),
     );
@@ -192,16 +196,16 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
           scenario: "claim",
           figure: `claim -> stream p50/p95/p99 (K=${count})`,
           value: `${ms(stream99.p50)} / ${ms(stream99.p95)} / ${ms(stream99.p99)}`,
-          limit: `p99 ${TARGET_P99_MS} ms (target)`,
-          ratio: stream99.p99 / TARGET_P99_MS,
+          limit: `p99 ${TARGET_STREAM_P99_MS} ms (target)`,
+          ratio: stream99.p99 / TARGET_STREAM_P99_MS,
           target: { better: "lower", ratio: 1 },
         },
         {
           scenario: "claim",
           figure: `claim -> list p50/p95/p99 (K=${count})`,
           value: `${ms(list99.p50)} / ${ms(list99.p95)} / ${ms(list99.p99)}`,
-          limit: `p99 ${TARGET_P99_MS} ms (target)`,
-          ratio: list99.p99 / TARGET_P99_MS,
+          limit: `p99 ${TARGET_LIST_P99_MS} ms (target)`,
+          ratio: list99.p99 / TARGET_LIST_P99_MS,
           target: { better: "lower", ratio: 1 },
         },
         {

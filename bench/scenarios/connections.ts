@@ -13,7 +13,7 @@ import type { DeviceFleetApi } from "../processes/device-fleet.js";
 /** Devices one node should hold, per the issue. */
 const TARGET_DEVICES = 10_000;
 /** Server memory per held device, in bytes, per the issue. */
-const TARGET_BYTES_PER_DEVICE = 10 * 1024;
+const TARGET_BYTES_PER_DEVICE = 8 * 1024;
 /** Ping round-trip p99, in ms, per the issue. */
 const TARGET_PING_P99_MS = 20;
 

@@ -83,6 +83,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "silence (on the database's clock) after which a node is declared dead (default: 3 heartbeats)",
       integer("dead-after-ms", { min: 100, max: 86_400_000 }),
     )
+    .option(
+      "--crypto-workers <n>",
+      "worker threads for the device handshakes' public-key crypto (default: one per core; 0 runs it on the event loop)",
+      integer("crypto-workers", { min: 0, max: 256 }),
+    )
     .option("--allow-signup", "open POST /v1/users so that anyone can create an account", false)
     .option(
       "--open-device-registration",
@@ -121,6 +126,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         natsPrefix?: string;
         heartbeatMs: number;
         deadAfterMs?: number;
+        cryptoWorkers?: number;
       }) => {
         const cloud = await serve(
           {

@@ -25,6 +25,8 @@ export interface ServeOptions {
   heartbeatMs?: number | undefined;
   /** Dead threshold in ms. @default 3 × heartbeatMs */
   deadAfterMs?: number | undefined;
+  /** Worker threads for handshake crypto (0: on the event loop). @default the machine's cores */
+  cryptoWorkers?: number | undefined;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -45,6 +47,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     natsPrefix: options.natsPrefix,
     gatewayHeartbeatMs: options.heartbeatMs,
     deadAfterMs: options.deadAfterMs,
+    cryptoWorkers: options.cryptoWorkers,
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(

@@ -53,6 +53,8 @@ export interface StartCloudOptions extends CloudOptions {
   natsPrefix?: string | undefined;
   /** Device connection timeouts and limits. */
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
+  /** Worker threads for handshake crypto; 0 keeps it on the event loop. @default the machine's cores */
+  cryptoWorkers?: number | undefined;
 }
 
 /** A running cloud node. Dispose it (or call `close`) to stop it. */
@@ -91,6 +93,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     natsPrefix: natsPrefixOption,
     gatewayHeartbeatMs,
     deadAfterMs,
+    cryptoWorkers,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -208,6 +211,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
         membership,
+        cryptoWorkers,
       });
       gatewayAddress.port = gateway.port;
       gatewayAddress.udpPort = gateway.udpPort;

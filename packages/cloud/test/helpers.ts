@@ -1,5 +1,4 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import pg from "pg";
 
 import type { Database, RunningCloud, StartCloudOptions } from "../src/index.js";
 import { startCloud } from "../src/index.js";
@@ -7,30 +6,8 @@ import { startCloud } from "../src/index.js";
 /** PostgreSQL server URL for the scale-out tests (a database on it is created per test file); unset → skipped. */
 export const POSTGRES_URL = process.env.ROOST_TEST_POSTGRES_URL;
 
-/** A temporary PostgreSQL database, dropped on dispose. */
-export interface TemporaryDatabase extends AsyncDisposable {
-  readonly url: string;
-}
-
-/** Creates an empty database on the test PostgreSQL server, so test files never share state. */
-export async function createTemporaryDatabase(serverUrl: string): Promise<TemporaryDatabase> {
-  const name = `roost_test_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async [Symbol.asyncDispose]() {
-      const client = new pg.Client({ connectionString: serverUrl });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    },
-  };
-}
+export type { TemporaryDatabase } from "@roost/tests/support";
+export { createTemporaryDatabase } from "@roost/tests/support";
 
 /** Starts a real cloud on 127.0.0.1, port 0, in-memory SQLite unless told otherwise, logging nothing. */
 export function startTestCloud(options: StartCloudOptions = {}): Promise<RunningCloud> {

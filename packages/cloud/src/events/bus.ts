@@ -21,6 +21,14 @@ export type DeviceCommandResult =
     };
 
 /**
+ * A notice from one node to every node (itself included) that state some nodes keep in memory changed.
+ * Only credentials today: nodes cache who an access token acts for, and must forget revoked tokens.
+ */
+export type NodeNotice =
+  | { readonly kind: "tokens-revoked"; readonly hashes: readonly string[] }
+  | { readonly kind: "subject-tokens-revoked"; readonly userId?: string; readonly customerId?: string };
+
+/**
  * Answers the commands for one connected device. `minEpoch` is the session epoch the sender read from the
  * database: a session older than that has been replaced elsewhere and answers `undefined` (stays silent),
  * so that only the holder of the current epoch answers and no command runs on two connections.
@@ -70,6 +78,10 @@ export interface EventBus {
   readonly connected: boolean;
   /** Called with `true` after the bus came back and `false` when it was lost; returns the unsubscribe function. */
   onConnectionChange(handler: (connected: boolean) => void): () => void;
+  /** Sends a notice to every node, this one included. */
+  notify(notice: NodeNotice): Promise<void>;
+  /** Receives every node's notices; returns the unsubscribe function. */
+  onNotice(handler: (notice: NodeNotice) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -96,6 +108,7 @@ export class InProcessEventBus implements EventBus {
   readonly #devices = new Map<string, DeviceCommandHandler>();
   readonly #claims = new Set<(claim: SessionClaim) => void>();
   readonly connected = true;
+  readonly #noticeHandlers = new Set<(notice: NodeNotice) => void>();
 
   publish(event: CloudEvent): Promise<void> {
     for (const handler of [...this.#subscribers]) {
@@ -139,7 +152,18 @@ export class InProcessEventBus implements EventBus {
     return () => undefined;
   }
 
+  notify(notice: NodeNotice): Promise<void> {
+    for (const handler of [...this.#noticeHandlers]) handler(notice);
+    return Promise.resolve();
+  }
+
+  onNotice(handler: (notice: NodeNotice) => void): () => void {
+    this.#noticeHandlers.add(handler);
+    return () => this.#noticeHandlers.delete(handler);
+  }
+
   close(): Promise<void> {
+    this.#noticeHandlers.clear();
     this.#subscribers.clear();
     this.#devices.clear();
     this.#claims.clear();

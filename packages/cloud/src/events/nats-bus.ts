@@ -8,6 +8,7 @@ import type {
   DeviceCommandResult,
   DeviceRequest,
   EventBus,
+  NodeNotice,
   SessionClaim,
 } from "./bus.js";
 import { runWithTimeout } from "./bus.js";
@@ -77,6 +78,7 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
   const deviceSubject = (deviceId: string) => `${prefix}.device.${deviceId}`;
   const handlers = new Set<(event: CloudEvent) => void>();
   const claimHandlers = new Set<(claim: SessionClaim) => void>();
+  const noticeHandlers = new Set<(notice: NodeNotice) => void>();
   const statusHandlers = new Set<(connected: boolean) => void>();
   const local = new Map<string, DeviceCommandHandler>();
   let connected = true;
@@ -95,42 +97,39 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
     }
   })().catch(onError);
 
-  const deliver = (event: CloudEvent) => {
+  /** Hands `value` to each of `handlers`; a handler that throws is reported and does not stop the others. */
+  const fanOut = <T>(handlers: ReadonlySet<(value: T) => void>, value: T) => {
     for (const handler of [...handlers]) {
       try {
-        handler(event);
+        handler(value);
       } catch (handlerError) {
         onError(handlerError);
       }
     }
   };
-  const eventSubscription: Subscription = nc.subscribe(eventsSubject, {
-    callback: (error, message) => {
-      if (error) return onError(error);
-      // Our own events were delivered locally when published.
-      if (message.headers?.get(ORIGIN_HEADER) === nodeId) return;
-      let event: CloudEvent;
-      try {
-        event = message.json<CloudEvent>();
-      } catch (parseError) {
-        return onError(parseError);
-      }
-      deliver(event);
-    },
-  });
-  const claimSubscription: Subscription = nc.subscribe(sessionsSubject, {
-    callback: (error, message) => {
-      if (error) return onError(error);
-      if (message.headers?.get(ORIGIN_HEADER) === nodeId) return;
-      let claim: SessionClaim;
-      try {
-        claim = message.json<SessionClaim>();
-      } catch (parseError) {
-        return onError(parseError);
-      }
-      for (const handler of [...claimHandlers]) handler(claim);
-    },
-  });
+  /**
+   * Every message of the other nodes on `subject`, parsed, to each of `handlers`. Our own messages were
+   * delivered locally when sent, and bad JSON is reported.
+   */
+  const receive = <T>(subject: string, handlers: ReadonlySet<(value: T) => void>): Subscription =>
+    nc.subscribe(subject, {
+      callback: (error, message) => {
+        if (error) return onError(error);
+        if (message.headers?.get(ORIGIN_HEADER) === nodeId) return;
+        let value: T;
+        try {
+          value = message.json<T>();
+        } catch (parseError) {
+          return onError(parseError);
+        }
+        fanOut(handlers, value);
+      },
+    });
+  const deliver = (event: CloudEvent) => fanOut(handlers, event);
+  const noticesSubject = `${prefix}.notices`;
+  const eventSubscription = receive(eventsSubject, handlers);
+  const claimSubscription = receive(sessionsSubject, claimHandlers);
+  const noticeSubscription = receive(noticesSubject, noticeHandlers);
   const deviceSubscriptions = new Set<Subscription>();
   const origin = headers();
   origin.set(ORIGIN_HEADER, nodeId);
@@ -163,7 +162,7 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
       return () => handlers.delete(handler);
     },
     announceSession(claim) {
-      for (const handler of [...claimHandlers]) handler(claim);
+      fanOut(claimHandlers, claim);
       send(sessionsSubject, JSON.stringify(claim));
     },
     onSessionClaim(handler) {
@@ -231,13 +230,24 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
         return { ok: false, error: "timeout" };
       }
     },
+    notify(notice) {
+      fanOut(noticeHandlers, notice);
+      send(noticesSubject, JSON.stringify(notice));
+      return Promise.resolve();
+    },
+    onNotice(handler) {
+      noticeHandlers.add(handler);
+      return () => noticeHandlers.delete(handler);
+    },
     async close() {
       handlers.clear();
       claimHandlers.clear();
+      noticeHandlers.clear();
       statusHandlers.clear();
       local.clear();
       eventSubscription.unsubscribe();
       claimSubscription.unsubscribe();
+      noticeSubscription.unsubscribe();
       for (const subscription of deviceSubscriptions) subscription.unsubscribe();
       // Draining needs the server; while it is away, close at once.
       if (connected) await nc.drain();

@@ -22,7 +22,7 @@ import {
   VARIABLE_TYPES,
 } from "@roost/protocol";
 import type { SessionCiphers } from "@roost/protocol/node";
-import { createHandshakeReply, createSessionCiphers, openHandshakeCiphertext } from "@roost/protocol/node";
+import { createSessionCiphers } from "@roost/protocol/node";
 
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
@@ -30,8 +30,10 @@ import type { ClaimResult } from "../services/claims.js";
 import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
+import type { HandshakeCrypto } from "./crypto-pool.js";
 import { importDevicePublicKey } from "./device-key.js";
-import type { HandshakeQueue } from "./handshake-queue.js";
+import type { SubscriptionIndex } from "./event-routing.js";
+import { ownerKeyOf } from "./event-routing.js";
 import type { SessionLease } from "./presence.js";
 import { touchSession } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
@@ -73,18 +75,14 @@ export interface ConnectionContext {
   readonly limits: ConnectionLimits;
   /** This gateway node's id, written on the devices it holds. */
   readonly nodeId: string;
-  /** Where the RSA work of handshakes runs, one job at a time, after connected devices' traffic. */
-  readonly handshakeQueue: HandshakeQueue;
+  /** Where the asymmetric work of handshakes runs: worker threads, or the event loop after devices' traffic. */
+  readonly crypto: HandshakeCrypto;
   /** The sessions of this node, fenced by the device's session epoch across the cluster. */
   readonly registry: SessionRegistry<DeviceSession>;
+  /** The subscriptions of this node's sessions, which route bus events to devices. */
+  readonly routes: SubscriptionIndex<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
-}
-
-/** A device subscription: an event-name prefix and whose events it wants. @see spec/device-protocols.md B.4 (Subscribe) */
-interface Subscription {
-  readonly prefix: string;
-  readonly scope: "my-devices" | "all-devices" | { readonly deviceId: string };
 }
 
 /** Events the cloud keeps to itself: the claim code is a secret, the hardware facts are for the gateway. */
@@ -168,7 +166,6 @@ export class DeviceSession {
   readonly #context: ConnectionContext;
   readonly #log: Logger;
   readonly #pending = new Map<number, Pending>();
-  readonly #subscriptions: Subscription[] = [];
   #messageId = randomInt(0x10000);
   #device: DeviceRow;
   #variables: Record<string, number> = {};
@@ -219,6 +216,8 @@ export class DeviceSession {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeReason = reason;
+    // Its subscriptions stop routing events here (a replaced session, a connection that ended).
+    this.#context.routes.remove(this);
     for (const pending of this.#pending.values())
       pending.resolve({
         kind: "response",
@@ -236,28 +235,21 @@ export class DeviceSession {
   async refresh(): Promise<void> {
     const row = await this.#context.services.devices.get(this.deviceId);
     if (row) {
-      this.#device = row;
+      this.#setDevice(row);
       this.#variables = parseVariables(row.variables);
     }
   }
 
   /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
   deliver(event: CloudEvent): void {
-    const wanted = this.#subscriptions.some((subscription) => {
-      if (!event.name.startsWith(subscription.prefix)) return false;
-      if (subscription.scope === "all-devices") return event.isPublic;
-      if (subscription.scope === "my-devices") return this.#sameOwner(event);
-      return event.coreid === subscription.scope.deviceId && (event.isPublic || this.#sameOwner(event));
-    });
-    if (wanted)
+    if (this.#context.routes.wantedBy(this, event))
       this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
   }
 
-  #sameOwner(event: CloudEvent): boolean {
-    const device = this.#device;
-    if (device.owner_user_id) return event.ownerUserId === device.owner_user_id;
-    if (device.owner_customer_id) return event.ownerCustomerId === device.owner_customer_id;
-    return false;
+  /** Keeps the device row and the routes of its subscriptions (which follow its owner) up to date. */
+  #setDevice(row: DeviceRow): void {
+    this.#device = row;
+    this.#context.routes.setOwner(this, ownerKeyOf(row));
   }
 
   /** Sends an event to the device (NON POST). */
@@ -366,10 +358,15 @@ export class DeviceSession {
         await this.#event(message);
         return;
       case "subscribe":
-        this.#subscriptions.push({
-          prefix: message.filter,
-          scope: message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
-        });
+        this.#context.routes.add(
+          this,
+          {
+            prefix: message.filter,
+            scope:
+              message.scope.kind === "device" ? { deviceId: message.scope.deviceId } : message.scope.kind,
+          },
+          ownerKeyOf(this.#device),
+        );
         this.send({ kind: "ack", messageId: message.messageId });
         return;
       case "time-request":
@@ -423,7 +420,7 @@ export class DeviceSession {
       .where("id", "=", this.deviceId)
       .execute();
     // What was just written is all that changed: no need to read the row back.
-    this.#device = { ...this.#device, ...changes };
+    this.#setDevice({ ...this.#device, ...changes });
     if (changes.variables !== undefined) this.#variables = parseVariables(changes.variables);
   }
 
@@ -745,9 +742,7 @@ export async function handleDeviceConnection(
     // B.2 step 3: decrypt (constant-time unpadding), check the nonce, read the ID and the offered key.
     let plaintext;
     try {
-      plaintext = await context.handshakeQueue.run(() =>
-        openHandshakeCiphertext({ ciphertext, serverPrivateKey: context.serverKey.privateKey, nonce }),
-      );
+      plaintext = await context.crypto.openCiphertext(ciphertext, nonce);
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
@@ -779,16 +774,7 @@ export async function handleDeviceConnection(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
-    const key = devicePublicKey;
-    socket.write(
-      await context.handshakeQueue.run(() =>
-        createHandshakeReply({
-          devicePublicKey: key,
-          serverPrivateKey: context.serverKey.privateKey,
-          credentials,
-        }),
-      ),
-    );
+    socket.write(await context.crypto.reply(devicePublicKey, credentials));
     const ciphers = createSessionCiphers(credentials);
 
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.

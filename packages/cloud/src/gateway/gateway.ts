@@ -7,7 +7,8 @@ import { API_COREID } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
-import { HandshakeQueue } from "./handshake-queue.js";
+import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
+import { SubscriptionIndex } from "./event-routing.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
 import type { UdpGateway } from "./udp-gateway.js";
@@ -31,6 +32,11 @@ export interface GatewayOptions {
   readonly restoreUdpSessions?: boolean;
   /** This node's cluster membership: its id is written on the devices it holds; each beat reconciles them. */
   readonly membership: Membership;
+  /**
+   * Worker threads for the handshakes' asymmetric crypto; 0 runs it on the event loop, one job per turn.
+   * @default the machine's cores (`os.availableParallelism()`)
+   */
+  readonly cryptoWorkers?: number | undefined;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -80,28 +86,40 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const sockets = new Set<Socket>();
   const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0 };
   registry.onSizeChange = (size) => (stats.connected = size);
+  const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
     // Devices' system events (`spark/status`, `particle/device/updates/…`) are for people's streams, not
     // for the owner's other devices: forwarding them would send each of N devices N messages whenever N
     // devices of one owner connect.
     if (SYSTEM_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix)) && event.coreid !== API_COREID)
       return;
-    for (const session of registry.sessions()) {
-      if (session.deviceId !== event.coreid) session.deliver(event);
+    for (const session of routes.match(event)) {
+      if (session.deviceId !== event.coreid)
+        session.sendEvent({
+          name: event.name,
+          data: event.data ?? "",
+          isPublic: event.isPublic,
+          ttl: event.ttl,
+        });
     }
   });
   // Each beat: this node's sessions checked against the database (re-asserted after a pause, closed when
   // replaced while the bus was away).
   const stopReconciling = membership.onBeat((beat) => registry.reconcile(beat));
 
+  const crypto =
+    options.cryptoWorkers === 0
+      ? inThreadCrypto(options.serverKey.privateKey)
+      : startCryptoPool({ serverPrivateKey: options.serverKey.privateKey, size: options.cryptoWorkers });
   const context: ConnectionContext = {
     nodeId,
     services,
     serverKey: options.serverKey,
     logger,
     limits,
-    handshakeQueue: new HandshakeQueue(),
+    crypto,
     registry,
+    routes,
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
     },
@@ -162,6 +180,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const deadline = Date.now() + 2000;
       while (registry.size > 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 10));
+      await crypto.close();
     },
   };
 }

@@ -5,6 +5,7 @@ import { AppError, BadRequestError, NotFoundError } from "../errors.js";
 import { hashPassword, newId, UNUSABLE_PASSWORD_HASH, verifyPassword } from "../security.js";
 import { isUniqueViolation } from "../storage/database.js";
 import type { CustomersTable, Database, UsersTable } from "../storage/schema.js";
+import type { TokenService } from "./tokens.js";
 
 /** Shortest password accepted for users and customers. */
 export const MIN_PASSWORD_LENGTH = 8;
@@ -19,10 +20,12 @@ function checkPassword(password: string): void {
 export class AccountService {
   readonly #db: Kysely<Database>;
   readonly #config: CloudConfig;
+  readonly #tokens: TokenService;
 
-  constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
+  constructor(options: { db: Kysely<Database>; config: CloudConfig; tokens: TokenService }) {
     this.#db = options.db;
     this.#config = options.config;
+    this.#tokens = options.tokens;
   }
 
   /** Creates a user; usernames are e-mail addresses, compared case-insensitively. */
@@ -158,5 +161,6 @@ export class AccountService {
         .execute();
       await trx.deleteFrom("customers").where("id", "=", customer.id).execute();
     });
+    await this.#tokens.revoked({ kind: "subject-tokens-revoked", customerId: customer.id });
   }
 }

@@ -13,6 +13,39 @@ import type { Owner, Principal } from "./principal.js";
 /** A device row with its owner's display name (user name or customer e-mail) joined in. */
 export type DeviceRow = DeviceRecord & { owner_name: string | null };
 
+/** The columns the API shows of a device: lists read only these (not the key, not bookkeeping). */
+const LISTED_COLUMNS = [
+  "id",
+  "name",
+  "notes",
+  "product_id",
+  "platform_id",
+  "online",
+  "last_heard",
+  "last_handshake_at",
+  "last_ip_address",
+  "system_firmware_version",
+  "firmware_version",
+  "serial_number",
+  "functions",
+  "variables",
+  "development",
+  "quarantined",
+  "denied",
+] as const satisfies readonly (keyof DeviceRecord)[];
+
+/** A device as lists read it: what {@link deviceToApi} shows. */
+export type ListedDevice = Pick<DeviceRow, (typeof LISTED_COLUMNS)[number] | "owner_name">;
+
+/** Devices with their owner's display name (user name or customer e-mail) selected as `owner_name`. */
+function withOwnerName(db: Kysely<Database>) {
+  return db
+    .selectFrom("devices")
+    .leftJoin("users as owner_users", "owner_users.id", "devices.owner_user_id")
+    .leftJoin("customers as owner_customers", "owner_customers.id", "devices.owner_customer_id")
+    .select((eb) => eb.fn.coalesce("owner_users.username", "owner_customers.email").as("owner_name"));
+}
+
 /** Key algorithms `POST /v1/provisioning` accepts, as `particle keys send` names them. */
 export const KEY_ALGORITHMS = ["rsa", "ecc"] as const;
 
@@ -81,7 +114,10 @@ function iso(ms: number | null): string | null {
  * The wire form of a device, with every §4.3 field Roost knows. Mobile SDKs read `connected`, newer
  * clients `online`: both are sent. @see spec/cloud-api.md §4.3
  */
-export function deviceToApi(device: DeviceRow, options: { product?: boolean } = {}): Record<string, unknown> {
+export function deviceToApi(
+  device: ListedDevice,
+  options: { product?: boolean } = {},
+): Record<string, unknown> {
   const online = device.online === 1;
   const body: Record<string, unknown> = {
     id: device.id,
@@ -149,12 +185,7 @@ export class DeviceService {
 
   /** Devices with their owner's display name; the base of every read. */
   query(db: Kysely<Database> = this.#db) {
-    return db
-      .selectFrom("devices")
-      .leftJoin("users as owner_users", "owner_users.id", "devices.owner_user_id")
-      .leftJoin("customers as owner_customers", "owner_customers.id", "devices.owner_customer_id")
-      .selectAll("devices")
-      .select((eb) => eb.fn.coalesce("owner_users.username", "owner_customers.email").as("owner_name"));
+    return withOwnerName(db).selectAll("devices");
   }
 
   /** A device by exact ID, whoever owns it. */
@@ -250,8 +281,8 @@ export class DeviceService {
   }
 
   /** The principal's devices, most recently connected first. @see spec/cloud-api.md §4.3 */
-  listOwned(owner: Owner): Promise<DeviceRow[]> {
-    let query = this.query();
+  listOwned(owner: Owner): Promise<ListedDevice[]> {
+    let query = withOwnerName(this.#db).select(LISTED_COLUMNS.map((column) => `devices.${column}` as const));
     query =
       owner.kind === "user"
         ? query.where("devices.owner_user_id", "=", owner.userId)
@@ -265,7 +296,19 @@ export class DeviceService {
 
   /** IDs of the devices an owner has, for `device_ids` in claim-code responses. */
   async ownedIds(owner: Owner): Promise<string[]> {
-    return (await this.listOwned(owner)).map((device) => device.id);
+    // Only the IDs, in the list's order: a claim code answer should not cost a full device list.
+    const rows = await this.#db
+      .selectFrom("devices")
+      .select("id")
+      .where(
+        owner.kind === "user" ? "owner_user_id" : "owner_customer_id",
+        "=",
+        owner.kind === "user" ? owner.userId : owner.customerId,
+      )
+      .orderBy("last_handshake_at", (ob) => ob.desc().nullsLast())
+      .orderBy("id")
+      .execute();
+    return rows.map((row) => row.id);
   }
 
   /**

@@ -38,11 +38,12 @@ export function createServices(options: {
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);
   const retention = new RetentionService(rest);
+  const tokens = new TokenService({ ...rest, bus });
   return {
     ...rest,
     bus,
-    accounts: new AccountService(options),
-    tokens: new TokenService(options),
+    accounts: new AccountService({ ...rest, tokens }),
+    tokens,
     products: new ProductService(options),
     devices,
     claims: new ClaimService({ ...rest, devices, transfers, retention }),

@@ -2,6 +2,7 @@ import type { Kysely } from "kysely";
 
 import type { CloudConfig } from "../config.js";
 import { InvalidGrantError } from "../errors.js";
+import type { EventBus, NodeNotice } from "../events/bus.js";
 import { hashSecret, newToken, safeEqual } from "../security.js";
 import type { Database, PrincipalKind } from "../storage/schema.js";
 import type { Principal } from "./principal.js";
@@ -47,14 +48,90 @@ function subjectColumns(subject: TokenSubject): {
   }
 }
 
+/** Principals kept in memory per node, at most; past this the oldest entry is dropped. */
+const CACHE_ENTRIES = 10_000;
+
+/**
+ * How long a node trusts a cached principal without asking the database, in ms. Revocations reach every
+ * node at once over the bus; this bounds how long a revoked token could still work on a node that missed
+ * the notice (a bus outage).
+ */
+const CACHE_TTL_MS = 10_000;
+
+/** A resolved principal and when it was read from the database. */
+interface CachedPrincipal {
+  readonly principal: Principal;
+  readonly readAt: number;
+}
+
+/**
+ * Who each recently presented access token acts for, so that an API request does not cost two database
+ * reads before it starts. Bounded in size and age; revocations on any node clear it on every node.
+ */
+class PrincipalCache {
+  readonly #entries = new Map<string, CachedPrincipal>();
+
+  get(hash: string, now: number): Principal | undefined {
+    const entry = this.#entries.get(hash);
+    if (!entry) return undefined;
+    const { expiresAt } = entry.principal.token;
+    if (now - entry.readAt >= CACHE_TTL_MS || (expiresAt !== null && expiresAt <= now)) {
+      this.#entries.delete(hash);
+      return undefined;
+    }
+    return entry.principal;
+  }
+
+  set(hash: string, principal: Principal, now: number): void {
+    if (this.#entries.size >= CACHE_ENTRIES) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    this.#entries.set(hash, { principal, readAt: now });
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  forget(notice: NodeNotice): void {
+    if (notice.kind === "tokens-revoked") {
+      for (const hash of notice.hashes) this.#entries.delete(hash);
+      return;
+    }
+    for (const [hash, { principal }] of this.#entries) {
+      if (
+        (principal.kind === "user" && principal.userId === notice.userId) ||
+        (principal.kind === "customer" && principal.customerId === notice.customerId)
+      )
+        this.#entries.delete(hash);
+    }
+  }
+}
+
 /** Access and refresh tokens: issued as random secrets, stored only as SHA-256 hashes. */
 export class TokenService {
   readonly #db: Kysely<Database>;
   readonly #config: CloudConfig;
+  readonly #bus: EventBus;
+  readonly #cache = new PrincipalCache();
 
-  constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
+  constructor(options: { db: Kysely<Database>; config: CloudConfig; bus: EventBus }) {
     this.#db = options.db;
     this.#config = options.config;
+    this.#bus = options.bus;
+    this.#bus.onNotice((notice) => this.#cache.forget(notice));
+    // Notices sent while the bus was away are lost: start afresh when it comes back (and when it goes).
+    this.#bus.onConnectionChange(() => this.#cache.clear());
+  }
+
+  /**
+   * Tells every node that tokens were deleted, after the deletion is committed. The cache of this node is
+   * cleared before the answer, whatever the bus does; other nodes hear it over the bus.
+   */
+  async revoked(notice: NodeNotice): Promise<void> {
+    this.#cache.forget(notice);
+    await this.#bus.notify(notice);
   }
 
   /** Issues an access token and a refresh token for `subject`. */
@@ -102,13 +179,22 @@ export class TokenService {
   /** Resolves a presented access token to its principal, or undefined when unknown, expired or orphaned. */
   async authenticate(token: string): Promise<Principal | undefined> {
     const hash = hashSecret(token);
+    const now = this.#config.clock();
+    const cached = this.#cache.get(hash, now);
+    if (cached) return cached;
+    const principal = await this.#read(hash, now);
+    if (principal) this.#cache.set(hash, principal, now);
+    return principal;
+  }
+
+  async #read(hash: string, now: number): Promise<Principal | undefined> {
     const row = await this.#db
       .selectFrom("access_tokens")
       .selectAll()
       .where("token_hash", "=", hash)
       .executeTakeFirst();
     if (!row || !safeEqual(row.token_hash, hash)) return undefined;
-    if (row.expires_at !== null && row.expires_at <= this.#config.clock()) return undefined;
+    if (row.expires_at !== null && row.expires_at <= now) return undefined;
     const info = { hash, clientId: row.client_id, expiresAt: row.expires_at };
     if (row.principal_kind === "user" && row.user_id) {
       const user = await this.#db
@@ -147,16 +233,19 @@ export class TokenService {
 
   /** Deletes one access token by its value; true when it existed. */
   async revoke(token: string): Promise<boolean> {
+    const hash = hashSecret(token);
     const result = await this.#db
       .deleteFrom("access_tokens")
-      .where("token_hash", "=", hashSecret(token))
+      .where("token_hash", "=", hash)
       .executeTakeFirst();
+    await this.revoked({ kind: "tokens-revoked", hashes: [hash] });
     return result.numDeletedRows > 0n;
   }
 
   /** Deletes the token that authenticated a request. */
   async revokeHash(hash: string): Promise<void> {
     await this.#db.deleteFrom("access_tokens").where("token_hash", "=", hash).execute();
+    await this.revoked({ kind: "tokens-revoked", hashes: [hash] });
   }
 
   /** Deletes every access and refresh token of a user or a customer. */
@@ -169,6 +258,7 @@ export class TokenService {
           : query.where("customer_id", "=", subject.customerId);
       await query.execute();
     }
+    await this.revoked({ kind: "subject-tokens-revoked", ...subject });
   }
 
   /**

@@ -1,0 +1,158 @@
+import type { KeyObject } from "node:crypto";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+
+import type { HandshakePlaintext, SessionCredentials } from "@roost/protocol";
+import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
+
+import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import { HandshakeQueue } from "./handshake-queue.js";
+
+/**
+ * The asymmetric work of a device handshake (RSA today; ECDSA/ECDH for Gen 3 next), wherever it runs.
+ * @see spec/device-protocols.md B.2 steps 3–4
+ */
+export interface HandshakeCrypto {
+  /** Decrypts the handshake ciphertext with the server key and checks the nonce (step 3). */
+  openCiphertext(ciphertext: Uint8Array, nonce: Uint8Array): Promise<HandshakePlaintext>;
+  /** Encrypts the session credentials to the device and signs them with the server key (step 4). */
+  reply(devicePublicKey: KeyObject, credentials: SessionCredentials): Promise<Uint8Array>;
+  /** Worker threads doing the work; 0 when it runs on the event loop. */
+  readonly workers: number;
+  close(): Promise<void>;
+}
+
+/** Nice value of the worker threads: connected devices' traffic on the event loop goes first. */
+const WORKER_NICENESS = 10;
+
+/**
+ * The work on the event loop itself, one job per turn so that connected devices' traffic is read between
+ * two jobs ({@link HandshakeQueue}): what `--crypto-workers 0` runs, and the reference for the pool.
+ */
+export function inThreadCrypto(serverPrivateKey: KeyObject): HandshakeCrypto {
+  const queue = new HandshakeQueue();
+  return {
+    workers: 0,
+    openCiphertext: (ciphertext, nonce) =>
+      queue.run(() => openHandshakeCiphertext({ ciphertext, serverPrivateKey, nonce })),
+    reply: (devicePublicKey, credentials) =>
+      queue.run(() => createHandshakeReply({ devicePublicKey, serverPrivateKey, credentials })),
+    close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * The worker's module: its build next to this file. When this file runs from TypeScript sources (Vitest, the
+ * bench's `--source`), the worker still runs the build (`npm test` builds first): Node 20 cannot load
+ * TypeScript in a worker thread, and the worker is a few lines over the protocol package's own build.
+ */
+function workerEntry(): URL {
+  return import.meta.url.endsWith(".ts")
+    ? new URL("../../dist/gateway/crypto-worker.js", import.meta.url)
+    : new URL("./crypto-worker.js", import.meta.url);
+}
+
+interface PooledWorker {
+  worker: Worker;
+  inFlight: number;
+}
+
+interface PendingJob {
+  resolve(result: CryptoJobResult): void;
+  reject(error: Error): void;
+  owner: PooledWorker;
+}
+
+/**
+ * Worker threads (one per core by default) that do the handshakes' asymmetric work, so that the event loop
+ * serving connected devices never waits behind a handshake and every core is used. Each job goes to the
+ * worker with the fewest jobs in flight; the workers run at a lower priority than the event loop (Linux), so
+ * that in a reconnect storm connected devices' claims, events and pings still come first. A worker that dies
+ * fails its jobs (those handshakes end) and is replaced. Threads start with the first job.
+ */
+export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: number }): HandshakeCrypto {
+  const size = options.size ?? availableParallelism();
+  if (!Number.isInteger(size) || size < 1)
+    throw new RangeError("crypto pool size must be a positive integer");
+  const entry = workerEntry();
+  const data: CryptoWorkerData = { serverPrivateKey: options.serverPrivateKey, niceness: WORKER_NICENESS };
+  const pending = new Map<number, PendingJob>();
+  const pool: PooledWorker[] = [];
+  let nextId = 1;
+  let closed = false;
+
+  function spawn(): PooledWorker {
+    const pooled: PooledWorker = {
+      // No inherited flags: a source-mode parent's export conditions would point the build at TypeScript.
+      worker: new Worker(entry, { workerData: data, execArgv: [] }),
+      inFlight: 0,
+    };
+    pooled.worker.unref();
+    pooled.worker.on("message", (result: CryptoJobResult) => {
+      const job = pending.get(result.id);
+      if (!job) return;
+      pending.delete(result.id);
+      pooled.inFlight -= 1;
+      job.resolve(result);
+    });
+    const fail = (error: Error) => {
+      for (const [id, job] of pending)
+        if (job.owner === pooled) {
+          pending.delete(id);
+          job.reject(error);
+        }
+      const index = pool.indexOf(pooled);
+      if (index >= 0) pool.splice(index, 1);
+      if (!closed) pool.push(spawn());
+    };
+    pooled.worker.on("error", fail);
+    pooled.worker.on("exit", (code) => {
+      if (pool.includes(pooled)) fail(new Error(`crypto worker exited with code ${code}`));
+    });
+    return pooled;
+  }
+
+  function submit(job: CryptoJob): Promise<CryptoJobResult> {
+    if (closed) return Promise.reject(new Error("crypto pool closed"));
+    // Threads start with the first handshake: a node that serves only the API never pays for them.
+    while (pool.length < size) pool.push(spawn());
+    let owner = pool[0];
+    for (const candidate of pool)
+      if (owner === undefined || candidate.inFlight < owner.inFlight) owner = candidate;
+    if (!owner) return Promise.reject(new Error("crypto pool has no worker"));
+    const chosen = owner;
+    return new Promise<CryptoJobResult>((resolve, reject) => {
+      pending.set(job.id, { resolve, reject, owner: chosen });
+      chosen.inFlight += 1;
+      chosen.worker.postMessage(job);
+    });
+  }
+
+  function unwrap(result: CryptoJobResult): CryptoJobResult & { ok: true } {
+    if (!result.ok) throw new Error(result.message);
+    return result;
+  }
+
+  return {
+    workers: size,
+    async openCiphertext(ciphertext, nonce) {
+      const result = unwrap(await submit({ id: nextId++, kind: "open-handshake", ciphertext, nonce }));
+      if (!("plaintext" in result)) throw new Error("crypto worker answered the wrong job");
+      return result.plaintext;
+    },
+    async reply(devicePublicKey, credentials) {
+      const result = unwrap(
+        await submit({ id: nextId++, kind: "handshake-reply", devicePublicKey, credentials }),
+      );
+      if (!("reply" in result)) throw new Error("crypto worker answered the wrong job");
+      return result.reply;
+    },
+    async close() {
+      closed = true;
+      const workers = pool.splice(0).map((pooled) => pooled.worker);
+      for (const job of pending.values()) job.reject(new Error("crypto pool closed"));
+      pending.clear();
+      await Promise.all(workers.map((worker) => worker.terminate()));
+    },
+  };
+}

@@ -1,0 +1,57 @@
+// One thread of the gateway's crypto pool (see crypto-pool.ts): runs the asymmetric half of device handshakes
+// with the server key it was started with, one job at a time, at a lower scheduling priority than the
+// thread that serves connected devices.
+import type { KeyObject } from "node:crypto";
+import { setPriority } from "node:os";
+import { parentPort, workerData } from "node:worker_threads";
+
+import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
+
+import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+
+const { serverPrivateKey, niceness } = workerData as CryptoWorkerData;
+
+// On Linux a thread's nice value is its own: the event loop that serves connected devices keeps its priority
+// and handshakes take the CPU it leaves. Elsewhere this may apply to the whole process or be refused.
+if (process.platform === "linux" && niceness > 0) {
+  try {
+    setPriority(niceness);
+  } catch {
+    // Not allowed here: the pool still works, without the priority.
+  }
+}
+
+function run(job: CryptoJob, key: KeyObject): CryptoJobResult {
+  switch (job.kind) {
+    case "open-handshake":
+      return {
+        id: job.id,
+        ok: true,
+        plaintext: openHandshakeCiphertext({
+          ciphertext: job.ciphertext,
+          serverPrivateKey: key,
+          nonce: job.nonce,
+        }),
+      };
+    case "handshake-reply":
+      return {
+        id: job.id,
+        ok: true,
+        reply: createHandshakeReply({
+          devicePublicKey: job.devicePublicKey,
+          serverPrivateKey: key,
+          credentials: job.credentials,
+        }),
+      };
+  }
+}
+
+parentPort?.on("message", (job: CryptoJob) => {
+  let result: CryptoJobResult;
+  try {
+    result = run(job, serverPrivateKey);
+  } catch (error) {
+    result = { id: job.id, ok: false, message: error instanceof Error ? error.message : String(error) };
+  }
+  parentPort?.postMessage(result);
+});

@@ -1,0 +1,80 @@
+// The gateway's handshake crypto in worker threads must do exactly what it does on the event loop: the device
+// side of the real protocol code opens what the pool produces, and bad input fails one job, not the pool.
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { RsaKeyPair } from "@roost/protocol/node";
+import {
+  createHandshakeCiphertext,
+  exportPublicKeyDer,
+  generateDeviceKeyPair,
+  generateServerKeyPair,
+  openHandshakeReply,
+} from "@roost/protocol/node";
+
+import type { HandshakeCrypto } from "../src/gateway/crypto-pool.js";
+import { inThreadCrypto, startCryptoPool } from "../src/gateway/crypto-pool.js";
+
+const credentials = () => ({
+  key: new Uint8Array(randomBytes(16)),
+  iv: new Uint8Array(randomBytes(16)),
+  salt: new Uint8Array(randomBytes(8)),
+});
+
+describe("handshake crypto: worker pool and event loop alike", () => {
+  let server: RsaKeyPair;
+  let device: RsaKeyPair;
+  let pool: HandshakeCrypto;
+  let inThread: HandshakeCrypto;
+
+  beforeAll(async () => {
+    [server, device] = await Promise.all([generateServerKeyPair(), generateDeviceKeyPair()]);
+    pool = startCryptoPool({ serverPrivateKey: server.privateKey, size: 2 });
+    inThread = inThreadCrypto(server.privateKey);
+  });
+  afterAll(() => pool?.close());
+
+  function ciphertextFor(nonce: Uint8Array, deviceId: string): Uint8Array {
+    return createHandshakeCiphertext({
+      nonce,
+      deviceId,
+      devicePublicKey: exportPublicKeyDer(device.publicKey),
+      serverPublicKey: server.publicKey,
+    });
+  }
+
+  it("opens handshake ciphertexts and builds replies the device accepts, 40 at once over two workers", async () => {
+    const jobs = Array.from({ length: 40 }, async () => {
+      const nonce = new Uint8Array(randomBytes(40));
+      const deviceId = randomBytes(12).toString("hex");
+      const plaintext = await pool.openCiphertext(ciphertextFor(nonce, deviceId), nonce);
+      expect(plaintext).toEqual(await inThread.openCiphertext(ciphertextFor(nonce, deviceId), nonce));
+      expect(plaintext.deviceId).toBe(deviceId);
+      const sent = credentials();
+      const reply = await pool.reply(device.publicKey, sent);
+      const received = openHandshakeReply({
+        reply,
+        devicePrivateKey: device.privateKey,
+        serverPublicKey: server.publicKey,
+      });
+      expect(received).toEqual(sent);
+    });
+    await Promise.all(jobs);
+  });
+
+  it("fails a job with a wrong nonce or garbage, and keeps serving", async () => {
+    const nonce = new Uint8Array(randomBytes(40));
+    const other = new Uint8Array(randomBytes(40));
+    const ciphertext = ciphertextFor(nonce, randomBytes(12).toString("hex"));
+    await expect(pool.openCiphertext(ciphertext, other)).rejects.toThrow(/nonce/i);
+    await expect(pool.openCiphertext(new Uint8Array(256), nonce)).rejects.toThrow();
+    await expect(pool.openCiphertext(new Uint8Array(7), nonce)).rejects.toThrow(/256/);
+    expect((await pool.openCiphertext(ciphertext, nonce)).nonce).toEqual(nonce);
+  });
+
+  it("refuses work once closed", async () => {
+    const closing = startCryptoPool({ serverPrivateKey: server.privateKey, size: 1 });
+    await closing.close();
+    await expect(closing.reply(device.publicKey, credentials())).rejects.toThrow(/closed/);
+  });
+});
