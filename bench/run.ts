@@ -16,6 +16,7 @@ import { runApi } from "./scenarios/api.js";
 import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
 import { runFanout } from "./scenarios/fanout.js";
+import { runGen3Handshake } from "./scenarios/gen3-handshake.js";
 import { runHandshake } from "./scenarios/handshake.js";
 
 const SCENARIOS = {
@@ -24,6 +25,7 @@ const SCENARIOS = {
   connections: runConnections,
   api: runApi,
   fanout: runFanout,
+  "gen3-handshake": runGen3Handshake,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;

@@ -29,3 +29,5 @@ export type { DeviceCommand, DeviceCommandResult, EventBus } from "./events/bus.
 export { connectNatsBus } from "./events/nats-bus.js";
 export type { NatsBusOptions } from "./events/nats-bus.js";
 export type { CloudEvent } from "./events/model.js";
+export { DtlsServer, DtlsSession } from "./gateway/dtls-server.js";
+export type { DtlsServerOptions, DtlsSessionState, PeerAddress } from "./gateway/dtls-server.js";
