@@ -1,4 +1,12 @@
-import { createECDH, createHmac, randomBytes, sign, timingSafeEqual, verify } from "node:crypto";
+import {
+  createECDH,
+  createHmac,
+  createPublicKey,
+  randomBytes,
+  sign,
+  timingSafeEqual,
+  verify,
+} from "node:crypto";
 import type { KeyObject } from "node:crypto";
 
 import type { DtlsRecord, Extension, HandshakeMessage } from "@roost/protocol";
@@ -660,12 +668,13 @@ export class DtlsServer {
         const signed = decodeCertificateVerify(message.body);
         let ok = false;
         try {
-          ok = verify(
-            "sha256",
-            Buffer.concat(handshake.transcript),
-            { key: Buffer.from(handshake.peerPublicKeyDer), format: "der", type: "spki" },
-            signed.signature,
-          );
+          // One key object: verifying with the DER itself would parse it again inside verify.
+          const key = createPublicKey({
+            key: Buffer.from(handshake.peerPublicKeyDer),
+            format: "der",
+            type: "spki",
+          });
+          ok = verify("sha256", Buffer.concat(handshake.transcript), key, signed.signature);
         } catch {
           ok = false;
         }
