@@ -3,13 +3,21 @@ import unicorn from "eslint-plugin-unicorn";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "**/bin/**", "bench/results/**"] },
+  {
+    ignores: [
+      "**/dist/**",
+      "**/node_modules/**",
+      "**/bin/**",
+      "bench/results/**",
+      "packages/console/build/**",
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ["*.js", "*.ts"] },
+        projectService: { allowDefaultProject: ["*.js", "*.ts", "packages/console/vite.config.ts"] },
         tsconfigRootDir: import.meta.dirname,
       },
     },

@@ -15,6 +15,7 @@ import { fileStamp, formatTable, verdict, writeResults } from "./lib/report.js";
 import { runApi } from "./scenarios/api.js";
 import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
+import { runConsole } from "./scenarios/console.js";
 import { runFanout } from "./scenarios/fanout.js";
 import { runGen3Handshake } from "./scenarios/gen3-handshake.js";
 import { runHandshake } from "./scenarios/handshake.js";
@@ -26,9 +27,13 @@ const SCENARIOS = {
   api: runApi,
   fanout: runFanout,
   "gen3-handshake": runGen3Handshake,
+  console: runConsole,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;
+
+/** Scenarios that start no cloud: they run once, not once per database. */
+const WITHOUT_DATABASE: ReadonlySet<ScenarioName> = new Set(["console"]);
 
 const HELP = `Usage: npm run bench -- [scenario...] [options]
 
@@ -139,7 +144,7 @@ async function main(): Promise<number> {
   const results: ScenarioResult[] = [];
   let failed = false;
   for (const name of selected) {
-    for (const database of databases) {
+    for (const database of WITHOUT_DATABASE.has(name) ? databases.slice(0, 1) : databases) {
       const scenarioStarted = performance.now();
       process.stderr.write(`> ${name} on ${database.kind}\n`);
       const scratch = await database.create();

@@ -26,6 +26,8 @@ export interface CloudServerStartParams {
   readonly databaseUrl?: string | undefined;
   /** Silence (ms) after which the gateway drops a device. */
   readonly idleTimeoutMs?: number | undefined;
+  /** Worker threads for handshake crypto. @default the machine's cores, as `roost serve` */
+  readonly cryptoWorkers?: number | undefined;
 }
 
 /** Where the cloud listens and the key devices must trust. */
@@ -124,6 +126,7 @@ const api: CloudServerApi = {
       rateLimits: { apiMax: 1e9, tokenMax: 1e9, sensitiveMax: 1e9 },
       sseMaxPerIp: 1000,
       deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
+      cryptoWorkers: params.cryptoWorkers,
     });
     return {
       url: cloud.url,

@@ -4,8 +4,9 @@ import { join, resolve } from "node:path";
 
 import { createApiClient, isApiError } from "@roost/client";
 import type { RunningCloud } from "@roost/cloud";
-import { startCloud } from "@roost/cloud";
+import { SIGN_IN_LINK_CLIENT_ID, startCloud } from "@roost/cloud";
 
+import { findConsoleDir } from "./console.js";
 import type { RunningDevice } from "./device.js";
 import { DEFAULT_NETWORK, runDevice } from "./device.js";
 
@@ -14,6 +15,8 @@ export interface DevOptions {
   port: number;
   devicePort: number;
   softapPort: number;
+  /** Port of the virtual device's SoftAP HTTP server (the console's setup page talks to it). */
+  softapHttpPort: number;
   data: string;
   host: string;
 }
@@ -25,10 +28,18 @@ export interface DevEnvironment {
   account: { username: string; password: string };
   /** The exact command that claims the virtual device. */
   setupCommand: string;
+  /**
+   * The console's one-time sign-in link (signed in as the demo account, pointed at the device's SoftAP HTTP
+   * server), or undefined when the console is not built.
+   */
+  consoleLink: string | undefined;
   stop(): Promise<void>;
 }
 
 const DEMO_USERNAME = "demo@roost.dev";
+
+/** How long the console sign-in link printed by `roost dev` stays good, in seconds. */
+const SIGN_IN_LINK_TTL_SECONDS = 3600;
 
 /** The demo account's password, made once and kept in the data folder. */
 function demoPassword(dataDir: string): string {
@@ -55,6 +66,7 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
     // The sandbox registers its virtual devices' keys over the API.
     openDeviceRegistration: true,
     logLevel: "warn",
+    consoleDir: findConsoleDir(),
   });
   try {
     const account = { username: DEMO_USERNAME, password: demoPassword(dataDir) };
@@ -72,6 +84,7 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
         cloudUrl: cloud.url,
         softapHost: options.host,
         softapPort: options.softapPort,
+        softapHttpPort: options.softapHttpPort,
         wifi: [],
       },
       (line) => print(line),
@@ -87,6 +100,20 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
       `--ssid ${DEFAULT_NETWORK.ssid} --wifi-password ${DEFAULT_NETWORK.password}`,
       "--yes",
     ].join(" ");
+    let consoleLink: string | undefined;
+    if (cloud.consoleUrl) {
+      // A token good only for one exchange (RFC 8693) at /oauth/token: the console spends it on arrival.
+      const link = await api.login({
+        ...account,
+        clientId: SIGN_IN_LINK_CLIENT_ID,
+        expiresIn: SIGN_IN_LINK_TTL_SECONDS,
+      });
+      const fragment = new URLSearchParams({
+        token: link.access_token,
+        softap: `http://${options.host}:${device.softapHttpPort ?? ""}`,
+      });
+      consoleLink = `${cloud.consoleUrl}#/sign-in-link?${fragment.toString()}`;
+    }
     print("");
     print(
       `Roost is running: cloud API ${cloud.url}, device gateway tcp://${options.host}:${cloud.gateway?.port ?? "?"}`,
@@ -105,12 +132,23 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
       print("");
       print(`  ${setupCommand}`);
     }
+    if (consoleLink) {
+      print("");
+      print(
+        `Web console (signed in as the demo account; the link works once, for ${SIGN_IN_LINK_TTL_SECONDS / 60} minutes; its "Set up a device" page claims the virtual device too):`,
+      );
+      print("");
+      print(`  ${consoleLink}`);
+    } else {
+      print("The web console is not built: run npm run build to serve it at /console/.");
+    }
     print("");
     return {
       cloud,
       device,
       account,
       setupCommand,
+      consoleLink,
       async stop() {
         await device.stop();
         await cloud.close();

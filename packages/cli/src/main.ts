@@ -187,6 +187,12 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .option("-p, --port <port>", "HTTP port", integer("port"), 8080)
     .option("--device-port <port>", "device gateway port", integer("device-port"), 5683)
     .option("--softap-port <port>", "the virtual device's SoftAP TCP port", integer("softap-port"), 5609)
+    .option(
+      "--softap-http-port <port>",
+      "the virtual device's SoftAP HTTP port (a real device: 80), for the console's setup page",
+      integer("softap-http-port"),
+      5610,
+    )
     .option("--host <address>", "address to listen on", "127.0.0.1")
     .option("-d, --data <dir>", "data folder", "./.roost")
     .action(
@@ -194,6 +200,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         port: number;
         devicePort: number;
         softapPort: number;
+        softapHttpPort: number;
         host: string;
         data: string;
       }) => {

@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import type { RunningCloud } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 
+import { findConsoleDir } from "./console.js";
+
 /** Options of `roost serve`, already validated. */
 export interface ServeOptions {
   port: number;
@@ -48,6 +50,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     gatewayHeartbeatMs: options.heartbeatMs,
     deadAfterMs: options.deadAfterMs,
     cryptoWorkers: options.cryptoWorkers,
+    consoleDir: findConsoleDir(),
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
@@ -64,5 +67,6 @@ export async function serve(options: ServeOptions, print: (line: string) => void
   print(
     `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
   );
+  if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
   return cloud;
 }

@@ -30,15 +30,26 @@ describe("the README's first screen: npm start, then the printed roost setup lin
     { timeout: 180_000 },
     async () => {
       // `npm start` with free ports instead of 8080/5683/5609, so the test can run beside anything.
-      const start = shell(`npm start --silent -- --port 0 --device-port 0 --softap-port 0 --data ${data}`);
+      const start = shell(
+        `npm start --silent -- --port 0 --device-port 0 --softap-port 0 --softap-http-port 0 --data ${data}`,
+      );
       try {
         const deadline = Date.now() + 150_000;
         let line: string | undefined;
-        while (!line && Date.now() < deadline && start.child.exitCode === null) {
+        // The console link is the last line printed: wait for it.
+        while (
+          !(line && /sign-in-link\?\S+\n/.test(start.output())) &&
+          Date.now() < deadline &&
+          start.child.exitCode === null
+        ) {
           line = /^\s+(npx roost setup .+)$/m.exec(start.output())?.[1];
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
         expect(line, start.output()).toBeDefined();
+        // The console link, signed in through a one-time token, is printed with the setup line.
+        expect(start.output()).toMatch(
+          /^\s+http:\/\/127\.0\.0\.1:\d+\/console\/#\/sign-in-link\?token=[^&\s]+&softap=http%3A%2F%2F127\.0\.0\.1%3A\d+$/m,
+        );
         expect(start.output()).toMatch(
           /Virtual device [0-9a-f]{24} \(Photon-[2-9A-HJ-NP-Z]{6}\) is in listening mode/,
         );

@@ -8,6 +8,7 @@ export type {
   RetentionConfig,
 } from "./config.js";
 export { startCloud } from "./server.js";
+export { SIGN_IN_LINK_CLIENT_ID } from "./services/tokens.js";
 export type { RunningCloud, StartCloudOptions } from "./server.js";
 export { openStorage } from "./storage/database.js";
 export type { Storage, StorageOptions } from "./storage/database.js";

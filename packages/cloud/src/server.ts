@@ -20,6 +20,7 @@ import { sweepOrphans } from "./gateway/presence.js";
 import type { ServerKey } from "./gateway/server-key.js";
 import { loadServerKey } from "./gateway/server-key.js";
 import { createHttpApp } from "./http/app.js";
+import { CONSOLE_PATH } from "./http/console.js";
 import type { Services } from "./services/index.js";
 import { createServices } from "./services/index.js";
 import type { Storage } from "./storage/database.js";
@@ -55,12 +56,16 @@ export interface StartCloudOptions extends CloudOptions {
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
   /** Worker threads for handshake crypto; 0 keeps it on the event loop. @default the machine's cores */
   cryptoWorkers?: number | undefined;
+  /** Folder of the built web console (`@roost/console`'s `dist`), served at `/console/`. @default none */
+  consoleDir?: string | undefined;
 }
 
 /** A running cloud node. Dispose it (or call `close`) to stop it. */
 export interface RunningCloud extends AsyncDisposable {
   /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
+  /** URL of the web console, when it is served. */
+  readonly consoleUrl: string | undefined;
   readonly port: number;
   readonly config: CloudConfig;
   readonly services: Services;
@@ -94,6 +99,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     gatewayHeartbeatMs,
     deadAfterMs,
     cryptoWorkers,
+    consoleDir,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -195,6 +201,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
       rateLimitStore:
         storage.dialect === "postgres" ? createSharedRateLimitStore({ db: storage.db, logger }) : undefined,
     },
+    consoleDir,
   });
   let gateway: Gateway | undefined;
   try {
@@ -245,6 +252,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     })());
   return {
     url,
+    consoleUrl: consoleDir === undefined ? undefined : `${url}${CONSOLE_PATH}`,
     port: boundPort,
     config,
     services,

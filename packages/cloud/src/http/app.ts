@@ -10,6 +10,7 @@ import type { ServerKey } from "../gateway/server-key.js";
 import type { Services } from "../services/index.js";
 import { isUniqueViolation } from "../storage/database.js";
 import { clientErrorHandler, httpServerOptions, limitConnections } from "./connection-limits.js";
+import { registerConsoleRoutes } from "./console.js";
 import { registerClaimRoutes } from "./routes/claims.js";
 import { registerCustomerRoutes } from "./routes/customers.js";
 import { registerDeviceRoutes } from "./routes/devices.js";
@@ -75,6 +76,8 @@ export async function createHttpApp(options: {
     /** The rate-limit store shared by the nodes; without it, counts stay in this node's memory. */
     rateLimitStore?: FastifyRateLimitStoreCtor | undefined;
   };
+  /** Folder of the built web console, served at `/console/`; none when undefined. */
+  consoleDir?: string | undefined;
 }): Promise<FastifyInstance> {
   const { services } = options;
   const { config } = services;
@@ -228,5 +231,6 @@ export async function createHttpApp(options: {
   registerHealthRoutes(app, services);
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
+  if (options.consoleDir !== undefined) await registerConsoleRoutes(app, { root: options.consoleDir });
   return app;
 }

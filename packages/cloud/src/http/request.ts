@@ -4,6 +4,7 @@ import { AppError, BadRequestError, ForbiddenError, InvalidTokenError, NotFoundE
 import type { Services } from "../services/index.js";
 import type { Principal } from "../services/principal.js";
 import type { Product } from "../services/products.js";
+import { SIGN_IN_LINK_CLIENT_ID } from "../services/tokens.js";
 
 /** A request body as a plain record; JSON, form and multipart bodies all end up here. */
 export type Fields = Record<string, unknown>;
@@ -89,7 +90,8 @@ export async function authenticate(services: Services, request: FastifyRequest):
   const token = presentedToken(request);
   if (!token) throw new AppError("TOKEN_MISSING", "The access token was not found");
   const principal = await services.tokens.authenticate(token);
-  if (!principal) throw new InvalidTokenError();
+  // A sign-in link's token is only for the token exchange that spends it.
+  if (!principal || principal.token.clientId === SIGN_IN_LINK_CLIENT_ID) throw new InvalidTokenError();
   return principal;
 }
 

@@ -460,6 +460,30 @@ export class ClaimService {
       .executeTakeFirst();
     const owner = code && codeOwner(code);
     if (!code || !owner || !sameOwnerAs(owner, options.owner)) return undefined;
+    return this.#statusOf(code);
+  }
+
+  /** The owner's claim codes with their status and timelines, newest first (the console's list). */
+  async list(options: { owner: Owner; limit: number }): Promise<ClaimStatus[]> {
+    const { owner } = options;
+    const codes = await this.#db
+      .selectFrom("claim_codes")
+      .selectAll()
+      .where((eb) =>
+        owner.kind === "user"
+          ? eb.and([eb("principal_kind", "=", "user"), eb("user_id", "=", owner.userId)])
+          : eb.and([eb("principal_kind", "=", "customer"), eb("customer_id", "=", owner.customerId)]),
+      )
+      .orderBy("created_at", "desc")
+      .orderBy("id")
+      .limit(options.limit)
+      .execute();
+    const statuses: ClaimStatus[] = [];
+    for (const code of codes) statuses.push(await this.#statusOf(code));
+    return statuses;
+  }
+
+  async #statusOf(code: ClaimCodesTable): Promise<ClaimStatus> {
     const now = this.#config.clock();
     const status: ClaimState =
       code.used_at !== null

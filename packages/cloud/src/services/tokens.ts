@@ -48,6 +48,12 @@ function subjectColumns(subject: TokenSubject): {
   }
 }
 
+/**
+ * The client id of sign-in link tokens (`roost dev` prints a console link with one): such a token opens no
+ * endpoint; it is good only for one RFC 8693 token exchange at `POST /oauth/token`, which spends it.
+ */
+export const SIGN_IN_LINK_CLIENT_ID = "roost-sign-in-link";
+
 /** Principals kept in memory per node, at most; past this the oldest entry is dropped. */
 const CACHE_ENTRIES = 10_000;
 

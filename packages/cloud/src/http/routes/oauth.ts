@@ -9,6 +9,7 @@ import {
 } from "../../errors.js";
 import type { Services } from "../../services/index.js";
 import type { TokenLifetime } from "../../services/tokens.js";
+import { SIGN_IN_LINK_CLIENT_ID } from "../../services/tokens.js";
 import type { Fields } from "../request.js";
 import {
   authenticate,
@@ -50,6 +51,10 @@ export function clientCredentials(
   if (id === undefined) return undefined;
   return { id, secret: optionalString(fields, "client_secret") ?? "" };
 }
+
+/** RFC 8693 §2.1 grant type, and §3 token type of an access token. */
+const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
 
 /** Longest `expires_in` accepted: 100 years. */
 const MAX_EXPIRES_IN_SECONDS = 3_155_760_000;
@@ -172,6 +177,25 @@ export function registerOAuthRoutes(app: FastifyInstance, services: Services): v
           clientId: credentials.id,
           registeredClient: client !== undefined,
         });
+      }
+      case TOKEN_EXCHANGE_GRANT: {
+        // Only a sign-in link's token is exchanged, once: deleting it decides who wins a race. @see RFC 8693 §2.1
+        const subjectToken = requiredString(fields, "subject_token");
+        if (requiredString(fields, "subject_token_type") !== ACCESS_TOKEN_TYPE)
+          throw new BadRequestError(`subject_token_type must be ${ACCESS_TOKEN_TYPE}`);
+        const principal = await tokens.authenticate(subjectToken);
+        if (
+          principal?.kind !== "user" ||
+          principal.token.clientId !== SIGN_IN_LINK_CLIENT_ID ||
+          !(await tokens.revoke(subjectToken))
+        )
+          throw new InvalidGrantError("The sign-in link is invalid, already used or expired");
+        const issued = await tokens.issue({
+          subject: { kind: "user", userId: principal.userId },
+          clientId: credentials?.id ?? "particle",
+          lifetime,
+        });
+        return { ...issued, issued_token_type: ACCESS_TOKEN_TYPE };
       }
       default:
         throw new AppError("UNSUPPORTED_GRANT_TYPE", `Unsupported grant type: ${grantType}`);

@@ -6,6 +6,9 @@ import type { Services } from "../../services/index.js";
 import { ownerOf } from "../../services/principal.js";
 import { authenticate, param } from "../request.js";
 
+/** How many claim codes `GET /v1/roost/claims` lists, newest first. */
+const MAX_LISTED_CLAIMS = 50;
+
 /** Where devices should connect; set once the gateway listens. */
 export interface GatewayAddress {
   host: string;
@@ -58,5 +61,31 @@ export function registerClaimStatusRoutes(app: FastifyInstance, services: Servic
     const status = owner && (await services.claims.status({ claimId: param(request, "claimId"), owner }));
     if (!status) throw new NotFoundError("Claim not found");
     return status;
+  });
+
+  /** The caller's most recent claim codes with their timelines (newest first). */
+  app.get("/v1/roost/claims", async (request) => {
+    const principal = await authenticate(services, request);
+    const owner = ownerOf(principal);
+    return { claims: owner ? await services.claims.list({ owner, limit: MAX_LISTED_CLAIMS }) : [] };
+  });
+
+  /**
+   * Every recorded attempt to claim a device the caller can see, oldest first. The codes' ids are left out:
+   * an attempt with someone else's code is the device's story, the code is not.
+   */
+  app.get("/v1/roost/devices/:deviceIdOrName/claims", async (request) => {
+    const principal = await authenticate(services, request);
+    const device = await services.devices.findAccessible(principal, param(request, "deviceIdOrName"));
+    const attempts = await services.claims.attemptsForDevice(device.id);
+    return {
+      device_id: device.id,
+      attempts: attempts.map((attempt) => ({
+        at: new Date(attempt.at).toISOString(),
+        outcome: attempt.outcome,
+        reason: attempt.reason,
+        source: attempt.source,
+      })),
+    };
   });
 }
