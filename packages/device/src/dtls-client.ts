@@ -76,6 +76,11 @@ export class DtlsClient {
   readonly ready: Promise<void>;
   /** Application data from the server. */
   onData: (content: Uint8Array) => void = () => undefined;
+  /** Our last flight, resent until the server's answer arrives (datagrams get lost). @see RFC 6347 §4.2.4 */
+  #flight: Uint8Array | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #delayMs = 1000;
+  #cookieSent = false;
 
   /** The device's raw public key (SubjectPublicKeyInfo DER) for its Certificate. @see RFC 7250 §3 */
   readonly #spki: Uint8Array;
@@ -124,7 +129,32 @@ export class DtlsClient {
   #sendClientHello(cookie: Uint8Array, messageSeq: number): void {
     const message = { msgType: HANDSHAKE_TYPE.clientHello, messageSeq, body: this.#clientHelloBody(cookie) };
     if (cookie.length > 0) this.#transcript.push(encodeHandshakeMessage(message));
-    this.#options.send(this.#handshakeRecord(message));
+    this.#sendFlight(this.#handshakeRecord(message));
+  }
+
+  /** Sends a flight and resends it, doubling the wait, until the next answer (or the end) stops it. */
+  #sendFlight(flight: Uint8Array): void {
+    this.#flight = flight;
+    this.#delayMs = 1000;
+    this.#options.send(flight);
+    this.#arm();
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      if (this.#established || !this.#flight) return;
+      this.#options.send(this.#flight);
+      this.#delayMs = Math.min(this.#delayMs * 2, 60_000);
+      this.#arm();
+    }, this.#delayMs);
+    this.#timer.unref();
+  }
+
+  /** Stops resending (the handshake ended, or the caller gave up). */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#flight = undefined;
   }
 
   #handshakeRecord(message: HandshakeMessage): Uint8Array {
@@ -166,6 +196,9 @@ export class DtlsClient {
       if (record.type !== CONTENT_TYPE.handshake) return;
       for (const fragment of decodeHandshakeFragments(record.fragment)) {
         if (fragment.msgType === HANDSHAKE_TYPE.helloVerifyRequest) {
+          // A repeated HelloVerifyRequest (our first ClientHello was resent) changes nothing.
+          if (this.#cookieSent) continue;
+          this.#cookieSent = true;
           const { cookie } = decodeHelloVerifyRequest(fragment.body);
           this.#recordSeq = Math.max(this.#recordSeq, 1);
           this.#sendClientHello(cookie, 1);
@@ -190,6 +223,7 @@ export class DtlsClient {
       if (!timingSafeEqual(Buffer.from(expected), Buffer.from(finished.body)))
         throw new Error("the server's Finished does not verify");
       this.#established = true;
+      this.close();
       this.#resolve();
       return;
     }
@@ -301,6 +335,6 @@ export class DtlsClient {
       ),
     ];
     this.#transcript.push(encodeHandshakeMessage(finished));
-    this.#options.send(new Uint8Array(Buffer.concat(records)));
+    this.#sendFlight(new Uint8Array(Buffer.concat(records)));
   }
 }
