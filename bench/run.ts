@@ -19,6 +19,7 @@ import { runConsole } from "./scenarios/console.js";
 import { runFanout } from "./scenarios/fanout.js";
 import { runGen3Handshake } from "./scenarios/gen3-handshake.js";
 import { runHandshake } from "./scenarios/handshake.js";
+import { runWebhooks } from "./scenarios/webhooks.js";
 
 const SCENARIOS = {
   handshake: runHandshake,
@@ -28,6 +29,7 @@ const SCENARIOS = {
   fanout: runFanout,
   "gen3-handshake": runGen3Handshake,
   console: runConsole,
+  webhooks: runWebhooks,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;
 
 type ScenarioName = keyof typeof SCENARIOS;

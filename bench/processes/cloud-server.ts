@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
-import type { RunningCloud } from "@roost/cloud";
+import type { RunningCloud, WebhookConfig } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
 import {
   createHandshakeCiphertext,
@@ -28,6 +28,8 @@ export interface CloudServerStartParams {
   readonly idleTimeoutMs?: number | undefined;
   /** Worker threads for handshake crypto. @default the machine's cores, as `roost serve` */
   readonly cryptoWorkers?: number | undefined;
+  /** Webhook settings (the webhooks scenario delivers to a receiver on 127.0.0.1 and lifts the rate limit). */
+  readonly webhooks?: Partial<WebhookConfig> | undefined;
 }
 
 /** Where the cloud listens and the key devices must trust. */
@@ -127,6 +129,7 @@ const api: CloudServerApi = {
       sseMaxPerIp: 1000,
       deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
       cryptoWorkers: params.cryptoWorkers,
+      webhooks: params.webhooks,
     });
     return {
       url: cloud.url,

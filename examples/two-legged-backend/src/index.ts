@@ -1,2 +1,2 @@
-export { customerEmailFor, startBackend } from "./backend.js";
+export { customerEmailFor, startBackend, verifySignature } from "./backend.js";
 export type { Backend, BackendOptions, RoostProductCredentials } from "./backend.js";

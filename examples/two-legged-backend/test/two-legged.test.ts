@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,7 +42,8 @@ describe("two-legged claiming: product backend → app with the setup SDK → de
   const devices: RunningDevice[] = [];
 
   beforeAll(async () => {
-    cloud = await startTestCloud();
+    // The backend's claim webhook is on 127.0.0.1: that needs the development flag, set explicitly here.
+    cloud = await startTestCloud({ webhooks: { allowPrivate: true, retryBaseMs: 50, pollMs: 100 } });
     // The product maker, once: an account, a product, and a full-scope OAuth client for its server.
     makerToken = (await newUser(cloud, { username: "maker@example.com", password: "maker password" })).token;
     productId = (await createProduct(cloud, makerToken, "Smart Plug")).id;
@@ -55,8 +56,24 @@ describe("two-legged claiming: product backend → app with the setup SDK → de
     backend = await startBackend({
       roost: { cloudUrl: cloud.url, productId, clientId: client.id, clientSecret: client.secret },
       users: { alice: "alice-password" },
+      // Register the claim webhook at the URL the backend listens on.
+      publicUrl: true,
     });
   });
+
+  /** Resolves with the username once the backend learned, from a signed webhook, who owns the device. */
+  function ownerLearned(deviceId: string): Promise<string> {
+    return new Promise((resolve) => {
+      const known = backend.owners.get(deviceId);
+      if (known) return resolve(known);
+      const listener = (id: string, username: string) => {
+        if (id !== deviceId) return;
+        backend.events.off("claimed", listener);
+        resolve(username);
+      };
+      backend.events.on("claimed", listener);
+    });
+  }
   afterAll(async () => {
     for (const device of devices) await device.stop();
     await backend.close();
@@ -104,6 +121,38 @@ describe("two-legged claiming: product backend → app with the setup SDK → de
         product_id: productId,
       }),
     ]);
+    // The backend learned it from Roost's signed webhook alone: it never asked Roost about the device.
+    expect(await ownerLearned(device.device.id)).toBe("alice");
+    const login = await fetch(`${backend.url}/login`, {
+      method: "POST",
+      body: JSON.stringify({ username: "alice", password: "alice-password" }),
+    });
+    const { session } = (await login.json()) as { session: string };
+    const known = await fetch(`${backend.url}/my-devices`, {
+      headers: { authorization: `Bearer ${session}` },
+    });
+    expect(await known.json()).toEqual({ devices: [device.device.id] });
+  });
+
+  it("refuses webhooks without Roost's signature, or signed with another secret", async () => {
+    const body = new URLSearchParams({
+      event: "roost/device/claimed",
+      data: JSON.stringify({ device_id: "f".repeat(24), owner: { email: customerEmailFor("mallory") } }),
+    }).toString();
+    const unsigned = await fetch(`${backend.url}/roost-webhook`, { method: "POST", body });
+    expect(unsigned.status).toBe(401);
+    const t = Math.floor(Date.now() / 1000);
+    const forged = createHmac("sha256", "not the secret").update(`${t}.${body}`).digest("hex");
+    const wrong = await fetch(`${backend.url}/roost-webhook`, {
+      method: "POST",
+      body,
+      headers: { "x-roost-signature": `t=${t},v1=${forged}` },
+    });
+    expect(wrong.status).toBe(401);
+    expect(backend.owners.has("f".repeat(24))).toBe(false);
+    // The hook the backend registered is the product's, visible to the maker.
+    const hooks = (await api(cloud, { path: `/v1/products/${productId}/webhooks`, token: makerToken })).body;
+    expect(hooks).toEqual([expect.objectContaining({ id: backend.webhookId, event: "roost/device/" })]);
   });
 
   it("a second device for the same user reuses the shadow customer (customer-scoped token)", async () => {

@@ -67,6 +67,8 @@ export async function startDev(options: DevOptions, print: (line: string) => voi
     openDeviceRegistration: true,
     logLevel: "warn",
     consoleDir: findConsoleDir(),
+    // Development: webhooks to a receiver on this machine (the two-legged example's backend) must work.
+    webhooks: { allowPrivate: true },
   });
   try {
     const account = { username: DEMO_USERNAME, password: demoPassword(dataDir) };

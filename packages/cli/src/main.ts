@@ -95,6 +95,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       false,
     )
     .option(
+      "--webhooks-allow-private",
+      "let webhooks reach loopback, private and link-local addresses (development only)",
+      false,
+    )
+    .option(
       "--claim-code-ttl <seconds>",
       "claim code lifetime in seconds",
       integer("claim-code-ttl", { min: 1, max: 31_536_000 }),
@@ -127,6 +132,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         heartbeatMs: number;
         deadAfterMs?: number;
         cryptoWorkers?: number;
+        webhooksAllowPrivate: boolean;
       }) => {
         const cloud = await serve(
           {

@@ -29,6 +29,8 @@ export interface ServeOptions {
   deadAfterMs?: number | undefined;
   /** Worker threads for handshake crypto (0: on the event loop). @default the machine's cores */
   cryptoWorkers?: number | undefined;
+  /** Let webhooks reach loopback and private addresses (development only). */
+  webhooksAllowPrivate?: boolean;
 }
 
 /** Starts the cloud for `roost serve` and reports where it listens. */
@@ -51,6 +53,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     deadAfterMs: options.deadAfterMs,
     cryptoWorkers: options.cryptoWorkers,
     consoleDir: findConsoleDir(),
+    webhooks: { allowPrivate: options.webhooksAllowPrivate ?? false },
   });
   const storage = `${options.databaseUrl ? "PostgreSQL" : `SQLite in ${resolve(options.data)}`}${options.natsUrl ? `, events over NATS as ${cloud.natsPrefix ?? ""}` : ""}`;
   print(
@@ -68,5 +71,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,
   );
   if (cloud.consoleUrl) print(`Web console: ${cloud.consoleUrl}`);
+  if (options.webhooksAllowPrivate)
+    print("Webhooks may reach loopback and private addresses (--webhooks-allow-private: development only)");
   return cloud;
 }

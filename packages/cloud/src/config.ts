@@ -60,6 +60,32 @@ export interface RetentionConfig {
   readonly claimPresentationWindowMs: number;
 }
 
+/** Webhook delivery: where it may go, how often it retries, and how much one account may send. @see docs/webhooks.md */
+export interface WebhookConfig {
+  /** Deliver to loopback, private, link-local and metadata addresses (development only). @default false */
+  readonly allowPrivate: boolean;
+  /** Time for a receiver to answer one request, in ms. @default 20000 */
+  readonly requestTimeoutMs: number;
+  /** First retry delay in ms; each further retry doubles it (with jitter). @default 1000 */
+  readonly retryBaseMs: number;
+  /** Longest delay between two attempts in ms (also the cap on `Retry-After`). @default 300000 (5 minutes) */
+  readonly retryMaxMs: number;
+  /** A delivery not done this long after its event is given up, in ms. @default 21600000 (6 hours) */
+  readonly giveUpAfterMs: number;
+  /** Consecutive failed attempts after which a hook is throttled (paused, deliveries kept). @default 10 */
+  readonly throttleAfterFailures: number;
+  /** How long a throttled hook pauses, in ms; doubles each further failure, up to `retryMaxMs`. @default 30000 */
+  readonly throttleMs: number;
+  /** Consecutive failed attempts after which a hook is disabled with a reason. @default 100 */
+  readonly disableAfterFailures: number;
+  /** Requests one hook may have in flight on one node. @default 2 */
+  readonly perHookConcurrency: number;
+  /** Requests per second one account (user or product) may send, across its hooks, per node. @default 50 */
+  readonly accountRatePerSecond: number;
+  /** How often a node looks for due deliveries it was not told about (retries, other nodes' events), in ms. @default 1000 */
+  readonly pollMs: number;
+}
+
 /** Everything the cloud needs, validated once by the entry point and frozen. */
 export interface CloudConfig {
   /** SQLite file path, or `:memory:`; ignored when `databaseUrl` is set. */
@@ -100,13 +126,16 @@ export interface CloudConfig {
   readonly clock: Clock;
   /** pino log level, or `silent`. @default "info" */
   readonly logLevel: string;
+  /** Webhook delivery. */
+  readonly webhooks: WebhookConfig;
 }
 
 /** The options a caller may set; every omitted one takes its documented default. */
-export type CloudOptions = Partial<Omit<CloudConfig, "rateLimits" | "http" | "retention">> & {
+export type CloudOptions = Partial<Omit<CloudConfig, "rateLimits" | "http" | "retention" | "webhooks">> & {
   rateLimits?: Partial<RateLimitConfig>;
   http?: Partial<HttpLimitsConfig>;
   retention?: Partial<RetentionConfig>;
+  webhooks?: Partial<WebhookConfig>;
 };
 
 /** Applies defaults and freezes the result. */
@@ -129,6 +158,7 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     rateLimits = {},
     http = {},
     retention = {},
+    webhooks = {},
   } = options;
   const httpLimits: HttpLimitsConfig = {
     requestTimeoutMs: 30_000,
@@ -189,5 +219,19 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     }),
     http: Object.freeze(httpLimits),
     retention: Object.freeze(retentionConfig),
+    webhooks: Object.freeze({
+      allowPrivate: false,
+      requestTimeoutMs: 20_000,
+      retryBaseMs: 1000,
+      retryMaxMs: 300_000,
+      giveUpAfterMs: 21_600_000,
+      throttleAfterFailures: 10,
+      throttleMs: 30_000,
+      disableAfterFailures: 100,
+      perHookConcurrency: 2,
+      accountRatePerSecond: 50,
+      pollMs: 1000,
+      ...webhooks,
+    }),
   });
 }

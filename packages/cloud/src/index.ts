@@ -6,6 +6,7 @@ export type {
   HttpLimitsConfig,
   RateLimitConfig,
   RetentionConfig,
+  WebhookConfig,
 } from "./config.js";
 export { startCloud } from "./server.js";
 export { SIGN_IN_LINK_CLIENT_ID } from "./services/tokens.js";
@@ -32,3 +33,7 @@ export type { NatsBusOptions } from "./events/nats-bus.js";
 export type { CloudEvent } from "./events/model.js";
 export { DtlsServer, DtlsSession } from "./gateway/dtls-server.js";
 export type { DtlsServerOptions, DtlsSessionState, PeerAddress } from "./gateway/dtls-server.js";
+export { DEVICE_CLAIMED_EVENT, DEVICE_TRANSFERRED_EVENT, DEVICE_UNCLAIMED_EVENT } from "./events/model.js";
+export type { WebhookDispatcher } from "./webhooks/dispatcher.js";
+export { HOOK_COREID } from "./webhooks/dispatcher.js";
+export { DELIVERY_HEADER, REPLAY_HEADER, SIGNATURE_HEADER } from "./webhooks/template.js";

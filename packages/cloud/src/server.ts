@@ -25,6 +25,7 @@ import type { Services } from "./services/index.js";
 import { createServices } from "./services/index.js";
 import type { Storage } from "./storage/database.js";
 import { openStorage } from "./storage/database.js";
+import { WebhookDispatcher } from "./webhooks/dispatcher.js";
 
 /** How to start a cloud node. */
 export interface StartCloudOptions extends CloudOptions {
@@ -58,6 +59,8 @@ export interface StartCloudOptions extends CloudOptions {
   cryptoWorkers?: number | undefined;
   /** Folder of the built web console (`@roost/console`'s `dist`), served at `/console/`. @default none */
   consoleDir?: string | undefined;
+  /** Run this node's webhook dispatcher (every node of a cluster may; each delivery goes out once). @default true */
+  deliverWebhooks?: boolean;
 }
 
 /** A running cloud node. Dispose it (or call `close`) to stop it. */
@@ -79,6 +82,8 @@ export interface RunningCloud extends AsyncDisposable {
   readonly membership: Membership;
   /** The NATS subject prefix in use, if the bus is NATS. */
   readonly natsPrefix: string | undefined;
+  /** This node's webhook dispatcher, unless started with `deliverWebhooks: false`. */
+  readonly webhooks: WebhookDispatcher | undefined;
   close(): Promise<void>;
 }
 
@@ -100,6 +105,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     deadAfterMs,
     cryptoWorkers,
     consoleDir,
+    deliverWebhooks = true,
     ...cloudOptions
   } = options;
   let sqliteFile = cloudOptions.sqliteFile;
@@ -237,6 +243,17 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
       .catch((error: unknown) => logger.warn({ err: error }, "attempt-log sweep failed"));
   }, config.retention.sweepIntervalMs);
   sweep.unref();
+  const webhooks = deliverWebhooks
+    ? new WebhookDispatcher({
+        db: storage.db,
+        config,
+        dialect: storage.dialect,
+        bus: services.bus,
+        webhooks: services.webhooks,
+        logger,
+      })
+    : undefined;
+  webhooks?.start();
   const address = app.server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
@@ -244,6 +261,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   const close = () =>
     (closed ??= (async () => {
       clearInterval(sweep);
+      await webhooks?.stop();
       await gateway?.close();
       await membership.stop();
       await app.close();
@@ -262,6 +280,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     serverKey,
     membership,
     natsPrefix,
+    webhooks,
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -2,6 +2,7 @@
 // Every call below goes through api-js itself (its URL building, body encoding and error mapping), except
 // product creation, which api-js has no method for. @see spec/cloud-api.md §1–§4, §6
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
 import Particle from "particle-api-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -32,7 +33,8 @@ let cloud: RunningCloud;
 let particle: Particle;
 
 beforeAll(async () => {
-  cloud = await startTestCloud();
+  // The webhook test delivers to a receiver on 127.0.0.1, which needs the development flag.
+  cloud = await startTestCloud({ webhooks: { allowPrivate: true, retryBaseMs: 20, pollMs: 50 } });
   particle = new Particle({ baseUrl: cloud.url });
 });
 
@@ -572,5 +574,100 @@ describe("particle-api-js against Roost: products and customers", () => {
     expect(refused.statusCode).toBe(404);
     expect(refused.body.errors).toContain("Device is not connected");
     expect(await myDevices(customerToken)).toEqual([]);
+  });
+});
+
+describe("particle-api-js webhooks (createWebhook, listWebhooks, deleteWebhook) against Roost", () => {
+  it("creates user and product hooks with the Hook options, lists, delivers through one and deletes them", async () => {
+    const { token } = await apiJsUser("hooks");
+    const product = await productWithClient(token);
+    const requests: { method: string; url: string; headers: Record<string, unknown>; body: string }[] = [];
+    let arrived!: () => void;
+    const delivered = new Promise<void>((resolve) => (arrived = resolve));
+    const receiver = createServer((request, response) => {
+      let body = "";
+      request.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+      request.on("end", () => {
+        requests.push({
+          method: request.method ?? "",
+          url: request.url ?? "",
+          headers: request.headers,
+          body,
+        });
+        response.end();
+        arrived();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", () => resolve()));
+    const address = receiver.address();
+    const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+    try {
+      const created = await particle.createWebhook({
+        event: "meter",
+        url: `${url}/meter`,
+        auth: token,
+        noDefaults: true,
+        hook: {
+          method: "PUT",
+          headers: { "X-Meter": "{{{PARTICLE_EVENT_NAME}}}" },
+          query: { device: "{{{PARTICLE_DEVICE_ID}}}" },
+          form: { reading: "{{{PARTICLE_EVENT_VALUE}}}" },
+          auth: { username: "meter", password: "secret" },
+          responseEvent: "meter-answer",
+        },
+      });
+      expect(created.statusCode).toBe(200);
+      expect(created.body).toMatchObject({
+        ok: true,
+        id: expect.stringMatching(/^[0-9a-f]{24}$/),
+        url: `${url}/meter`,
+        event: "meter",
+        created_at: expect.any(String),
+        hookUrl: expect.stringContaining("/v1/webhooks/"),
+      });
+      const forProduct = await particle.createWebhook({
+        event: "roost/",
+        url: `${url}/claims`,
+        product: product.slug,
+        auth: token,
+      });
+      expect(forProduct.body.ok).toBe(true);
+
+      const listed = await particle.listWebhooks({ auth: token });
+      expect(listed.body).toEqual([
+        expect.objectContaining({
+          id: created.body.id,
+          event: "meter",
+          url: `${url}/meter`,
+          requestType: "PUT",
+          created_at: created.body.created_at,
+          responseTopic: "meter-answer",
+          noDefaults: true,
+        }),
+      ]);
+      const productHooks = await particle.listWebhooks({ product: product.id, auth: token });
+      expect(productHooks.body.map((hook: { id: string }) => hook.id)).toEqual([forProduct.body.id]);
+
+      await particle.publishEvent({ name: "meter/1", data: "42", isPrivate: true, auth: token });
+      await delivered;
+      expect(requests[0]).toMatchObject({ method: "PUT", body: "reading=42" });
+      expect(requests[0]?.url).toBe("/meter?device=api");
+      expect(requests[0]?.headers).toMatchObject({
+        "x-meter": "meter/1",
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Basic ${Buffer.from("meter:secret").toString("base64")}`,
+      });
+
+      const removed = await particle.deleteWebhook({ hookId: created.body.id, auth: token });
+      expect(removed.statusCode).toBe(200);
+      expect((await particle.listWebhooks({ auth: token })).body).toEqual([]);
+      await particle.deleteWebhook({ hookId: forProduct.body.id, product: product.slug, auth: token });
+      expect((await particle.listWebhooks({ product: product.id, auth: token })).body).toEqual([]);
+      const missing = await rejection(particle.deleteWebhook({ hookId: created.body.id, auth: token }));
+      expect(missing.statusCode).toBe(404);
+      expect(missing.body).toMatchObject({ ok: false, error: "Webhook not found" });
+    } finally {
+      await new Promise((resolve) => receiver.close(resolve));
+    }
   });
 });

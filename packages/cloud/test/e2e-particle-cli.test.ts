@@ -3,6 +3,7 @@
 // `~/.particle/profile.json`. @see spec/cloud-api.md §1.6, §1.4, §4
 import { spawn, spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,7 +44,8 @@ let cloud: RunningCloud;
 const homes: string[] = [];
 
 beforeAll(async () => {
-  cloud = await startTestCloud();
+  // The webhook tests deliver to receivers on 127.0.0.1, which needs the development flag.
+  cloud = await startTestCloud({ webhooks: { allowPrivate: true, retryBaseMs: 20, pollMs: 50 } });
 });
 
 afterAll(async () => {
@@ -391,4 +393,91 @@ describe("particle-cli against Roost", () => {
     expect(list.code).not.toBe(0);
     expect(list.stdout).toContain("You're not logged in");
   });
+});
+
+describe("particle-cli webhook commands against Roost (docs/webhooks.md)", () => {
+  it(
+    "creates a hook from arguments and from a JSON file, lists both, delivers an event with the file's template, and deletes them",
+    { timeout: CLI_TEST_TIMEOUT_MS },
+    async () => {
+      const { username, token } = await signUpAndLogin(cloud);
+      const home = await cliHome();
+      expect((await particle(home, ["login", "--username", username, "--password", PASSWORD])).code).toBe(0);
+
+      // A real receiver for the delivery.
+      const bodies: { url: string; headers: Record<string, unknown>; body: string }[] = [];
+      let arrived!: () => void;
+      const delivered = new Promise<void>((resolve) => (arrived = resolve));
+      const receiver = createServer((request, response) => {
+        let body = "";
+        request.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+        request.on("end", () => {
+          bodies.push({ url: request.url ?? "", headers: request.headers, body });
+          response.end("thanks");
+          arrived();
+        });
+      });
+      await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", () => resolve()));
+      const address = receiver.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+
+      try {
+        const simple = await particle(home, ["webhook", "create", "door", `http://127.0.0.1:${port}/simple`]);
+        expect(simple.code).toBe(0);
+        const simpleId = /Successfully created webhook with ID ([0-9a-f]{24})/.exec(simple.stdout)?.[1];
+        expect(simpleId).toBeDefined();
+
+        const file = join(home, "hook.json");
+        await writeFile(
+          file,
+          JSON.stringify({
+            event: "temp",
+            url: `http://127.0.0.1:${port}/from-file`,
+            requestType: "PUT",
+            json: { reading: "{{{PARTICLE_EVENT_VALUE}}}", device: "{{{PARTICLE_DEVICE_ID}}}" },
+            headers: { "X-Source": "particle-cli" },
+            noDefaults: true,
+          }),
+        );
+        const fromFile = await particle(home, ["webhook", "create", file]);
+        expect(fromFile.code).toBe(0);
+        expect(fromFile.stdout).toContain(`Using settings from the file ${file}`);
+        const fileId = /Successfully created webhook with ID ([0-9a-f]{24})/.exec(fromFile.stdout)?.[1];
+        expect(fileId).toBeDefined();
+
+        const list = await particle(home, ["webhook", "list"]);
+        expect(list.code).toBe(0);
+        expect(list.stdout).toContain("Found 2 hooks registered");
+        expect(list.stdout).toContain(`Hook ID ${simpleId} is watching for "door"`);
+        expect(list.stdout).toContain(`Hook ID ${fileId} is watching for "temp"`);
+        expect(list.stdout).toContain(`and sending to: http://127.0.0.1:${port}/from-file`);
+
+        // An event of the user triggers the file's hook with its template.
+        const published = await call(cloud, {
+          method: "POST",
+          path: "/v1/devices/events",
+          token,
+          json: { name: "temp/outside", data: "-3.5", private: true },
+        });
+        expect(published.status).toBe(200);
+        await delivered;
+        expect(bodies[0]?.url).toBe("/from-file");
+        expect(bodies[0]?.headers["x-source"]).toBe("particle-cli");
+        expect(JSON.parse(bodies[0]?.body ?? "")).toEqual({ reading: "-3.5", device: "api" });
+
+        for (const id of [simpleId, fileId]) {
+          const removed = await particle(home, ["webhook", "delete", id ?? ""]);
+          expect(removed.code).toBe(0);
+          expect(removed.stdout).toContain("Successfully deleted webhook!");
+        }
+        const empty = await particle(home, ["webhook", "list"]);
+        expect(empty.stdout).toContain("Found 0 hooks registered");
+        const missing = await particle(home, ["webhook", "delete", simpleId ?? ""]);
+        expect(missing.code).not.toBe(0);
+        expect(missing.stderr + missing.stdout).toContain("Webhook not found");
+      } finally {
+        await new Promise((resolve) => receiver.close(resolve));
+      }
+    },
+  );
 });

@@ -251,6 +251,16 @@ function defineStorageConformance(backend: BackendFactory): void {
           claimId === null
             ? null
             : expect.objectContaining({ kind: expect.stringMatching(/^(user|customer)$/) }),
+        // The code's owner hears of the attempt; nobody hears of a code nobody issued.
+        events:
+          claimId === null
+            ? []
+            : [
+                expect.objectContaining({
+                  name: "roost/claim/attempt",
+                  coreid: presentation.deviceId.toLowerCase(),
+                }),
+              ],
       });
       const after = await claimState();
       expect(after.devices).toEqual(before.devices);
@@ -1205,6 +1215,18 @@ function defineStorageConformance(backend: BackendFactory): void {
           claimId: code.claim_id,
           owner,
           codeOwner: owner,
+          events: [
+            expect.objectContaining({
+              name: "roost/claim/attempt",
+              ownerUserId: user.id,
+              webhooksQueued: true,
+            }),
+            expect.objectContaining({
+              name: "roost/device/claimed",
+              ownerUserId: user.id,
+              webhooksQueued: true,
+            }),
+          ],
         });
         const row = await deviceRow(device.id);
         expect(row).toMatchObject({
@@ -1245,6 +1267,30 @@ function defineStorageConformance(backend: BackendFactory): void {
           claimId: code.claim_id,
           owner,
           codeOwner: owner,
+          // The customer's product hears of the claim too: its backend's webhooks.
+          events: [
+            expect.objectContaining({
+              name: "roost/claim/attempt",
+              ownerCustomerId: customer.id,
+              productId: product.id,
+            }),
+            expect.objectContaining({
+              name: "roost/device/claimed",
+              ownerCustomerId: customer.id,
+              productId: product.id,
+              data: JSON.stringify({
+                device_id: device.id,
+                claim_id: code.claim_id,
+                source: "api",
+                owner: {
+                  kind: "customer",
+                  customer_id: customer.id,
+                  email: customer.email,
+                  product_id: product.id,
+                },
+              }),
+            }),
+          ],
         });
         expect(await deviceRow(device.id)).toMatchObject({
           owner_customer_id: customer.id,
@@ -1373,6 +1419,7 @@ function defineStorageConformance(backend: BackendFactory): void {
           claimId: code.claim_id,
           owner: null,
           codeOwner: owner,
+          events: [expect.objectContaining({ name: "roost/claim/attempt" })],
         });
         const after = await claimState();
         expect(after.devices).toEqual(before.devices);
@@ -1399,6 +1446,8 @@ function defineStorageConformance(backend: BackendFactory): void {
           claimId: second.claim_id,
           owner,
           codeOwner: owner,
+          // Already the owner's: an attempt, but no new claim.
+          events: [expect.objectContaining({ name: "roost/claim/attempt" })],
         });
         expect(await deviceRow(device.id)).toMatchObject({ owner_user_id: user.id, claimed_at: claimedAt });
         expect(await codeRow(second.claim_id)).toMatchObject({ used_at: clock.now, device_id: device.id });
@@ -1526,6 +1575,72 @@ function defineStorageConformance(backend: BackendFactory): void {
     });
 
     // ---- lockout --------------------------------------------------------------------------------------
+
+    describe("webhook queue", () => {
+      it("queues a claim's webhook deliveries in the claim's transaction, and only the attempt for a refusal", async () => {
+        const { principal, owner, user } = await newUser();
+        const hook = await services.webhooks.create({
+          owner: { kind: "user", userId: user.id },
+          fields: { event: "roost/", url: "https://example.com/claims" },
+          resolveDevice: () => Promise.reject(new Error("no device filter")),
+        });
+        const queued = () =>
+          storage.db
+            .selectFrom("webhook_deliveries")
+            .select(["event_name", "status"])
+            .where("hook_id", "=", hook.row.id)
+            .orderBy("seq")
+            .execute();
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code });
+        expect(await queued()).toEqual([
+          { event_name: "roost/claim/attempt", status: "pending" },
+          { event_name: "roost/device/claimed", status: "pending" },
+        ]);
+        // Another device presenting the spent code: refused, and only the attempt is queued.
+        const other = await registerDevice(principal);
+        await services.claims.claimByCode({ deviceId: other.id, code: code.claim_code });
+        expect((await queued()).map((row) => row.event_name)).toEqual([
+          "roost/claim/attempt",
+          "roost/device/claimed",
+          "roost/claim/attempt",
+        ]);
+      });
+
+      it("leaves no delivery behind when the transaction it was queued in rolls back", async () => {
+        const { principal, owner, user } = await newUser();
+        await services.webhooks.create({
+          owner: { kind: "user", userId: user.id },
+          fields: { event: "roost/device/", url: "https://example.com/claims" },
+          resolveDevice: () => Promise.reject(new Error("no device filter")),
+        });
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        const before = await storage.db.selectFrom("webhook_deliveries").select("id").execute();
+        await expect(
+          storage.db.transaction().execute(async (trx) => {
+            await services.webhooks.enqueue(
+              {
+                name: "roost/device/claimed",
+                data: "{}",
+                ttl: 60,
+                publishedAt: new Date(clock.now).toISOString(),
+                coreid: device.id,
+                isPublic: false,
+                ownerUserId: user.id,
+                ownerCustomerId: null,
+                productId: null,
+              },
+              trx,
+            );
+            throw new Error("the state change failed");
+          }),
+        ).rejects.toThrow("the state change failed");
+        expect(await storage.db.selectFrom("webhook_deliveries").select("id").execute()).toEqual(before);
+        expect(code.claim_code).toHaveLength(63);
+      });
+    });
 
     describe("lockout", () => {
       it(`counts failures per IP and blocks an IP once it reaches ${LOCKOUT_FAILURES} consecutive failures`, async () => {

@@ -11,3 +11,4 @@ export * from "./postgres.js";
 export * from "./products.js";
 export * from "./softap-setup.js";
 export * from "./streams.js";
+export * from "./receiver.js";

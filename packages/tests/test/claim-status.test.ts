@@ -81,7 +81,8 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
       ["claimed", claimedDevice],
     ]);
     const deadline = Date.now() + 3000;
-    while (!text.includes('\\"outcome\\":\\"claimed\\"') && Date.now() < deadline)
+    // The claim itself comes last (`roost/device/claimed`, after the attempt).
+    while (!text.includes("event: roost/device/claimed") && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 20));
     await stream.close();
     const events = [...text.matchAll(/event: (\S+)\ndata: (.+)\n\n/g)].map((match) => [
@@ -95,7 +96,22 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
       ],
       [
         CLAIM_ATTEMPT_EVENT,
-        { claim_id: code.claim_id, device_id: claimedDevice, outcome: "claimed", reason: "claimed" },
+        {
+          claim_id: code.claim_id,
+          device_id: claimedDevice,
+          outcome: "claimed",
+          reason: "claimed",
+          owner: { kind: "user", user_id: expect.any(String), username: expect.stringMatching(/^owner-/) },
+        },
+      ],
+      [
+        "roost/device/claimed",
+        {
+          device_id: claimedDevice,
+          claim_id: code.claim_id,
+          source: "gateway",
+          owner: { kind: "user", user_id: expect.any(String), username: expect.stringMatching(/^owner-/) },
+        },
       ],
     ]);
   });

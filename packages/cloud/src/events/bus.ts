@@ -8,7 +8,8 @@ export type DeviceCommand =
   | { readonly kind: "ping" }
   /** The device's owner or product changed: re-read it so events route to the new owner. */
   | { readonly kind: "refresh" }
-  | { readonly kind: "event"; readonly event: CloudEvent };
+  /** An event for the device; `direct` skips the owner check (a webhook answer to the device that triggered it). */
+  | { readonly kind: "event"; readonly event: CloudEvent; readonly direct?: boolean };
 
 /** The answer to a {@link DeviceCommand}. */
 export type DeviceCommandResult =

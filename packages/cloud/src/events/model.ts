@@ -21,7 +21,26 @@ export interface CloudEvent {
   readonly ownerCustomerId: string | null;
   /** The device's (or the publishing product's) product, if any. */
   readonly productId: number | null;
+  /**
+   * Set when the event's webhook deliveries were queued in the transaction of the state change it reports
+   * (a claim): publishing it then queues nothing more.
+   */
+  readonly webhooksQueued?: boolean;
 }
+
+/** Roost's event to a claim code's owner about each attempt to use it. @see DESIGN.md "Beyond the anchors" 1 */
+export const CLAIM_ATTEMPT_EVENT = "roost/claim/attempt";
+
+/**
+ * Roost's claim lifecycle events, to the device's (new or former) owner and its product: streams and
+ * webhooks. Data is JSON `{device_id, owner}` (and `claim_id`, `source`, `from` where they apply).
+ * @see docs/webhooks.md "Claim lifecycle events"
+ */
+export const DEVICE_CLAIMED_EVENT = "roost/device/claimed";
+/** A device lost its owner (unclaimed by it, or removed from the product). @see {@link DEVICE_CLAIMED_EVENT} */
+export const DEVICE_UNCLAIMED_EVENT = "roost/device/unclaimed";
+/** A device changed hands by an approved transfer. @see {@link DEVICE_CLAIMED_EVENT} */
+export const DEVICE_TRANSFERRED_EVENT = "roost/device/transferred";
 
 /** Longest event name. @see spec/cloud-api.md §5.3 */
 export const MAX_EVENT_NAME_LENGTH = 64;

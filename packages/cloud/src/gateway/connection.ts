@@ -93,8 +93,7 @@ const CLAIM_CONFIRM_EVENT = "spark/device/claim/confirm";
 
 const CLAIM_CODE_EVENT = "spark/device/claim/code";
 
-/** Roost's event to a claim code's owner about each attempt to use it. @see DESIGN.md "Beyond the anchors" 1 */
-export const CLAIM_ATTEMPT_EVENT = "roost/claim/attempt";
+export { CLAIM_ATTEMPT_EVENT } from "../events/model.js";
 
 /** Throttle for `last_heard` writes: at most one per device per this many ms. */
 const LAST_HEARD_WRITE_INTERVAL_MS = 60_000;
@@ -241,8 +240,12 @@ export class DeviceSession {
   }
 
   /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
-  deliver(event: CloudEvent): void {
-    if (this.#context.routes.wantedBy(this, event))
+  deliver(event: CloudEvent, options: { direct?: boolean } = {}): void {
+    // `direct`: a webhook's answer to the device that triggered it, which asked for it by prefix alone.
+    const wanted = options.direct
+      ? this.#context.routes.subscribedTo(this, event.name)
+      : this.#context.routes.wantedBy(this, event);
+    if (wanted)
       this.sendEvent({ name: event.name, data: event.data ?? "", isPublic: event.isPublic, ttl: event.ttl });
   }
 
@@ -308,7 +311,7 @@ export class DeviceSession {
       case "ping":
         return { ok: true, value: true };
       case "event":
-        this.deliver(command.event);
+        this.deliver(command.event, { direct: command.direct });
         return { ok: true };
       case "refresh":
         await this.refresh();
@@ -459,26 +462,9 @@ export class DeviceSession {
       this.sendEvent({ name: CLAIM_CONFIRM_EVENT, data: "", isPublic: false });
       await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
     }
-    if (result.codeOwner && result.claimId) {
-      // The code's owner hears of every attempt, successful or not (Roost's claim timeline).
-      const owner = result.codeOwner;
-      await this.#context.services.bus.publish({
-        name: CLAIM_ATTEMPT_EVENT,
-        data: JSON.stringify({
-          claim_id: result.claimId,
-          device_id: this.deviceId,
-          outcome: result.ok ? "claimed" : "refused",
-          reason: result.reason,
-        }),
-        ttl: 60,
-        publishedAt: new Date(this.#context.services.config.clock()).toISOString(),
-        coreid: this.deviceId,
-        isPublic: false,
-        ownerUserId: owner.kind === "user" ? owner.userId : null,
-        ownerCustomerId: owner.kind === "customer" ? owner.customerId : null,
-        productId: owner.kind === "customer" ? owner.productId : null,
-      });
-    }
+    // The code's owner hears of every attempt (Roost's claim timeline), and of the claim itself; their
+    // webhook deliveries were queued in the claim's transaction.
+    for (const event of result.events) await this.#context.services.bus.publish(event);
     return result;
   }
 

@@ -127,6 +127,14 @@ export class SubscriptionIndex<S> {
     );
   }
 
+  /** Whether one of `subscriber`'s subscriptions has a prefix of `name`, whatever the scope. */
+  subscribedTo(subscriber: S, name: string): boolean {
+    const entry = this.#entries.get(subscriber);
+    return (
+      entry !== undefined && entry.subscriptions.some((subscription) => name.startsWith(subscription.prefix))
+    );
+  }
+
   /** Every subscriber with at least one subscription that {@link wants} the event, once each. */
   match(event: CloudEvent): Set<S> {
     const found = new Set<S>();

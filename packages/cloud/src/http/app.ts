@@ -28,6 +28,7 @@ import type { GatewayAddress } from "./routes/roost.js";
 import { registerClaimStatusRoutes, registerRoostRoutes } from "./routes/roost.js";
 import { registerTransferRoutes } from "./routes/transfers.js";
 import { registerUserRoutes } from "./routes/users.js";
+import { registerWebhookRoutes } from "./routes/webhooks.js";
 import { BadTextError, checkUrl, decodeBody, findBadText, parseForm } from "./text-input.js";
 
 /** Turns framework errors (body parsing, limits) into Roost's codes; everything else stays as thrown. */
@@ -231,6 +232,7 @@ export async function createHttpApp(options: {
   registerHealthRoutes(app, services);
   registerClaimStatusRoutes(app, services);
   registerTransferRoutes(app, services);
+  registerWebhookRoutes(app, services);
   if (options.consoleDir !== undefined) await registerConsoleRoutes(app, { root: options.consoleDir });
   return app;
 }

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from "fastify";
 
 import { AppError, BadRequestError, ForbiddenError, InvalidTokenError, NotFoundError } from "../errors.js";
+import { DEVICE_UNCLAIMED_EVENT } from "../events/model.js";
 import type { Services } from "../services/index.js";
 import type { Principal } from "../services/principal.js";
 import type { Product } from "../services/products.js";
@@ -148,5 +149,40 @@ export async function deviceChanged(services: Services, deviceId: string): Promi
     deviceId: deviceId.toLowerCase(),
     command: { kind: "refresh" },
     timeoutMs: 2000,
+  });
+}
+
+/**
+ * Tells a device's former owner and its product that the device was unclaimed (streams and webhooks).
+ * @see docs/webhooks.md "Claim lifecycle events"
+ */
+export async function announceUnclaimed(
+  services: Services,
+  device: {
+    id: string;
+    owner_user_id: string | null;
+    owner_customer_id: string | null;
+    product_id: number | null;
+  },
+  reason: "unclaimed" | "removed_from_product",
+): Promise<void> {
+  if (device.owner_user_id === null && device.owner_customer_id === null) return;
+  await services.bus.publish({
+    name: DEVICE_UNCLAIMED_EVENT,
+    data: JSON.stringify({
+      device_id: device.id,
+      reason,
+      owner:
+        device.owner_user_id !== null
+          ? { kind: "user", user_id: device.owner_user_id }
+          : { kind: "customer", customer_id: device.owner_customer_id, product_id: device.product_id },
+    }),
+    ttl: 60,
+    publishedAt: new Date(services.config.clock()).toISOString(),
+    coreid: device.id,
+    isPublic: false,
+    ownerUserId: device.owner_user_id,
+    ownerCustomerId: device.owner_customer_id,
+    productId: device.product_id,
   });
 }

@@ -4,8 +4,12 @@ import { normalizeDeviceId } from "@roost/protocol";
 
 import type { CloudConfig } from "../config.js";
 import { AppError } from "../errors.js";
+import type { EventBus } from "../events/bus.js";
+import type { CloudEvent } from "../events/model.js";
+import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
 import type { ClaimCodesTable, Database } from "../storage/schema.js";
+import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
 import type { Owner } from "./principal.js";
 import type { RetentionService } from "./retention.js";
@@ -45,6 +49,11 @@ export interface ClaimResult {
   readonly owner: Owner | null;
   /** Whose code it was, when the code was recognised: that account is told about the attempt. */
   readonly codeOwner: Owner | null;
+  /**
+   * What to publish once committed: the attempt to the code's owner and, on a claim, `roost/device/claimed`.
+   * Their webhook deliveries are already queued (in the claim's transaction).
+   */
+  readonly events: readonly CloudEvent[];
 }
 
 /** Where a claim code stands. @see DESIGN.md "Beyond the anchors" 1–2 */
@@ -126,6 +135,8 @@ export class ClaimService {
   readonly #config: CloudConfig;
   readonly #devices: DeviceService;
   readonly #transfers: TransferService;
+  readonly #webhooks: WebhookService | undefined;
+  readonly #bus: EventBus | undefined;
   readonly #retention: RetentionService;
 
   constructor(options: {
@@ -133,13 +144,73 @@ export class ClaimService {
     config: CloudConfig;
     devices: DeviceService;
     transfers: TransferService;
+    /** Where claim events' webhook deliveries are queued, in the claim's transaction. */
+    webhooks?: WebhookService;
+    /** Where `claimById` publishes `roost/device/claimed`. */
+    bus?: EventBus;
     retention: RetentionService;
   }) {
     this.#db = options.db;
     this.#config = options.config;
     this.#devices = options.devices;
     this.#transfers = options.transfers;
+    this.#webhooks = options.webhooks;
+    this.#bus = options.bus;
     this.#retention = options.retention;
+  }
+
+  /** An event to an owner (and its product) about a device, stamped now. */
+  #ownerEvent(options: {
+    name: string;
+    deviceId: string;
+    owner: Owner;
+    data: Record<string, unknown>;
+  }): CloudEvent {
+    const { owner } = options;
+    return {
+      name: options.name,
+      data: JSON.stringify(options.data),
+      ttl: 60,
+      publishedAt: new Date(this.#config.clock()).toISOString(),
+      coreid: options.deviceId,
+      isPublic: false,
+      ownerUserId: owner.kind === "user" ? owner.userId : null,
+      ownerCustomerId: owner.kind === "customer" ? owner.customerId : null,
+      productId: owner.kind === "customer" ? owner.productId : null,
+    };
+  }
+
+  /**
+   * Queues the events' webhook deliveries in `trx` and returns them marked so, for publishing after the
+   * commit. @see docs/webhooks.md "Claim lifecycle events"
+   */
+  async #queue(trx: Kysely<Database>, events: CloudEvent[]): Promise<CloudEvent[]> {
+    if (!this.#webhooks) return events;
+    for (const event of events) await this.#webhooks.enqueue(event, trx);
+    return events.map((event) => ({ ...event, webhooksQueued: true }));
+  }
+
+  /** Who an owner is, as claim events name it (the product backend knows its customers by e-mail). */
+  async describeOwner(owner: Owner, db: Kysely<Database> = this.#db): Promise<Record<string, unknown>> {
+    if (owner.kind === "user") {
+      const user = await db
+        .selectFrom("users")
+        .select("username")
+        .where("id", "=", owner.userId)
+        .executeTakeFirst();
+      return { kind: "user", user_id: owner.userId, username: user?.username ?? null };
+    }
+    const customer = await db
+      .selectFrom("customers")
+      .select("email")
+      .where("id", "=", owner.customerId)
+      .executeTakeFirst();
+    return {
+      kind: "customer",
+      customer_id: owner.customerId,
+      email: customer?.email ?? null,
+      product_id: owner.productId,
+    };
   }
 
   /** Attempts recorded for a device or a code since the start of the presentation window. */
@@ -283,17 +354,58 @@ export class ClaimService {
           throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
         await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
-        return { ok: true, reason, claimId: code.id, owner, codeOwner: owner };
+        const described = await this.describeOwner(owner, trx);
+        const events = [
+          this.#ownerEvent({
+            name: CLAIM_ATTEMPT_EVENT,
+            deviceId,
+            owner,
+            data: { claim_id: code.id, device_id: deviceId, outcome: "claimed", reason, owner: described },
+          }),
+        ];
+        if (!alreadyMine)
+          events.push(
+            this.#ownerEvent({
+              name: DEVICE_CLAIMED_EVENT,
+              deviceId,
+              owner,
+              data: { device_id: deviceId, claim_id: code.id, source, owner: described },
+            }),
+          );
+        return {
+          ok: true,
+          reason,
+          claimId: code.id,
+          owner,
+          codeOwner: owner,
+          events: await this.#queue(trx, events),
+        };
       });
     } catch (error) {
       if (!(error instanceof ClaimRefused)) throw error;
-      await this.#record(this.#db, { claimId, deviceId, outcome: "refused", reason: error.reason, source });
+      const reason = error.reason;
+      const codeOwnerOf: Owner | null = recognised;
+      const events = await this.#db.transaction().execute(async (trx) => {
+        await this.#record(trx, { claimId, deviceId, outcome: "refused", reason, source });
+        if (!codeOwnerOf || !claimId) return [];
+        const owner = codeOwnerOf;
+        const ok = reason === "already_owned";
+        return this.#queue(trx, [
+          this.#ownerEvent({
+            name: CLAIM_ATTEMPT_EVENT,
+            deviceId,
+            owner,
+            data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
+          }),
+        ]);
+      });
       return {
-        ok: error.reason === "already_owned",
-        reason: error.reason,
+        ok: reason === "already_owned",
+        reason,
         claimId,
         owner: null,
         codeOwner: recognised,
+        events,
       };
     }
   }
@@ -356,9 +468,23 @@ export class ClaimService {
         reason: ok ? "claimed" : "owned_by_other",
         source: "api",
       });
-      return ok;
+      if (!ok) return undefined;
+      return this.#queue(trx, [
+        this.#ownerEvent({
+          name: DEVICE_CLAIMED_EVENT,
+          deviceId: device.id,
+          owner,
+          data: {
+            device_id: device.id,
+            claim_id: null,
+            source: "api",
+            owner: await this.describeOwner(owner, trx),
+          },
+        }),
+      ]);
     });
     if (!bound) throw new AppError("DEVICE_OWNED_BY_OTHER", "That belongs to someone else.");
+    for (const event of bound) await this.#bus?.publish(event);
     return { ok: true, id: device.id, deviceID: device.id, user_id: ownerId, connected: true, claimed: true };
   }
 

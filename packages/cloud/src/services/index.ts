@@ -4,6 +4,7 @@ import type { CloudConfig } from "../config.js";
 import type { EventBus } from "../events/bus.js";
 import { InProcessEventBus } from "../events/bus.js";
 import type { Database } from "../storage/schema.js";
+import { WebhookService } from "../webhooks/service.js";
 import { AccountService } from "./accounts.js";
 import { ClaimService } from "./claims.js";
 import { DeviceService } from "./devices.js";
@@ -25,7 +26,35 @@ export interface Services {
   readonly lockout: LockoutService;
   readonly retention: RetentionService;
   readonly transfers: TransferService;
+  readonly webhooks: WebhookService;
+  /** The event bus; publishing an event also queues its webhook deliveries (see {@link withWebhooks}). */
   readonly bus: EventBus;
+}
+
+/**
+ * The bus every service publishes on: an event is published once, on the node where it happens, so that is
+ * where its webhook deliveries are queued (before it fans out to other nodes).
+ */
+function withWebhooks(bus: EventBus, webhooks: WebhookService): EventBus {
+  return {
+    async publish(event) {
+      if (event.webhooksQueued) webhooks.notifyQueued();
+      else await webhooks.enqueue(event);
+      await bus.publish(event);
+    },
+    subscribe: (handler) => bus.subscribe(handler),
+    serveDevice: (deviceId, handler) => bus.serveDevice(deviceId, handler),
+    requestDevice: (options) => bus.requestDevice(options),
+    announceSession: (claim) => bus.announceSession(claim),
+    onSessionClaim: (handler) => bus.onSessionClaim(handler),
+    get connected() {
+      return bus.connected;
+    },
+    onConnectionChange: (handler) => bus.onConnectionChange(handler),
+    notify: (notice) => bus.notify(notice),
+    onNotice: (handler) => bus.onNotice(handler),
+    close: () => bus.close(),
+  };
 }
 
 /** Wires the services together over a database. */
@@ -34,7 +63,9 @@ export function createServices(options: {
   config: CloudConfig;
   bus?: EventBus;
 }): Services {
-  const { bus = new InProcessEventBus(), ...rest } = options;
+  const { bus: rawBus = new InProcessEventBus(), ...rest } = options;
+  const webhooks = new WebhookService(rest);
+  const bus = withWebhooks(rawBus, webhooks);
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);
   const retention = new RetentionService(rest);
@@ -42,11 +73,12 @@ export function createServices(options: {
   return {
     ...rest,
     bus,
+    webhooks,
     accounts: new AccountService({ ...rest, tokens }),
     tokens,
     products: new ProductService(options),
     devices,
-    claims: new ClaimService({ ...rest, devices, transfers, retention }),
+    claims: new ClaimService({ ...rest, devices, transfers, retention, webhooks, bus }),
     lockout: new LockoutService(options),
     retention,
     transfers,

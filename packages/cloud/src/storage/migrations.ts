@@ -262,6 +262,95 @@ const dtlsSessions: Migration = {
   },
 };
 
+/**
+ * Webhooks (issue 13): the hooks, their queued deliveries (the durable outbox: a row is written when the event
+ * happens and leased by exactly one node to send), and each attempt's log line.
+ */
+function webhooks(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("webhooks")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("user_id", "text")
+        .addColumn("product_id", "integer")
+        .addColumn("event", "text", (c) => c.notNull())
+        .addColumn("url", "text", (c) => c.notNull())
+        .addColumn("request_type", "text", (c) => c.notNull())
+        .addColumn("device_id", "text")
+        .addColumn("settings", "text", (c) => c.notNull())
+        .addColumn("secret", "text", (c) => c.notNull())
+        .addColumn("disabled", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("disabled_reason", "text")
+        .addColumn("consecutive_failures", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("throttled_until", "bigint")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "bigint", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("webhooks_user").on("webhooks").column("user_id").execute();
+      await db.schema.createIndex("webhooks_product").on("webhooks").column("product_id").execute();
+      let deliveries = db.schema.createTable("webhook_deliveries");
+      deliveries =
+        dialect === "postgres"
+          ? deliveries.addColumn("seq", "bigserial", (c) => c.primaryKey())
+          : deliveries.addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement());
+      await deliveries
+        .addColumn("id", "text", (c) => c.notNull().unique())
+        .addColumn("hook_id", "text", (c) => c.notNull())
+        .addColumn("event", "text", (c) => c.notNull())
+        .addColumn("event_name", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("next_attempt_at", "bigint", (c) => c.notNull())
+        .addColumn("lease_owner", "text")
+        .addColumn("lease_until", "bigint")
+        .addColumn("replay_of", "text")
+        .addColumn("created_at", "bigint", (c) => c.notNull())
+        .addColumn("completed_at", "bigint")
+        .execute();
+      await db.schema
+        .createIndex("webhook_deliveries_due")
+        .on("webhook_deliveries")
+        .columns(["status", "next_attempt_at"])
+        .execute();
+      // Leasing reads one hook's pending rows in order; the log reads a hook's newest rows.
+      await db.schema
+        .createIndex("webhook_deliveries_hook_pending")
+        .on("webhook_deliveries")
+        .columns(["hook_id", "status", "seq"])
+        .execute();
+      await db.schema
+        .createIndex("webhook_deliveries_hook")
+        .on("webhook_deliveries")
+        .columns(["hook_id", "seq"])
+        .execute();
+      await db.schema
+        .createTable("webhook_attempts")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("delivery_id", "text", (c) => c.notNull())
+        .addColumn("hook_id", "text", (c) => c.notNull())
+        .addColumn("attempt", "integer", (c) => c.notNull())
+        .addColumn("at", "bigint", (c) => c.notNull())
+        .addColumn("status_code", "integer")
+        .addColumn("error", "text")
+        .addColumn("latency_ms", "integer", (c) => c.notNull())
+        .addColumn("response", "text")
+        .addColumn("node", "text", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex("webhook_attempts_hook")
+        .on("webhook_attempts")
+        .columns(["hook_id", "at"])
+        .execute();
+      await db.schema
+        .createIndex("webhook_attempts_delivery")
+        .on("webhook_attempts")
+        .column("delivery_id")
+        .execute();
+    },
+  };
+}
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -274,6 +363,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0009a_cluster_fencing": clusterFencing,
         "0010a_attempt_times": attemptTimes,
         "0012a_dtls_sessions": dtlsSessions,
+        "0013a_webhooks": webhooks(dialect),
       }),
   };
 }

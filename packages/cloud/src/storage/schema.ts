@@ -26,6 +26,61 @@ export interface Database {
   device_connection_attempts: DeviceConnectionAttemptsTable;
   rate_counters: RateCountersTable;
   stream_slots: StreamSlotsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
+}
+
+/** A webhook of a user (`user_id`) or a product (`product_id`). `settings` is the JSON of its templates. */
+export interface WebhooksTable {
+  id: string;
+  user_id: string | null;
+  product_id: number | null;
+  event: string;
+  url: string;
+  request_type: string;
+  device_id: string | null;
+  settings: string;
+  /** The HMAC signing key; kept as is because every request is signed with it (it is shown once, at creation). */
+  secret: string;
+  disabled: Generated<number>;
+  disabled_reason: string | null;
+  consecutive_failures: Generated<number>;
+  throttled_until: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** One event to send to one hook: the durable outbox row. `event` is the JSON of the event it carries. */
+export interface WebhookDeliveriesTable {
+  seq: Generated<number>;
+  id: string;
+  hook_id: string;
+  event: string;
+  event_name: string;
+  status: "pending" | "succeeded" | "failed";
+  attempts: Generated<number>;
+  next_attempt_at: number;
+  /** The node sending it now, until `lease_until`; an expired lease may be taken by any node. */
+  lease_owner: string | null;
+  lease_until: number | null;
+  replay_of: string | null;
+  created_at: number;
+  completed_at: number | null;
+}
+
+/** One attempt to send a delivery: the hook's delivery log. */
+export interface WebhookAttemptsTable {
+  id: string;
+  delivery_id: string;
+  hook_id: string;
+  attempt: number;
+  at: number;
+  status_code: number | null;
+  error: string | null;
+  latency_ms: number;
+  response: string | null;
+  node: string;
 }
 
 /** A Gen 3 device's DTLS session: keys and counters (JSON in `state`), its CID and last address. */

@@ -15,6 +15,7 @@ import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import { ownerOf } from "../../services/principal.js";
 import {
+  announceUnclaimed,
   authenticate,
   bodyOf,
   deviceChanged,
@@ -174,6 +175,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     const device = await devices.findAccessible(principal, param(request, "deviceIdOrName"));
     await devices.release(device.id);
     await deviceChanged(services, device.id);
+    await announceUnclaimed(services, device, "unclaimed");
     return { ok: true };
   });
 

@@ -6,6 +6,7 @@ import type { Services } from "../../services/index.js";
 import type { Fields } from "../request.js";
 import {
   administeredProduct,
+  announceUnclaimed,
   authenticate,
   bodyOf,
   deviceChanged,
@@ -127,8 +128,12 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const principal = await authenticate(services, request);
     const product = await administeredProduct(services, request, principal);
     const device = await devices.findInProduct(product.id, param(request, "deviceId"));
-    await devices.removeFromProduct({ device, deny: optionalBoolean(bodyOf(request), "deny") === true });
+    const deny = optionalBoolean(bodyOf(request), "deny") === true;
+    await devices.removeFromProduct({ device, deny });
     await deviceChanged(services, device.id);
+    // Removal unclaims a customer's device; denying keeps the owner.
+    if (!deny && device.owner_customer_id !== null)
+      await announceUnclaimed(services, { ...device, owner_user_id: null }, "removed_from_product");
     return reply.code(204).send();
   });
 
@@ -138,6 +143,7 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const device = await devices.findInProduct(product.id, param(request, "deviceId"));
     await devices.release(device.id);
     await deviceChanged(services, device.id);
+    await announceUnclaimed(services, device, "unclaimed");
     return { ok: true };
   });
 }

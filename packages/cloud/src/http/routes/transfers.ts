@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 
 import { ForbiddenError } from "../../errors.js";
+import { DEVICE_TRANSFERRED_EVENT } from "../../events/model.js";
 import type { Services } from "../../services/index.js";
 import type { Owner } from "../../services/principal.js";
 import { ownerOf } from "../../services/principal.js";
@@ -22,6 +23,37 @@ export function registerTransferRoutes(app: FastifyInstance, services: Services)
     return owner;
   }
 
+  /** Tells the device's new owner (and its product) that it arrived: streams and webhooks. */
+  async function announceTransferred(deviceId: string, from: Owner): Promise<void> {
+    const device = await services.devices.get(deviceId);
+    if (!device) return;
+    const newOwner: Owner | undefined =
+      device.owner_user_id !== null
+        ? { kind: "user", userId: device.owner_user_id }
+        : device.owner_customer_id !== null && device.product_id !== null
+          ? { kind: "customer", customerId: device.owner_customer_id, productId: device.product_id }
+          : undefined;
+    if (!newOwner) return;
+    await services.bus.publish({
+      name: DEVICE_TRANSFERRED_EVENT,
+      data: JSON.stringify({
+        device_id: device.id,
+        owner: await services.claims.describeOwner(newOwner),
+        from:
+          from.kind === "user"
+            ? { kind: "user", user_id: from.userId }
+            : { kind: "customer", customer_id: from.customerId },
+      }),
+      ttl: 60,
+      publishedAt: new Date(services.config.clock()).toISOString(),
+      coreid: device.id,
+      isPublic: false,
+      ownerUserId: device.owner_user_id,
+      ownerCustomerId: device.owner_customer_id,
+      productId: device.product_id,
+    });
+  }
+
   app.get("/v1/roost/transfers", async (request) => {
     const owner = await actor(request);
     return { transfers: await transfers.list(owner) };
@@ -35,7 +67,10 @@ export function registerTransferRoutes(app: FastifyInstance, services: Services)
         actor: owner,
         decision,
       });
-      if (result.status === "approved") await deviceChanged(services, result.deviceId);
+      if (result.status === "approved") {
+        await deviceChanged(services, result.deviceId);
+        await announceTransferred(result.deviceId, owner);
+      }
       return {
         ok: true,
         id: param(request, "transferId"),
