@@ -17,6 +17,7 @@ import { runClaim } from "./scenarios/claim.js";
 import { runConnections } from "./scenarios/connections.js";
 import { runConsole } from "./scenarios/console.js";
 import { runFanout } from "./scenarios/fanout.js";
+import { runGen3Handshake } from "./scenarios/gen3-handshake.js";
 import { runHandshake } from "./scenarios/handshake.js";
 import { runWebhooks } from "./scenarios/webhooks.js";
 
@@ -26,6 +27,7 @@ const SCENARIOS = {
   connections: runConnections,
   api: runApi,
   fanout: runFanout,
+  "gen3-handshake": runGen3Handshake,
   console: runConsole,
   webhooks: runWebhooks,
 } as const satisfies Record<string, (context: ScenarioContext) => Promise<ScenarioResult>>;

@@ -51,6 +51,13 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       5683,
     )
     .option(
+      "--udp-port <port>",
+      "UDP port of Gen 3 devices (DTLS; 0 picks a free one)",
+      integer("udp-port"),
+      5684,
+    )
+    .option("--no-udp", "serve no Gen 3 (UDP) devices")
+    .option(
       "--auto-register-devices",
       "register an unknown device's offered key instead of refusing it (development only)",
       false,
@@ -117,6 +124,8 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         claimCodeTtl?: number;
         logLevel: string;
         devicePort: number;
+        udpPort: number;
+        udp: boolean;
         autoRegisterDevices: boolean;
         natsUrl?: string;
         natsPrefix?: string;
@@ -128,6 +137,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         const cloud = await serve(
           {
             ...options,
+            udpPort: options.udp ? options.udpPort : false,
             databaseUrl: options.databaseUrl || undefined,
             natsUrl: options.natsUrl || undefined,
             natsPrefix: options.natsPrefix || undefined,
@@ -147,13 +157,33 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
     .option("--format <format>", "pem or der", "pem")
     .option("--out <file>", "write to a file instead of printing")
-    .action(async (options: { cloud: string; format: string; out?: string }) => {
-      if (options.format !== "pem" && options.format !== "der")
-        throw new InvalidArgumentError("--format must be pem or der");
-      await exportServerKey({ cloudUrl: options.cloud, format: options.format, out: options.out }, (line) =>
-        console.log(line),
-      );
-    });
+    .option(
+      "--protocol <protocol>",
+      "write the key file a device stores instead: tcp (512 bytes, RSA) or udp (320 bytes, P-256), with the gateway's address",
+    )
+    .option("--host <address>", "the IPv4 address or domain devices dial (with --protocol)")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  roost keys server --cloud http://127.0.0.1:8080 --out server.pem\n  roost keys server --cloud http://127.0.0.1:8080 --protocol udp --out server_key.der",
+    )
+    .action(
+      async (options: { cloud: string; format: string; out?: string; protocol?: string; host?: string }) => {
+        if (options.format !== "pem" && options.format !== "der")
+          throw new InvalidArgumentError("--format must be pem or der");
+        if (options.protocol !== undefined && options.protocol !== "tcp" && options.protocol !== "udp")
+          throw new InvalidArgumentError("--protocol must be tcp or udp");
+        await exportServerKey(
+          {
+            cloudUrl: options.cloud,
+            format: options.format,
+            out: options.out,
+            protocol: options.protocol,
+            host: options.host,
+          },
+          (line) => console.log(line),
+        );
+      },
+    );
 
   program
     .command("dev")

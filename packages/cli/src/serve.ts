@@ -17,6 +17,8 @@ export interface ServeOptions {
   claimCodeTtl: number | undefined;
   logLevel: string;
   devicePort: number;
+  /** UDP port of Gen 3 devices (DTLS); `false` serves none. */
+  udpPort: number | false;
   autoRegisterDevices: boolean;
   natsUrl?: string | undefined;
   /** NATS subject prefix. @default derived from the deployment id in the database */
@@ -43,6 +45,7 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     claimCodeTtlSeconds: options.claimCodeTtl,
     logLevel: options.logLevel,
     devicePort: options.devicePort,
+    deviceUdpPort: options.udpPort,
     autoRegisterDevices: options.autoRegisterDevices,
     natsUrl: options.natsUrl,
     natsPrefix: options.natsPrefix,
@@ -61,6 +64,8 @@ export async function serve(options: ServeOptions, print: (line: string) => void
     print(
       `Device gateway listening on tcp://${host}:${cloud.gateway.port}${options.autoRegisterDevices ? " (auto-registering unknown devices: development only)" : ""}`,
     );
+    if (cloud.gateway.udpPort !== undefined)
+      print(`Gen 3 device gateway (DTLS) listening on udp://${host}:${cloud.gateway.udpPort}`);
   }
   print(
     `Node ${cloud.membership.nodeId} (heartbeat ${cloud.membership.heartbeatMs} ms, dead after ${cloud.membership.deadAfterMs} ms)`,

@@ -21,6 +21,8 @@ describe("roost device run / register / fleet, as processes", { timeout: 120_000
       "0",
       "--device-port",
       "0",
+      "--udp-port",
+      "0",
       "--data",
       join(folder, "cloud"),
       "--allow-signup",

@@ -31,6 +31,8 @@ export type { DeviceCommand, DeviceCommandResult, EventBus } from "./events/bus.
 export { connectNatsBus } from "./events/nats-bus.js";
 export type { NatsBusOptions } from "./events/nats-bus.js";
 export type { CloudEvent } from "./events/model.js";
+export { DtlsServer, DtlsSession } from "./gateway/dtls-server.js";
+export type { DtlsServerOptions, DtlsSessionState, PeerAddress } from "./gateway/dtls-server.js";
 export { DEVICE_CLAIMED_EVENT, DEVICE_TRANSFERRED_EVENT, DEVICE_UNCLAIMED_EVENT } from "./events/model.js";
 export type { WebhookDispatcher } from "./webhooks/dispatcher.js";
 export { HOOK_COREID } from "./webhooks/dispatcher.js";

@@ -39,6 +39,8 @@ export interface StartCloudOptions extends CloudOptions {
   logDestination?: DestinationStream;
   /** TCP port of the device gateway; 0 picks a free one; `false` runs no gateway. @default 5683 */
   devicePort?: number | false;
+  /** UDP port of the Gen 3 (DTLS) gateway; 0 picks a free one; `false` runs none. `roost serve` uses 5684. @default false */
+  deviceUdpPort?: number | false;
   /** Address the device gateway listens on. @default the HTTP host */
   deviceHost?: string;
   /** Register unknown devices' offered keys instead of refusing them (development only). @default false */
@@ -93,6 +95,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     dataDir,
     logDestination,
     devicePort = 5683,
+    deviceUdpPort = false,
     deviceHost,
     autoRegisterDevices = false,
     deviceLimits,
@@ -190,7 +193,11 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   services.bus.onConnectionChange((connected) => {
     if (connected) void membership.beat();
   });
-  const gatewayAddress = { host: deviceHost ?? host, port: undefined as number | undefined };
+  const gatewayAddress = {
+    host: deviceHost ?? host,
+    port: undefined as number | undefined,
+    udpPort: undefined as number | undefined,
+  };
   const streamSlots = new StreamSlots({ db: storage.db, nodeId, logger, maxPerIp: config.sseMaxPerIp });
   membership.onBeat((beat) => streamSlots.sweep(beat.rejoined));
   if (storage.dialect === "postgres")
@@ -218,12 +225,16 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         serverKey,
         logger,
         port: devicePort,
+        udpPort: deviceUdpPort,
+        // One SQLite file is one node: it holds every stored session (a cluster does not restore them yet).
+        restoreUdpSessions: storage.dialect === "sqlite",
         host: gatewayAddress.host,
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
         membership,
         cryptoWorkers,
       });
       gatewayAddress.port = gateway.port;
+      gatewayAddress.udpPort = gateway.udpPort;
     }
   } catch (error) {
     await app.close();

@@ -2,7 +2,7 @@
  * Bad input of any kind gets a clear 4xx in the spec's shape, never a 500, and changes nothing; and the
  * token endpoint's lock-out and rate limit. @see spec/cloud-api.md §1.1, §6, §8 and DESIGN.md "Security rules"
  */
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "../src/index.js";
@@ -802,6 +802,19 @@ const BAD_DEVICE_IDS: BadCase[] = [
       })(),
     status: 400,
     shape: "ok-error",
+  },
+  {
+    name: "POST /v1/provisioning/:id with an EC key on another curve than P-256",
+    request: () =>
+      json(`/v1/provisioning/${newDeviceId()}`, {
+        publicKey: generateKeyPairSync("ec", { namedCurve: "secp384r1" })
+          .publicKey.export({ type: "spki", format: "pem" })
+          .toString(),
+        algorithm: "ecc",
+      })(),
+    status: 400,
+    shape: "ok-error",
+    message: /P-256/,
   },
   {
     name: "GET /v1/products/:p/devices/not-an-id",

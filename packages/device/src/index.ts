@@ -51,3 +51,5 @@ export type {
   SoftApConnectionOptions,
   SoftApTcpServerOptions,
 } from "./softap/tcp-server.js";
+export { DtlsClient } from "./dtls-client.js";
+export type { DtlsClientOptions } from "./dtls-client.js";

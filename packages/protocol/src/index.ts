@@ -92,6 +92,15 @@ export {
 } from "./device/hello.js";
 export type { HelloPayload, HelloPayloadV2, HelloPayloadV3 } from "./device/hello.js";
 export {
+  SERVER_ADDRESS_BLOCK_LENGTH,
+  SERVER_ADDRESS_MAX_DOMAIN_LENGTH,
+  SERVER_ADDRESS_PORT_OFFSET,
+  SERVER_KEY_ADDRESS_OFFSET,
+  decodeServerKeyFile,
+  encodeServerKeyFile,
+} from "./device/server-key-file.js";
+export type { ServerAddress, ServerKeyFile, ServerKeyProtocol } from "./device/server-key-file.js";
+export {
   DEFAULT_DESCRIBE_FLAGS,
   DEFAULT_EVENT_TTL,
   DESCRIBE_FLAGS,
@@ -213,3 +222,82 @@ export {
   softApCodeFromNumber,
 } from "./softap/ssid.js";
 export type { FormatSoftApSsidOptions, SoftApSsidParts } from "./softap/ssid.js";
+
+// Gen 3 device protocol (DTLS 1.2 over UDP 5684): records with the Connection ID draft and Device OS's
+// move-session forms, handshake messages, fragments. The crypto (PRF, CCM_8 records) is in "@roost/protocol/node".
+export {
+  ALERT_DESCRIPTION,
+  ALERT_LEVEL,
+  CCM_8,
+  CERTIFICATE_TYPE_RAW_PUBLIC_KEY,
+  CID_PADDING_GRANULARITY,
+  CIPHER_SUITE_ECDHE_ECDSA_AES_128_CCM_8,
+  CIPHER_SUITE_EMPTY_RENEGOTIATION_INFO_SCSV,
+  CLIENT_CERTIFICATE_TYPE_ECDSA_SIGN,
+  CONNECTION_ID_LENGTH,
+  CONTENT_TYPE,
+  DTLS_1_0,
+  DTLS_1_2,
+  EC_CURVE_TYPE_NAMED,
+  EC_POINT_FORMAT_UNCOMPRESSED,
+  EXTENSION_TYPE,
+  HANDSHAKE_HEADER_LENGTH,
+  HANDSHAKE_TYPE,
+  MASTER_SECRET_LENGTH,
+  MOVE_SESSION_DEVICE_ID_LENGTH,
+  NAMED_GROUP_SECP256R1,
+  P256_POINT_LENGTH,
+  RANDOM_LENGTH,
+  RECORD_HEADER_LENGTH,
+  SIGNATURE_ECDSA_SHA256,
+  VERIFY_DATA_LENGTH,
+} from "./dtls/constants.js";
+export {
+  decodeDatagram,
+  decodeInnerPlaintext,
+  encodeInnerPlaintext,
+  encodeMoveSession,
+  encodeRecord,
+} from "./dtls/record.js";
+export type { DecodeDatagramOptions, DtlsDatagram, DtlsRecord } from "./dtls/record.js";
+export {
+  decodeAlert,
+  decodeCertificateRequest,
+  decodeCertificateVerify,
+  decodeClientHello,
+  decodeClientKeyExchange,
+  decodeConnectionIdExtension,
+  decodeHandshakeFragments,
+  decodeHelloVerifyRequest,
+  decodeRawPublicKeyCertificate,
+  decodeServerHello,
+  decodeServerKeyExchange,
+  encodeAlert,
+  encodeCertificateRequest,
+  encodeCertificateVerify,
+  encodeClientHello,
+  encodeClientKeyExchange,
+  encodeConnectionIdExtension,
+  encodeHandshakeFragment,
+  encodeHandshakeMessage,
+  encodeHelloVerifyRequest,
+  encodeRawPublicKeyCertificate,
+  encodeServerEcdhParams,
+  encodeServerHello,
+  encodeServerKeyExchange,
+  fragmentHandshakeMessage,
+  HandshakeReassembler,
+} from "./dtls/handshake.js";
+export type {
+  Alert,
+  CertificateRequest,
+  ClientHello,
+  Extension,
+  HandshakeFragment,
+  HandshakeMessage,
+  HandshakeReassemblerOptions,
+  HelloVerifyRequest,
+  ServerHello,
+  ServerKeyExchange,
+  SignedData,
+} from "./dtls/handshake.js";

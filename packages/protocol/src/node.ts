@@ -50,3 +50,17 @@ export type {
   EncryptSoftApPrivateKeyOptions,
   SoftApEncryptedPrivateKey,
 } from "./softap/crypto.js";
+
+// Gen 3 (DTLS 1.2): the PRF, keys, Finished and AES-128-CCM_8 record protection with the CID draft's AAD.
+export {
+  BadRecordMacError,
+  deriveConnectionKeys,
+  deriveMasterSecret,
+  finishedVerifyData,
+  handshakeHash,
+  openRecord,
+  prfSha256,
+  recordAdditionalData,
+  sealRecord,
+} from "./dtls/crypto.js";
+export type { ConnectionKeys, RecordKeys } from "./dtls/crypto.js";

@@ -1,8 +1,10 @@
 // Helpers shared by the integration tests of every package: HTTP calls against a real cloud, users,
-// products and customers, device identities and links, event streams, and the official softap-setup client. Only for tests (run
+// products and customers, device identities and links, event streams, the official softap-setup client and the real
+// Device OS builds. Only for tests (run
 // from source under vitest with the `roost-source` condition).
 export * from "./cluster.js";
 export * from "./devices.js";
+export * from "./devos.js";
 export * from "./http.js";
 export * from "./nats.js";
 export * from "./postgres.js";

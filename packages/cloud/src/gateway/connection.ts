@@ -3,7 +3,7 @@ import type { KeyObject } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 
-import type { DeviceMessage, ServerMessage, VariableType } from "@roost/protocol";
+import type { DeviceMessage, HelloPayload, ServerMessage, VariableType } from "@roost/protocol";
 import {
   COAP_CODES,
   coapCodeClass,
@@ -107,13 +107,61 @@ interface Pending {
 }
 
 /**
+ * How one device's CoAP messages travel, one encoded message per call: Gen 2 frames and encrypts them on a TCP
+ * stream (spec B.3), Gen 3 puts each in a DTLS record over UDP with CoAP's own retransmission. The session
+ * logic above it is the same for both.
+ */
+export interface MessageChannel {
+  /** Sends one encoded CoAP message. */
+  send(message: Uint8Array): void;
+  /** Ends the transport (idempotent). */
+  close(): void;
+  /** True over UDP: CoAP's reliability (CON, ACK, retransmission, dedup) is the channel's job. */
+  readonly unreliable: boolean;
+}
+
+/** What the message loop reads from: the next device message, or a {@link SessionEnd}. */
+export interface DeviceTransport {
+  readonly channel: MessageChannel;
+  /** The next message; throws SessionEnd with `timeoutReason` after `timeoutMs` of silence. */
+  next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage>;
+  /** Called on `timeoutReason` "idle_timeout" instead of ending, where the transport can ask (UDP ping). */
+  stillThere?(): Promise<boolean>;
+}
+
+/** The Gen 2 channel: each message encrypted (AES-CBC chain) and framed; one write per burst. */
+function tcpChannel(socket: Duplex, ciphers: SessionCiphers): MessageChannel {
+  let corked = false;
+  return {
+    unreliable: false,
+    send(message) {
+      const body = ciphers.send.encrypt(message);
+      // Messages sent while handling one burst from the device (the connect sequence brings nine) leave in one
+      // write: each socket write is a system call that cost a handshake more CPU than its AES
+      // (bench/README.md, handshake).
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(() => {
+          corked = false;
+          socket.uncork();
+        });
+      }
+      socket.write(encodeFrame(body));
+    },
+    close() {
+      socket.destroy();
+    },
+  };
+}
+
+/**
  * One authenticated device connection: the encrypted CoAP session after the handshake. Owns the send
  * chain, the pending requests (by 1-byte token) and the device's subscriptions.
  */
 export class DeviceSession {
   readonly deviceId: string;
-  readonly #socket: Duplex;
-  readonly #ciphers: SessionCiphers;
+  readonly #channel: MessageChannel;
   readonly #context: ConnectionContext;
   readonly #log: Logger;
   readonly #pending = new Map<number, Pending>();
@@ -123,19 +171,16 @@ export class DeviceSession {
   #lastHeardWritten = 0;
   #closed = false;
   #closeReason: CloseReason | undefined;
-  #corked = false;
 
   constructor(options: {
-    socket: Duplex;
-    ciphers: SessionCiphers;
+    channel: MessageChannel;
     context: ConnectionContext;
     device: DeviceRow;
     log: Logger;
     /** When `last_heard` was last written for this device (the Hello writes it). @default never */
     heardAt?: number;
   }) {
-    this.#socket = options.socket;
-    this.#ciphers = options.ciphers;
+    this.#channel = options.channel;
     this.#context = options.context;
     this.#device = options.device;
     this.deviceId = options.device.id;
@@ -149,23 +194,10 @@ export class DeviceSession {
     return this.#device;
   }
 
-  /**
-   * Encrypts and frames one message. Messages sent while handling one burst from the device (the connect
-   * sequence brings nine) leave in one write: each socket write is a system call that cost a handshake more
-   * CPU than its AES (bench/README.md, handshake).
-   */
+  /** Sends one message over the session's channel. */
   send(message: ServerMessage): void {
     if (this.#closed) return;
-    const body = this.#ciphers.send.encrypt(encodeMessage(message));
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.#socket.uncork();
-      });
-    }
-    this.#socket.write(encodeFrame(body));
+    this.#channel.send(encodeMessage(message));
   }
 
   #nextId(): number {
@@ -195,7 +227,7 @@ export class DeviceSession {
         payload: new Uint8Array(0),
       });
     this.#pending.clear();
-    this.#socket.destroy();
+    this.#channel.close();
   }
 
   /** Re-reads the device row, after a claim or an ownership change made elsewhere. */
@@ -356,6 +388,12 @@ export class DeviceSession {
         if (message.confirmable) this.send({ kind: "ack", messageId: message.messageId });
         throw new SessionEnd("goodbye");
       case "hello":
+        // Over UDP a device that resumed its saved session says Hello again when its state changed; it
+        // waits for the ACK. Over TCP every session has exactly one Hello.
+        if (this.#channel.unreliable) {
+          if (message.confirmable) this.send({ kind: "ack", messageId: message.messageId });
+          return;
+        }
         throw new SessionEnd("bad_frame", "second Hello in one session");
     }
   }
@@ -476,7 +514,7 @@ export class DeviceSession {
 }
 
 /** Ends the message loop with a reason (not an error of ours). */
-class SessionEnd extends Error {
+export class SessionEnd extends Error {
   constructor(
     readonly reason: CloseReason,
     message?: string,
@@ -515,10 +553,154 @@ function registeredKeyIfOffered(storedPem: string, offeredDer: Uint8Array): KeyO
   }
 }
 
+/** Logs why a connection ended, at a level that matches whose doing it was; returns the reason to count. */
+function endReason(
+  error: unknown,
+  log: Logger,
+  context: { ip: string; deviceId: string | undefined; closedFor?: CloseReason | undefined },
+): CloseReason {
+  const { closedFor, ...details } = context;
+  if (error instanceof SessionEnd) {
+    // When the gateway closed the session itself (replaced, fenced), that is the reason, not what the loop saw.
+    const reason = closedFor ?? error.reason;
+    const level =
+      reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
+    log[level](
+      { ...details, reason, detail: error.message === reason ? undefined : error.message },
+      "device connection closed",
+    );
+    return reason;
+  }
+  log.error({ err: error, ...details }, "device connection failed");
+  return "bad_frame";
+}
+
+/** Options of {@link runDeviceSession}. */
+export interface RunDeviceSessionOptions {
+  readonly transport: DeviceTransport;
+  readonly context: ConnectionContext;
+  readonly remoteAddress: string;
+  /**
+   * The device, from its Hello: over TCP the handshake already named and authenticated it; over UDP the Hello
+   * names it and this checks that the DTLS peer key is the one registered for that ID (throws SessionEnd).
+   */
+  readonly device: (hello: HelloPayload) => Promise<DeviceRow>;
+  /**
+   * A session restored from the database after a restart: the device is mid-session and sends no Hello, so
+   * the session starts from this row. @see issue 12 "Sessions that survive"
+   */
+  readonly resumed?: DeviceRow;
+}
+
 /**
- * Serves one device connection from the first byte to the last: handshake (spec B.2), Hello, then the
- * message loop, with a timeout on every wait. Never throws: every failure closes the socket, is logged and
- * counted. Works over any duplex stream, so tests can use an in-memory pair.
+ * The device session from the Hello to the end, the same over every transport: presence, the message loop,
+ * offline. Never throws; returns why it ended (already logged). @see spec/device-protocols.md B.4–B.6
+ */
+export async function runDeviceSession(options: RunDeviceSessionOptions): Promise<CloseReason> {
+  const { transport, context, remoteAddress: ip } = options;
+  const { services, limits, logger: log } = context;
+  const { channel } = transport;
+  let session: DeviceSession | undefined;
+  let lease: SessionLease | undefined;
+  let deviceId: string | undefined;
+  let reason: CloseReason;
+  try {
+    const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
+    if (hello && hello.kind !== "hello")
+      throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
+    const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
+    if (!device) throw new SessionEnd("bad_frame", "no Hello");
+    deviceId = device.id;
+    const id = device.id;
+    const now = services.config.clock();
+    // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
+    session = new DeviceSession({ channel, context, device, log, heardAt: now });
+    if (hello && channel.unreliable) {
+      // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
+      session.send({ kind: "ack", messageId: hello.messageId });
+    } else if (hello) {
+      // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
+      session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
+    }
+    const hasProduct =
+      hello !== undefined &&
+      hello.hello.productId !== 0 &&
+      hello.hello.productId !== 0xffff &&
+      hello.hello.productId !== hello.hello.platformId;
+    // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
+    if (hello)
+      await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
+    // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
+    // session (no Hello) keeps the facts the device gave last time.
+    lease = await context.registry.open(
+      session,
+      hello
+        ? {
+            last_handshake_at: now,
+            last_heard: now,
+            last_ip_address: ip,
+            platform_id: hello.hello.platformId,
+            platform_confirmed: 1,
+            ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+            ...(hello.hello.layout === "3.x"
+              ? { system_firmware_version: String(hello.hello.systemVersion) }
+              : {}),
+            updated_at: now,
+          }
+        : { last_heard: now, updated_at: now },
+    );
+    await session.refresh();
+    log.info(
+      { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
+      "device online",
+    );
+    await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+    if (hello && (hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
+
+    for (;;) {
+      let message: DeviceMessage;
+      try {
+        message = await transport.next(limits.idleTimeoutMs, "idle_timeout");
+      } catch (error) {
+        // A UDP device need not speak for a while (the gcc build never pings): ask before giving up on it.
+        if (
+          error instanceof SessionEnd &&
+          error.reason === "idle_timeout" &&
+          (await transport.stillThere?.())
+        )
+          continue;
+        throw error;
+      }
+      await session.handle(message);
+    }
+  } catch (error) {
+    reason = endReason(error, log, { ip, deviceId, closedFor: session?.closeReason });
+  }
+  if (session) {
+    const ended = session;
+    ended.close();
+    // Only the holder of the current epoch takes the device offline and says so.
+    await context.registry
+      .end(ended, lease)
+      .then(async (current) => {
+        if (!current) return;
+        await ended.refresh();
+        await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
+      })
+      .catch((error: unknown) =>
+        log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
+      );
+  } else {
+    channel.close();
+  }
+  return reason;
+}
+
+/**
+ * Serves one Gen 2 device connection from the first byte to the last: handshake (spec B.2), then the session
+ * ({@link runDeviceSession}) over a framed, encrypted channel, with a timeout on every wait. Never throws: every
+ * failure closes the socket, is logged and counted. Works over any duplex stream, so tests can use an
+ * in-memory pair.
  */
 export async function handleDeviceConnection(
   socket: Duplex,
@@ -530,8 +712,6 @@ export async function handleDeviceConnection(
   // connection ~1.5 KB of heap (bench/README.md, connections).
   const ip = remoteAddress;
   const reader = new ByteReader(socket);
-  let session: DeviceSession | undefined;
-  let lease: SessionLease | undefined;
   let reason: CloseReason = "device_closed";
   let deviceId: string | undefined;
   socket.on("error", (error) => log.debug({ err: error, ip, deviceId }, "device socket error"));
@@ -632,71 +812,20 @@ export async function handleDeviceConnection(
         if (timedOut) throw new SessionEnd(timeoutReason);
       }
     };
-
-    const hello = await next(limits.helloTimeoutMs, "hello_timeout");
-    if (hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
-    const now = services.config.clock();
-    // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
-    session = new DeviceSession({ socket, ciphers, context, device, log, heardAt: now });
-    // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
-    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
-    const hasProduct =
-      hello.hello.productId !== 0 &&
-      hello.hello.productId !== 0xffff &&
-      hello.hello.productId !== hello.hello.platformId;
-    // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
-    await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
-    // A new session epoch: this connection is now the device's one live session, cluster-wide.
-    lease = await context.registry.open(session, {
-      last_handshake_at: now,
-      last_heard: now,
-      last_ip_address: remoteAddress,
-      platform_id: hello.hello.platformId,
-      platform_confirmed: 1,
-      ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-      ...(hello.hello.layout === "3.x" ? { system_firmware_version: String(hello.hello.systemVersion) } : {}),
-      updated_at: now,
+    const known = device;
+    reason = await runDeviceSession({
+      transport: { channel: tcpChannel(socket, ciphers), next },
+      context,
+      remoteAddress,
+      device: () => Promise.resolve(known),
     });
-    await session.refresh();
-    log.info({ ip, deviceId: id, platformId: hello.hello.platformId }, "device online");
-    await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
-    if ((hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
-
-    for (;;) await session.handle(await next(limits.idleTimeoutMs, "idle_timeout"));
   } catch (error) {
-    if (error instanceof SessionEnd) {
-      reason = session?.closeReason ?? error.reason;
-      const level =
-        reason === "device_closed" || reason === "goodbye" || reason === "replaced" ? "info" : "warn";
-      log[level](
-        { ip, deviceId, reason, detail: error.message === reason ? undefined : error.message },
-        "device connection closed",
-      );
-    } else {
-      reason = "bad_frame";
-      log.error({ err: error, ip, deviceId }, "device connection failed");
-    }
+    reason = endReason(error, log, { ip, deviceId });
+    socket.destroy();
   } finally {
     reader.detach();
-    if (session) {
-      const ended = session;
-      ended.close();
-      // Only the holder of the current epoch takes the device offline and says so.
-      await context.registry
-        .end(ended, lease)
-        .then(async (current) => {
-          if (!current) return;
-          await ended.refresh();
-          await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
-        })
-        .catch((error: unknown) =>
-          log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
-        );
-    } else {
-      socket.destroy();
-    }
-    context.closed(reason);
   }
+  context.closed(reason);
 }
 
 /**
@@ -724,7 +853,8 @@ async function leaveProductOfOtherPlatform(
   );
 }
 
-async function recordAttempt(
+/** Records a refused connection attempt (unknown device, wrong key) for the device's owner to see. */
+export async function recordAttempt(
   services: Services,
   attempt: { deviceId: string; ip: string; reason: string },
 ): Promise<void> {

@@ -11,6 +11,8 @@ import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
 import { SubscriptionIndex } from "./event-routing.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
+import type { UdpGateway } from "./udp-gateway.js";
+import { startUdpGateway } from "./udp-gateway.js";
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -22,6 +24,12 @@ export interface GatewayOptions {
   /** @default "127.0.0.1" */
   readonly host?: string;
   readonly limits?: Partial<ConnectionLimits>;
+  /** UDP port for Gen 3 devices (DTLS); 0 picks a free one; `false` runs none. @default false */
+  readonly udpPort?: number | false;
+  /** First CoAP retransmission timeout over UDP, in ms. @default 4000 */
+  readonly udpAckTimeoutMs?: number;
+  /** Restore the stored DTLS sessions at start (a single node continuing its devices' sessions). @default false */
+  readonly restoreUdpSessions?: boolean;
   /** This node's cluster membership: its id is written on the devices it holds; each beat reconciles them. */
   readonly membership: Membership;
   /**
@@ -39,11 +47,18 @@ export interface GatewayStats {
   accepted: number;
   /** Connections ended since start, by reason. */
   closed: Partial<Record<CloseReason, number>>;
+  /** Full DTLS handshakes completed (Gen 3); a resumed or restored session adds none. */
+  dtlsHandshakes: number;
 }
 
-/** The device gateway: Gen 2 devices connect here over TCP. @see spec/device-protocols.md Part B */
+/**
+ * The device gateway: Gen 2 devices connect here over TCP, Gen 3 devices over UDP (DTLS).
+ * @see spec/device-protocols.md Part B, docs/gen3-wire-format.md
+ */
 export interface Gateway {
   readonly port: number;
+  /** The UDP port of Gen 3 devices, when they are served. */
+  readonly udpPort: number | undefined;
   readonly stats: GatewayStats;
   /** The live session of a device on this node, if it is connected here. */
   session(deviceId: string): DeviceSession | undefined;
@@ -69,7 +84,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const nodeId = membership.nodeId;
   const registry = new SessionRegistry<DeviceSession>({ services, nodeId, logger });
   const sockets = new Set<Socket>();
-  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {} };
+  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0 };
   registry.onSizeChange = (size) => (stats.connected = size);
   const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
@@ -127,15 +142,37 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
+  let udp: UdpGateway | undefined;
+  if (options.udpPort !== undefined && options.udpPort !== false) {
+    try {
+      udp = await startUdpGateway({
+        context,
+        serverKey: options.serverKey.ec,
+        port: options.udpPort,
+        host: options.host ?? "127.0.0.1",
+        ackTimeoutMs: options.udpAckTimeoutMs,
+        restoreSessions: options.restoreUdpSessions,
+        onHandshake: () => (stats.dtlsHandshakes += 1),
+      });
+    } catch (error) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      stopReconciling();
+      registry.close();
+      unsubscribe();
+      throw error;
+    }
+  }
 
   return {
     port,
+    udpPort: udp?.port,
     stats,
     session: (deviceId) => registry.get(deviceId),
     async close() {
       stopReconciling();
       registry.close();
       unsubscribe();
+      await udp?.close();
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       await closing;

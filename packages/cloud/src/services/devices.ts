@@ -227,6 +227,11 @@ export class DeviceService {
       if ((options.algorithm === "rsa" && type !== "rsa") || (options.algorithm === "ecc" && type !== "ec")) {
         throw new BadRequestError(`publicKey is not an ${options.algorithm} key`);
       }
+      // Gen 3 devices speak DTLS with secp256r1 only. @see docs/gen3-wire-format.md §1
+      if (type === "ec" && key.asymmetricKeyDetails?.namedCurve !== "prime256v1")
+        throw new BadRequestError(
+          "publicKey must be a P-256 (prime256v1) key: Gen 3 devices use no other curve",
+        );
       pem = key.export({ type: "spki", format: "pem" }).toString();
     } catch (error) {
       if (error instanceof BadRequestError) throw error;

@@ -258,6 +258,25 @@ const platformConfirmed: Migration = {
 };
 
 /**
+ * Gen 3 devices' DTLS sessions, so that a restarted node (or another node of a cluster) continues them without a
+ * handshake: the device resumes its saved session and never learns the server restarted. @see issue 12
+ */
+const dtlsSessions: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable("dtls_sessions")
+      .addColumn("device_id", "text", (c) => c.primaryKey())
+      .addColumn("cid", "text")
+      .addColumn("address", "text", (c) => c.notNull())
+      .addColumn("port", "integer", (c) => c.notNull())
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("updated_at", "bigint", (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex("dtls_sessions_cid").on("dtls_sessions").column("cid").execute();
+  },
+};
+
+/**
  * Webhooks (issue 13): the hooks, their queued deliveries (the durable outbox: a row is written when the event
  * happens and leased by exactly one node to send), and each attempt's log line.
  */
@@ -358,6 +377,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0009a_cluster_fencing": clusterFencing,
         "0010a_attempt_times": attemptTimes,
         "0010b_platform_confirmed": platformConfirmed,
+        "0012a_dtls_sessions": dtlsSessions,
         "0013a_webhooks": webhooks(dialect),
       }),
   };

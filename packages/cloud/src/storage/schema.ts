@@ -22,6 +22,7 @@ export interface Database {
   login_failures: LoginFailuresTable;
   server_settings: ServerSettingsTable;
   gateway_nodes: GatewayNodesTable;
+  dtls_sessions: DtlsSessionsTable;
   device_connection_attempts: DeviceConnectionAttemptsTable;
   rate_counters: RateCountersTable;
   stream_slots: StreamSlotsTable;
@@ -80,6 +81,18 @@ export interface WebhookAttemptsTable {
   latency_ms: number;
   response: string | null;
   node: string;
+}
+
+/** A Gen 3 device's DTLS session: keys and counters (JSON in `state`), its CID and last address. */
+export interface DtlsSessionsTable {
+  device_id: string;
+  /** Hex of the Connection ID we gave the device, if any. */
+  cid: string | null;
+  address: string;
+  port: number;
+  /** JSON of the session state (see gateway/dtls-store.ts). */
+  state: string;
+  updated_at: number;
 }
 
 export interface GatewayNodesTable {

@@ -77,3 +77,39 @@ describe("Hello payload (spec B.4)", () => {
     expect(() => encodeHelloPayload(hello)).toThrow(MalformedFrameError);
   });
 });
+
+describe("Hello over UDP (Gen 3): the device ID after its length (docs/gen3-wire-format.md §4)", () => {
+  it.each([
+    {
+      name: "v2.3.1 (22 bytes: 2.x fields, length 12, ID)",
+      payload: hex`0003 ffff 0036 0003 000c 0123456789abcdef01234567`,
+      hello: {
+        layout: "2.x",
+        productId: 3,
+        productVersion: 0xffff,
+        flags: 0x36,
+        platformId: 3,
+        deviceId: "0123456789abcdef01234567",
+      },
+    },
+    {
+      name: "v5.1.0 (32 bytes: then system version 5004, 960-byte messages, 10 MiB binaries, 512-byte chunks)",
+      payload: hex`0003 ffff 0036 0003 000c 0123456789abcdef01234567 138c 03c0 00a00000 0200`,
+      hello: {
+        layout: "3.x",
+        productId: 3,
+        productVersion: 0xffff,
+        flags: 0x36,
+        platformId: 3,
+        systemVersion: 5004,
+        maxMessageSize: 960,
+        maxBinarySize: 10_485_760,
+        otaChunkSize: 512,
+        deviceId: "0123456789abcdef01234567",
+      },
+    },
+  ] as const)("decodes and encodes $name", ({ payload, hello }) => {
+    expect(decodeHelloPayload(payload)).toEqual(hello);
+    expect(encodeHelloPayload(hello)).toEqual(payload);
+  });
+});

@@ -13,6 +13,8 @@ const MAX_LISTED_CLAIMS = 50;
 export interface GatewayAddress {
   host: string;
   port: number | undefined;
+  /** The UDP port of Gen 3 devices, when served. */
+  udpPort?: number | undefined;
 }
 
 /**
@@ -36,6 +38,17 @@ export function registerRoostRoutes(
         options.gateway.port === undefined
           ? null
           : { host: options.gateway.host, port: options.gateway.port, protocol: "tcp" },
+      // Gen 3 devices (DTLS over UDP) store this P-256 key instead. @see docs/gen3-wire-format.md §1
+      udp: {
+        public_key_pem: options.serverKey.ec.publicKeyPem,
+        public_key_der_hex: Buffer.from(options.serverKey.ec.publicKeyDer).toString("hex"),
+        algorithm: "ecc",
+        curve: "P-256",
+        gateway:
+          options.gateway.udpPort === undefined
+            ? null
+            : { host: options.gateway.host, port: options.gateway.udpPort, protocol: "udp" },
+      },
     };
   });
 }

@@ -1,0 +1,115 @@
+// A virtual Gen 3 device: the DTLS client written on the same codecs and crypto as the server, over a real UDP
+// socket to a real Roost cloud: handshake with the CID, Hello over UDP, claimed by a code made through the API,
+// and particle-api-js sees its `spark/status`. @see docs/gen3-wire-format.md
+import { generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
+import { createSocket } from "node:dgram";
+import Particle from "particle-api-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { RunningCloud } from "@roost/cloud";
+import { DtlsClient } from "@roost/device";
+import { decodeMessage, encodeMessage } from "@roost/protocol";
+import { api, newUser, startTestCloud, until } from "@roost/tests/support";
+
+describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
+  let cloud: RunningCloud;
+  let user: { token: string };
+  beforeAll(async () => {
+    cloud = await startTestCloud({ deviceUdpPort: 0 });
+    user = await newUser(cloud);
+  });
+  afterAll(async () => {
+    await cloud?.close();
+  });
+
+  it("completes the handshake with a CID, says Hello, is claimed by a code from the API, and particle-api-js sees spark/status online", async () => {
+    const particle = new Particle({ baseUrl: cloud.url });
+    const stream = await particle.getEventStream({ deviceId: "mine", auth: user.token });
+    const seen: { name: string; data: string; coreid: string }[] = [];
+    stream.on("event", (event: { name: string; data: string; coreid: string }) => seen.push(event));
+
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+    const id = randomBytes(12).toString("hex");
+    const registered = await api(cloud, {
+      method: "POST",
+      path: `/v1/provisioning/${id}`,
+      token: user.token,
+      json: {
+        publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
+        algorithm: "ecc",
+        platform_id: 32,
+      },
+    });
+    expect(registered.status).toBe(200);
+    const code = (await api(cloud, { method: "POST", path: "/v1/device_claims", token: user.token })).body
+      .claim_code as string;
+
+    const socket = createSocket("udp4");
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
+    const port = cloud.gateway?.udpPort ?? 0;
+    const client = new DtlsClient({
+      privateKey,
+      serverPublicKey: cloud.serverKey.ec.publicKey,
+      send: (datagram) => socket.send(datagram, port, "127.0.0.1"),
+    });
+    socket.on("message", (datagram) => client.receive(new Uint8Array(datagram)));
+    const acks = new Set<number>();
+    client.onData = (content) => {
+      const message = decodeMessage(content, "server");
+      if (message.kind === "ack") acks.add(message.messageId);
+    };
+    try {
+      client.start();
+      await client.ready;
+      expect(client.cid).toHaveLength(8);
+
+      const helloId = randomInt(0x10000);
+      client.send(
+        encodeMessage({
+          kind: "hello",
+          messageId: helloId,
+          confirmable: true,
+          hello: {
+            layout: "3.x",
+            productId: 32,
+            productVersion: 0xffff,
+            flags: 0x36,
+            platformId: 32,
+            systemVersion: 5004,
+            maxMessageSize: 960,
+            maxBinarySize: 10_485_760,
+            otaChunkSize: 512,
+            deviceId: id,
+          },
+        }),
+      );
+      await until(() => acks.has(helloId), "the ACK of the Hello");
+      await until(async () => (await cloud.services.devices.get(id))?.online === 1, "online");
+      expect((await cloud.services.devices.get(id))?.platform_id).toBe(32);
+
+      const claimId = randomInt(0x10000);
+      client.send(
+        encodeMessage({
+          kind: "event",
+          messageId: claimId,
+          confirmable: true,
+          visibility: "private",
+          name: "spark/device/claim/code",
+          ttl: 60,
+          data: code,
+        }),
+      );
+      await until(
+        async () => (await api(cloud, { path: `/v1/devices/${id}`, token: user.token })).status === 200,
+        "claimed",
+      );
+      await until(
+        () => seen.some((e) => e.coreid === id && e.name === "spark/status" && e.data === "online"),
+        "spark/status in api-js",
+      );
+    } finally {
+      stream.abort();
+      socket.close();
+    }
+  });
+});
