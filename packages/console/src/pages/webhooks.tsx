@@ -208,7 +208,7 @@ function HooksPage(props: { api: Api; product: string | undefined }) {
       <ErrorText error={hooks.error ?? error} />
       {hooks.value?.length === 0 ? <p class="empty">No webhooks yet.</p> : null}
       {hooks.value && hooks.value.length > 0 ? (
-        <table class="list" aria-label="Webhooks">
+        <table class="list stacked" aria-label="Webhooks">
           <thead>
             <tr>
               <th scope="col">Event prefix</th>
@@ -222,14 +222,14 @@ function HooksPage(props: { api: Api; product: string | undefined }) {
           <tbody>
             {hooks.value.map((hook) => (
               <tr key={hook.id} data-hook-id={hook.id}>
-                <td class="mono">
+                <td class="mono" data-label="Event prefix">
                   <a href={pageHref(product, hook.id)}>{hook.event}</a>
                 </td>
-                <td class="data">
+                <td class="data" data-label="URL">
                   <span class="muted">{hook.requestType}</span> <span class="mono">{hook.url}</span>
                   {hook.deviceID ? <span class="muted"> · device {hook.deviceID}</span> : null}
                 </td>
-                <td>
+                <td data-label="State">
                   <HookState hook={hook} now={now} />
                 </td>
                 <td class="actions">
@@ -418,19 +418,15 @@ function HookPage(props: { api: Api; product: string | undefined; hookId: string
         {note ? <p role="status">{note}</p> : null}
         {log.value?.length === 0 ? <p class="empty">No deliveries yet.</p> : null}
         {log.value && log.value.length > 0 ? (
-          <table class="list" aria-label="Deliveries">
+          <table class="list stacked" aria-label="Deliveries">
             <thead>
               <tr>
                 <th scope="col">Time</th>
                 <th scope="col">Event</th>
                 <th scope="col">Status</th>
-                <th scope="col" class="wide">
-                  Latency
-                </th>
+                <th scope="col">Latency</th>
                 <th scope="col">Attempt</th>
-                <th scope="col" class="wide">
-                  Response
-                </th>
+                <th scope="col">Response</th>
                 <th scope="col">
                   <span class="sr-only">Actions</span>
                 </th>
@@ -442,12 +438,13 @@ function HookPage(props: { api: Api; product: string | undefined; hookId: string
                 const response = last?.error ?? last?.response ?? "";
                 return (
                   <tr key={delivery.id} data-delivery-id={delivery.id} data-delivery-status={delivery.status}>
-                    <td>{new Date(last?.time ?? delivery.created_at).toLocaleString()}</td>
-                    <td class="mono">
+                    <td data-label="Time">{new Date(last?.time ?? delivery.created_at).toLocaleString()}</td>
+                    <td class="mono" data-label="Event">
                       {delivery.event}
                       {delivery.replay_of ? <span class="muted"> (replay)</span> : null}
                     </td>
                     <td
+                      data-label="Status"
                       class={
                         delivery.status === "succeeded" ? "ok" : delivery.status === "failed" ? "failure" : ""
                       }
@@ -455,14 +452,14 @@ function HookPage(props: { api: Api; product: string | undefined; hookId: string
                       {delivery.status}
                       {last?.status_code ? ` · HTTP ${last.status_code}` : ""}
                     </td>
-                    <td class="wide">
+                    <td data-label="Latency">
                       {typeof last?.latency_ms === "number" ? `${last.latency_ms} ms` : ""}
                     </td>
-                    <td>{delivery.attempts}</td>
-                    <td class="wide mono data" title={response}>
+                    <td data-label="Attempt">{delivery.attempts}</td>
+                    <td class="mono data" data-label="Response" title={response}>
                       {response.length > RESPONSE_CHARS ? `${response.slice(0, RESPONSE_CHARS)}…` : response}
                     </td>
-                    <td>
+                    <td class="actions">
                       <button
                         type="button"
                         class="link"
