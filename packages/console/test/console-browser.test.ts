@@ -497,5 +497,25 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     await page.getByText("No webhooks yet.").waitFor();
     const left = await api(cloud, { method: "GET", path: "/v1/webhooks", token: owner.token });
     expect(left.body).toEqual([]);
+
+    // A product's hooks: chosen in "Whose hooks", created on the product's webhooks path.
+    const products = await api(cloud, { method: "GET", path: "/v1/user/products", token: owner.token });
+    const thermostat = (products.body.products as { id: number; name: string }[]).find(
+      (item) => item.name === "Thermostat",
+    );
+    const productId = thermostat?.id ?? 0;
+    await page.getByLabel("Whose hooks").selectOption({ label: `Product Thermostat (#${productId})` });
+    await page.waitForURL(new RegExp(`#/webhooks/products/${productId}$`));
+    await page.getByText("No webhooks yet.").waitFor();
+    await page.getByLabel("Event prefix").fill("roost/device/");
+    await page.getByLabel("URL").fill(`${receiver.url}/claims`);
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    await page.getByLabel("Webhook secret").waitFor();
+    const productHooks = await api(cloud, {
+      method: "GET",
+      path: `/v1/products/${productId}/webhooks`,
+      token: owner.token,
+    });
+    expect(productHooks.body).toMatchObject([{ event: "roost/device/", product_id: productId }]);
   });
 });
