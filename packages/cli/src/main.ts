@@ -236,7 +236,15 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
         await watchEvents(
-          { ...resolved, prefix, device: options.device, max: options.max, signal: controller.signal },
+          {
+            ...resolved,
+            prefix,
+            device: options.device,
+            max: options.max,
+            signal: controller.signal,
+            // On stderr, so that stdout stays one JSON event per line; scripts (and tests) wait for it.
+            onOpen: () => console.error("Watching events (Ctrl-C to stop)"),
+          },
           (line) => console.log(line),
         );
         process.off("SIGINT", stop);

@@ -113,6 +113,8 @@ export async function watchEvents(
     device?: string | undefined;
     max?: number | undefined;
     signal?: AbortSignal;
+    /** Called once the stream is open: events published from then on are seen. */
+    onOpen?: () => void;
   },
   print: (line: string) => void,
 ): Promise<void> {
@@ -129,5 +131,6 @@ export async function watchEvents(
     },
   });
   options.signal?.addEventListener("abort", () => stream.close());
+  options.onOpen?.();
   await stream.done;
 }

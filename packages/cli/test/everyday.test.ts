@@ -55,7 +55,8 @@ describe("roost login / claim-code / devices / events / claims show", { timeout:
 
     // A device presents the code while `roost events` watches.
     const events = roost(["events", "spark/status", "--max", "1"], env);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Ready once the stream is open (a line on stderr), not after a guessed delay.
+    await events.waitFor(/Watching events/);
     const device = newDevice();
     const { id } = device;
     const token = (JSON.parse(readFileSync(env.ROOST_CONFIG, "utf8")) as { token: string }).token;
@@ -70,7 +71,12 @@ describe("roost login / claim-code / devices / events / claims show", { timeout:
     await link.connect();
     await claimed;
     expect(await events.exited).toBe(0);
-    expect(JSON.parse(events.output().trim())).toMatchObject({
+    const line =
+      events
+        .output()
+        .split("\n")
+        .find((entry) => entry.startsWith("{")) ?? "";
+    expect(JSON.parse(line)).toMatchObject({
       name: "spark/status",
       data: "online",
       coreid: id,

@@ -34,17 +34,17 @@ describe("the README's first screen: npm start, then the printed roost setup lin
         `npm start --silent -- --port 0 --device-port 0 --softap-port 0 --softap-http-port 0 --data ${data}`,
       );
       try {
-        const deadline = Date.now() + 150_000;
-        let line: string | undefined;
-        // The console link is the last line printed: wait for it.
-        while (
-          !(line && /sign-in-link\?\S+\n/.test(start.output())) &&
-          Date.now() < deadline &&
-          start.child.exitCode === null
-        ) {
-          line = /^\s+(npx roost setup .+)$/m.exec(start.output())?.[1];
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
+        // Ready when the console link, the last line printed, is there: output is checked as it arrives.
+        const line = await new Promise<string | undefined>((resolve) => {
+          const check = () => {
+            const found = /^\s+(npx roost setup .+)$/m.exec(start.output())?.[1];
+            if (found && /sign-in-link\?\S+\n/.test(start.output())) resolve(found);
+          };
+          start.child.stdout.on("data", check);
+          start.child.stderr.on("data", check);
+          start.child.once("close", () => resolve(undefined));
+          check();
+        });
         expect(line, start.output()).toBeDefined();
         // The console link, signed in through a one-time token, is printed with the setup line.
         expect(start.output()).toMatch(

@@ -26,14 +26,36 @@ export function roost(args: string[], env: NodeJS.ProcessEnv = {}): Roost {
     child,
     output: () => text,
     exited,
-    waitFor: async (pattern, timeoutMs = 20_000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const match = pattern.exec(text);
-        if (match) return match;
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${pattern} in:\n${text}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    },
+    // Event-driven: checked on each chunk of output; the generous deadline only reports a hang.
+    waitFor: (pattern, timeoutMs = 60_000) =>
+      new Promise<RegExpExecArray>((resolve, reject) => {
+        const check = () => {
+          const match = pattern.exec(text);
+          if (!match) return;
+          done();
+          resolve(match);
+        };
+        const fail = () => {
+          done();
+          reject(new Error(`no ${pattern} in:\n${text}`));
+        };
+        const timer = setTimeout(fail, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          child.stdout.off("data", check);
+          child.stderr.off("data", check);
+          child.off("close", onExit);
+        };
+        const onExit = () => {
+          check();
+          fail();
+        };
+        child.stdout.on("data", check);
+        child.stderr.on("data", check);
+        // "close" comes after the last output, unlike "exit".
+        child.once("close", onExit);
+        check();
+        if (child.exitCode !== null && child.stdout.readableEnded && child.stderr.readableEnded) onExit();
+      }),
   };
 }

@@ -146,7 +146,14 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   });
   if (storage.dialect === "sqlite") {
     // One SQLite file is one node: nothing can still be connected from before this start.
-    await storage.db.updateTable("devices").set({ online: 0 }).where("online", "=", 1).execute();
+    await storage.db
+      .updateTable("devices")
+      .set({ online: 0, gateway_node: null })
+      .where("online", "=", 1)
+      .execute();
+    // Nor can an earlier run's membership or open streams still count.
+    await storage.db.deleteFrom("gateway_nodes").execute();
+    await storage.db.deleteFrom("stream_slots").execute();
   }
   let membership: Membership;
   try {

@@ -44,8 +44,8 @@ describe("server-sent events (spec §5)", () => {
     });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("text/event-stream");
+    // The stream's headers have arrived: the server subscribed it before writing them.
     const reading = readStream(response, (text) => text.includes("temp/kitchen"));
-    await new Promise((resolve) => setTimeout(resolve, 100));
     const published = await call(cloud, {
       method: "POST",
       path: "/v1/devices/events",
@@ -77,7 +77,6 @@ describe("server-sent events (spec §5)", () => {
       headers: { authorization: `Bearer ${bob.token}` },
     });
     const reading = readStream(bobs, (text) => text.includes("weather/public"));
-    await new Promise((resolve) => setTimeout(resolve, 100));
     await call(cloud, {
       method: "POST",
       path: "/v1/devices/events",
@@ -101,7 +100,6 @@ describe("server-sent events (spec §5)", () => {
         headers: { authorization: `Bearer ${alice.token}` },
       });
       const reading = readStream(response, (text) => text.includes("a/b/c"));
-      await new Promise((resolve) => setTimeout(resolve, 100));
       await call(cloud, {
         method: "POST",
         path: "/v1/devices/events",

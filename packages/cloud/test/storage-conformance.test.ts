@@ -178,6 +178,7 @@ function defineStorageConformance(backend: BackendFactory): void {
         deviceId: options.deviceId ?? newDeviceId(),
         publicKey: options.publicKey ?? KEYS[0].publicKeyPem,
         allowNew: true,
+        platformKnown: options.platformId !== undefined,
         algorithm: "rsa",
         productId: options.productId ?? null,
         platformId: options.platformId ?? PHOTON,

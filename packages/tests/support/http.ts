@@ -51,11 +51,14 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` every 25 ms until it holds; rejects, naming `what`, once `timeoutMs` passed. */
+/**
+ * Polls `check` every 25 ms until it holds; rejects, naming `what`, once `timeoutMs` passed. The deadline
+ * only reports a hang: it is generous, so that a loaded machine is not mistaken for a failure.
+ */
 export async function until(
   check: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 5000,
+  timeoutMs = 60_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {

@@ -37,7 +37,8 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
       });
     const link = cloudLink(cloud, device, { claimCode: () => code });
     await link.connect();
-    const deadline = Date.now() + 5000;
+    // Polls for the recorded attempt (the readiness signal); the deadline only reports a hang.
+    const deadline = Date.now() + 60_000;
     while ((await cloud.services.claims.attemptsForDevice(id)).length === before && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 20));
     link.close();
@@ -80,7 +81,7 @@ describe("claim status and timeline (GET /v1/roost/claims/:claim_id, roost/claim
       ["owned_by_other", refusedDevice],
       ["claimed", claimedDevice],
     ]);
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 60_000;
     // The claim itself comes last (`roost/device/claimed`, after the attempt).
     while (!text.includes("event: roost/device/claimed") && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 20));

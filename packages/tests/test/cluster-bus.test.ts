@@ -53,7 +53,13 @@ describe.skipIf(!POSTGRES_URL)("the bus between nodes survives a NATS outage (is
   it("keeps local events and calls working, fails remote calls fast with 503, says so on /readyz, and recovers without a restart", async () => {
     const { token } = await newUser(a);
     const connect = async (node: RunningCloud, device: TestDevice, tag: string): Promise<CloudLink> => {
-      const link = cloudLink(node, device, { functions: { whoami: () => (tag === "a" ? 1 : 2) } });
+      const link = cloudLink(node, device, {
+        functions: {
+          whoami: () => (tag === "a" ? 1 : 2),
+          // Never answers: a call to it is in flight when NATS goes away.
+          hang: () => new Promise<number>(() => undefined),
+        },
+      });
       links.push(link);
       await link.connect();
       return link;
@@ -73,7 +79,7 @@ describe.skipIf(!POSTGRES_URL)("the bus between nodes survives a NATS outage (is
     const mover = newDevice();
     for (const device of [deviceA, deviceB, mover]) await claim(device);
     const linkA = await connect(a, deviceA, "a");
-    await connect(b, deviceB, "b");
+    const linkB = await connect(b, deviceB, "b");
     const moverOnB = await connect(b, mover, "b");
     const streamA = watch(a, "/v1/devices/events", token);
     const streamB = watch(b, "/v1/devices/events", token);
@@ -84,7 +90,14 @@ describe.skipIf(!POSTGRES_URL)("the bus between nodes survives a NATS outage (is
     linkA.publish("before", "1");
     await streamB.waitFor("before");
 
+    // A call to B's device is in flight when NATS stops: it fails at once, not after the 30-second timeout.
+    const hangCalled = new Promise<void>((resolve) => linkB.once("called", () => resolve()));
+    const hanging = api(a, { method: "POST", path: `/v1/devices/${deviceB.id}/hang`, token, json: {} });
+    await hangCalled;
     await nats.stop();
+    const stoppedAt = Date.now();
+    expect(await hanging).toMatchObject({ status: 503, body: { ok: false } });
+    expect(Date.now() - stoppedAt).toBeLessThan(2000);
     await until(() => !a.services.bus.connected && !b.services.bus.connected, "both nodes to notice", 30_000);
     const outageStarted = Date.now();
     expect(await api(a, { path: "/readyz" })).toEqual({

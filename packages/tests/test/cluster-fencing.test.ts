@@ -72,6 +72,15 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
         );
       }
       for (const fleet of fleets) expect(fleet.failures).toEqual([]);
+      // A device is connected (server Hello) a moment before its node lists it online.
+      const db = (nodes[0] as RunningCloud).services.db;
+      await until(
+        async () =>
+          (await db.selectFrom("devices").select("id").where("online", "=", 1).execute()).length ===
+          3 * PER_NODE,
+        "all 300 devices listed online",
+        60_000,
+      );
       stream = watch(nodes[2] as RunningCloud, "/v1/devices/events", token);
       await stream.ready;
     }, 180_000);
@@ -137,6 +146,9 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
           );
           return { ...move, newLink, fencedAfterMs: (oldClosed.get(move.oldLink) ?? 0) - connectedAt };
         }),
+      );
+      console.log(
+        `old sessions closed ${Math.min(...fenced.map((move) => move.fencedAfterMs))}–${Math.max(...fenced.map((move) => move.fencedAfterMs))} ms after the new session was up`,
       );
       for (const move of fenced) {
         expect(move.fencedAfterMs).toBeLessThan(1000);

@@ -40,6 +40,8 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
         "--nats-url",
         NATS_URL ?? "",
         "--allow-signup",
+        // The test registers fresh device IDs, as a manufacturer's tool would in development.
+        "--open-device-registration",
         "--heartbeat-ms",
         String(HEARTBEAT_MS),
         "--dead-after-ms",

@@ -81,12 +81,15 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
   const noticeHandlers = new Set<(notice: NodeNotice) => void>();
   const statusHandlers = new Set<(connected: boolean) => void>();
   const local = new Map<string, DeviceCommandHandler>();
+  /** Requests in flight to other nodes, failed at once when NATS goes away (their answer cannot come). */
+  const inFlight = new Set<() => void>();
   let connected = true;
 
   const setConnected = (value: boolean) => {
     if (value === connected) return;
     connected = value;
     if (value) attempt = 0;
+    else for (const fail of [...inFlight]) fail();
     onStatus(value);
     for (const handler of [...statusHandlers]) handler(value);
   };
@@ -215,19 +218,33 @@ export async function connectNatsBus(options: NatsBusOptions): Promise<EventBus>
         // A replaced session stays silent: the device is on another node now.
         if (!(answer.ok === false && answer.error === "offline")) return answer;
       }
-      if (!connected) return { ok: false, error: "unavailable", message: "bus unreachable" };
+      const unavailable: DeviceCommandResult = {
+        ok: false,
+        error: "unavailable",
+        message: "bus unreachable",
+      };
+      if (!connected) return unavailable;
+      let fail: (() => void) | undefined;
+      const lost = new Promise<DeviceCommandResult>((resolve) => {
+        fail = () => resolve(unavailable);
+        inFlight.add(fail);
+      });
       try {
-        const reply = await nc.request(
-          deviceSubject(deviceId),
-          JSON.stringify({ command, minEpoch } satisfies CommandEnvelope),
-          { timeout: timeoutMs },
-        );
-        return reply.json<DeviceCommandResult>();
+        const request = nc
+          .request(deviceSubject(deviceId), JSON.stringify({ command, minEpoch } satisfies CommandEnvelope), {
+            timeout: timeoutMs,
+          })
+          .then((reply) => reply.json<DeviceCommandResult>());
+        // Whichever comes first: the answer, or the loss of NATS (then the request fails, ignored).
+        request.catch(() => undefined);
+        return await Promise.race([request, lost]);
       } catch (error) {
         if (error instanceof NatsError && (error.code as ErrorCode) === ErrorCode.NoResponders)
           return { ok: false, error: "offline" };
-        if (!connected) return { ok: false, error: "unavailable", message: "bus unreachable" };
+        if (!connected) return unavailable;
         return { ok: false, error: "timeout" };
+      } finally {
+        if (fail) inFlight.delete(fail);
       }
     },
     notify(notice) {

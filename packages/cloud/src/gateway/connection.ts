@@ -644,12 +644,15 @@ export async function handleDeviceConnection(
       hello.hello.productId !== 0 &&
       hello.hello.productId !== 0xffff &&
       hello.hello.productId !== hello.hello.platformId;
+    // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
+    await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
     // A new session epoch: this connection is now the device's one live session, cluster-wide.
     lease = await context.registry.open(session, {
       last_handshake_at: now,
       last_heard: now,
       last_ip_address: remoteAddress,
       platform_id: hello.hello.platformId,
+      platform_confirmed: 1,
       ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
       ...(hello.hello.layout === "3.x" ? { system_firmware_version: String(hello.hello.systemVersion) } : {}),
       updated_at: now,
@@ -694,6 +697,31 @@ export async function handleDeviceConnection(
     }
     context.closed(reason);
   }
+}
+
+/**
+ * A product holds devices of one platform (spec/cloud-api.md §4.5). A device whose Hello reports another
+ * platform than its product's (it was imported on an assumed platform, or lied at registration) leaves the
+ * product, as `DELETE /v1/products/:p/devices/:id` would take it out: a customer owner is released.
+ */
+async function leaveProductOfOtherPlatform(
+  services: Services,
+  options: { deviceId: string; platformId: number; log: { warn(object: object, message: string): void } },
+): Promise<void> {
+  const device = await services.devices.get(options.deviceId);
+  if (!device || device.product_id === null) return;
+  const product = await services.products.find(String(device.product_id));
+  if (!product || product.platform_id === options.platformId) return;
+  await services.devices.removeFromProduct({ device, deny: false });
+  options.log.warn(
+    {
+      deviceId: device.id,
+      productId: product.id,
+      platformId: options.platformId,
+      productPlatformId: product.platform_id,
+    },
+    "device reports another platform than its product's; removed from the product",
+  );
 }
 
 async function recordAttempt(

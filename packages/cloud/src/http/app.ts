@@ -190,21 +190,24 @@ export async function createHttpApp(options: {
   });
   // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request, body, done) => {
+    const bytes = body as Buffer;
+    // A declared type other than text/plain (XML, binary, …) is not guessed at: a clear error instead.
+    const type = (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    if (type !== "" && type !== "text/plain") {
+      if (bytes.toString("latin1").trim().length === 0) return done(null, undefined);
+      return done(
+        new AppError("BAD_REQUEST", `Unsupported content type ${type}: send JSON or a form`),
+        undefined,
+      );
+    }
     let text: string;
     try {
-      text = decodeBody(body as Buffer);
+      text = decodeBody(bytes);
     } catch (error) {
       return done(error as Error, undefined);
     }
     const trimmed = text.trim();
     if (trimmed.length === 0) return done(null, undefined);
-    // A declared type other than text/plain (XML, binary, …) is not guessed at: a clear error instead.
-    const type = (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-    if (type !== "" && type !== "text/plain")
-      return done(
-        new AppError("BAD_REQUEST", `Unsupported content type ${type}: send JSON or a form`),
-        undefined,
-      );
     if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
       try {
         done(null, JSON.parse(trimmed));

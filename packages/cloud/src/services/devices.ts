@@ -209,6 +209,8 @@ export class DeviceService {
     mayAdministerProduct: (productId: number) => Promise<boolean>;
     /** Whether an ID the cloud does not know may be created (else it is refused like a foreign one). */
     allowNew: boolean;
+    /** Whether `platformId` was given (or is the product's) rather than assumed. @default false */
+    platformKnown?: boolean;
   }): Promise<DeviceRow> {
     const { principal } = options;
     if (!isDeviceId(options.deviceId))
@@ -265,6 +267,7 @@ export class DeviceService {
           registered_by_user_id: principal.kind === "user" ? principal.userId : null,
           product_id: options.productId,
           platform_id: options.platformId,
+          platform_confirmed: options.platformKnown === true ? 1 : 0,
           created_at: now,
           updated_at: now,
         })
@@ -421,14 +424,22 @@ export class DeviceService {
     const now = this.#config.clock();
     for (const raw of new Set(options.ids.map((id) => id.trim()).filter((id) => id.length > 0))) {
       const device = await this.get(raw);
-      if (!device || device.platform_id !== options.platformId) {
+      // A product holds one platform (spec §4.5). A key sent without a platform only assumed one: such a
+      // device may join any product, taking its platform until its Hello reports the real one.
+      if (!device || (device.platform_confirmed === 1 && device.platform_id !== options.platformId)) {
         result.invalidDeviceIds.push(raw);
       } else if (device.product_id !== null && device.product_id !== options.productId) {
         result.nonmemberDeviceIds.push(device.id);
       } else {
         await this.#db
           .updateTable("devices")
-          .set({ product_id: options.productId, quarantined: 0, denied: 0, updated_at: now })
+          .set({
+            product_id: options.productId,
+            platform_id: options.platformId,
+            quarantined: 0,
+            denied: 0,
+            updated_at: now,
+          })
           .where("id", "=", device.id)
           .execute();
         result.updated += 1;

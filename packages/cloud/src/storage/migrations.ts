@@ -244,6 +244,20 @@ const attemptTimes: Migration = {
 };
 
 /**
+ * Whether a device's platform is known (reported by its Hello, or given at registration) or was assumed
+ * (a key sent without one). Devices that have connected have reported theirs.
+ */
+const platformConfirmed: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable("devices")
+      .addColumn("platform_confirmed", "integer", (c) => c.notNull().defaultTo(0))
+      .execute();
+    await sql`update devices set platform_confirmed = 1 where last_handshake_at is not null`.execute(db);
+  },
+};
+
+/**
  * Webhooks (issue 13): the hooks, their queued deliveries (the durable outbox: a row is written when the event
  * happens and leased by exactly one node to send), and each attempt's log line.
  */
@@ -343,6 +357,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0004_gateway_nodes": gatewayNodes,
         "0009a_cluster_fencing": clusterFencing,
         "0010a_attempt_times": attemptTimes,
+        "0010b_platform_confirmed": platformConfirmed,
         "0013a_webhooks": webhooks(dialect),
       }),
   };

@@ -194,6 +194,8 @@ export interface DevicesTable {
   owner_customer_id: string | null;
   product_id: number | null;
   platform_id: number;
+  /** 1 when the platform was reported by the device's Hello or given at registration; 0 when assumed. */
+  platform_confirmed: Generated<number>;
   quarantined: Generated<number>;
   denied: Generated<number>;
   development: Generated<number>;

@@ -19,9 +19,10 @@ import {
   type ParticleMessage,
 } from "../../src/index.js";
 import { createNodeAesCbc, removePkcs1Type2Padding } from "../../src/node.js";
+import { runs } from "../fuzz-config.js";
 import { hex } from "./hex.js";
 
-const RUNS = { numRuns: 2000 };
+const RUNS = runs(2000);
 
 /** Runs `action`; the only failures allowed are the package's own typed errors. */
 function onlyAppErrors(action: () => unknown): void {
@@ -108,7 +109,7 @@ describe("decoders never throw anything but AppError on arbitrary input", () => 
         onlyAppErrors(() => decodeSessionCredentials(bytes));
         onlyAppErrors(() => decodeHandshakeReply(bytes));
       }),
-      { numRuns: 300 },
+      runs(300),
     );
   });
 
@@ -126,7 +127,7 @@ describe("decoders never throw anything but AppError on arbitrary input", () => 
       fc.property(fc.oneof(anyBytes, coapLike, mutated), senders, (bytes, sender) => {
         onlyAppErrors(() => classifyMessage(decodeCoapMessage(bytes), sender));
       }),
-      { numRuns: 5000 },
+      runs(5000),
     );
   });
 
@@ -155,7 +156,7 @@ describe("codec properties", () => {
         const encoded = encodeCoapMessage(decoded);
         expect([encoded, new Uint8Array([...encoded, 0xff])]).toContainEqual(bytes);
       }),
-      { numRuns: 5000 },
+      runs(5000),
     );
   });
 

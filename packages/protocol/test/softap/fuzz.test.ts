@@ -12,8 +12,9 @@ import {
   SOFTAP_COMMANDS,
   SoftApRequestParser,
 } from "../../src/index.js";
+import { runs } from "../fuzz-config.js";
 
-const RUNS = { numRuns: 2000 };
+const RUNS = runs(2000);
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 /** Runs `action`; the only failures allowed are the package's own typed errors. */
@@ -111,7 +112,7 @@ describe("SoftAP decoders never throw anything but AppError on arbitrary input",
       fc.property(commands, fc.oneof(anyBytes, jsonish.map(utf8)), (command, body) => {
         onlyAppErrors(() => parseSoftApRequestBody(command, body));
       }),
-      { numRuns: 5000 },
+      runs(5000),
     );
   });
 
@@ -170,7 +171,7 @@ describe("SoftAP codec properties", () => {
         }
         for (const value of Object.values(parsed)) expect(["string", "number"]).toContain(typeof value);
       }),
-      { numRuns: 5000 },
+      runs(5000),
     );
   });
 });

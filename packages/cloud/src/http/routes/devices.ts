@@ -202,7 +202,9 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
       publicKey: requiredString(fields, "publicKey"),
       algorithm: optionalString(fields, "algorithm") ?? "rsa",
       productId,
+      // Without one, a Photon is assumed until the device's Hello says otherwise (platform_confirmed).
       platformId: platformId ?? 6,
+      platformKnown: platformId !== undefined,
       mayAdministerProduct: (id) => products.canAdminister(principal, id),
       allowNew: services.config.openDeviceRegistration,
     });

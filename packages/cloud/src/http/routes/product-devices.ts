@@ -95,6 +95,8 @@ export function registerProductDeviceRoutes(app: FastifyInstance, services: Serv
     const file = fileText(fields);
     if (file !== undefined) ids.push(...file.split(/[\r\n,]+/));
     if (ids.length === 0) throw new BadRequestError("send a device id, or a file of device ids");
+    // Particle's 200 with the lists of what was refused, even when nothing was imported: clients (api-js)
+    // take a 4xx for a failed request. See docs/security.md ("Platforms").
     return devices.importIntoProduct({ productId: product.id, platformId: product.platform_id, ids });
   });
 

@@ -1,0 +1,181 @@
+import { randomBytes } from "node:crypto";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { Membership } from "../src/cluster/membership.js";
+import { startMembership } from "../src/cluster/membership.js";
+import {
+  claimSession,
+  reconcileSessions,
+  releaseSession,
+  sweepOrphans,
+  touchSession,
+} from "../src/gateway/presence.js";
+import type { Storage } from "../src/index.js";
+import { openStorage } from "../src/index.js";
+import type { TemporaryDatabase } from "./helpers.js";
+import { createTemporaryDatabase, newDeviceKey, POSTGRES_URL } from "./helpers.js";
+
+const silent = pino({ level: "silent" });
+
+/** The presence and membership rules, on each SQL dialect. */
+function definePresenceConformance(
+  name: string,
+  open: () => Promise<{ storage: Storage; dispose(): Promise<void> }>,
+) {
+  describe(`epoch-fenced presence and membership on ${name}`, () => {
+    let storage: Storage;
+    let dispose: () => Promise<void>;
+    const publicKey = newDeviceKey().publicKeyPem;
+
+    beforeAll(async () => {
+      const opened = await open();
+      storage = opened.storage;
+      dispose = () => opened.dispose();
+    });
+    afterAll(async () => {
+      await storage?.close();
+      await dispose?.();
+    });
+
+    async function newDevice(): Promise<string> {
+      const id = randomBytes(12).toString("hex");
+      await storage.db
+        .insertInto("devices")
+        .values({
+          id,
+          public_key: publicKey,
+          key_algorithm: "rsa",
+          registered_by_user_id: null,
+          product_id: null,
+          platform_id: 6,
+          created_at: 0,
+          updated_at: 0,
+        })
+        .execute();
+      return id;
+    }
+    const row = (id: string) =>
+      storage.db
+        .selectFrom("devices")
+        .select(["online", "gateway_node", "session_epoch", "last_heard"])
+        .where("id", "=", id)
+        .executeTakeFirstOrThrow();
+
+    it("gives each new session a higher epoch; an older session's release and last-heard change nothing", async () => {
+      const id = await newDevice();
+      const first = await claimSession(storage.db, {
+        deviceId: id,
+        nodeId: "node-a",
+        facts: { last_heard: 1 },
+      });
+      const second = await claimSession(storage.db, {
+        deviceId: id,
+        nodeId: "node-b",
+        facts: { last_heard: 2 },
+      });
+      expect(second.epoch).toBe(first.epoch + 1);
+      expect(await touchSession(storage.db, first, 5)).toBe(false);
+      expect(await releaseSession(storage.db, first, 6)).toBe(false);
+      expect(await row(id)).toMatchObject({ online: 1, gateway_node: "node-b", last_heard: 2 });
+      expect(await touchSession(storage.db, second, 7)).toBe(true);
+      expect(await releaseSession(storage.db, second, 8)).toBe(true);
+      expect(await row(id)).toMatchObject({ online: 0, gateway_node: null, last_heard: 8 });
+    });
+
+    it("sweeps only devices whose node is gone, and never one that moved or whose node came back", async () => {
+      const stranded = await newDevice();
+      const moved = await newDevice();
+      await storage.db.insertInto("gateway_nodes").values({ id: "alive", last_seen: Date.now() }).execute();
+      await claimSession(storage.db, { deviceId: stranded, nodeId: "gone", facts: {} });
+      await claimSession(storage.db, { deviceId: moved, nodeId: "gone", facts: {} });
+      await claimSession(storage.db, { deviceId: moved, nodeId: "alive", facts: {} });
+      const swept = await sweepOrphans(storage.db, 10);
+      expect(swept.map((device) => device.id)).toContain(stranded);
+      expect(swept.map((device) => device.id)).not.toContain(moved);
+      expect(await row(stranded)).toMatchObject({ online: 0, gateway_node: null });
+      expect(await row(moved)).toMatchObject({ online: 1, gateway_node: "alive" });
+      await storage.db.deleteFrom("gateway_nodes").where("id", "=", "alive").execute();
+    });
+
+    it("re-asserts what a node still holds after a sweep, reports replaced sessions, and clears strays", async () => {
+      const held = await newDevice();
+      const replaced = await newDevice();
+      const stray = await newDevice();
+      const heldLease = await claimSession(storage.db, { deviceId: held, nodeId: "node-p", facts: {} });
+      const replacedLease = await claimSession(storage.db, {
+        deviceId: replaced,
+        nodeId: "node-p",
+        facts: {},
+      });
+      await claimSession(storage.db, { deviceId: stray, nodeId: "node-p", facts: {} });
+      // node-p was paused: swept; one of its devices reconnected elsewhere meanwhile.
+      await sweepOrphans(storage.db, 20);
+      await claimSession(storage.db, { deviceId: replaced, nodeId: "node-q", facts: {} });
+      await claimSession(storage.db, { deviceId: stray, nodeId: "node-p", facts: {} });
+      const result = await reconcileSessions(storage.db, {
+        nodeId: "node-p",
+        leases: [heldLease, replacedLease],
+        force: true,
+      });
+      expect(result.reasserted).toEqual([heldLease]);
+      expect(result.superseded).toEqual([replacedLease]);
+      expect(await row(held)).toMatchObject({ online: 1, gateway_node: "node-p" });
+      expect(await row(replaced)).toMatchObject({ online: 1, gateway_node: "node-q" });
+      expect(await row(stray)).toMatchObject({ online: 0, gateway_node: null });
+    });
+
+    it("declares a silent node dead on the database's clock, once, and lets it re-register when it beats again", async () => {
+      let one: Membership | undefined;
+      let two: Membership | undefined;
+      try {
+        one = await startMembership({
+          db: storage.db,
+          nodeId: "member-1",
+          logger: silent,
+          heartbeatMs: 60_000,
+        });
+        two = await startMembership({
+          db: storage.db,
+          nodeId: "member-2",
+          logger: silent,
+          heartbeatMs: 60_000,
+        });
+        const beats: { node: string; rejoined: boolean; dead: readonly string[] }[] = [];
+        one.onBeat((beat) => Promise.resolve(void beats.push({ node: "member-1", ...beat })));
+        two.onBeat((beat) => Promise.resolve(void beats.push({ node: "member-2", ...beat })));
+        // member-2's last beat is made old (as if it had been paused for minutes).
+        await storage.db
+          .updateTable("gateway_nodes")
+          .set({ last_seen: 0 })
+          .where("id", "=", "member-2")
+          .execute();
+        await one.beat();
+        expect(beats).toEqual([{ node: "member-1", rejoined: false, dead: ["member-2"] }]);
+        await one.beat();
+        expect(beats[1]).toEqual({ node: "member-1", rejoined: false, dead: [] });
+        await two.beat();
+        expect(beats[2]).toEqual({ node: "member-2", rejoined: true, dead: [] });
+        const rows = await storage.db.selectFrom("gateway_nodes").select("id").orderBy("id").execute();
+        expect(rows.map((node) => node.id)).toEqual(["member-1", "member-2"]);
+      } finally {
+        await one?.stop();
+        await two?.stop();
+      }
+    });
+  });
+}
+
+definePresenceConformance("SQLite", async () => ({
+  storage: await openStorage({ sqliteFile: ":memory:" }),
+  dispose: () => Promise.resolve(),
+}));
+
+if (POSTGRES_URL)
+  definePresenceConformance("PostgreSQL", async () => {
+    const database: TemporaryDatabase = await createTemporaryDatabase(POSTGRES_URL);
+    return {
+      storage: await openStorage({ databaseUrl: database.url }),
+      dispose: () => database[Symbol.asyncDispose](),
+    };
+  });
