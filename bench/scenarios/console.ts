@@ -45,7 +45,7 @@ export async function runConsole(context: ScenarioContext): Promise<ScenarioResu
         },
         {
           scenario: "console",
-          figure: "lazily loaded pages (setup), gzipped",
+          figure: "lazily loaded pages (setup, webhooks), gzipped",
           value: `${round(lazy / 1024, 1)} KB`,
           limit: "",
         },

@@ -11,7 +11,7 @@ export interface Loaded<T> {
   value: T | undefined;
   error: string | undefined;
   loading: boolean;
-  reload(): void;
+  reload: () => void;
 }
 
 /** Loads `load()` now and whenever `deps` change. */

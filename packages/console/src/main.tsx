@@ -20,6 +20,10 @@ import { saveSession, useSession } from "./session.js";
 
 // The setup page carries the RSA library and the setup SDK: loaded only when opened.
 const SetupPage = lazy(() => import("./pages/setup.js").then((module) => ({ default: module.SetupPage })));
+// Webhooks are a page few visits need: loaded when opened, so the first load stays small.
+const WebhooksPage = lazy(() =>
+  import("./pages/webhooks.js").then((module) => ({ default: module.WebhooksPage })),
+);
 
 const NAV = [
   ["devices", "Devices"],
@@ -28,6 +32,7 @@ const NAV = [
   ["products", "Products"],
   ["transfers", "Transfers"],
   ["events", "Events"],
+  ["webhooks", "Webhooks"],
 ] as const;
 
 function Shell(props: { api: Api; username: string; route: Route }) {
@@ -64,6 +69,13 @@ function Shell(props: { api: Api; username: string; route: Route }) {
       break;
     case "events":
       page = <EventsPage api={api} />;
+      break;
+    case "webhooks":
+      page = (
+        <Suspense fallback={<p>Loading…</p>}>
+          <WebhooksPage api={api} segments={route.segments.slice(1)} />
+        </Suspense>
+      );
       break;
     default:
       page = (

@@ -23,10 +23,12 @@ import {
   newDevice,
   newUser,
   register,
+  startReceiver,
   startTestCloud,
   until,
+  verifyRoostSignature,
 } from "@roost/tests/support";
-import type { TestUser } from "@roost/tests/support";
+import type { Receiver, TestUser } from "@roost/tests/support";
 
 const CONSOLE_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CHROMIUM = "/usr/bin/chromium";
@@ -47,6 +49,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
   let owner: TestUser & { password: string };
   let context: BrowserContext;
   let device: RunningDevice | undefined;
+  let receiver: Receiver | undefined;
   const contexts: BrowserContext[] = [];
 
   beforeAll(async () => {
@@ -55,7 +58,12 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     mkdirSync(shots, { recursive: true });
     const outDir = join(folder, "console");
     await build({ root: CONSOLE_ROOT, logLevel: "warn", build: { outDir, emptyOutDir: true } });
-    cloud = await startTestCloud({ consoleDir: outDir, clock: () => Date.now() + clockOffsetMs });
+    // Webhooks may reach the test's receiver on 127.0.0.1 (roost dev's setting; off by default).
+    cloud = await startTestCloud({
+      consoleDir: outDir,
+      clock: () => Date.now() + clockOffsetMs,
+      webhooks: { allowPrivate: true, retryBaseMs: 20, pollMs: 50 },
+    });
     owner = {
       ...(await newUser(cloud, { username: "maker@example.com", password: "maker password" })),
       password: "maker password",
@@ -81,6 +89,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     for (const item of contexts) await item.close().catch(() => undefined);
     await browser?.close();
     await device?.stop();
+    await receiver?.close();
     await cloud?.close();
     rmSync(folder, { recursive: true, force: true });
   });
@@ -412,5 +421,101 @@ describe.skipIf(!existsSync(CHROMIUM))("the web console in Chromium", { timeout:
     expect((await api(cloud, { method: "GET", path: `/v1/devices/${id}`, token: owner.token })).status).toBe(
       403,
     );
+  });
+
+  it("a webhook made on the webhooks page delivers to a receiver; the delivery log shows it live and replays it", async () => {
+    receiver = await startReceiver();
+    receiver.fallback = { status: 200, body: '{"stored":true}' };
+    const page = await context.newPage();
+    await page.goto(`${cloud.url}/console/#/webhooks`);
+    await page.getByText("No webhooks yet.").waitFor();
+    await page.getByLabel("Event prefix").fill("greenhouse");
+    await page.getByLabel("URL").fill(`${receiver.url}/hooks/{{{PARTICLE_EVENT_NAME}}}`);
+    await page.getByLabel("JSON body (template)").fill('{"reading": "{{{PARTICLE_EVENT_VALUE}}}"}');
+    await page.getByLabel("Headers").fill("X-Site: north");
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    const secret = await page.getByLabel("Webhook secret").inputValue();
+    expect(secret.length).toBeGreaterThanOrEqual(32);
+    await page.getByRole("button", { name: "Copy" }).click();
+    await page.getByRole("button", { name: "Copied" }).waitFor();
+    await expect(page.evaluate("navigator.clipboard.readText()")).resolves.toBe(secret);
+    const row = page.getByRole("table", { name: "Webhooks" }).locator("tbody tr", { hasText: "greenhouse" });
+    await row.locator('[data-hook-state="active"]').waitFor();
+    await shoot(page, "webhooks");
+
+    await row.getByRole("link", { name: "greenhouse" }).click();
+    await page.getByRole("heading", { name: "Webhook on greenhouse" }).waitFor();
+    await page.getByText("No deliveries yet.").waitFor();
+    const published = await api(cloud, {
+      method: "POST",
+      path: "/v1/devices/events",
+      token: owner.token,
+      json: { name: "greenhouse/humidity", data: "71", private: true },
+    });
+    expect(published.status).toBe(200);
+    const [request] = await receiver.received(1);
+    expect(request?.url).toBe("/hooks/greenhouse/humidity");
+    expect(request?.headers["x-site"]).toBe("north");
+    expect(JSON.parse(request?.body ?? "")).toMatchObject({ event: "greenhouse/humidity", reading: "71" });
+    expect(
+      verifyRoostSignature({
+        header: request?.headers["x-roost-signature"],
+        body: request?.body ?? "",
+        secret,
+      }),
+    ).toBe(true);
+
+    // The open page refreshes its log by itself (no reload, no click): the delivery shows as succeeded.
+    const delivered = page.locator('tr[data-delivery-status="succeeded"]', {
+      hasText: "greenhouse/humidity",
+    });
+    await delivered.waitFor();
+    await expect(delivered.textContent()).resolves.toMatch(/HTTP 200.*\{"stored":true\}/);
+    await shoot(page, "webhook-deliveries");
+
+    await delivered.getByRole("button", { name: /Replay/ }).click();
+    const [, replayed] = await receiver.received(2);
+    expect(replayed?.url).toBe("/hooks/greenhouse/humidity");
+    expect(replayed?.headers["x-roost-replay-of"]).toBe(request?.headers["x-roost-delivery"]);
+    await page.locator('tr[data-delivery-status="succeeded"]', { hasText: "(replay)" }).waitFor();
+
+    // Disable, then rotate the secret: shown once, and different.
+    await page.getByRole("button", { name: "Disable" }).click();
+    await page.locator('[data-hook-state="disabled"]').waitFor();
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.getByRole("button", { name: "Rotate secret" }).click();
+    const rotated = await page.getByLabel("New webhook secret").inputValue();
+    expect(rotated).not.toBe(secret);
+
+    // Back on the list: enable it again, then delete it.
+    await page.getByRole("link", { name: /All webhooks/ }).click();
+    await row.locator('[data-hook-state="disabled"]').waitFor();
+    await row.getByRole("button", { name: /Enable/ }).click();
+    await row.locator('[data-hook-state="active"]').waitFor();
+    page.once("dialog", (dialog) => void dialog.accept());
+    await row.getByRole("button", { name: /Delete/ }).click();
+    await page.getByText("No webhooks yet.").waitFor();
+    const left = await api(cloud, { method: "GET", path: "/v1/webhooks", token: owner.token });
+    expect(left.body).toEqual([]);
+
+    // A product's hooks: chosen in "Whose hooks", created on the product's webhooks path.
+    const products = await api(cloud, { method: "GET", path: "/v1/user/products", token: owner.token });
+    const thermostat = (products.body.products as { id: number; name: string }[]).find(
+      (item) => item.name === "Thermostat",
+    );
+    const productId = thermostat?.id ?? 0;
+    await page.getByLabel("Whose hooks").selectOption({ label: `Product Thermostat (#${productId})` });
+    await page.waitForURL(new RegExp(`#/webhooks/products/${productId}$`));
+    await page.getByText("No webhooks yet.").waitFor();
+    await page.getByLabel("Event prefix").fill("roost/device/");
+    await page.getByLabel("URL").fill(`${receiver.url}/claims`);
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    await page.getByLabel("Webhook secret").waitFor();
+    const productHooks = await api(cloud, {
+      method: "GET",
+      path: `/v1/products/${productId}/webhooks`,
+      token: owner.token,
+    });
+    expect(productHooks.body).toMatchObject([{ event: "roost/device/", product_id: productId }]);
   });
 });
