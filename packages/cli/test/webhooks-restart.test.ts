@@ -30,6 +30,9 @@ function serve(dataDir: string): {
       "0",
       "--device-port",
       "0",
+      // UDP 5684 is the default: tests never take the fixed port.
+      "--udp-port",
+      "0",
       "--data",
       dataDir,
       "--allow-signup",

@@ -173,9 +173,11 @@ definePresenceConformance("SQLite", async () => ({
 
 if (POSTGRES_URL)
   definePresenceConformance("PostgreSQL", async () => {
-    const database: TemporaryDatabase = await createTemporaryDatabase(POSTGRES_URL);
+    const database: TemporaryDatabase = await createTemporaryDatabase(POSTGRES_URL ?? "");
     return {
       storage: await openStorage({ databaseUrl: database.url }),
-      dispose: () => database[Symbol.asyncDispose](),
+      dispose: async () => {
+        await database[Symbol.asyncDispose]();
+      },
     };
   });

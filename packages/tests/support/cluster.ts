@@ -23,7 +23,7 @@ export interface ServeProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `roost serve --port 0 --device-port 0 …args` from source and waits until it listens. */
+/** Starts `roost serve --port 0 --device-port 0 --udp-port 0 …args` from source and waits until it listens. */
 export async function startServeProcess(args: readonly string[]): Promise<ServeProcess> {
   const child = spawn(
     process.execPath,
@@ -36,6 +36,9 @@ export async function startServeProcess(args: readonly string[]): Promise<ServeP
       "--port",
       "0",
       "--device-port",
+      "0",
+      // UDP 5684 is the default: tests never take the fixed port.
+      "--udp-port",
       "0",
       ...args,
     ],
