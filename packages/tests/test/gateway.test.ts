@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
 import type { CloudLink, CloudLinkOptions } from "@roost/device";
@@ -31,9 +31,11 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   }
 
   beforeAll(async () => {
+    // The default handshake and Hello timeouts: a device connecting on a loaded machine must not be cut off.
+    // A silent device's call waits for this timeout (twice in this file), so it is short, yet far above a
+    // loaded machine's round trip.
     cloud = await startTestCloud({
-      deviceRequestTimeoutMs: 500,
-      deviceLimits: { handshakeTimeoutMs: 300, helloTimeoutMs: 300 },
+      deviceRequestTimeoutMs: 3000,
       clock: () => Date.now() + clockOffsetMs,
     });
   });
@@ -344,7 +346,7 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("takes a device that stops pinging for gone: closes it after the idle timeout and tells the owner offline", async () => {
-    const quiet = await startTestCloud({ deviceLimits: { idleTimeoutMs: 400 } });
+    const quiet = await startTestCloud({ deviceLimits: { idleTimeoutMs: 2000 } });
     try {
       const { token } = await newUser(quiet);
       const device = newDevice();
@@ -429,10 +431,15 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("closes silent, garbage-sending and never-authenticating connections on a timeout without disturbing a connected device", async () => {
+    // A cloud of its own with short handshake and Hello timeouts; the healthy device connects before the
+    // bad connections are opened, so the short timeouts never race with it.
+    const cloud = await startTestCloud({ deviceLimits: { handshakeTimeoutMs: 300, helloTimeoutMs: 300 } });
+    onTestFinished(() => cloud.close());
     const { token } = await newUser(cloud);
     const device = newDevice();
     await register(cloud, token, { device: device });
-    const healthy = link(device);
+    const healthy = cloudLink(cloud, device);
+    onTestFinished(() => healthy.close());
     await healthy.connect();
     const before = { ...cloud.gateway?.stats.closed };
     const open = (data?: Buffer) =>
@@ -451,7 +458,8 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
       open(randomBytes(256)),
       open(randomBytes(10)),
     ]);
-    for (const elapsed of [silent, garbage, short]) expect(elapsed).toBeLessThan(5000);
+    // Closed by the 300 ms timeouts, not held (the bound is loose for a loaded machine).
+    for (const elapsed of [silent, garbage, short]) expect(elapsed).toBeLessThan(30_000);
     const after = cloud.gateway?.stats.closed ?? {};
     expect((after.handshake_timeout ?? 0) - (before.handshake_timeout ?? 0)).toBe(2);
     expect((after.bad_handshake ?? 0) - (before.bad_handshake ?? 0)).toBe(1);
