@@ -104,8 +104,9 @@ describe.skipIf(!DEVOS_AVAILABLE)("real Device OS over UDP (Gen 3 protocol: DTLS
         });
         onTestFinished(stop);
         await using firmware = startDevos({ version, protocol: "udp", deviceId: device.id, ...device, args });
-        await until(() => online(device.id), `${version} online over UDP`, ONLINE_MS);
+        // The firmware's own line first: on a timeout it reports the firmware's last log lines.
         await firmware.waitForLine(/Cloud connected/, ONLINE_MS);
+        await until(() => online(device.id), `${version} online over UDP`, ONLINE_MS);
 
         const row = await cloud.services.devices.get(device.id);
         expect(row?.platform_id).toBe(platformId);
