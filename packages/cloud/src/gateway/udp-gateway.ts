@@ -221,6 +221,7 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
       log.debug({ ip: from.address, port: from.port, reason }, "DTLS datagram dropped"),
     onSession: (session) => {
       options.onHandshake?.();
+      log.info({ ip: session.address.address, port: session.address.port }, "DTLS handshake completed");
       const run = serve(session).finally(() => running.delete(run));
       running.add(run);
     },
