@@ -116,9 +116,13 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
 
       // The load balancer now sends the device's datagrams to B, which holds nothing of it in memory.
       relay.switchTo(b.gateway?.udpPort ?? 0);
-      const pong = new Promise<void>((resolve) => device.once("pong", () => resolve()));
+      // The device's CoAP ping: acknowledged by B, or the link gives up after its retransmissions.
+      const answered = new Promise<string>((resolve) => {
+        device.once("pong", () => resolve("pong"));
+        device.once("disconnected", (reason) => resolve(reason));
+      });
       device.ping();
-      await pong;
+      expect(await answered).toBe("pong");
       expect(b.gateway?.stats.dtlsRestored).toBe(1);
       expect(b.gateway?.stats.dtlsHandshakes).toBe(0);
       // A's copy was fenced: only B serves the device from now on.
