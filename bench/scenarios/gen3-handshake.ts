@@ -139,7 +139,7 @@ export async function runGen3Handshake(context: ScenarioContext): Promise<Scenar
   const perServerSecond = completed / (serverMs / 1000);
   const ratio = perServerSecond / ceiling;
 
-  const resumed = await measureResumptions(context, server, established);
+  const resumed = measureResumptions(context, server, established);
   const held = await measureHeld(context);
   return {
     name: "gen3-handshake",
@@ -181,11 +181,11 @@ export async function runGen3Handshake(context: ScenarioContext): Promise<Scenar
  * sequence numbers) sends a CoAP ping in a CID record; the server restores the session object from its state,
  * attaches it, opens the record and answers with the ACK. The server's time covers restore, receive and send.
  */
-async function measureResumptions(
+function measureResumptions(
   context: ScenarioContext,
   server: DtlsServer,
   established: readonly { client: DtlsClient; session: DtlsSession; port: number }[],
-): Promise<{ rows: ReportRow[]; raw: Record<string, unknown> }> {
+): { rows: ReportRow[]; raw: Record<string, unknown> } {
   const count = context.quick ? 2000 : 20_000;
   const ceilingMs = context.quick ? 1000 : 3000;
   context.log(`gen3 resumption ceiling (AES-128-CCM_8 open + seal) for ${ceilingMs} ms`);
@@ -333,6 +333,10 @@ async function measureHeld(
     const reports = await Promise.all(fleets.map((fleet) => fleet.call("pings", {})));
     const connected = reports.reduce((sum, report) => sum + report.connected, 0) - warmup;
     const dropped = reports.reduce((sum, report) => sum + report.disconnected, 0);
+    const dropReasons: Record<string, number> = {};
+    for (const report of reports)
+      for (const [reason, count] of Object.entries(report.disconnectReasons))
+        dropReasons[reason] = (dropReasons[reason] ?? 0) + count;
     const bytesPerDevice = (memory.rssBytes - baseline.rssBytes) / devices;
     const heapPerDevice = (memory.heapUsedBytes - baseline.heapUsedBytes) / devices;
     context.log(
@@ -363,6 +367,7 @@ async function measureHeld(
         connected,
         failures,
         dropped,
+        dropReasons,
         connectMs,
         pingIntervalMs,
         baselineRssBytes: baseline.rssBytes,

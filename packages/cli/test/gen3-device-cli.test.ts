@@ -36,7 +36,8 @@ describe(
         },
         ...(init.json ? { body: JSON.stringify(init.json) } : {}),
       });
-      return { status: response.status, body: (await response.json()) as unknown };
+      const body: unknown = await response.json();
+      return { status: response.status, body };
     };
     const devices = async () => (await api("/v1/devices")).body as ListedDevice[];
     /** Full DTLS handshakes the server completed so far (one log line each). */

@@ -86,6 +86,11 @@ const MESSAGE_ID_BLOCK = 256;
 
 const COAP_TYPE = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
 
+/** RFC 7252 §4.8.2 MAX_TRANSMIT_WAIT: ACK_TIMEOUT × (2^(MAX_RETRANSMIT + 1) − 1) × ACK_RANDOM_FACTOR (1.5). */
+function maxTransmitWaitMs(ackTimeoutMs: number = DEVICE_COAP_RELIABILITY.ackTimeoutMs): number {
+  return ackTimeoutMs * (2 ** (DEVICE_COAP_RELIABILITY.maxRetransmit + 1) - 1) * 1.5;
+}
+
 function coapHeader(message: Uint8Array): { type: number; id: number } | undefined {
   if (message.length < 4) return undefined;
   return { type: ((message[0] ?? 0) >> 4) & 0b11, id: ((message[2] ?? 0) << 8) | (message[3] ?? 0) };
@@ -156,7 +161,7 @@ export interface CloudLinkOptions {
   subscriptions?: readonly { prefix: string; scope?: "my-devices" | "all-devices" }[];
   /** Ping after this much silence from the cloud, in ms. @default 15000 @see spec/device-protocols.md B.6 */
   pingIntervalMs?: number;
-  /** Give up when nothing arrives this long after a ping, in ms. @default 10000 */
+  /** Give up when nothing arrives this long after a ping, in ms. @default 10000 (TCP); 90000 (UDP: MAX_TRANSMIT_WAIT) */
   pingTimeoutMs?: number;
   /** Timeout of each handshake step and of the server Hello, in ms. @default 20000 (Hello: 4000) */
   handshakeTimeoutMs?: number;
@@ -229,7 +234,8 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       variables: {},
       subscriptions: [],
       pingIntervalMs: 15_000,
-      pingTimeoutMs: 10_000,
+      // Over UDP a ping is a CON: its retransmissions decide, within MAX_TRANSMIT_WAIT. @see RFC 7252 §4.8.2
+      pingTimeoutMs: protocol === "udp" ? maxTransmitWaitMs(options.ackTimeoutMs) : 10_000,
       handshakeTimeoutMs: 20_000,
       ...options,
     };
