@@ -493,8 +493,10 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       this.#seen.clear();
       client.onData = (content) => this.#receiveUdp(content);
       client.onClose = (reason) => {
-        // The cloud ended the session: it cannot be resumed.
+        // The cloud ended the session: it cannot be resumed (and is not saved again on the way down).
         options.sessionStore?.save(undefined);
+        client.close();
+        if (this.#dtls === client) this.#dtls = undefined;
         this.#shutdown(`DTLS ${reason} from the cloud`);
       };
       client.onReserve = () => this.#saveSession(MESSAGE_ID_BLOCK);
