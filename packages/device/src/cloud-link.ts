@@ -667,7 +667,11 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     this.#describe(DESCRIBE_FLAGS.SYSTEM);
     const code = options.claimCode?.();
     if (code && code.length > 0 && code.charCodeAt(0) !== 0xff)
-      this.publish("spark/device/claim/code", code, { private: true });
+      // Over UDP as a CON, retransmitted until acknowledged: a lost claim code would leave the device unclaimed.
+      this.publish("spark/device/claim/code", code, {
+        private: true,
+        confirmable: options.protocol === "udp",
+      });
     this.publish("spark/hardware/max_binary", "1048576", { private: true });
     this.publish("spark/hardware/ota_chunk_size", "512", { private: true });
     if (options.lastResetReason)
@@ -718,11 +722,15 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   }
 
   /** Publishes an event (NON; private unless told otherwise). */
-  publish(name: string, data = "", options: { private?: boolean; ttl?: number } = {}): void {
+  publish(
+    name: string,
+    data = "",
+    options: { private?: boolean; ttl?: number; confirmable?: boolean } = {},
+  ): void {
     this.#send({
       kind: "event",
       messageId: this.#nextId(),
-      confirmable: false,
+      confirmable: options.confirmable ?? false,
       visibility: options.private === false ? "public" : "private",
       name,
       ttl: options.ttl ?? 60,
