@@ -37,6 +37,14 @@ const DEDUP_WINDOW = 64;
 
 const COAP_TYPE = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
 
+/** Marks a remembered reply that was an empty ACK. */
+const EMPTY_ACK = 0;
+
+/** An empty ACK of message `id` (version 1, type ACK, no token, code 0.00). @see RFC 7252 §3 */
+function emptyAck(id: number): Uint8Array {
+  return Uint8Array.of(0x60, 0x00, id >> 8, id & 0xff);
+}
+
 function coapHeader(message: Uint8Array): { type: number; id: number; empty: boolean } | undefined {
   if (message.length < 4) return undefined;
   const first = message[0] ?? 0;
@@ -61,7 +69,8 @@ class UdpTransport implements DeviceTransport {
   /** Our CONs awaiting their ACK, by message ID. */
   readonly #unacked = new Map<number, { timer: NodeJS.Timeout; acked: (ok: boolean) => void }>();
   /** The device's recent CON IDs and our reply to each (once sent). */
-  readonly #seen = new Map<number, Uint8Array | undefined>();
+  /** `EMPTY_ACK` stands for an empty ACK (most replies), made again from the ID instead of being kept per device. */
+  readonly #seen = new Map<number, Uint8Array | typeof EMPTY_ACK | undefined>();
 
   constructor(
     session: DtlsSession,
@@ -106,7 +115,7 @@ class UdpTransport implements DeviceTransport {
     this.#session.send(message);
     if (!header) return;
     if ((header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST) && this.#seen.has(header.id))
-      this.#seen.set(header.id, message);
+      this.#seen.set(header.id, header.type === COAP_TYPE.ACK && header.empty ? EMPTY_ACK : message);
     if (header.type !== COAP_TYPE.CON) return;
     let attempt = 0;
     // RFC 7252 §4.8: the first timeout is random in [ACK_TIMEOUT, 1.5 × ACK_TIMEOUT].
@@ -144,7 +153,8 @@ class UdpTransport implements DeviceTransport {
     if (header?.type === COAP_TYPE.CON) {
       if (this.#seen.has(header.id)) {
         // A repeat: our ACK was lost. Answer it again; never handle it twice. @see RFC 7252 §4.5
-        const reply = this.#seen.get(header.id);
+        const seen = this.#seen.get(header.id);
+        const reply = seen === EMPTY_ACK ? emptyAck(header.id) : seen;
         if (reply) this.#session.send(reply);
         return;
       }
