@@ -90,7 +90,8 @@ export async function registerDevice(
 /** A running `roost device run`. */
 export interface RunningDevice {
   readonly device: VirtualDeviceType;
-  readonly softapPort: number;
+  /** Undefined for a Gen 3 device (no SoftAP). */
+  readonly softapPort: number | undefined;
   readonly softapHttpPort: number | undefined;
   stop(): Promise<void>;
 }
@@ -147,15 +148,23 @@ export async function runDevice(
     print(
       `[${store.state.deviceId}] SoftAP ${entry.transport} ${entry.command || "?"}: ${entry.outcome}${entry.result !== undefined ? ` r=${entry.result}` : ""}${entry.detail ? ` (${entry.detail})` : ""}`,
     );
-  const tcp = await startSoftApTcpServer({ state: device.setupState, host, port: options.softapPort, log });
+  // Gen 3 devices are set up over BLE or USB, not with the Photon's SoftAP protocol (its RSA-encrypted
+  // password needs an RSA device key): no SoftAP servers for them.
+  const tcp = gen3
+    ? undefined
+    : await startSoftApTcpServer({ state: device.setupState, host, port: options.softapPort, log });
   const http =
-    options.softapHttpPort === undefined
+    gen3 || options.softapHttpPort === undefined
       ? undefined
       : await startSoftApHttpServer({ state: device.setupState, host, port: options.softapHttpPort, log });
-  print(
-    `Device ${store.state.deviceId} (${platformName(store.state.platformId)}), SoftAP SSID ${store.ssid}`,
-  );
-  print(`SoftAP: tcp://${host}:${tcp.port}${http ? ` and http://${host}:${http.port}` : ""}`);
+  if (tcp) {
+    print(
+      `Device ${store.state.deviceId} (${platformName(store.state.platformId)}), SoftAP SSID ${store.ssid}`,
+    );
+    print(`SoftAP: tcp://${host}:${tcp.port}${http ? ` and http://${host}:${http.port}` : ""}`);
+  } else {
+    print(`Device ${store.state.deviceId} (${platformName(store.state.platformId)}), set up (no SoftAP)`);
+  }
   const scheme = gen3 ? "udp" : "tcp";
   print(
     `Cloud: ${options.cloudUrl}, device gateway ${[cloud, ...(cloud.fallbacks ?? [])].map((address) => `${scheme}://${address.host}:${address.port}`).join(", ")}`,
@@ -169,11 +178,11 @@ export async function runDevice(
   else device.listen();
   return {
     device,
-    softapPort: tcp.port,
+    softapPort: tcp?.port,
     softapHttpPort: http?.port,
     async stop() {
       device.stop();
-      await tcp.close();
+      await tcp?.close();
       await http?.close();
     },
   };

@@ -92,20 +92,9 @@ describe(
 
       const code = ((await api("/v1/device_claims", { method: "POST" })).body as { claim_code: string })
         .claim_code;
-      const first = roost([
-        "device",
-        "run",
-        "--state",
-        state,
-        "--cloud",
-        url,
-        "--softap-port",
-        "0",
-        "--claim-code",
-        code,
-      ]);
+      const first = roost(["device", "run", "--state", state, "--cloud", url, "--claim-code", code]);
       processes.push(first);
-      await first.waitFor(new RegExp(`Device ${id} \\(P2/Photon 2\\)`));
+      await first.waitFor(new RegExp(`Device ${id} \\(P2/Photon 2\\), set up \\(no SoftAP\\)`));
       await first.waitFor(/device gateway udp:\/\/127\.0\.0\.1:\d+/);
       await first.waitFor(/claim confirmed; claim code cleared/);
       expect(await devices()).toContainEqual(expect.objectContaining({ id, online: true, platform_id: 32 }));
@@ -120,7 +109,7 @@ describe(
       // Ctrl-C, as a reset: the device keeps its session (no close_notify) and resumes it when started again.
       first.child.kill("SIGINT");
       expect(await first.exited).toBe(0);
-      const second = roost(["device", "run", "--state", state, "--cloud", url, "--softap-port", "0"]);
+      const second = roost(["device", "run", "--state", state, "--cloud", url]);
       processes.push(second);
       await second.waitFor(/resumed the saved DTLS session \(no handshake\)/);
       const called = await api(`/v1/devices/${id}/digitalwrite`, {
@@ -151,7 +140,7 @@ describe(
       ]);
       expect(await register.exited).toBe(0);
       const id = /Registered device ([0-9a-f]{24})/.exec(register.output())?.[1] ?? "";
-      const device = roost(["device", "run", "--state", state, "--cloud", url, "--softap-port", "0"]);
+      const device = roost(["device", "run", "--state", state, "--cloud", url]);
       processes.push(device);
       await device.waitFor(/cloud: connected to/);
       const claimed = await api("/v1/devices", { method: "POST", json: { id } });
