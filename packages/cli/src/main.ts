@@ -359,7 +359,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
   device
     .command("run")
     .description(
-      "Run one virtual device in listening mode (SoftAP), then on Wi-Fi and connected to the cloud",
+      "Run one virtual device: a Photon/P1 in listening mode (SoftAP), then on Wi-Fi and connected; a Gen 3 device connected over UDP at once",
     )
     .requiredOption("--state <dir>", "the device's state folder (ID, keys, claim code, Wi-Fi credentials)")
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
@@ -372,7 +372,12 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "--claim-code <code>",
       "store this claim code, as setup over BLE or USB would (a Gen 3 device presents it after its handshake)",
     )
-    .option("--softap-port <port>", "SoftAP TCP port (a real device: 5609)", integer("softap-port"), 5609)
+    .option(
+      "--softap-port <port>",
+      "SoftAP TCP port (a real device: 5609; Gen 2 only)",
+      integer("softap-port"),
+      5609,
+    )
     .option(
       "--softap-http-port <port>",
       "SoftAP HTTP port (a real device: 80); off unless given",
