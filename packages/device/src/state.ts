@@ -153,7 +153,8 @@ export class DeviceStateStore {
   #save(): void {
     if (!this.folder) return;
     const path = join(this.folder, STATE_FILE);
-    writeFileSync(`${path}.tmp`, `${JSON.stringify(this.#state, null, 2)}\n`);
+    // Owner-only: a Gen 3 device's saved session holds its DTLS keys.
+    writeFileSync(`${path}.tmp`, `${JSON.stringify(this.#state, null, 2)}\n`, { mode: 0o600 });
     renameSync(`${path}.tmp`, path);
   }
 }
