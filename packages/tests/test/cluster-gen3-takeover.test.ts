@@ -114,6 +114,17 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
       });
       expect(byA.body).toMatchObject({ return_value: 42 });
 
+      /** The end of the stored reservation of our record sequence numbers: where a node continuing it starts. */
+      const reservedUntil = async () => {
+        const row = await a.services.db
+          .selectFrom("dtls_sessions")
+          .select("state")
+          .where("device_id", "=", id)
+          .executeTakeFirstOrThrow();
+        return (JSON.parse(row.state) as { out: number }).out;
+      };
+      const byAReserved = await reservedUntil();
+
       // The load balancer now sends the device's datagrams to B, which holds nothing of it in memory.
       relay.switchTo(b.gateway?.udpPort ?? 0);
       // The device's CoAP ping: acknowledged by B, or the link gives up after its retransmissions.
@@ -124,6 +135,8 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
       device.ping();
       expect(await answered).toBe("pong");
       expect(b.gateway?.stats.dtlsRestored).toBe(1);
+      // B wrote its own block past A's before sending: no (epoch, sequence) nonce is used by both nodes.
+      expect(await reservedUntil()).toBeGreaterThanOrEqual(byAReserved + 1024);
       expect(b.gateway?.stats.dtlsHandshakes).toBe(0);
       // A's copy was fenced: only B serves the device from now on.
       await until(() => a.gateway?.stats.closed.replaced === 1, "node A's copy of the session closed");
