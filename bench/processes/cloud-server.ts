@@ -30,6 +30,8 @@ export interface CloudServerStartParams {
   readonly cryptoWorkers?: number | undefined;
   /** Webhook settings (the webhooks scenario delivers to a receiver on 127.0.0.1 and lifts the rate limit). */
   readonly webhooks?: Partial<WebhookConfig> | undefined;
+  /** Serve Gen 3 devices on a free UDP port (DTLS). @default false */
+  readonly udp?: boolean | undefined;
 }
 
 /** Where the cloud listens and the key devices must trust. */
@@ -37,6 +39,9 @@ export interface CloudServerAddress {
   readonly url: string;
   readonly gatewayPort: number;
   readonly serverPublicKeyPem: string;
+  /** With `udp`: the Gen 3 port and the P-256 key Gen 3 devices trust. */
+  readonly udpPort?: number | undefined;
+  readonly serverEcPublicKeyPem?: string | undefined;
 }
 
 /** The server process's own resource use, and the gateway's counters. */
@@ -47,6 +52,8 @@ export interface CloudServerStats {
   readonly heapUsedBytes: number;
   readonly externalBytes: number;
   readonly connected: number;
+  /** Full DTLS handshakes completed (Gen 3). */
+  readonly dtlsHandshakes: number;
   readonly accepted: number;
   readonly closed: Record<string, number>;
   /** Event-loop delay since the previous `stats` call, in ms: how long ready work waited for the loop. */
@@ -60,6 +67,10 @@ export interface InsertDevicesParams {
   readonly devices: readonly { readonly id: string; readonly key: number }[];
   /** Make the devices this token's user's (claimed and named); else they are unowned. */
   readonly ownerToken?: string | undefined;
+  /** "ecc" for P-256 keys (Gen 3). @default "rsa" */
+  readonly algorithm?: "rsa" | "ecc" | undefined;
+  /** @default 6 (Photon) */
+  readonly platformId?: number | undefined;
 }
 
 /** The result of the crypto ceiling loop. */
@@ -130,11 +141,14 @@ const api: CloudServerApi = {
       deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
       cryptoWorkers: params.cryptoWorkers,
       webhooks: params.webhooks,
+      deviceUdpPort: params.udp ? 0 : false,
     });
     return {
       url: cloud.url,
       gatewayPort: cloud.gateway?.port ?? 0,
       serverPublicKeyPem: cloud.serverKey.publicKeyPem,
+      udpPort: cloud.gateway?.udpPort,
+      serverEcPublicKeyPem: cloud.serverKey.ec.publicKeyPem,
     };
   },
 
@@ -156,6 +170,7 @@ const api: CloudServerApi = {
       heapUsedBytes: memory.heapUsed,
       externalBytes: memory.external + memory.arrayBuffers,
       connected: gateway?.connected ?? 0,
+      dtlsHandshakes: gateway?.dtlsHandshakes ?? 0,
       accepted: gateway?.accepted ?? 0,
       closed: { ...gateway?.closed },
     });
@@ -173,10 +188,10 @@ const api: CloudServerApi = {
     const rows = params.devices.map((device, index) => ({
       id: device.id,
       public_key: params.keys[device.key] ?? "",
-      key_algorithm: "rsa",
+      key_algorithm: params.algorithm ?? "rsa",
       registered_by_user_id: ownerId ?? null,
       product_id: null,
-      platform_id: 6,
+      platform_id: params.platformId ?? 6,
       name: ownerId ? `bench_${index}_${randomBytes(3).toString("hex")}` : null,
       owner_user_id: ownerId ?? null,
       claimed_at: ownerId ? now : null,

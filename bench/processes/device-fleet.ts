@@ -5,6 +5,7 @@ import type { KeyObject } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { CloudLink } from "@roost/device";
+import type { SavedCloudSession } from "@roost/device";
 
 import { serveChild, wallClock } from "../lib/child.js";
 
@@ -13,7 +14,9 @@ export interface FleetConnectParams {
   readonly host: string;
   readonly port: number;
   readonly serverPublicKeyPem: string;
-  /** RSA-1024 private keys (PKCS#1 PEM), shared between devices. */
+  /** Gen 3: DTLS over UDP with P-256 keys, this platform in the Hello. @default Gen 2 over TCP */
+  readonly gen3?: { readonly platformId: number } | undefined;
+  /** RSA-1024 private keys (PKCS#1 PEM), or P-256 ones for Gen 3, shared between devices. */
   readonly keys: readonly string[];
   readonly devices: readonly { readonly id: string; readonly key: number; readonly claimCode?: string }[];
   /** Handshakes in flight at once in this process. */
@@ -81,7 +84,20 @@ const api: DeviceFleetApi = {
         const privateKey = keys[device.key];
         if (!privateKey) throw new Error(`no key ${device.key}`);
         let claimCode = device.claimCode;
+        let saved: SavedCloudSession | undefined;
         const link = new CloudLink({
+          ...(params.gen3
+            ? {
+                protocol: "udp" as const,
+                platformId: params.gen3.platformId,
+                sessionStore: {
+                  load: () => saved,
+                  save: (session: SavedCloudSession | undefined) => {
+                    saved = session;
+                  },
+                },
+              }
+            : {}),
           host: params.host,
           port: params.port,
           deviceId: device.id,

@@ -8,6 +8,7 @@ import {
   startSoftApTcpServer,
   VirtualDevice,
 } from "@roost/device";
+import { isGen3Platform } from "@roost/protocol";
 
 /** The network a device sees when none is given on the command line. */
 export const DEFAULT_NETWORK: SimulatedNetwork = { ssid: "roost-wifi", password: "roost-password" };
@@ -26,17 +27,60 @@ export function parseWifi(text: string): SimulatedNetwork {
   };
 }
 
+/**
+ * Platforms of virtual devices by name. Gen 3 ones connect over UDP (DTLS) with P-256 keys; the Photon 2 is a
+ * P2 to the cloud (platform 32). @see Particle's platform list (docs.particle.io, "Platform IDs")
+ */
+export const DEVICE_PLATFORMS: Readonly<Record<string, number>> = {
+  photon: 6,
+  p1: 8,
+  argon: 12,
+  boron: 13,
+  p2: 32,
+  photon2: 32,
+  msom: 35,
+};
+
+/** A platform by name (or number); a clear error for anything else. */
+export function parsePlatform(text: string): number {
+  const id = DEVICE_PLATFORMS[text.toLowerCase()];
+  if (id === undefined)
+    throw new Error(`--platform must be one of ${Object.keys(DEVICE_PLATFORMS).join(", ")}, got "${text}"`);
+  return id;
+}
+
+/** A platform's name for people. */
+function platformName(platformId: number): string {
+  const names: Record<number, string> = {
+    6: "Photon",
+    8: "P1",
+    12: "Argon",
+    13: "Boron",
+    32: "P2/Photon 2",
+    35: "M-SoM",
+  };
+  return names[platformId] ?? `platform ${platformId}`;
+}
+
 /** `roost device register`: sends the device's public key to the cloud, as a manufacturer would. */
 export async function registerDevice(
-  options: { state: string; cloudUrl: string; token: string; product?: number | undefined },
+  options: {
+    state: string;
+    cloudUrl: string;
+    token: string;
+    product?: number | undefined;
+    platformId?: number | undefined;
+  },
   print: (line: string) => void,
 ): Promise<void> {
-  const store = DeviceStateStore.open(options.state);
+  const store = DeviceStateStore.open(options.state, { platformId: options.platformId });
   const client = createApiClient({ baseUrl: options.cloudUrl, accessToken: options.token });
+  // As `particle keys send` does: a P-256 key goes with algorithm "ecc".
   await client.registerDeviceKey({
     deviceId: store.state.deviceId,
     publicKeyPem: store.publicKeyPem,
     productId: options.product,
+    algorithm: store.keyAlgorithm,
   });
   print(
     `Registered device ${store.state.deviceId}${options.product ? ` in product ${options.product}` : ""} with ${options.cloudUrl}`,
@@ -46,14 +90,18 @@ export async function registerDevice(
 /** A running `roost device run`. */
 export interface RunningDevice {
   readonly device: VirtualDeviceType;
-  readonly softapPort: number;
+  /** Undefined for a Gen 3 device (no SoftAP). */
+  readonly softapPort: number | undefined;
   readonly softapHttpPort: number | undefined;
   stop(): Promise<void>;
 }
 
 /**
  * `roost device run`: one virtual device in listening mode with its SoftAP servers, printing what happens.
- * @see spec/device-protocols.md Part A (SoftAP), Part B (cloud)
+ * A Gen 3 device (set up over BLE or USB in real life, not SoftAP) starts already on the first simulated Wi-Fi
+ * network, with the claim code given, and connects over UDP; restarted with the same state it resumes its
+ * saved DTLS session without a handshake. A Gen 2 device with stored Wi-Fi credentials also joins at once.
+ * @see spec/device-protocols.md Part A (SoftAP), Part B (cloud), docs/gen3-wire-format.md
  */
 export async function runDevice(
   options: {
@@ -65,12 +113,34 @@ export async function runDevice(
     softapHttpPort?: number | undefined;
     wifi: readonly SimulatedNetwork[];
     pingIntervalMs?: number;
+    /** A new state folder's platform. @default 6 (Photon) */
+    platformId?: number | undefined;
+    /** A claim code to store, as setup over BLE or USB would (Gen 3). */
+    claimCode?: string | undefined;
+    /** Join stored Wi-Fi at once, as on power-on, instead of listening mode. @default false */
+    powerOn?: boolean;
   },
   print: (line: string) => void,
 ): Promise<RunningDevice> {
-  const store = DeviceStateStore.open(options.state);
-  const cloud = await resolveCloudTarget({ cloudUrl: options.cloudUrl, gateway: options.gateway });
+  const store = DeviceStateStore.open(options.state, { platformId: options.platformId });
+  const gen3 = isGen3Platform(store.state.platformId);
+  const cloud = await resolveCloudTarget({
+    cloudUrl: options.cloudUrl,
+    gateway: options.gateway,
+    protocol: gen3 ? "udp" : "tcp",
+  });
   const networks = options.wifi.length > 0 ? options.wifi : [DEFAULT_NETWORK];
+  if (options.claimCode !== undefined)
+    store.update((state) => {
+      state.claimCode = options.claimCode?.slice(0, 63) ?? "";
+    });
+  const first = networks[0];
+  if (gen3 && store.state.credentials.length === 0 && first)
+    store.update((state) => {
+      state.credentials = [
+        { ssid: first.ssid, password: first.password, security: first.security ?? WPA2_AES_PSK },
+      ];
+    });
   const device = new VirtualDevice({ store, cloud, networks, pingIntervalMs: options.pingIntervalMs });
   device.on("log", (line) => print(`[${store.state.deviceId}] ${line}`));
   const host = options.softapHost ?? "127.0.0.1";
@@ -78,31 +148,41 @@ export async function runDevice(
     print(
       `[${store.state.deviceId}] SoftAP ${entry.transport} ${entry.command || "?"}: ${entry.outcome}${entry.result !== undefined ? ` r=${entry.result}` : ""}${entry.detail ? ` (${entry.detail})` : ""}`,
     );
-  const tcp = await startSoftApTcpServer({ state: device.setupState, host, port: options.softapPort, log });
+  // Gen 3 devices are set up over BLE or USB, not with the Photon's SoftAP protocol (its RSA-encrypted
+  // password needs an RSA device key): no SoftAP servers for them.
+  const tcp = gen3
+    ? undefined
+    : await startSoftApTcpServer({ state: device.setupState, host, port: options.softapPort, log });
   const http =
-    options.softapHttpPort === undefined
+    gen3 || options.softapHttpPort === undefined
       ? undefined
       : await startSoftApHttpServer({ state: device.setupState, host, port: options.softapHttpPort, log });
+  if (tcp) {
+    print(
+      `Device ${store.state.deviceId} (${platformName(store.state.platformId)}), SoftAP SSID ${store.ssid}`,
+    );
+    print(`SoftAP: tcp://${host}:${tcp.port}${http ? ` and http://${host}:${http.port}` : ""}`);
+  } else {
+    print(`Device ${store.state.deviceId} (${platformName(store.state.platformId)}), set up (no SoftAP)`);
+  }
+  const scheme = gen3 ? "udp" : "tcp";
   print(
-    `Device ${store.state.deviceId} (${store.state.platformId === 8 ? "P1" : "Photon"}), SoftAP SSID ${store.ssid}`,
-  );
-  print(`SoftAP: tcp://${host}:${tcp.port}${http ? ` and http://${host}:${http.port}` : ""}`);
-  print(
-    `Cloud: ${options.cloudUrl}, device gateway ${[cloud, ...(cloud.fallbacks ?? [])].map((address) => `tcp://${address.host}:${address.port}`).join(", ")}`,
+    `Cloud: ${options.cloudUrl}, device gateway ${[cloud, ...(cloud.fallbacks ?? [])].map((address) => `${scheme}://${address.host}:${address.port}`).join(", ")}`,
   );
   if (options.wifi.length === 0)
     print(
       `Simulated Wi-Fi: "${DEFAULT_NETWORK.ssid}" with password "${DEFAULT_NETWORK.password}" (use --wifi SSID:PASSWORD to change)`,
     );
   else print(`Simulated Wi-Fi: ${networks.map((network) => `"${network.ssid}"`).join(", ")}`);
-  device.listen();
+  if (gen3 || (options.powerOn && store.state.credentials.length > 0)) device.start();
+  else device.listen();
   return {
     device,
-    softapPort: tcp.port,
+    softapPort: tcp?.port,
     softapHttpPort: http?.port,
     async stop() {
       device.stop();
-      await tcp.close();
+      await tcp?.close();
       await http?.close();
     },
   };
@@ -117,10 +197,17 @@ export async function runFleet(
     product?: number | undefined;
     gateway?: string | undefined;
     claim: boolean;
+    /** @default 6 (Photon) */
+    platformId?: number | undefined;
   },
   print: (line: string) => void,
 ): Promise<{ stop(): void }> {
-  const cloud = await resolveCloudTarget({ cloudUrl: options.cloudUrl, gateway: options.gateway });
+  const platformId = options.platformId ?? 6;
+  const cloud = await resolveCloudTarget({
+    cloudUrl: options.cloudUrl,
+    gateway: options.gateway,
+    protocol: isGen3Platform(platformId) ? "udp" : "tcp",
+  });
   const client = createApiClient({ baseUrl: options.cloudUrl, accessToken: options.token });
   const codes: string[] = [];
   if (options.claim) {
@@ -136,15 +223,17 @@ export async function runFleet(
         deviceId: device.id,
         publicKeyPem: device.publicKeyPem,
         productId: options.product,
+        algorithm: device.algorithm,
       });
     },
+    platformId,
     claimCode: (index) => codes[index],
     progress: print,
     // Devices behind several nodes come back by themselves when theirs fails.
     reconnect: true,
   });
   print(
-    `${fleet.connected()} of ${options.count} devices connected in ${fleet.connectMs} ms; ${fleet.failures.length} failed`,
+    `${fleet.connected()} of ${options.count} devices connected in ${fleet.connectMs} ms; ${fleet.failures.length} failed (${platformName(platformId)})`,
   );
   print(
     `memory per idle device in this process: ${(fleet.rssPerDeviceBytes / 1024).toFixed(1)} KiB (RSS growth / devices)`,

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { createApiClient } from "@roost/client";
 
 import { startDev } from "./dev.js";
-import { parseWifi, registerDevice, runDevice, runFleet } from "./device.js";
+import { parsePlatform, parseWifi, registerDevice, runDevice, runFleet } from "./device.js";
 import { exportServerKey } from "./keys.js";
 import { serve } from "./serve.js";
 import {
@@ -349,11 +349,17 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       process.exitCode = code;
     });
 
-  const device = program.command("device").description("Virtual Photon/P1 devices");
+  const device = program
+    .command("device")
+    .description(
+      "Virtual devices: Photon/P1 (TCP) and Gen 3 Argon, Boron, P2, Photon 2, M-SoM (DTLS over UDP)",
+    );
+  const platformHelp =
+    "a new device's platform: photon, p1 (Gen 2, TCP) or argon, boron, p2, photon2, msom (Gen 3, UDP; P-256 key)";
   device
     .command("run")
     .description(
-      "Run one virtual device in listening mode (SoftAP), then on Wi-Fi and connected to the cloud",
+      "Run one virtual device: a Photon/P1 in listening mode (SoftAP), then on Wi-Fi and connected; a Gen 3 device connected over UDP at once",
     )
     .requiredOption("--state <dir>", "the device's state folder (ID, keys, claim code, Wi-Fi credentials)")
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
@@ -361,7 +367,17 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "--gateway <host:port,...>",
       "device gateway address(es), if not the one the cloud advertises; several (one per node) are tried in turn",
     )
-    .option("--softap-port <port>", "SoftAP TCP port (a real device: 5609)", integer("softap-port"), 5609)
+    .option("--platform <name>", platformHelp, parsePlatform)
+    .option(
+      "--claim-code <code>",
+      "store this claim code, as setup over BLE or USB would (a Gen 3 device presents it after its handshake)",
+    )
+    .option(
+      "--softap-port <port>",
+      "SoftAP TCP port (a real device: 5609; Gen 2 only)",
+      integer("softap-port"),
+      5609,
+    )
     .option(
       "--softap-http-port <port>",
       "SoftAP HTTP port (a real device: 80); off unless given",
@@ -375,7 +391,11 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     )
     .addHelpText(
       "after",
-      "\nExample:\n  roost device run --state ./device-1 --cloud http://127.0.0.1:8080 --wifi home:secret",
+      "\nA Gen 3 device starts on the first --wifi network and connects over UDP (default port 5684); run again with\n" +
+        "the same --state, it resumes its saved DTLS session without a handshake. A Gen 2 device with stored Wi-Fi\n" +
+        "credentials joins at once; a new one starts in listening mode for SoftAP setup.\n" +
+        "\nExamples:\n  roost device run --state ./device-1 --cloud http://127.0.0.1:8080 --wifi home:secret\n" +
+        "  roost device run --state ./argon-1 --platform argon --cloud http://127.0.0.1:8080 --claim-code CODE",
     )
     .action(
       async (options: {
@@ -385,10 +405,15 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         softapPort: number;
         softapHttpPort?: number;
         wifi: string[];
+        platform?: number;
+        claimCode?: string;
       }) => {
         const running = await runDevice(
           {
             state: options.state,
+            platformId: options.platform,
+            claimCode: options.claimCode,
+            powerOn: true,
             cloudUrl: options.cloud,
             gateway: options.gateway,
             softapPort: options.softapPort,
@@ -408,12 +433,27 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
     .requiredOption("--cloud <url>", "the cloud's API URL", env.ROOST_CLOUD_URL)
     .requiredOption("--token <token>", "an access token (user or product)", env.ROOST_TOKEN)
     .option("--product <id>", "product to put the device in", integer("product", { max: 2_147_483_647 }))
-    .action(async (options: { state: string; cloud: string; token: string; product?: number }) => {
-      await registerDevice(
-        { state: options.state, cloudUrl: options.cloud, token: options.token, product: options.product },
-        (line) => console.log(line),
-      );
-    });
+    .option("--platform <name>", platformHelp, parsePlatform)
+    .action(
+      async (options: {
+        state: string;
+        cloud: string;
+        token: string;
+        product?: number;
+        platform?: number;
+      }) => {
+        await registerDevice(
+          {
+            state: options.state,
+            cloudUrl: options.cloud,
+            token: options.token,
+            product: options.product,
+            platformId: options.platform,
+          },
+          (line) => console.log(line),
+        );
+      },
+    );
   device
     .command("fleet")
     .description("Run N virtual devices in one process, registered and connected (for load and demos)")
@@ -430,6 +470,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
       "give each device a claim code of the token's account, so that it claims itself",
       false,
     )
+    .option("--platform <name>", "the devices' platform (as for `device run`)", parsePlatform)
     .action(
       async (options: {
         count: number;
@@ -438,8 +479,12 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         product?: number;
         gateway?: string;
         claim: boolean;
+        platform?: number;
       }) => {
-        const fleet = await runFleet({ ...options, cloudUrl: options.cloud }, (line) => console.log(line));
+        const fleet = await runFleet(
+          { ...options, cloudUrl: options.cloud, platformId: options.platform },
+          (line) => console.log(line),
+        );
         await untilSignal();
         fleet.stop();
       },

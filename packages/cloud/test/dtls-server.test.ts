@@ -2,7 +2,7 @@
 // (/work/shared/devos/traces): no state and no amplification before the cookie, a bounded number of handshakes,
 // the CID given when asked, a ServerKeyExchange signed by the server key, garbage dropped with a reason.
 // @see RFC 6347 §4.2.1, docs/gen3-wire-format.md §3
-import { generateKeyPairSync, verify } from "node:crypto";
+import { generateKeyPairSync, randomBytes, verify } from "node:crypto";
 import { describe, expect, it } from "vitest";
 
 import {
@@ -14,16 +14,19 @@ import {
   decodeHelloVerifyRequest,
   decodeServerHello,
   decodeServerKeyExchange,
+  DTLS_1_2,
   encodeClientHello,
   encodeHandshakeMessage,
+  encodeMoveSession,
   encodeRecord,
   encodeServerEcdhParams,
   EXTENSION_TYPE,
   HANDSHAKE_TYPE,
 } from "@roost/protocol";
+import { sealRecord } from "@roost/protocol/node";
 
-import type { PeerAddress } from "../src/gateway/dtls-server.js";
-import { DtlsServer } from "../src/gateway/dtls-server.js";
+import type { DtlsSessionState, PeerAddress } from "../src/gateway/dtls-server.js";
+import { DtlsServer, DtlsSession } from "../src/gateway/dtls-server.js";
 
 /** The first ClientHello of v2.3.1 and of v5.1.0 (with the CID extension), as the firmware sent them. */
 const CLIENT_HELLO = {
@@ -177,5 +180,85 @@ describe("DTLS server (RFC 6347 §4.2.1)", () => {
     dtls.receive(new Uint8Array(0), DEVICE);
     dtls.receive(Uint8Array.of(0), DEVICE);
     expect([sent, dropped]).toEqual([[], []]);
+  });
+});
+
+describe("records of sessions the server does not hold (another node's, stored)", () => {
+  const key = () => ({ key: randomBytes(16), iv: randomBytes(4) });
+  const state: DtlsSessionState = {
+    keys: { client: key(), server: key() },
+    masterSecret: randomBytes(48),
+    cid: new Uint8Array(randomBytes(8)),
+    peerPublicKeyDer: new Uint8Array(0),
+    epoch: 1,
+    outSequence: 5000,
+    inSequence: 7,
+  };
+  const deviceRecord = (options: { cid?: Uint8Array; sequenceNumber: number }) =>
+    encodeRecord(
+      sealRecord({
+        keys: state.keys.client,
+        type: CONTENT_TYPE.applicationData,
+        version: DTLS_1_2,
+        epoch: 1,
+        sequenceNumber: options.sequenceNumber,
+        cid: options.cid,
+        content: Uint8Array.of(0x40, 0, 0, 1),
+      }),
+    );
+
+  function withHook() {
+    const unknown: { cid?: Uint8Array; deviceId?: Uint8Array }[] = [];
+    const dropped: string[] = [];
+    const dtls = new DtlsServer({
+      serverKey: { privateKey: generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey },
+      send: () => undefined,
+      onSession: () => undefined,
+      onDrop: (reason) => dropped.push(reason),
+      onUnknownSession: (found) => {
+        unknown.push(found);
+        return true;
+      },
+    });
+    const received: Uint8Array[] = [];
+    const session = new DtlsSession({ state, address: DEVICE, send: () => undefined });
+    session.onData = (content) => received.push(content);
+    return { dtls, unknown, dropped, session, received };
+  }
+
+  it("hands a record with an unknown CID to onUnknownSession; fed again once the session is attached, it is served", () => {
+    const { dtls, unknown, dropped, session, received } = withHook();
+    const datagram = deviceRecord({ cid: state.cid, sequenceNumber: 8 });
+    dtls.receive(datagram, DEVICE);
+    expect(unknown).toEqual([{ cid: state.cid }]);
+    expect(received).toEqual([]);
+    dtls.attach(session);
+    dtls.receive(datagram, DEVICE);
+    expect(received).toEqual([Uint8Array.of(0x40, 0, 0, 1)]);
+    expect(unknown).toHaveLength(1);
+    expect(dropped).toEqual([]);
+  });
+
+  it("hands a move-session record of a device it does not hold to onUnknownSession, with the device ID", () => {
+    const { dtls, unknown, session, received } = withHook();
+    const deviceId = randomBytes(12);
+    const datagram = encodeMoveSession(deviceRecord({ sequenceNumber: 9 }), deviceId);
+    dtls.receive(datagram, { address: "127.0.0.2", port: 1234 }, () => undefined);
+    expect(unknown).toEqual([{ deviceId: new Uint8Array(deviceId) }]);
+    dtls.attach(session);
+    dtls.receive(datagram, { address: "127.0.0.2", port: 1234 }, () => session);
+    expect(received).toHaveLength(1);
+    expect(session.address).toEqual({ address: "127.0.0.2", port: 1234 });
+  });
+
+  it("drops a forged record with a known CID without disturbing the session", () => {
+    const { dtls, dropped, session, received } = withHook();
+    dtls.attach(session);
+    const forged = deviceRecord({ cid: state.cid, sequenceNumber: 10 });
+    forged[forged.length - 1] = (forged[forged.length - 1] ?? 0) ^ 1;
+    dtls.receive(forged, { address: "127.0.0.3", port: 1 });
+    expect(received).toEqual([]);
+    expect(dropped).toEqual(["record dropped by its session"]);
+    expect(session.address).toEqual(DEVICE);
   });
 });

@@ -1,5 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { createPublicKey } from "node:crypto";
+import { createSocket } from "node:dgram";
+import type { Socket as UdpSocket } from "node:dgram";
 import { EventEmitter } from "node:events";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
@@ -23,6 +25,9 @@ import {
 import type { SessionCiphers } from "@roost/protocol/node";
 import { createHandshakeCiphertext, createSessionCiphers, openHandshakeReply } from "@roost/protocol/node";
 
+import { DtlsClient } from "./dtls-client.js";
+import type { DtlsClientSession } from "./dtls-client.js";
+
 /** A cloud function of the device's application: takes the argument, returns an int32. */
 export type CloudFunction = (argument: string) => number | Promise<number>;
 
@@ -45,6 +50,50 @@ export interface CloudLinkEvents {
   pong: [roundTripMs: number];
   /** A reconnect is scheduled (with `reconnect`): attempt number and the delay before it, in ms. */
   reconnecting: [attempt: number, delayMs: number];
+  /** UDP: a saved DTLS session was resumed (no handshake), or found dead and dropped (`false`). */
+  resumed: [ok: boolean];
+}
+
+/** The transport under the session: Gen 2 (TCP, LightSSL, RSA) or Gen 3 (UDP, DTLS 1.2, P-256). */
+export type CloudProtocol = "tcp" | "udp";
+
+/** A Gen 3 device's saved session: the DTLS state and where its CoAP message IDs continue. */
+export interface SavedCloudSession extends DtlsClientSession {
+  readonly messageId: number;
+}
+
+/** Where a Gen 3 device keeps its session across resets (its DCT, or memory). */
+export interface CloudSessionStore {
+  load(): SavedCloudSession | undefined;
+  /** `undefined` forgets it (the cloud ended it, or it is no longer answered). */
+  save(session: SavedCloudSession | undefined): void;
+}
+
+/**
+ * CoAP over an unreliable channel, as Device OS runs it: a CON is retransmitted from ACK_TIMEOUT, doubling,
+ * MAX_RETRANSMIT times. @see RFC 7252 §4.8, Device OS communication/inc/coap_channel.h
+ */
+export const DEVICE_COAP_RELIABILITY = { ackTimeoutMs: 4000, maxRetransmit: 3 } as const;
+
+/** How many of the cloud's recent CON message IDs are remembered, to answer repeats without handling them twice. */
+const DEDUP_WINDOW = 64;
+
+/**
+ * Saved message IDs and record sequence numbers run this far ahead of use, so that a device that dies without
+ * saving never repeats either after it resumes.
+ */
+const MESSAGE_ID_BLOCK = 256;
+
+const COAP_TYPE = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
+
+/** RFC 7252 §4.8.2 MAX_TRANSMIT_WAIT: ACK_TIMEOUT × (2^(MAX_RETRANSMIT + 1) − 1) × ACK_RANDOM_FACTOR (1.5). */
+function maxTransmitWaitMs(ackTimeoutMs: number = DEVICE_COAP_RELIABILITY.ackTimeoutMs): number {
+  return ackTimeoutMs * (2 ** (DEVICE_COAP_RELIABILITY.maxRetransmit + 1) - 1) * 1.5;
+}
+
+function coapHeader(message: Uint8Array): { type: number; id: number } | undefined {
+  if (message.length < 4) return undefined;
+  return { type: ((message[0] ?? 0) >> 4) & 0b11, id: ((message[2] ?? 0) << 8) | (message[3] ?? 0) };
 }
 
 /** One address of the cloud's device gateway. */
@@ -89,7 +138,16 @@ export interface CloudLinkOptions {
   productId?: number;
   /** Product firmware version in the Hello. @default 1 */
   productVersion?: number;
-  /** Device OS generation whose Hello to send. @default "2.x" (Device OS 2.3, as on Photons) */
+  /**
+   * The transport: "tcp" (Gen 2: port 5683, RSA keys) or "udp" (Gen 3: port 5684, DTLS with P-256 keys, the
+   * Connection ID, CoAP retransmission, session resumption). @default "tcp"
+   */
+  protocol?: CloudProtocol;
+  /** UDP: where the DTLS session is kept to resume it after a reset or reconnect without a handshake. */
+  sessionStore?: CloudSessionStore;
+  /** UDP: first CoAP retransmission timeout, in ms. @default 4000 */
+  ackTimeoutMs?: number;
+  /** Device OS generation whose Hello to send. @default "2.x" over TCP, "3.x" over UDP */
   helloLayout?: "2.x" | "3.x";
   /** The stored claim code, read at each connect; empty or undefined when none. @see spec/device-protocols.md B.5 step 3 */
   claimCode?: () => string | undefined;
@@ -103,7 +161,7 @@ export interface CloudLinkOptions {
   subscriptions?: readonly { prefix: string; scope?: "my-devices" | "all-devices" }[];
   /** Ping after this much silence from the cloud, in ms. @default 15000 @see spec/device-protocols.md B.6 */
   pingIntervalMs?: number;
-  /** Give up when nothing arrives this long after a ping, in ms. @default 10000 */
+  /** Give up when nothing arrives this long after a ping, in ms. @default 10000 (TCP); 90000 (UDP: MAX_TRANSMIT_WAIT) */
   pingTimeoutMs?: number;
   /** Timeout of each handshake step and of the server Hello, in ms. @default 20000 (Hello: 4000) */
   handshakeTimeoutMs?: number;
@@ -122,9 +180,12 @@ const CLAIM_EVENT_PREFIX = "spark/device/claim/";
  */
 export class CloudLink extends EventEmitter<CloudLinkEvents> {
   readonly #options: Required<
-    Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "fallbacks" | "reconnect">
+    Omit<
+      CloudLinkOptions,
+      "claimCode" | "onClaimed" | "lastResetReason" | "fallbacks" | "reconnect" | "sessionStore"
+    >
   > &
-    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">;
+    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "sessionStore">;
   readonly #addresses: readonly GatewayAddress[];
   readonly #reconnect: Required<ReconnectOptions> | undefined;
   /** The address of the latest session (tried first next time). */
@@ -137,6 +198,15 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   #connecting = false;
   #socket: Socket | undefined;
   #ciphers: SessionCiphers | undefined;
+  /** UDP: the datagram socket and the DTLS client of the current session. */
+  #udp: UdpSocket | undefined;
+  #dtls: DtlsClient | undefined;
+  /** Sends one encoded CoAP message over the current session; undefined until the session's keys are known. */
+  #transmit: ((message: Uint8Array) => void) | undefined;
+  /** UDP: our CONs awaiting their ACK, by message ID. */
+  readonly #unacked = new Map<number, { timer: NodeJS.Timeout; acked: (ok: boolean) => void }>();
+  /** UDP: the cloud's recent CON IDs and our ACK to each (once sent). */
+  readonly #seen = new Map<number, Uint8Array | undefined>();
   #messageId = 0;
   #token = 0;
   #lastReceived = Date.now();
@@ -151,17 +221,21 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   constructor(options: CloudLinkOptions) {
     super();
     const platformId = options.platformId ?? 6;
+    const protocol = options.protocol ?? "tcp";
     this.#options = {
-      port: 5683,
+      port: protocol === "udp" ? 5684 : 5683,
       platformId,
       productId: platformId,
       productVersion: 1,
-      helloLayout: "2.x",
+      protocol,
+      ackTimeoutMs: DEVICE_COAP_RELIABILITY.ackTimeoutMs,
+      helloLayout: protocol === "udp" ? "3.x" : "2.x",
       functions: {},
       variables: {},
       subscriptions: [],
       pingIntervalMs: 15_000,
-      pingTimeoutMs: 10_000,
+      // Over UDP a ping is a CON: its retransmissions decide, within MAX_TRANSMIT_WAIT. @see RFC 7252 §4.8.2
+      pingTimeoutMs: protocol === "udp" ? maxTransmitWaitMs(options.ackTimeoutMs) : 10_000,
       handshakeTimeoutMs: 20_000,
       ...options,
     };
@@ -177,7 +251,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
 
   /** True while a session is up. */
   get connected(): boolean {
-    return !this.#closed && this.#ciphers !== undefined && this.#socket !== undefined;
+    return !this.#closed && this.#transmit !== undefined;
   }
 
   /**
@@ -233,13 +307,15 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
 
   /** One connection to one address: handshake, Hello, connect sequence. */
   async #connectTo(address: GatewayAddress): Promise<void> {
-    const options = this.#options;
     this.#closed = false;
     this.#ciphers = undefined;
+    this.#transmit = undefined;
     this.#pingSentAt = undefined;
     this.#pingProbe = undefined;
     this.#lastReceived = Date.now();
     this.#pendingTime.clear();
+    if (this.#options.protocol === "udp") return this.#connectUdp(address);
+    const options = this.#options;
     const socket = connect({ host: address.host, port: address.port, noDelay: true });
     this.#socket = socket;
     const incoming: Buffer[] = [];
@@ -308,36 +384,13 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
         devicePrivateKey: options.privateKey,
         serverPublicKey: options.serverPublicKey,
       });
-      this.#ciphers = createSessionCiphers(credentials);
+      const ciphers = createSessionCiphers(credentials);
+      this.#ciphers = ciphers;
+      this.#transmit = (message) => socket.write(encodeFrame(ciphers.send.encrypt(message)));
       this.#messageId = messageIdSeedFromSalt(credentials.salt);
 
       // B.2 step 6: our Hello, then the server's within 4 s.
-      const flags =
-        HELLO_FLAGS.DIAGNOSTICS |
-        HELLO_FLAGS.IMMEDIATE_UPDATES |
-        HELLO_FLAGS.GOODBYE |
-        HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE;
-      const hello: HelloPayload =
-        options.helloLayout === "3.x"
-          ? {
-              layout: "3.x",
-              productId: options.productId,
-              productVersion: options.productVersion,
-              flags,
-              platformId: options.platformId,
-              systemVersion: 3000,
-              maxMessageSize: 1500,
-              maxBinarySize: 1_048_576,
-              otaChunkSize: 512,
-            }
-          : {
-              layout: "2.x",
-              productId: options.productId,
-              productVersion: options.productVersion,
-              flags,
-              platformId: options.platformId,
-            };
-      this.#send({ kind: "hello", messageId: this.#nextId(), confirmable: false, hello });
+      this.#send({ kind: "hello", messageId: this.#nextId(), confirmable: false, hello: this.#hello() });
       const splitter = new FrameSplitter({ maxFrameLength: 4096 });
       const take = (chunk: Uint8Array) => {
         for (const frame of splitter.push(chunk)) {
@@ -369,7 +422,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       if (leftover.length > 0) take(new Uint8Array(leftover));
       await serverHello;
       this.#connectSequence();
-      this.#timer = setInterval(() => this.#keepAlive(), Math.min(1000, options.pingIntervalMs / 3));
+      this.#startKeepAlive();
       this.emit("connected");
     } catch (error) {
       this.#shutdown(error instanceof Error ? error.message : String(error));
@@ -379,13 +432,246 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
 
   #onServerHello: (() => void) | undefined;
 
+  /** Our Hello, in the layout of the Device OS generation we play. @see spec/device-protocols.md B.4 (Hello) */
+  #hello(): HelloPayload {
+    const options = this.#options;
+    const flags =
+      HELLO_FLAGS.DIAGNOSTICS |
+      HELLO_FLAGS.IMMEDIATE_UPDATES |
+      HELLO_FLAGS.GOODBYE |
+      HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE;
+    // Over UDP the Hello names the device: the DTLS handshake does not. @see docs/gen3-wire-format.md §4
+    const deviceId = options.protocol === "udp" ? { deviceId: options.deviceId } : {};
+    return options.helloLayout === "3.x"
+      ? {
+          layout: "3.x",
+          productId: options.productId,
+          productVersion: options.productVersion,
+          flags,
+          platformId: options.platformId,
+          systemVersion: options.protocol === "udp" ? 5100 : 3000,
+          maxMessageSize: options.protocol === "udp" ? 1024 : 1500,
+          maxBinarySize: 1_048_576,
+          otaChunkSize: 512,
+          ...deviceId,
+        }
+      : {
+          layout: "2.x",
+          productId: options.productId,
+          productVersion: options.productVersion,
+          flags,
+          platformId: options.platformId,
+          ...deviceId,
+        };
+  }
+
+  /**
+   * The Gen 3 session over UDP: resume the saved DTLS session with a CoAP ping if there is one (no handshake,
+   * no Hello: nothing changed, as Device OS does after a reset); else, or when the cloud does not answer it, a
+   * full DTLS handshake (with a Connection ID), the confirmable Hello and the connect sequence.
+   * @see docs/gen3-wire-format.md
+   */
+  async #connectUdp(address: GatewayAddress): Promise<void> {
+    const options = this.#options;
+    const socket = createSocket("udp4");
+    this.#udp = socket;
+    socket.on("error", (error) => {
+      if (this.#udp === socket) this.#shutdown(error.message);
+    });
+    let dtls: DtlsClient | undefined;
+    socket.on("message", (datagram) => dtls?.receive(new Uint8Array(datagram)));
+    const clientOptions = {
+      privateKey: options.privateKey,
+      serverPublicKey: options.serverPublicKey,
+      send: (datagram: Uint8Array) => {
+        if (this.#udp === socket) socket.send(datagram, address.port, address.host);
+      },
+    };
+    const useClient = (client: DtlsClient) => {
+      dtls = client;
+      this.#dtls = client;
+      this.#seen.clear();
+      client.onData = (content) => this.#receiveUdp(content);
+      client.onClose = (reason) => {
+        // The cloud ended the session: it cannot be resumed (and is not saved again on the way down).
+        options.sessionStore?.save(undefined);
+        client.close();
+        if (this.#dtls === client) this.#dtls = undefined;
+        this.#shutdown(`DTLS ${reason} from the cloud`);
+      };
+      client.onReserve = () => this.#saveSession(MESSAGE_ID_BLOCK);
+      this.#transmit = (message) => this.#sendUdp(client, message);
+    };
+    try {
+      const saved = options.sessionStore?.load();
+      if (saved) {
+        useClient(DtlsClient.resume(clientOptions, saved));
+        this.#messageId = saved.messageId & 0xffff;
+        this.#saveSession(MESSAGE_ID_BLOCK);
+        const answered = await this.#confirm({ kind: "ping", messageId: this.#nextId() });
+        this.emit("resumed", answered);
+        if (answered) {
+          this.#startKeepAlive();
+          this.emit("connected");
+          return;
+        }
+        // Nobody holds the session any more (Device OS gives up after 3 unanswered resumptions).
+        options.sessionStore?.save(undefined);
+        this.#stopRetransmissions();
+        this.#transmit = undefined;
+        this.#closed = false;
+      }
+      const client = new DtlsClient(clientOptions);
+      dtls = client;
+      this.#dtls = client;
+      client.start();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          client.ready,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error("timed out waiting for the DTLS handshake")),
+              options.handshakeTimeoutMs,
+            );
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+        client.close();
+      }
+      useClient(client);
+      this.#messageId = Math.floor(Math.random() * 0x10000);
+      this.#saveSession(MESSAGE_ID_BLOCK);
+      // The Hello is a CON over UDP: the cloud's ACK is its answer. @see docs/gen3-wire-format.md §4
+      const helloAcked = await this.#confirm({
+        kind: "hello",
+        messageId: this.#nextId(),
+        confirmable: true,
+        hello: this.#hello(),
+      });
+      if (!helloAcked) throw new Error("the cloud did not acknowledge the Hello");
+      this.#connectSequence();
+      this.#startKeepAlive();
+      this.emit("connected");
+    } catch (error) {
+      this.#shutdown(error instanceof Error ? error.message : String(error));
+      throw error;
+    }
+  }
+
+  /** Sends a CON and resolves whether it was acknowledged (within the CoAP retransmissions). */
+  #confirm(message: DeviceMessage): Promise<boolean> {
+    const bytes = encodeMessage(message);
+    const dtls = this.#dtls;
+    if (!dtls || this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => this.#sendUdp(dtls, bytes, resolve));
+  }
+
+  /** Saves the session with the message ID `ahead` of the current one (a reservation, or exact when closing). */
+  #saveSession(ahead: number): void {
+    const session = this.#dtls?.session;
+    if (!session || !this.#options.sessionStore) return;
+    this.#options.sessionStore.save({ ...session, messageId: (this.#messageId + ahead) & 0xffff });
+  }
+
+  /** One CoAP message in one DTLS record; our CONs are retransmitted until acknowledged or given up. */
+  #sendUdp(dtls: DtlsClient, message: Uint8Array, acked?: (ok: boolean) => void): void {
+    const header = coapHeader(message);
+    dtls.send(message);
+    if (!header) return;
+    if ((header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST) && this.#seen.has(header.id))
+      this.#seen.set(header.id, message);
+    if (header.type !== COAP_TYPE.CON) return;
+    let attempt = 0;
+    // RFC 7252 §4.8: the first timeout is random in [ACK_TIMEOUT, 1.5 × ACK_TIMEOUT].
+    let delay = this.#options.ackTimeoutMs * (1 + Math.random() / 2);
+    const retry = () => {
+      const pending = this.#unacked.get(header.id);
+      if (!pending || this.#dtls !== dtls) return;
+      if (attempt >= DEVICE_COAP_RELIABILITY.maxRetransmit) {
+        this.#unacked.delete(header.id);
+        pending.acked(false);
+        return;
+      }
+      attempt++;
+      dtls.send(message);
+      delay *= 2;
+      pending.timer = setTimeout(retry, delay);
+      pending.timer.unref();
+    };
+    const timer = setTimeout(retry, delay);
+    timer.unref();
+    this.#unacked.set(header.id, {
+      timer,
+      // A CON nobody acknowledges ends the session, as on a device. @see Device OS coap_channel.h
+      acked: acked ?? ((ok) => ok || this.#shutdown("no acknowledgement from the cloud")),
+    });
+  }
+
+  #stopRetransmissions(): void {
+    const pending = [...this.#unacked.values()];
+    this.#unacked.clear();
+    for (const entry of pending) {
+      clearTimeout(entry.timer);
+      entry.acked(true);
+    }
+  }
+
+  /** One CoAP message from the cloud: ends a retransmission, or is answered again if repeated, or handled. */
+  #receiveUdp(content: Uint8Array): void {
+    this.#lastReceived = Date.now();
+    this.#pingSentAt = undefined;
+    const header = coapHeader(content);
+    if (header && (header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST)) {
+      const pending = this.#unacked.get(header.id);
+      if (pending) {
+        clearTimeout(pending.timer);
+        this.#unacked.delete(header.id);
+        pending.acked(true);
+      }
+      if (header.type === COAP_TYPE.RST) return;
+    }
+    if (header?.type === COAP_TYPE.CON) {
+      if (this.#seen.has(header.id)) {
+        // A repeat: our ACK was lost. Answer it again; never handle it twice. @see RFC 7252 §4.5
+        const reply = this.#seen.get(header.id);
+        if (reply) this.#dtls?.send(reply);
+        return;
+      }
+      this.#seen.set(header.id, undefined);
+      if (this.#seen.size > DEDUP_WINDOW) {
+        const oldest = this.#seen.keys().next().value;
+        if (oldest !== undefined) this.#seen.delete(oldest);
+      }
+    }
+    let message: ServerMessage;
+    try {
+      message = decodeMessage(content, "server");
+    } catch {
+      // A message we cannot read is dropped, as Device OS does; the session goes on.
+      return;
+    }
+    void this.#handle(message).catch((error: unknown) => this.#shutdown(`bad message: ${String(error)}`));
+  }
+
+  #startKeepAlive(): void {
+    const options = this.#options;
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.#keepAlive(), Math.min(1000, options.pingIntervalMs / 3));
+  }
+
   /** B.5: what a Device OS 2.3 Photon sends after the Hello exchange, in order. */
   #connectSequence(): void {
     const options = this.#options;
     this.#describe(DESCRIBE_FLAGS.SYSTEM);
     const code = options.claimCode?.();
     if (code && code.length > 0 && code.charCodeAt(0) !== 0xff)
-      this.publish("spark/device/claim/code", code, { private: true });
+      // Over UDP as a CON, retransmitted until acknowledged: a lost claim code would leave the device unclaimed.
+      this.publish("spark/device/claim/code", code, {
+        private: true,
+        confirmable: options.protocol === "udp",
+      });
     this.publish("spark/hardware/max_binary", "1048576", { private: true });
     this.publish("spark/hardware/ota_chunk_size", "512", { private: true });
     if (options.lastResetReason)
@@ -436,11 +722,15 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   }
 
   /** Publishes an event (NON; private unless told otherwise). */
-  publish(name: string, data = "", options: { private?: boolean; ttl?: number } = {}): void {
+  publish(
+    name: string,
+    data = "",
+    options: { private?: boolean; ttl?: number; confirmable?: boolean } = {},
+  ): void {
     this.#send({
       kind: "event",
       messageId: this.#nextId(),
-      confirmable: false,
+      confirmable: options.confirmable ?? false,
       visibility: options.private === false ? "public" : "private",
       name,
       ttl: options.ttl ?? 60,
@@ -564,10 +854,8 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   }
 
   #send(message: DeviceMessage): void {
-    const socket = this.#socket;
-    const ciphers = this.#ciphers;
-    if (!socket || !ciphers || this.#closed) return;
-    socket.write(encodeFrame(ciphers.send.encrypt(encodeMessage(message))));
+    if (this.#closed) return;
+    this.#transmit?.(encodeMessage(message));
   }
 
   /** A separate NON response to a cloud request, carrying the request's token. @see spec/device-protocols.md B.4 */
@@ -590,6 +878,15 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#socket?.destroy();
+    if (this.#udp) {
+      // No close_notify: like a device that resets, keep the session to resume it. Save where it stands.
+      this.#saveSession(1);
+      this.#stopRetransmissions();
+      this.#dtls?.close();
+      this.#udp.close();
+      this.#udp = undefined;
+      this.#dtls = undefined;
+    }
     // While connect() is still trying addresses, it reports the outcome once.
     if (this.#connecting) return;
     this.emit("disconnected", reason);

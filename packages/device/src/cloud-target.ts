@@ -1,41 +1,49 @@
 import { createPublicKey } from "node:crypto";
 
-import type { GatewayAddress } from "./cloud-link.js";
+import type { CloudProtocol, GatewayAddress } from "./cloud-link.js";
 import type { CloudTarget } from "./virtual-device.js";
 
 /**
  * Finds a cloud's device gateway and server key from its API URL (`GET /v1/roost/server-key`, a Roost
  * extension), as a device flashed with that cloud's key and address would know them. `gateway`
  * ("host:port", or several comma-separated: one per node) overrides the advertised address, e.g. behind
- * NAT or a load balancer.
+ * NAT or a load balancer. With `protocol: "udp"` (Gen 3 devices) it is the P-256 key and the UDP gateway.
  */
 export async function resolveCloudTarget(options: {
   cloudUrl: string;
   gateway?: string | undefined;
+  protocol?: CloudProtocol;
   fetch?: typeof fetch;
 }): Promise<CloudTarget> {
-  const { cloudUrl, gateway, fetch: fetchImpl = fetch } = options;
+  const { cloudUrl, gateway, protocol = "tcp", fetch: fetchImpl = fetch } = options;
   const response = await fetchImpl(new URL("/v1/roost/server-key", cloudUrl));
   if (!response.ok)
     throw new Error(
       `${cloudUrl} did not give its server key (HTTP ${response.status}); is it a Roost cloud?`,
     );
-  const body = (await response.json()) as {
+  interface Advertised {
     public_key_pem: string;
     gateway: { host: string; port: number } | null;
-  };
+  }
+  const body = (await response.json()) as Advertised & { udp?: Advertised };
+  const advertised = protocol === "udp" ? body.udp : body;
+  if (!advertised) throw new Error(`${cloudUrl} gives no P-256 server key: it serves no Gen 3 devices`);
   const addresses = gateway
     ? parseGatewayList(gateway)
-    : body.gateway
-      ? [{ host: body.gateway.host, port: body.gateway.port }]
+    : advertised.gateway
+      ? [{ host: advertised.gateway.host, port: advertised.gateway.port }]
       : [];
   const [first, ...fallbacks] = addresses;
-  if (!first) throw new Error(`${cloudUrl} runs no device gateway; pass --gateway HOST:PORT`);
+  if (!first)
+    throw new Error(
+      `${cloudUrl} runs no ${protocol === "udp" ? "Gen 3 (UDP) " : ""}device gateway; pass --gateway HOST:PORT`,
+    );
   return {
     host: first.host,
     port: first.port,
     fallbacks,
-    serverPublicKey: createPublicKey(body.public_key_pem),
+    serverPublicKey: createPublicKey(advertised.public_key_pem),
+    protocol,
   };
 }
 

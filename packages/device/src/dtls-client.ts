@@ -3,6 +3,7 @@ import type { KeyObject } from "node:crypto";
 
 import type { DtlsRecord, HandshakeMessage } from "@roost/protocol";
 import {
+  ALERT_DESCRIPTION,
   CERTIFICATE_TYPE_RAW_PUBLIC_KEY,
   CIPHER_SUITE_ECDHE_ECDSA_AES_128_CCM_8,
   CONTENT_TYPE,
@@ -50,6 +51,28 @@ export interface DtlsClientOptions {
 }
 
 /**
+ * What a Gen 3 device keeps of its DTLS session across resets, to resume it without a handshake: keys, the
+ * server's Connection ID, and where its own record sequence numbers continue. @see Device OS
+ * communication/inc/dtls_session_persist.h
+ */
+export interface DtlsClientSession {
+  readonly clientKey: string;
+  readonly clientIv: string;
+  readonly serverKey: string;
+  readonly serverIv: string;
+  /** Hex; empty when the server gave none. */
+  readonly cid: string;
+  /** The end of our reserved block of sequence numbers: a resumed session starts here (no nonce reused). */
+  readonly nextSequence: number;
+}
+
+/**
+ * Our record sequence numbers are reserved in blocks before use, and a resumed session starts at the end of the
+ * reservation, so that a CCM nonce is never used twice with one key even if the device dies without saving.
+ */
+const SEQUENCE_BLOCK = 256;
+
+/**
  * The client side of Particle's DTLS profile, as a Gen 3 device runs it (ClientHello with raw public keys and
  * the CID extension, cookie exchange, Certificate + CertificateVerify, CCM_8 records carrying the server's
  * CID), written on the same codecs and crypto as Roost's server. Feed it datagrams with `receive`; `ready`
@@ -76,6 +99,11 @@ export class DtlsClient {
   readonly ready: Promise<void>;
   /** Application data from the server. */
   onData: (content: Uint8Array) => void = () => undefined;
+  /** The server ended the session with an alert (close_notify or fatal). */
+  onClose: (reason: string) => void = () => undefined;
+  /** A new block of sequence numbers is reserved: save {@link DtlsClient.session} before it is used. */
+  onReserve: () => void = () => undefined;
+  #reservedUntil = 0;
   /** Our last flight, resent until the server's answer arrives (datagrams get lost). @see RFC 6347 §4.2.4 */
   #flight: Uint8Array | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -97,6 +125,46 @@ export class DtlsClient {
   /** The Connection ID the server gave, once known. */
   get cid(): Uint8Array | undefined {
     return this.#cid;
+  }
+
+  /** True once the handshake completed, or for a resumed session. */
+  get established(): boolean {
+    return this.#established;
+  }
+
+  /** The state to save for resumption (after the handshake). */
+  get session(): DtlsClientSession | undefined {
+    const keys = this.#keys;
+    if (!keys || !this.#established) return undefined;
+    const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+    return {
+      clientKey: hex(keys.client.key),
+      clientIv: hex(keys.client.iv),
+      serverKey: hex(keys.server.key),
+      serverIv: hex(keys.server.iv),
+      cid: this.#cid ? hex(this.#cid) : "",
+      nextSequence: Math.max(this.#reservedUntil, this.#epoch1Seq),
+    };
+  }
+
+  /**
+   * A client that continues a saved session: no handshake, records sealed with the saved keys in epoch 1 and
+   * carrying the saved CID, as Device OS does after a reset. Whether the server still knows it shows only in
+   * its answers.
+   */
+  static resume(options: DtlsClientOptions, saved: DtlsClientSession): DtlsClient {
+    const client = new DtlsClient(options);
+    const bytes = (text: string) => new Uint8Array(Buffer.from(text, "hex"));
+    client.#keys = {
+      client: { key: bytes(saved.clientKey), iv: bytes(saved.clientIv) },
+      server: { key: bytes(saved.serverKey), iv: bytes(saved.serverIv) },
+    };
+    client.#cid = saved.cid ? bytes(saved.cid) : undefined;
+    client.#epoch1Seq = saved.nextSequence;
+    client.#reservedUntil = saved.nextSequence;
+    client.#established = true;
+    client.#resolve();
+    return client;
   }
 
   /** Starts the handshake: a ClientHello without a cookie. */
@@ -170,6 +238,7 @@ export class DtlsClient {
   /** Sends application data (one CoAP message) in a record with the server's CID. */
   send(content: Uint8Array): void {
     if (!this.#keys || !this.#established) throw new Error("the DTLS handshake is not complete");
+    this.#reserve();
     const record = sealRecord({
       keys: this.#keys.client,
       type: CONTENT_TYPE.applicationData,
@@ -180,6 +249,12 @@ export class DtlsClient {
       content,
     });
     this.#options.send(encodeRecord(record));
+  }
+
+  #reserve(): void {
+    if (this.#epoch1Seq < this.#reservedUntil) return;
+    this.#reservedUntil = this.#epoch1Seq + SEQUENCE_BLOCK;
+    this.onReserve();
   }
 
   /** Takes one datagram from the server. */
@@ -211,7 +286,14 @@ export class DtlsClient {
       return;
     }
     if (!this.#keys) return;
-    const opened = openRecord({ keys: this.#keys.server, record });
+    let opened: { type: number; content: Uint8Array };
+    try {
+      opened = openRecord({ keys: this.#keys.server, record });
+    } catch (error) {
+      // A record that does not authenticate is dropped; it never disturbs an established session.
+      if (this.#established) return;
+      throw error;
+    }
     if (opened.type === CONTENT_TYPE.handshake && !this.#established) {
       const [finished] = decodeHandshakeFragments(opened.content);
       if (!finished || !this.#masterSecret) throw new Error("expected the server's Finished");
@@ -223,11 +305,16 @@ export class DtlsClient {
       if (!timingSafeEqual(Buffer.from(expected), Buffer.from(finished.body)))
         throw new Error("the server's Finished does not verify");
       this.#established = true;
+      this.#reservedUntil = this.#epoch1Seq + SEQUENCE_BLOCK;
       this.close();
       this.#resolve();
       return;
     }
     if (opened.type === CONTENT_TYPE.applicationData) this.onData(opened.content);
+    else if (opened.type === CONTENT_TYPE.alert && this.#established) {
+      const description = opened.content[1] ?? 0;
+      this.onClose(description === ALERT_DESCRIPTION.closeNotify ? "close_notify" : `alert ${description}`);
+    }
   }
 
   #serverMessage(message: HandshakeMessage): void {

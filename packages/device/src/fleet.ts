@@ -1,7 +1,10 @@
 import { createPublicKey, generateKeyPair, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 
+import { isGen3Platform } from "@roost/protocol";
+
 import { CloudLink } from "./cloud-link.js";
+import type { SavedCloudSession } from "./cloud-link.js";
 import type { CloudTarget } from "./virtual-device.js";
 
 /** One member of a fleet: its identity and its live link. */
@@ -9,6 +12,8 @@ export interface FleetDevice {
   readonly id: string;
   readonly privateKey: KeyObject;
   readonly publicKeyPem: string;
+  /** The key's `algorithm` for `POST /v1/provisioning`: "ecc" (P-256, Gen 3) or "rsa". */
+  readonly algorithm: "rsa" | "ecc";
   link: CloudLink | undefined;
   /** Set when the cloud confirmed a claim. */
   claimed: boolean;
@@ -19,9 +24,14 @@ export interface FleetOptions {
   count: number;
   cloud: CloudTarget;
   /** Registers a device's key with the cloud (a manufacturer's job); called once per device before it connects. */
-  register: (device: { id: string; publicKeyPem: string }) => Promise<void>;
+  register: (device: { id: string; publicKeyPem: string; algorithm: "rsa" | "ecc" }) => Promise<void>;
   /** The claim code a device presents, if any (e.g. one per device, from the API). */
   claimCode?: (index: number, id: string) => string | undefined;
+  /**
+   * Platform of every device: a Gen 3 one (e.g. 12 Argon, 32 P2) gives P-256 keys and links over UDP (DTLS),
+   * each device with its own socket and its session kept in memory. @default 6 (Photon)
+   */
+  platformId?: number;
   /** Ping interval of every link. @default 15000 */
   pingIntervalMs?: number;
   /**
@@ -49,12 +59,13 @@ export interface Fleet {
   stop(): void;
 }
 
-function newKey(): Promise<KeyObject> {
-  return new Promise((resolve, reject) =>
-    generateKeyPair("rsa", { modulusLength: 1024, publicExponent: 65537 }, (error, _publicKey, privateKey) =>
-      error ? reject(error) : resolve(privateKey),
-    ),
-  );
+function newKey(gen3: boolean): Promise<KeyObject> {
+  return new Promise((resolve, reject) => {
+    const done = (error: Error | null, _publicKey: KeyObject, privateKey: KeyObject) =>
+      error ? reject(error) : resolve(privateKey);
+    if (gen3) generateKeyPair("ec", { namedCurve: "prime256v1" }, done);
+    else generateKeyPair("rsa", { modulusLength: 1024, publicExponent: 65537 }, done);
+  });
 }
 
 async function inBatches<T>(
@@ -80,11 +91,14 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const { count, cloud, concurrency = 50, progress = () => undefined } = options;
   if (!Number.isInteger(count) || count < 1) throw new RangeError("count must be a positive integer");
   progress(`generating ${count} device keys`);
-  const keys = await Promise.all(Array.from({ length: count }, () => newKey()));
+  const platformId = options.platformId ?? 6;
+  const gen3 = isGen3Platform(platformId);
+  const keys = await Promise.all(Array.from({ length: count }, () => newKey(gen3)));
   const devices: FleetDevice[] = keys.map((privateKey) => ({
     id: randomBytes(12).toString("hex"),
     privateKey,
     publicKeyPem: createPublicKey(privateKey).export({ type: "spki", format: "pem" }).toString(),
+    algorithm: gen3 ? ("ecc" as const) : ("rsa" as const),
     link: undefined,
     claimed: false,
   }));
@@ -97,7 +111,16 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const started = Date.now();
   let done = 0;
   await inBatches(devices, concurrency, async (device, index) => {
+    let saved: SavedCloudSession | undefined;
     const link = new CloudLink({
+      platformId,
+      protocol: gen3 ? "udp" : "tcp",
+      sessionStore: {
+        load: () => saved,
+        save: (session) => {
+          saved = session;
+        },
+      },
       host: cloud.host,
       port: cloud.port,
       fallbacks: cloud.fallbacks ?? [],

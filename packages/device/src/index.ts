@@ -1,8 +1,11 @@
-export { CloudLink } from "./cloud-link.js";
+export { CloudLink, DEVICE_COAP_RELIABILITY } from "./cloud-link.js";
 export type {
   CloudFunction,
   CloudLinkEvents,
   CloudLinkOptions,
+  CloudProtocol,
+  CloudSessionStore,
+  SavedCloudSession,
   CloudVariable,
   GatewayAddress,
   ReconnectOptions,
@@ -52,4 +55,4 @@ export type {
   SoftApTcpServerOptions,
 } from "./softap/tcp-server.js";
 export { DtlsClient } from "./dtls-client.js";
-export type { DtlsClientOptions } from "./dtls-client.js";
+export type { DtlsClientOptions, DtlsClientSession } from "./dtls-client.js";

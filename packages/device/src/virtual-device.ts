@@ -2,7 +2,7 @@ import type { KeyObject } from "node:crypto";
 import { EventEmitter } from "node:events";
 
 import { CloudLink } from "./cloud-link.js";
-import type { CloudFunction, CloudVariable, GatewayAddress } from "./cloud-link.js";
+import type { CloudFunction, CloudProtocol, CloudVariable, GatewayAddress } from "./cloud-link.js";
 import type { SetupDeviceState } from "./softap/setup-state.js";
 import type { DeviceStateStore } from "./state.js";
 
@@ -25,7 +25,10 @@ export interface CloudTarget {
   port: number;
   /** More gateway addresses (other nodes), tried in turn when `host:port` fails. */
   fallbacks?: readonly GatewayAddress[];
+  /** RSA-2048 over TCP; P-256 over UDP. */
   serverPublicKey: KeyObject;
+  /** "udp" for Gen 3 devices (DTLS), "tcp" for Gen 2. @default "tcp" */
+  protocol?: CloudProtocol;
 }
 
 /** What the device is doing, as its status LED would show it. */
@@ -61,8 +64,10 @@ export interface VirtualDeviceOptions {
 const WPA2_AES_PSK = 0x00400004;
 
 /**
- * A virtual Photon/P1: persisted identity and state, a simulated Wi-Fi radio, the cloud link with
- * reconnects, and a Tinker-like application. SoftAP servers drive it through {@link VirtualDevice.setup}.
+ * A virtual Photon/P1, or a Gen 3 device (Argon, Boron, P2, Photon 2, M-SoM): persisted identity and state, a
+ * simulated Wi-Fi radio, the cloud link with reconnects, and a Tinker-like application. SoftAP servers drive it
+ * through {@link VirtualDevice.setupState}. A Gen 3 device's link runs over UDP (DTLS) and keeps its session in
+ * the state, so that after a restart it resumes without a handshake.
  */
 export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
   readonly store: DeviceStateStore;
@@ -210,6 +215,14 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
       privateKey: this.store.privateKey,
       serverPublicKey: cloud.serverPublicKey,
       platformId: state.platformId,
+      protocol: cloud.protocol ?? "tcp",
+      sessionStore: {
+        load: () => this.store.state.cloudSession,
+        save: (session) =>
+          this.store.update((stored) => {
+            stored.cloudSession = session;
+          }),
+      },
       pingIntervalMs: this.#options.pingIntervalMs ?? 15_000,
       claimCode: () => this.store.state.claimCode || undefined,
       onClaimed: () => {
@@ -238,6 +251,13 @@ export class VirtualDevice extends EventEmitter<VirtualDeviceEvents> {
       if (!name.startsWith("spark/device/claim/")) this.#log(`cloud event: ${name} ${data}`);
     });
     link.on("called", (name, argument) => this.#log(`function call: ${name}(${argument})`));
+    link.on("resumed", (ok) =>
+      this.#log(
+        ok
+          ? "cloud: resumed the saved DTLS session (no handshake)"
+          : "cloud: the saved DTLS session is not answered; new handshake",
+      ),
+    );
     try {
       await link.connect();
       this.#attempt = 0;

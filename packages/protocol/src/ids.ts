@@ -28,4 +28,16 @@ export const PLATFORM_IDS = {
   b5som: 25,
   tracker: 26,
   p2: 32,
+  msom: 35,
 } as const;
+
+/**
+ * Platforms that speak the Gen 3 protocol (DTLS over UDP 5684, P-256 keys). The Photon 2 is a P2 (32).
+ * @see docs/gen3-wire-format.md
+ */
+const GEN3_PLATFORMS: ReadonlySet<number> = new Set([12, 13, 23, 25, 26, 32, 35]);
+
+/** True for a Gen 3 (or newer) platform: its devices connect over UDP with DTLS and P-256 keys. */
+export function isGen3Platform(platformId: number): boolean {
+  return GEN3_PLATFORMS.has(platformId);
+}

@@ -11,6 +11,7 @@ export {
   CLAIM_CODE_LENGTH,
   DEVICE_ID_HEX_LENGTH,
   PLATFORM_IDS,
+  isGen3Platform,
   isDeviceId,
   normalizeDeviceId,
 } from "./ids.js";

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCloud } from "@roost/cloud";
 import { DtlsClient } from "@roost/device";
 import { decodeMessage, encodeMessage } from "@roost/protocol";
-import { api, newUser, startTestCloud, until } from "@roost/tests/support";
+import { api, newUser, startTestCloud, until, watch } from "@roost/tests/support";
 
 describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
   let cloud: RunningCloud;
@@ -109,6 +109,101 @@ describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
       );
     } finally {
       stream.abort();
+      socket.close();
+    }
+  });
+
+  it("answers a repeated CON (its ACK was lost) with the same ACK, and handles it once", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+    const id = randomBytes(12).toString("hex");
+    expect(
+      (
+        await api(cloud, {
+          method: "POST",
+          path: `/v1/provisioning/${id}`,
+          token: user.token,
+          json: { publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(), algorithm: "ecc" },
+        })
+      ).status,
+    ).toBe(200);
+    let stream: ReturnType<typeof watch> | undefined;
+    const socket = createSocket("udp4");
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
+    const port = cloud.gateway?.udpPort ?? 0;
+    const client = new DtlsClient({
+      privateKey,
+      serverPublicKey: cloud.serverKey.ec.publicKey,
+      send: (datagram) => socket.send(datagram, port, "127.0.0.1"),
+    });
+    socket.on("message", (datagram) => client.receive(new Uint8Array(datagram)));
+    const acks: number[] = [];
+    client.onData = (content) => {
+      const message = decodeMessage(content, "server");
+      if (message.kind === "ack") acks.push(message.messageId);
+    };
+    try {
+      client.start();
+      await client.ready;
+      const helloId = randomInt(0x10000);
+      client.send(
+        encodeMessage({
+          kind: "hello",
+          messageId: helloId,
+          confirmable: true,
+          hello: {
+            layout: "3.x",
+            productId: 12,
+            productVersion: 0xffff,
+            flags: 0x36,
+            platformId: 12,
+            systemVersion: 5004,
+            maxMessageSize: 960,
+            maxBinarySize: 10_485_760,
+            otaChunkSize: 512,
+            deviceId: id,
+          },
+        }),
+      );
+      await until(() => acks.includes(helloId), "the ACK of the Hello");
+      await until(async () => (await cloud.services.devices.get(id))?.online === 1, "online");
+      // Claimed by its ID, so that its private events reach the owner's stream.
+      expect(
+        (await api(cloud, { method: "POST", path: "/v1/devices", token: user.token, json: { id } })).status,
+      ).toBe(200);
+      stream = watch(cloud, "/v1/devices/events", user.token);
+      await stream.ready;
+      const eventId = (helloId + 1) & 0xffff;
+      const event = encodeMessage({
+        kind: "event",
+        messageId: eventId,
+        confirmable: true,
+        visibility: "private",
+        name: "dedup/check",
+        ttl: 60,
+        data: "once",
+      });
+      client.send(event);
+      await until(() => acks.includes(eventId), "the ACK of the event");
+      // The device did not see that ACK: it sends the same CON again (a new record, the same message ID).
+      client.send(event);
+      await until(() => acks.filter((ack) => ack === eventId).length === 2, "the ACK of the repeat");
+      // A later event shows the stream caught up: the repeat was not delivered a second time.
+      const nextId = (eventId + 1) & 0xffff;
+      client.send(
+        encodeMessage({
+          kind: "event",
+          messageId: nextId,
+          confirmable: true,
+          visibility: "private",
+          name: "dedup/after",
+          ttl: 60,
+          data: "after",
+        }),
+      );
+      await stream.waitFor("dedup/after");
+      expect(stream.events.filter((e) => e.name === "dedup/check")).toHaveLength(1);
+    } finally {
+      stream?.close();
       socket.close();
     }
   });

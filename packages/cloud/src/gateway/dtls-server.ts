@@ -259,6 +259,16 @@ export interface DtlsServerOptions {
   readonly onSession: (session: DtlsSession) => void;
   /** Logs a dropped datagram or failed handshake (never throws at the caller). */
   readonly onDrop?: (reason: string, address: PeerAddress) => void;
+  /**
+   * A record names a session this server does not hold: a Connection ID, or the device ID of a move-session
+   * record. Return true to take the whole datagram (to find the session elsewhere, e.g. stored by another
+   * node, and feed the datagram again); false drops it.
+   */
+  readonly onUnknownSession?: (
+    key: { readonly cid?: Uint8Array; readonly deviceId?: Uint8Array },
+    datagram: Uint8Array,
+    from: PeerAddress,
+  ) => boolean;
   /** Handshakes in progress at once, over all sources. @default 10000 */
   readonly maxHandshakes?: number;
   /** Handshakes in progress at once from one IP address. @default 64 */
@@ -370,9 +380,19 @@ export class DtlsServer {
       this.#drop(`undecodable datagram: ${error instanceof Error ? error.message : String(error)}`, from);
       return;
     }
+    const moveId = parsed.moveSessionDeviceId;
+    const moved = moveId && lookupDevice?.(moveId);
     for (const record of parsed.records) {
       try {
-        this.#record(record, from, parsed.moveSessionDeviceId && lookupDevice?.(parsed.moveSessionDeviceId));
+        if (moveId && !moved && !record.cid && record.epoch > 0) {
+          if (this.#options.onUnknownSession?.({ deviceId: moveId }, datagram, from)) return;
+          this.#drop("move-session record of a session not held here", from);
+          continue;
+        }
+        if (this.#record(record, from, moved || undefined) === "unknown-cid" && record.cid) {
+          if (this.#options.onUnknownSession?.({ cid: record.cid }, datagram, from)) return;
+          this.#drop("record with an unknown connection ID", from);
+        }
       } catch (error) {
         this.#drop(error instanceof Error ? error.message : String(error), from);
       }
@@ -383,7 +403,7 @@ export class DtlsServer {
     this.#options.onDrop?.(reason, address);
   }
 
-  #record(record: DtlsRecord, from: PeerAddress, moved: DtlsSession | undefined): void {
+  #record(record: DtlsRecord, from: PeerAddress, moved: DtlsSession | undefined): "unknown-cid" | undefined {
     if (record.cid) {
       const cidKey = Buffer.from(record.cid).toString("hex");
       const session = this.byCid.get(cidKey);
@@ -393,9 +413,11 @@ export class DtlsServer {
         pending?.cid &&
         Buffer.from(pending.cid).toString("hex") === cidKey &&
         record.type === CONTENT_TYPE.cid
-      )
-        return this.#clientFinished(pending, record);
-      if (!session) return this.#drop("record with an unknown connection ID", from);
+      ) {
+        this.#clientFinished(pending, record);
+        return;
+      }
+      if (!session) return "unknown-cid";
       if (!session.receive(record, from)) this.#drop("record dropped by its session", from);
       return;
     }
@@ -424,6 +446,7 @@ export class DtlsServer {
     }
     if (record.epoch === 0 && record.type === CONTENT_TYPE.alert) return;
     this.#drop(`record of type ${record.type} epoch ${record.epoch} from no known session`, from);
+    return undefined;
   }
 
   /** HMAC over the source and the ClientHello's fixed fields. @see RFC 6347 §4.2.1 */

@@ -8,6 +8,8 @@ export interface StoredDtlsSession {
   readonly deviceId: string;
   readonly address: PeerAddress;
   readonly state: DtlsSessionState;
+  /** The stored text of the state: what a node expects to find when it next writes (compare-and-set). */
+  readonly text: string;
 }
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
@@ -46,12 +48,17 @@ function decodeState(text: string, cid: string | null): DtlsSessionState {
   };
 }
 
-/** Writes (or overwrites) a device's session. */
+/**
+ * Writes a device's session. Without `expected` (a new handshake: the device chose this session) it overwrites
+ * whatever is stored. With it, only if the stored state is still `expected`, the text this node last wrote or
+ * read: another node that continued the session since has written its own reservation, and this node must stop
+ * sending (its sequence numbers could meet the other's). Returns whether it was written, and the text.
+ */
 export async function saveDtlsSession(
   db: Kysely<Database>,
-  options: { deviceId: string; session: DtlsSession; now: number },
-): Promise<void> {
-  const { deviceId, session, now } = options;
+  options: { deviceId: string; session: DtlsSession; now: number; expected?: string | undefined },
+): Promise<{ saved: boolean; text: string }> {
+  const { deviceId, session, now, expected } = options;
   const row = {
     cid: session.cid ? hex(session.cid) : null,
     address: session.address.address,
@@ -59,11 +66,21 @@ export async function saveDtlsSession(
     state: encodeState(session),
     updated_at: now,
   };
+  if (expected !== undefined) {
+    const result = await db
+      .updateTable("dtls_sessions")
+      .set(row)
+      .where("device_id", "=", deviceId)
+      .where("state", "=", expected)
+      .executeTakeFirst();
+    return { saved: Number(result.numUpdatedRows) === 1, text: row.state };
+  }
   await db
     .insertInto("dtls_sessions")
     .values({ device_id: deviceId, ...row })
     .onConflict((oc) => oc.column("device_id").doUpdateSet(row))
     .execute();
+  return { saved: true, text: row.state };
 }
 
 /** Forgets a device's session (it closed it, or it is no longer the device's). */
@@ -76,6 +93,7 @@ function fromRow(row: Database["dtls_sessions"]): StoredDtlsSession {
     deviceId: row.device_id,
     address: { address: row.address, port: row.port },
     state: decodeState(row.state, row.cid),
+    text: row.state,
   };
 }
 
@@ -90,5 +108,18 @@ export async function findDtlsSessionByCid(
   cid: Uint8Array,
 ): Promise<StoredDtlsSession | undefined> {
   const row = await db.selectFrom("dtls_sessions").selectAll().where("cid", "=", hex(cid)).executeTakeFirst();
+  return row && fromRow(row);
+}
+
+/** A device's stored session (a move-session record reached a node that does not hold it). */
+export async function findDtlsSessionByDevice(
+  db: Kysely<Database>,
+  deviceId: string,
+): Promise<StoredDtlsSession | undefined> {
+  const row = await db
+    .selectFrom("dtls_sessions")
+    .selectAll()
+    .where("device_id", "=", deviceId)
+    .executeTakeFirst();
   return row && fromRow(row);
 }

@@ -49,6 +49,8 @@ export interface GatewayStats {
   closed: Partial<Record<CloseReason, number>>;
   /** Full DTLS handshakes completed (Gen 3); a resumed or restored session adds none. */
   dtlsHandshakes: number;
+  /** Gen 3 sessions continued from the database without a handshake (restored at start, or another node's). */
+  dtlsRestored: number;
 }
 
 /**
@@ -84,7 +86,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const nodeId = membership.nodeId;
   const registry = new SessionRegistry<DeviceSession>({ services, nodeId, logger });
   const sockets = new Set<Socket>();
-  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0 };
+  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0, dtlsRestored: 0 };
   registry.onSizeChange = (size) => (stats.connected = size);
   const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
@@ -153,6 +155,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ackTimeoutMs: options.udpAckTimeoutMs,
         restoreSessions: options.restoreUdpSessions,
         onHandshake: () => (stats.dtlsHandshakes += 1),
+        onRestore: () => (stats.dtlsRestored += 1),
       });
     } catch (error) {
       await new Promise<void>((resolve) => server.close(() => resolve()));

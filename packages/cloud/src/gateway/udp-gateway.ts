@@ -10,7 +10,14 @@ import type { CloseReason, ConnectionContext, DeviceTransport, MessageChannel } 
 import { recordAttempt, runDeviceSession, SessionEnd } from "./connection.js";
 import type { DtlsCloseReason, PeerAddress } from "./dtls-server.js";
 import { DtlsServer, DtlsSession } from "./dtls-server.js";
-import { deleteDtlsSession, loadDtlsSessions, saveDtlsSession } from "./dtls-store.js";
+import type { StoredDtlsSession } from "./dtls-store.js";
+import {
+  deleteDtlsSession,
+  findDtlsSessionByCid,
+  findDtlsSessionByDevice,
+  loadDtlsSessions,
+  saveDtlsSession,
+} from "./dtls-store.js";
 import type { EcServerKey } from "./server-key.js";
 
 /**
@@ -19,10 +26,24 @@ import type { EcServerKey } from "./server-key.js";
  */
 export const COAP_RELIABILITY = { ackTimeoutMs: 4000, maxRetransmit: 3 } as const;
 
+/**
+ * Continuing sessions stored by other nodes: lookups in flight at once, datagrams held per lookup, and how long
+ * a key that is not stored is not looked up again (records with made-up CIDs must not become database load).
+ */
+const RESTORE_LIMITS = { inFlight: 256, heldDatagrams: 8, missMs: 10_000, misses: 10_000 } as const;
+
 /** How many recent device CON message IDs are remembered to answer duplicates without handling them twice. */
 const DEDUP_WINDOW = 64;
 
 const COAP_TYPE = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
+
+/** Marks a remembered reply that was an empty ACK. */
+const EMPTY_ACK = 0;
+
+/** An empty ACK of message `id` (version 1, type ACK, no token, code 0.00). @see RFC 7252 §3 */
+function emptyAck(id: number): Uint8Array {
+  return Uint8Array.of(0x60, 0x00, id >> 8, id & 0xff);
+}
 
 function coapHeader(message: Uint8Array): { type: number; id: number; empty: boolean } | undefined {
   if (message.length < 4) return undefined;
@@ -48,7 +69,8 @@ class UdpTransport implements DeviceTransport {
   /** Our CONs awaiting their ACK, by message ID. */
   readonly #unacked = new Map<number, { timer: NodeJS.Timeout; acked: (ok: boolean) => void }>();
   /** The device's recent CON IDs and our reply to each (once sent). */
-  readonly #seen = new Map<number, Uint8Array | undefined>();
+  /** `EMPTY_ACK` stands for an empty ACK (most replies), made again from the ID instead of being kept per device. */
+  readonly #seen = new Map<number, Uint8Array | typeof EMPTY_ACK | undefined>();
 
   constructor(
     session: DtlsSession,
@@ -93,7 +115,7 @@ class UdpTransport implements DeviceTransport {
     this.#session.send(message);
     if (!header) return;
     if ((header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST) && this.#seen.has(header.id))
-      this.#seen.set(header.id, message);
+      this.#seen.set(header.id, header.type === COAP_TYPE.ACK && header.empty ? EMPTY_ACK : message);
     if (header.type !== COAP_TYPE.CON) return;
     let attempt = 0;
     // RFC 7252 §4.8: the first timeout is random in [ACK_TIMEOUT, 1.5 × ACK_TIMEOUT].
@@ -131,7 +153,8 @@ class UdpTransport implements DeviceTransport {
     if (header?.type === COAP_TYPE.CON) {
       if (this.#seen.has(header.id)) {
         // A repeat: our ACK was lost. Answer it again; never handle it twice. @see RFC 7252 §4.5
-        const reply = this.#seen.get(header.id);
+        const seen = this.#seen.get(header.id);
+        const reply = seen === EMPTY_ACK ? emptyAck(header.id) : seen;
         if (reply) this.#session.send(reply);
         return;
       }
@@ -194,6 +217,8 @@ export interface UdpGatewayOptions {
   readonly restoreSessions?: boolean;
   /** Called once per completed full handshake (for the gateway's counters). */
   readonly onHandshake?: () => void;
+  /** Called once per session continued from the database (restored at start or taken over from another node). */
+  readonly onRestore?: () => void;
 }
 
 /** The Gen 3 side of the gateway: a UDP socket and the DTLS server on it. */
@@ -219,19 +244,46 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
     send: (datagram, to) => socket.send(datagram, to.port, to.address),
     onDrop: (reason, from) =>
       log.debug({ ip: from.address, port: from.port, reason }, "DTLS datagram dropped"),
+    onUnknownSession: (key, datagram, from) => takeOver(key, datagram, from),
     onSession: (session) => {
       options.onHandshake?.();
+      log.info({ ip: session.address.address, port: session.address.port }, "DTLS handshake completed");
       const run = serve(session).finally(() => running.delete(run));
       running.add(run);
     },
   });
 
-  /** Keeps the stored copy of a device's session current: its address and its sequence reservation. */
-  function persist(session: DtlsSession, deviceId: string): Promise<void> {
-    const save = () =>
-      saveDtlsSession(services.db, { deviceId, session, now: services.config.clock() }).catch(
-        (error: unknown) => log.error({ err: error, deviceId }, "could not store the DTLS session"),
-      );
+  /**
+   * Keeps the stored copy of a device's session current: its address and its sequence reservation. Writes are
+   * in order, each a compare-and-set on the text this node last wrote (or `written`, the text it restored): when
+   * another node has continued the session meanwhile, this node closes its copy quietly. A new block is
+   * reserved while half of the previous one is left, so the write lands before its numbers are used.
+   */
+  function persist(session: DtlsSession, deviceId: string, written?: string): Promise<void> {
+    let last = written;
+    let chain = Promise.resolve();
+    const save = () => {
+      chain = chain.then(async () => {
+        if (session.closed) return;
+        try {
+          const result = await saveDtlsSession(services.db, {
+            deviceId,
+            session,
+            now: services.config.clock(),
+            expected: last,
+          });
+          if (!result.saved) {
+            log.info({ deviceId }, "DTLS session continued by another node; this copy stops");
+            session.close("replaced", { quiet: true });
+            return;
+          }
+          last = result.text;
+        } catch (error) {
+          log.error({ err: error, deviceId }, "could not store the DTLS session");
+        }
+      });
+      return chain;
+    };
     const previous = session.onAddressChange;
     session.onAddressChange = (address) => {
       previous(address);
@@ -240,6 +292,89 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
     session.onReserve = () => void save();
     return save();
   }
+
+  /** Lookups of stored sessions in flight, by key, with the datagrams that wait for them. */
+  const restoring = new Map<string, { datagram: Uint8Array; from: PeerAddress }[]>();
+  /** Keys recently looked up and not stored, with when. */
+  const misses = new Map<string, number>();
+
+  /**
+   * A record names a session this node does not hold (a CID, or a move-session device ID): another node (or
+   * this one before a restart) may have stored it. Looks it up, takes it over with a compare-and-set of a new
+   * sequence reservation, and feeds the datagrams again: the device goes on without a handshake.
+   */
+  function takeOver(
+    key: { readonly cid?: Uint8Array; readonly deviceId?: Uint8Array },
+    datagram: Uint8Array,
+    from: PeerAddress,
+  ): boolean {
+    const name = key.cid
+      ? `cid:${Buffer.from(key.cid).toString("hex")}`
+      : `id:${Buffer.from(key.deviceId ?? []).toString("hex")}`;
+    const held = restoring.get(name);
+    if (held) {
+      if (held.length < RESTORE_LIMITS.heldDatagrams) held.push({ datagram, from });
+      return true;
+    }
+    const now = Date.now();
+    const missed = misses.get(name);
+    if (missed !== undefined && now - missed < RESTORE_LIMITS.missMs) return false;
+    if (restoring.size >= RESTORE_LIMITS.inFlight || closing) return false;
+    restoring.set(name, [{ datagram, from }]);
+    const miss = () => {
+      misses.delete(name);
+      misses.set(name, now);
+      if (misses.size > RESTORE_LIMITS.misses) {
+        const oldest = misses.keys().next().value;
+        if (oldest !== undefined) misses.delete(oldest);
+      }
+    };
+    void (async () => {
+      let taken = false;
+      try {
+        const stored = key.cid
+          ? await findDtlsSessionByCid(services.db, key.cid)
+          : await findDtlsSessionByDevice(services.db, Buffer.from(key.deviceId ?? []).toString("hex"));
+        const row = stored && (await services.devices.get(stored.deviceId));
+        if (!stored || !row) return miss();
+        if (byDevice.has(row.id) || closing) return;
+        taken = await continueStored(stored, row);
+        if (taken)
+          log.info({ deviceId: row.id, ip: from.address }, "DTLS session continued from the database");
+      } catch (error) {
+        log.error({ err: error }, "could not look up a stored DTLS session");
+      } finally {
+        const waiting = restoring.get(name) ?? [];
+        restoring.delete(name);
+        if (taken) for (const held of waiting) receive(held.datagram, held.from);
+      }
+    })();
+    return true;
+  }
+
+  /** Takes a stored session: writes our own reservation first (compare-and-set), then serves it. */
+  async function continueStored(stored: StoredDtlsSession, row: DeviceRow): Promise<boolean> {
+    const session = new DtlsSession({
+      state: stored.state,
+      address: stored.address,
+      send: (datagram, to) => socket.send(datagram, to.port, to.address),
+    });
+    const claimed = await saveDtlsSession(services.db, {
+      deviceId: row.id,
+      session,
+      now: services.config.clock(),
+      expected: stored.text,
+    });
+    // Another node took it first: it serves the device.
+    if (!claimed.saved || byDevice.has(row.id) || closing) return false;
+    options.onRestore?.();
+    dtls.attach(session);
+    const run = serve(session, row, claimed.text).finally(() => running.delete(run));
+    running.add(run);
+    return true;
+  }
+
+  let closing = false;
 
   /** Reasons after which the device's stored session is of no more use (it ended it, or it is not the device's). */
   const FINAL: ReadonlySet<CloseReason> = new Set([
@@ -250,12 +385,13 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
     "bad_frame",
   ]);
 
-  async function serve(session: DtlsSession, resumed?: DeviceRow): Promise<void> {
+  async function serve(session: DtlsSession, resumed?: DeviceRow, written?: string): Promise<void> {
     const transport = new UdpTransport(session, options.ackTimeoutMs ?? COAP_RELIABILITY.ackTimeoutMs);
     let deviceId: string | undefined = resumed?.id;
     if (resumed) {
       byDevice.set(resumed.id, session);
-      void persist(session, resumed.id);
+      // Its reservation is already written (`written`): later writes compare against it.
+      void persist(session, resumed.id, written);
     }
     const ip = session.address.address;
     const device = async (hello: HelloPayload): Promise<DeviceRow> => {
@@ -306,11 +442,12 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
     context.closed(reason);
   }
 
-  socket.on("message", (datagram, from) => {
-    dtls.receive(new Uint8Array(datagram), { address: from.address, port: from.port }, (id) =>
-      byDevice.get(Buffer.from(id).toString("hex")),
-    );
-  });
+  function receive(datagram: Uint8Array, from: PeerAddress): void {
+    dtls.receive(datagram, from, (id) => byDevice.get(Buffer.from(id).toString("hex")));
+  }
+  socket.on("message", (datagram, from) =>
+    receive(new Uint8Array(datagram), { address: from.address, port: from.port }),
+  );
   socket.on("error", (error) => log.error({ err: error }, "device UDP socket error"));
   await new Promise<void>((resolve, reject) => {
     socket.once("error", reject);
@@ -322,21 +459,14 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
   if (options.restoreSessions) {
     for (const stored of await loadDtlsSessions(services.db)) {
       const row = await services.devices.get(stored.deviceId);
-      if (!row) continue;
-      const session = new DtlsSession({
-        state: stored.state,
-        address: stored.address,
-        send: (datagram, to) => socket.send(datagram, to.port, to.address),
-      });
-      dtls.attach(session);
-      const run = serve(session, row).finally(() => running.delete(run));
-      running.add(run);
+      if (row) await continueStored(stored, row);
     }
   }
   return {
     port: socket.address().port,
     dtls,
     async close() {
+      closing = true;
       dtls.close();
       // Quietly: devices keep their sessions and resume them with the next node (no new handshake).
       for (const session of byDevice.values()) session.close("closed", { quiet: true });
