@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from "kysely";
+import type { Insertable, Kysely, Transaction } from "kysely";
 
 import { normalizeDeviceId } from "@roost/protocol";
 
@@ -138,6 +138,12 @@ export class ClaimService {
   readonly #webhooks: WebhookService | undefined;
   readonly #bus: EventBus | undefined;
   readonly #retention: RetentionService;
+  /** Fresh claim codes waiting for the next group insert, with their callers. */
+  #codesToInsert: {
+    row: Insertable<ClaimCodesTable>;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }[] = [];
 
   constructor(options: {
     db: Kysely<Database>;
@@ -253,38 +259,72 @@ export class ClaimService {
       if (pendingOwner && !sameOwnerAs(pendingOwner, owner))
         throw new AppError("CONFLICT", "A claim code for this ICCID is already pending for another account");
     }
-    await this.#db
-      .insertInto("claim_codes")
-      .values({
-        id,
-        code_hash: hashSecret(code),
-        principal_kind: owner.kind,
-        user_id: owner.kind === "user" ? owner.userId : null,
-        customer_id: owner.kind === "customer" ? owner.customerId : null,
-        product_id: owner.kind === "customer" ? owner.productId : null,
-        created_at: now,
-        expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
-        used_at: null,
-        revoked_at: null,
-        device_id: null,
-      })
-      // A preset code (an ICCID) may be asked for again: the newest request wins.
-      .onConflict((oc) =>
-        oc.column("code_hash").doUpdateSet({
-          id,
-          created_at: now,
-          expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
-          used_at: null,
-          revoked_at: null,
-          device_id: null,
-          user_id: owner.kind === "user" ? owner.userId : null,
-          customer_id: owner.kind === "customer" ? owner.customerId : null,
-          product_id: owner.kind === "customer" ? owner.productId : null,
-          principal_kind: owner.kind,
-        }),
-      )
-      .execute();
+    const row = {
+      id,
+      code_hash: hashSecret(code),
+      principal_kind: owner.kind,
+      user_id: owner.kind === "user" ? owner.userId : null,
+      customer_id: owner.kind === "customer" ? owner.customerId : null,
+      product_id: owner.kind === "customer" ? owner.productId : null,
+      created_at: now,
+      expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
+      used_at: null,
+      revoked_at: null,
+      device_id: null,
+    };
+    if (options.presetCode === undefined) await this.#insertFresh(row);
+    else
+      await this.#db
+        .insertInto("claim_codes")
+        .values(row)
+        // A preset code (an ICCID) may be asked for again: the newest request wins.
+        .onConflict((oc) =>
+          oc.column("code_hash").doUpdateSet({
+            id,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            used_at: null,
+            revoked_at: null,
+            device_id: null,
+            user_id: row.user_id,
+            customer_id: row.customer_id,
+            product_id: row.product_id,
+            principal_kind: owner.kind,
+          }),
+        )
+        .execute();
     return { claim_code: code, device_ids: await this.#devices.ownedIds(owner), claim_id: id };
+  }
+
+  /**
+   * Inserts a fresh (random) claim code together with the others asked for in the same turn of the event
+   * loop: one statement, so one commit and one WAL append for all of them (group commit; bench api
+   * scenario). A random code or id colliding with a stored one (2^-378, 2^-122) would fail the whole group
+   * with a unique violation, which each caller reports as the usual 409 "try again".
+   */
+  #insertFresh(row: Insertable<ClaimCodesTable>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#codesToInsert.push({ row, resolve, reject });
+      if (this.#codesToInsert.length === 1) setImmediate(() => void this.#insertGroup());
+    });
+  }
+
+  async #insertGroup(): Promise<void> {
+    const group = this.#codesToInsert;
+    this.#codesToInsert = [];
+    // At most 200 rows (2,200 parameters) per statement, within both databases' limits.
+    for (let start = 0; start < group.length; start += 200) {
+      const part = group.slice(start, start + 200);
+      try {
+        await this.#db
+          .insertInto("claim_codes")
+          .values(part.map((entry) => entry.row))
+          .execute();
+        for (const entry of part) entry.resolve();
+      } catch (error) {
+        for (const entry of part) entry.reject(error);
+      }
+    }
   }
 
   /**
