@@ -31,6 +31,6 @@ export function prepareQuery<P extends Record<string, unknown>, R>(
     if ("name" in slot && slot.name.length === 0) throw new Error("prepareQuery: a slot needs a name");
   return (params, executor = db) => {
     const parameters = slots.map((slot) => ("name" in slot ? params[slot.name] : slot.fixed));
-    return executor.executeQuery<R>(CompiledQuery.raw(compiled.sql, parameters) as CompiledQuery<R>);
+    return executor.executeQuery<R>(CompiledQuery.raw(compiled.sql, parameters));
   };
 }
