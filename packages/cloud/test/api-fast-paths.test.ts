@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import { describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "../src/index.js";
@@ -213,6 +214,12 @@ describe.each(backends)("the API's fast paths on $name (issue 11)", ({ databaseU
       expect((await find({ name: username })).rows).toEqual([{ username }]);
       expect((await find({ name: other.username })).rows).toEqual([{ username: other.username }]);
       expect((await find({ name: "nobody@example.com" })).rows).toEqual([]);
+      // A slot where Kysely writes text rather than a parameter (an identifier) is refused when compiled.
+      expect(() =>
+        prepareQuery<{ column: string }, { value: string }>(db, (slot) =>
+          db.selectFrom("users").select(sql<string>`${sql.ref(slot("column"))}`.as("value")),
+        ),
+      ).toThrow(/not a parameter/);
       // In a transaction, on the transaction's connection.
       const inside = await db.transaction().execute((trx) => find({ name: username }, trx));
       expect(inside.rows).toEqual([{ username }]);

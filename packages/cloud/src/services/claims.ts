@@ -8,9 +8,10 @@ import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
-import type { ClaimCodesTable, Database } from "../storage/schema.js";
+import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
+import { prepareQuery } from "./prepared.js";
 import type { Owner } from "./principal.js";
 import type { RetentionService } from "./retention.js";
 import type { TransferService } from "./transfers.js";
@@ -86,6 +87,85 @@ class ClaimRefused extends Error {
   }
 }
 
+/**
+ * The statements of a claim by code (a device presenting its code), compiled once: a claim runs a dozen of
+ * them while other devices wait on the same thread (bench claim scenario), and building each with Kysely
+ * cost as much as running it.
+ */
+function claimStatements(db: Kysely<Database>) {
+  const attemptsSince = (column: "device_id" | "claim_code_id") =>
+    prepareQuery<{ since: number; key: string }, { count: number | string }>(db, (slot) =>
+      db
+        .selectFrom("claim_attempts")
+        .select((eb) => eb.fn.countAll<number>().as("count"))
+        .where("at", ">", slot("since"))
+        .where(column, "=", slot("key")),
+    );
+  return {
+    attemptsOfDevice: attemptsSince("device_id"),
+    attemptsOfCode: attemptsSince("claim_code_id"),
+    codeByHash: prepareQuery<{ hash: string }, ClaimCodesTable>(db, (slot) =>
+      db.selectFrom("claim_codes").selectAll().where("code_hash", "=", slot("hash")),
+    ),
+    device: prepareQuery<{ id: string }, DeviceRecord>(db, (slot) =>
+      db.selectFrom("devices").selectAll().where("id", "=", slot("id")),
+    ),
+    spend: prepareQuery<{ now: number; deviceId: string; id: string }, never>(db, (slot) =>
+      db
+        .updateTable("claim_codes")
+        .set({ used_at: slot("now"), device_id: slot("deviceId") })
+        .where("id", "=", slot("id"))
+        .where("used_at", "is", null)
+        .where("revoked_at", "is", null),
+    ),
+    bind: prepareQuery<
+      { user: string | null; customer: string | null; now: number; id: string },
+      DeviceRecord
+    >(db, (slot) =>
+      db
+        .updateTable("devices")
+        .set({
+          owner_user_id: slot("user"),
+          owner_customer_id: slot("customer"),
+          claimed_at: slot("now"),
+          updated_at: slot("now"),
+        })
+        .where("id", "=", slot("id"))
+        .where("owner_user_id", "is", null)
+        .where("owner_customer_id", "is", null)
+        .returningAll(),
+    ),
+    recordAttempt: prepareQuery<
+      {
+        id: string;
+        claimId: string | null;
+        deviceId: string;
+        outcome: string;
+        reason: string;
+        source: string;
+        at: number;
+      },
+      never
+    >(db, (slot) =>
+      db.insertInto("claim_attempts").values({
+        id: slot("id"),
+        claim_code_id: slot("claimId"),
+        device_id: slot("deviceId"),
+        outcome: slot("outcome"),
+        reason: slot("reason"),
+        source: slot("source"),
+        at: slot("at"),
+      }),
+    ),
+    userName: prepareQuery<{ id: string }, { username: string }>(db, (slot) =>
+      db.selectFrom("users").select("username").where("id", "=", slot("id")),
+    ),
+    customerEmail: prepareQuery<{ id: string }, { email: string }>(db, (slot) =>
+      db.selectFrom("customers").select("email").where("id", "=", slot("id")),
+    ),
+  };
+}
+
 function ownerColumns(owner: Owner): { owner_user_id: string | null; owner_customer_id: string | null } {
   return owner.kind === "user"
     ? { owner_user_id: owner.userId, owner_customer_id: null }
@@ -138,6 +218,7 @@ export class ClaimService {
   readonly #webhooks: WebhookService | undefined;
   readonly #bus: EventBus | undefined;
   readonly #retention: RetentionService;
+  readonly #statements: ReturnType<typeof claimStatements>;
   /** Fresh claim codes waiting for the next group insert, with their callers. */
   #codesToInsert: {
     row: Insertable<ClaimCodesTable>;
@@ -163,6 +244,7 @@ export class ClaimService {
     this.#webhooks = options.webhooks;
     this.#bus = options.bus;
     this.#retention = options.retention;
+    this.#statements = claimStatements(options.db);
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -199,18 +281,10 @@ export class ClaimService {
   /** Who an owner is, as claim events name it (the product backend knows its customers by e-mail). */
   async describeOwner(owner: Owner, db: Kysely<Database> = this.#db): Promise<Record<string, unknown>> {
     if (owner.kind === "user") {
-      const user = await db
-        .selectFrom("users")
-        .select("username")
-        .where("id", "=", owner.userId)
-        .executeTakeFirst();
+      const user = (await this.#statements.userName({ id: owner.userId }, db)).rows[0];
       return { kind: "user", user_id: owner.userId, username: user?.username ?? null };
     }
-    const customer = await db
-      .selectFrom("customers")
-      .select("email")
-      .where("id", "=", owner.customerId)
-      .executeTakeFirst();
+    const customer = (await this.#statements.customerEmail({ id: owner.customerId }, db)).rows[0];
     return {
       kind: "customer",
       customer_id: owner.customerId,
@@ -225,15 +299,11 @@ export class ClaimService {
     key: { deviceId: string } | { claimId: string },
   ): Promise<number> {
     const since = this.#config.clock() - this.#config.retention.claimPresentationWindowMs;
-    const row = await db
-      .selectFrom("claim_attempts")
-      .select((eb) => eb.fn.countAll<number>().as("count"))
-      .where("at", ">", since)
-      .where((eb) =>
-        "deviceId" in key ? eb("device_id", "=", key.deviceId) : eb("claim_code_id", "=", key.claimId),
-      )
-      .executeTakeFirstOrThrow();
-    return Number(row.count);
+    const result =
+      "deviceId" in key
+        ? await this.#statements.attemptsOfDevice({ since, key: key.deviceId }, db)
+        : await this.#statements.attemptsOfCode({ since, key: key.claimId }, db);
+    return Number(result.rows[0]?.count ?? 0);
   }
 
   /**
@@ -349,11 +419,7 @@ export class ClaimService {
       if (source === "gateway" && (await this.#recentAttempts(this.#db, { deviceId })) >= limit)
         throw new ClaimRefused("rate_limited");
       return await this.#db.transaction().execute(async (trx) => {
-        const code = await trx
-          .selectFrom("claim_codes")
-          .selectAll()
-          .where("code_hash", "=", hashSecret(options.code))
-          .executeTakeFirst();
+        const code = (await this.#statements.codeByHash({ hash: hashSecret(options.code) }, trx)).rows[0];
         if (!code) throw new ClaimRefused("unknown_code");
         claimId = code.id;
         recognised = codeOwner(code) ?? null;
@@ -365,11 +431,7 @@ export class ClaimService {
         if (code.expires_at <= now) throw new ClaimRefused("expired_code");
         const owner = codeOwner(code);
         if (!owner) throw new ClaimRefused("unknown_code");
-        const device = await trx
-          .selectFrom("devices")
-          .selectAll()
-          .where("id", "=", deviceId)
-          .executeTakeFirst();
+        const device = (await this.#statements.device({ id: deviceId }, trx)).rows[0];
         if (!device) throw new ClaimRefused("unknown_device");
         if (owner.kind === "customer") {
           if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
@@ -384,14 +446,8 @@ export class ClaimService {
         const alreadyMine = sameOwner(owner, device);
         if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
           throw new ClaimRefused("owned_by_other");
-        const spent = await trx
-          .updateTable("claim_codes")
-          .set({ used_at: now, device_id: deviceId })
-          .where("id", "=", code.id)
-          .where("used_at", "is", null)
-          .where("revoked_at", "is", null)
-          .executeTakeFirst();
-        if (spent.numUpdatedRows === 0n) throw new ClaimRefused("used_code");
+        const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
+        if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
         // The conditional bind can still lose to a concurrent claim of the same device with another code
         // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
         if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
@@ -534,20 +590,18 @@ export class ClaimService {
 
   /** Sets the owner only if the device has none (so two claims can never both win); names it if unnamed. */
   async #bind(trx: Transaction<Database>, options: { deviceId: string; owner: Owner }): Promise<boolean> {
-    const now = this.#config.clock();
-    const result = await trx
-      .updateTable("devices")
-      .set({ ...ownerColumns(options.owner), claimed_at: now, updated_at: now })
-      .where("id", "=", options.deviceId)
-      .where("owner_user_id", "is", null)
-      .where("owner_customer_id", "is", null)
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) return false;
-    const device = await trx
-      .selectFrom("devices")
-      .selectAll()
-      .where("id", "=", options.deviceId)
-      .executeTakeFirstOrThrow();
+    const columns = ownerColumns(options.owner);
+    const bound = await this.#statements.bind(
+      {
+        user: columns.owner_user_id,
+        customer: columns.owner_customer_id,
+        now: this.#config.clock(),
+        id: options.deviceId,
+      },
+      trx,
+    );
+    const device = bound.rows[0];
+    if (!device) return false;
     if (device.name === null) {
       await trx
         .updateTable("devices")
@@ -568,18 +622,18 @@ export class ClaimService {
       source: ClaimSource;
     },
   ): Promise<void> {
-    await db
-      .insertInto("claim_attempts")
-      .values({
+    await this.#statements.recordAttempt(
+      {
         id: newId(),
-        claim_code_id: attempt.claimId,
-        device_id: attempt.deviceId,
+        claimId: attempt.claimId,
+        deviceId: attempt.deviceId,
         outcome: attempt.outcome,
         reason: attempt.reason,
         source: attempt.source,
         at: this.#config.clock(),
-      })
-      .execute();
+      },
+      db,
+    );
     const keep = this.#config.retention.maxClaimAttemptsPerKey;
     await this.#retention.capKey({
       db,

@@ -21,14 +21,20 @@ export function prepareQuery<P extends Record<string, unknown>, R>(
   db: Kysely<Database>,
   build: (slot: (name: keyof P & string) => never) => Compilable<R>,
 ): (params: P, executor?: Kysely<Database>) => Promise<QueryResult<R>> {
-  const compiled = build((name) => `${SLOT_MARK}${name}` as never).compile();
+  const asked = new Set<string>();
+  const compiled = build((name) => {
+    asked.add(name);
+    return `${SLOT_MARK}${name}` as never;
+  }).compile();
   const slots: Slot[] = compiled.parameters.map((value) =>
     typeof value === "string" && value.startsWith(SLOT_MARK)
       ? { name: value.slice(SLOT_MARK.length) }
       : { fixed: value },
   );
-  for (const slot of slots)
-    if ("name" in slot && slot.name.length === 0) throw new Error("prepareQuery: a slot needs a name");
+  // A slot Kysely wrote into the SQL text instead of a parameter would run with the stand-in's text.
+  const filled = new Set(slots.flatMap((slot) => ("name" in slot ? [slot.name] : [])));
+  if (compiled.sql.includes(SLOT_MARK) || [...asked].some((name) => !filled.has(name)))
+    throw new Error(`prepareQuery: a slot is not a parameter of ${compiled.sql}`);
   return (params, executor = db) => {
     const parameters = slots.map((slot) => ("name" in slot ? params[slot.name] : slot.fixed));
     return executor.executeQuery<R>(CompiledQuery.raw(compiled.sql, parameters));
