@@ -1,4 +1,5 @@
 import type { Insertable, Kysely, Transaction } from "kysely";
+import { sql } from "kysely";
 
 import { normalizeDeviceId } from "@roost/protocol";
 
@@ -101,14 +102,70 @@ function claimStatements(db: Kysely<Database>) {
         .where("at", ">", slot("since"))
         .where(column, "=", slot("key")),
     );
+  /**
+   * Binds an unowned device to its new owner; a device without a name takes `candidate` unless another
+   * device of the owner has that name (then its name stays null and is generated afresh). The bound row
+   * comes back (none when the device was taken meanwhile).
+   */
+  const bind = (column: "owner_user_id" | "owner_customer_id") =>
+    prepareQuery<{ owner: string; now: number; id: string; candidate: string }, DeviceRecord>(db, (slot) =>
+      db
+        .updateTable("devices")
+        .set({
+          owner_user_id: column === "owner_user_id" ? slot("owner") : null,
+          owner_customer_id: column === "owner_customer_id" ? slot("owner") : null,
+          claimed_at: slot("now"),
+          updated_at: slot("now"),
+          name: sql<string | null>`coalesce(name, case when exists (select 1 from devices as others
+            where others.name = ${slot("candidate")} and others.id <> ${slot("id")}
+              and others.${sql.ref(column)} = ${slot("owner")}) then null else ${slot("candidate")} end)`,
+        })
+        .where("id", "=", slot("id"))
+        .where("owner_user_id", "is", null)
+        .where("owner_customer_id", "is", null)
+        .returningAll(),
+    );
   return {
     attemptsOfDevice: attemptsSince("device_id"),
     attemptsOfCode: attemptsSince("claim_code_id"),
-    codeByHash: prepareQuery<{ hash: string }, ClaimCodesTable>(db, (slot) =>
-      db.selectFrom("claim_codes").selectAll().where("code_hash", "=", slot("hash")),
+    // The code with, in the same round trip, its owner's name and its attempt log's size.
+    codeByHash: prepareQuery<{ hash: string; since: number }, PresentedCode>(db, (slot) =>
+      db
+        .selectFrom("claim_codes")
+        .leftJoin("users as owner_user", "owner_user.id", "claim_codes.user_id")
+        .leftJoin("customers as owner_customer", "owner_customer.id", "claim_codes.customer_id")
+        .selectAll("claim_codes")
+        .select(["owner_user.username as owner_username", "owner_customer.email as owner_email"])
+        .select((eb) =>
+          eb
+            .selectFrom("claim_attempts")
+            .select(eb.fn.countAll<number>().as("count"))
+            .whereRef("claim_attempts.claim_code_id", "=", "claim_codes.id")
+            .where("claim_attempts.at", ">", slot("since"))
+            .as("recent_attempts"),
+        )
+        .select((eb) =>
+          eb
+            .selectFrom("claim_attempts")
+            .select(eb.fn.countAll<number>().as("count"))
+            .whereRef("claim_attempts.claim_code_id", "=", "claim_codes.id")
+            .as("logged_attempts"),
+        )
+        .where("claim_codes.code_hash", "=", slot("hash")),
     ),
-    device: prepareQuery<{ id: string }, DeviceRecord>(db, (slot) =>
-      db.selectFrom("devices").selectAll().where("id", "=", slot("id")),
+    // The device with the size of its attempt log.
+    device: prepareQuery<{ id: string }, DeviceRecord & { logged_attempts: number | string }>(db, (slot) =>
+      db
+        .selectFrom("devices")
+        .selectAll("devices")
+        .select((eb) =>
+          eb
+            .selectFrom("claim_attempts")
+            .select(eb.fn.countAll<number>().as("count"))
+            .whereRef("claim_attempts.device_id", "=", "devices.id")
+            .as("logged_attempts"),
+        )
+        .where("devices.id", "=", slot("id")),
     ),
     spend: prepareQuery<{ now: number; deviceId: string; id: string }, never>(db, (slot) =>
       db
@@ -118,23 +175,8 @@ function claimStatements(db: Kysely<Database>) {
         .where("used_at", "is", null)
         .where("revoked_at", "is", null),
     ),
-    bind: prepareQuery<
-      { user: string | null; customer: string | null; now: number; id: string },
-      DeviceRecord
-    >(db, (slot) =>
-      db
-        .updateTable("devices")
-        .set({
-          owner_user_id: slot("user"),
-          owner_customer_id: slot("customer"),
-          claimed_at: slot("now"),
-          updated_at: slot("now"),
-        })
-        .where("id", "=", slot("id"))
-        .where("owner_user_id", "is", null)
-        .where("owner_customer_id", "is", null)
-        .returningAll(),
-    ),
+    bindToUser: bind("owner_user_id"),
+    bindToCustomer: bind("owner_customer_id"),
     recordAttempt: prepareQuery<
       {
         id: string;
@@ -166,11 +208,13 @@ function claimStatements(db: Kysely<Database>) {
   };
 }
 
-function ownerColumns(owner: Owner): { owner_user_id: string | null; owner_customer_id: string | null } {
-  return owner.kind === "user"
-    ? { owner_user_id: owner.userId, owner_customer_id: null }
-    : { owner_user_id: null, owner_customer_id: owner.customerId };
-}
+/** A presented code, its owner's name and the size of its attempt log. */
+type PresentedCode = ClaimCodesTable & {
+  owner_username: string | null;
+  owner_email: string | null;
+  recent_attempts: number | string;
+  logged_attempts: number | string;
+};
 
 function codeOwner(code: ClaimCodesTable): Owner | undefined {
   if (code.principal_kind === "user" && code.user_id) return { kind: "user", userId: code.user_id };
@@ -419,11 +463,13 @@ export class ClaimService {
       if (source === "gateway" && (await this.#recentAttempts(this.#db, { deviceId })) >= limit)
         throw new ClaimRefused("rate_limited");
       return await this.#db.transaction().execute(async (trx) => {
-        const code = (await this.#statements.codeByHash({ hash: hashSecret(options.code) }, trx)).rows[0];
+        const since = now - this.#config.retention.claimPresentationWindowMs;
+        const code = (await this.#statements.codeByHash({ hash: hashSecret(options.code), since }, trx))
+          .rows[0];
         if (!code) throw new ClaimRefused("unknown_code");
         claimId = code.id;
         recognised = codeOwner(code) ?? null;
-        if (source === "gateway" && (await this.#recentAttempts(trx, { claimId: code.id })) >= limit)
+        if (source === "gateway" && Number(code.recent_attempts) >= limit)
           throw new ClaimRefused("rate_limited");
         if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
         if (code.used_at !== null)
@@ -453,8 +499,20 @@ export class ClaimService {
         if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
           throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
-        await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
-        const described = await this.describeOwner(owner, trx);
+        await this.#record(
+          trx,
+          { claimId: code.id, deviceId, outcome: "claimed", reason, source },
+          { device: Number(device.logged_attempts), code: Number(code.logged_attempts) },
+        );
+        const described =
+          owner.kind === "user"
+            ? { kind: "user", user_id: owner.userId, username: code.owner_username }
+            : {
+                kind: "customer",
+                customer_id: owner.customerId,
+                email: code.owner_email,
+                product_id: owner.productId,
+              };
         const events = [
           this.#ownerEvent({
             name: CLAIM_ATTEMPT_EVENT,
@@ -590,18 +648,20 @@ export class ClaimService {
 
   /** Sets the owner only if the device has none (so two claims can never both win); names it if unnamed. */
   async #bind(trx: Transaction<Database>, options: { deviceId: string; owner: Owner }): Promise<boolean> {
-    const columns = ownerColumns(options.owner);
-    const bound = await this.#statements.bind(
-      {
-        user: columns.owner_user_id,
-        customer: columns.owner_customer_id,
-        now: this.#config.clock(),
-        id: options.deviceId,
-      },
-      trx,
-    );
+    const { owner } = options;
+    const params = {
+      owner: owner.kind === "user" ? owner.userId : owner.customerId,
+      now: this.#config.clock(),
+      id: options.deviceId,
+      candidate: this.#devices.nameCandidate(),
+    };
+    const bound =
+      owner.kind === "user"
+        ? await this.#statements.bindToUser(params, trx)
+        : await this.#statements.bindToCustomer(params, trx);
     const device = bound.rows[0];
     if (!device) return false;
+    // The candidate was another device's name: draw until one is free (rare: 40,000 names).
     if (device.name === null) {
       await trx
         .updateTable("devices")
@@ -612,6 +672,12 @@ export class ClaimService {
     return true;
   }
 
+  /**
+   * Logs an attempt and caps the device's and the code's logs. `logged` gives the logs' sizes when the
+   * caller read them in this transaction: a log that stays within the cap is not trimmed (one statement
+   * instead of three). Two attempts on one key at once may then leave it one row over the cap until its
+   * next attempt trims it.
+   */
   async #record(
     db: Kysely<Database>,
     attempt: {
@@ -621,6 +687,7 @@ export class ClaimService {
       reason: ClaimReason;
       source: ClaimSource;
     },
+    logged?: { device: number; code: number },
   ): Promise<void> {
     await this.#statements.recordAttempt(
       {
@@ -635,14 +702,15 @@ export class ClaimService {
       db,
     );
     const keep = this.#config.retention.maxClaimAttemptsPerKey;
-    await this.#retention.capKey({
-      db,
-      table: "claim_attempts",
-      key: "device_id",
-      value: attempt.deviceId,
-      keep,
-    });
-    if (attempt.claimId !== null)
+    if (!logged || logged.device + 1 > keep)
+      await this.#retention.capKey({
+        db,
+        table: "claim_attempts",
+        key: "device_id",
+        value: attempt.deviceId,
+        keep,
+      });
+    if (attempt.claimId !== null && (!logged || logged.code + 1 > keep))
       await this.#retention.capKey({
         db,
         table: "claim_attempts",

@@ -448,10 +448,15 @@ export class DeviceService {
     return (await query.executeTakeFirst()) !== undefined;
   }
 
+  /** A random device name (`word_word12`), not yet checked against the owner's other devices. */
+  nameCandidate(): string {
+    return `${pick(NAME_WORDS_A)}_${pick(NAME_WORDS_B)}${randomInt(100)}`;
+  }
+
   /** A fresh name for a newly claimed device that has none, unique among the owner's devices. */
   async generateName(device: DeviceRecord, db: Kysely<Database> = this.#db): Promise<string> {
     for (;;) {
-      const name = `${pick(NAME_WORDS_A)}_${pick(NAME_WORDS_B)}${randomInt(100)}`;
+      const name = this.nameCandidate();
       if (!(await this.#nameTaken(device, name, db))) return name;
     }
   }
