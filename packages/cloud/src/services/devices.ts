@@ -47,7 +47,7 @@ function withOwnerName(db: Kysely<Database>) {
     .select((eb) => eb.fn.coalesce("owner_users.username", "owner_customers.email").as("owner_name"));
 }
 
-/** The statements of the owner's list and IDs, compiled once (bench api scenario). */
+/** The statements of the hot device reads, compiled once (bench api and claim scenarios). */
 function ownerReads(db: Kysely<Database>) {
   const listOf = (column: "owner_user_id" | "owner_customer_id") =>
     prepareQuery<{ owner: string }, ListedDevice>(db, (slot) =>
@@ -70,6 +70,10 @@ function ownerReads(db: Kysely<Database>) {
         .orderBy("id"),
     );
   return {
+    // Every connection and every claim reads its device: built once.
+    byId: prepareQuery<{ id: string }, DeviceRow>(db, (slot) =>
+      withOwnerName(db).selectAll("devices").where("devices.id", "=", slot("id")),
+    ),
     listOfUser: listOf("owner_user_id"),
     listOfCustomer: listOf("owner_customer_id"),
     idsOfUser: idsOf("owner_user_id"),
@@ -271,7 +275,7 @@ export class DeviceService {
   /** A device by exact ID, whoever owns it. */
   get(deviceId: string): Promise<DeviceRow | undefined> {
     if (!isDeviceId(deviceId)) return Promise.resolve(undefined);
-    return this.query().where("devices.id", "=", normalizeDeviceId(deviceId)).executeTakeFirst();
+    return this.#reads.byId({ id: normalizeDeviceId(deviceId) }).then((result) => result.rows[0]);
   }
 
   /**
