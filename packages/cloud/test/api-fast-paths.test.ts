@@ -112,6 +112,9 @@ describe.each(backends)("the API's fast paths on $name (issue 11)", ({ databaseU
           functions: JSON.stringify(["led"]),
           variables: JSON.stringify({ temp: 9 }),
           system_firmware_version: "1.5.2",
+          // Text the database's JSON must carry exactly as JSON.stringify would.
+          notes: 'line 1\n"quoted" \\ ünïcødé \u2028 \u0001 😀',
+          serial_number: "P0-123/ä",
         })
         .where("id", "=", ids[0] ?? "")
         .execute();

@@ -11,7 +11,7 @@ import {
 } from "../../errors.js";
 import type { DeviceCommand, DeviceCommandResult } from "../../events/bus.js";
 import type { DeviceRow } from "../../services/devices.js";
-import { DeviceJsonCache, deviceToApi } from "../../services/devices.js";
+import { deviceToApi } from "../../services/devices.js";
 import type { Services } from "../../services/index.js";
 import { ownerOf } from "../../services/principal.js";
 import {
@@ -33,7 +33,6 @@ const MAX_FUNCTION_ARGUMENT_BYTES = 622;
 /** The caller's devices: list, get, claim, rename, unclaim; and key provisioning. @see spec/cloud-api.md §4 */
 export function registerDeviceRoutes(app: FastifyInstance, services: Services): void {
   const { devices, claims, products } = services;
-  const listed = new DeviceJsonCache();
 
   app.get("/v1/devices", async (request, reply) => {
     const principal = await authenticate(services, request);
@@ -42,7 +41,7 @@ export function registerDeviceRoutes(app: FastifyInstance, services: Services): 
     if (!owner) return [];
     // The same bytes Fastify's JSON.stringify of the objects gave, from each device's cached text.
     void reply.type("application/json; charset=utf-8");
-    return listed.list(await devices.listOwned(owner));
+    return devices.listOwnedJson(owner);
   });
 
   app.post("/v1/devices", async (request) => {
