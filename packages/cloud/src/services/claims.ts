@@ -94,14 +94,6 @@ class ClaimRefused extends Error {
  * cost as much as running it.
  */
 function claimStatements(db: Kysely<Database>) {
-  const attemptsSince = (column: "device_id" | "claim_code_id") =>
-    prepareQuery<{ since: number; key: string }, { count: number | string }>(db, (slot) =>
-      db
-        .selectFrom("claim_attempts")
-        .select((eb) => eb.fn.countAll<number>().as("count"))
-        .where("at", ">", slot("since"))
-        .where(column, "=", slot("key")),
-    );
   /**
    * Binds an unowned device to its new owner; a device without a name takes `candidate` unless another
    * device of the owner has that name (then its name stays null and is generated afresh). The bound row
@@ -126,47 +118,29 @@ function claimStatements(db: Kysely<Database>) {
         .returningAll(),
     );
   return {
-    attemptsOfDevice: attemptsSince("device_id"),
-    attemptsOfCode: attemptsSince("claim_code_id"),
-    // The code with, in the same round trip, its owner's name and its attempt log's size.
-    codeByHash: prepareQuery<{ hash: string; since: number }, PresentedCode>(db, (slot) =>
-      db
-        .selectFrom("claim_codes")
-        .leftJoin("users as owner_user", "owner_user.id", "claim_codes.user_id")
-        .leftJoin("customers as owner_customer", "owner_customer.id", "claim_codes.customer_id")
-        .selectAll("claim_codes")
-        .select(["owner_user.username as owner_username", "owner_customer.email as owner_email"])
-        .select((eb) =>
-          eb
-            .selectFrom("claim_attempts")
-            .select(eb.fn.countAll<number>().as("count"))
-            .whereRef("claim_attempts.claim_code_id", "=", "claim_codes.id")
-            .where("claim_attempts.at", ">", slot("since"))
-            .as("recent_attempts"),
-        )
-        .select((eb) =>
-          eb
-            .selectFrom("claim_attempts")
-            .select(eb.fn.countAll<number>().as("count"))
-            .whereRef("claim_attempts.claim_code_id", "=", "claim_codes.id")
-            .as("logged_attempts"),
-        )
-        .where("claim_codes.code_hash", "=", slot("hash")),
-    ),
-    // The device with the size of its attempt log.
-    device: prepareQuery<{ id: string }, DeviceRecord & { logged_attempts: number | string }>(db, (slot) =>
-      db
-        .selectFrom("devices")
-        .selectAll("devices")
-        .select((eb) =>
-          eb
-            .selectFrom("claim_attempts")
-            .select(eb.fn.countAll<number>().as("count"))
-            .whereRef("claim_attempts.device_id", "=", "devices.id")
-            .as("logged_attempts"),
-        )
-        .where("devices.id", "=", slot("id")),
-    ),
+    // Everything a presented code is checked against, in one round trip: the device's recent and logged
+    // attempts, the code (all null when unknown) with its owner's name and its attempts, and the device's
+    // ownership (null when unknown). One row whatever exists.
+    presented: prepareQuery<{ hash: string; device: string; since: number }, PresentedRow>(db, (slot) => {
+      const query = sql<PresentedRow>`select
+          (select count(*) from claim_attempts where device_id = ${slot("device")}
+            and at > ${slot("since")}) as device_recent_attempts,
+          (select count(*) from claim_attempts where device_id = ${slot("device")}) as device_logged_attempts,
+          code.id, code.code_hash, code.principal_kind, code.user_id, code.customer_id, code.product_id,
+          code.created_at, code.expires_at, code.used_at, code.revoked_at, code.device_id,
+          owner_user.username as owner_username, owner_customer.email as owner_email,
+          (select count(*) from claim_attempts where claim_code_id = code.id
+            and at > ${slot("since")}) as recent_attempts,
+          (select count(*) from claim_attempts where claim_code_id = code.id) as logged_attempts,
+          device.id as device_found, device.product_id as device_product_id,
+          device.owner_user_id as device_owner_user_id, device.owner_customer_id as device_owner_customer_id
+        from (select 1 as one) as one
+        left join claim_codes as code on code.code_hash = ${slot("hash")}
+        left join users as owner_user on owner_user.id = code.user_id
+        left join customers as owner_customer on owner_customer.id = code.customer_id
+        left join devices as device on device.id = ${slot("device")}`;
+      return { compile: () => query.compile(db) };
+    }),
     spend: prepareQuery<{ now: number; deviceId: string; id: string }, never>(db, (slot) =>
       db
         .updateTable("claim_codes")
@@ -208,12 +182,22 @@ function claimStatements(db: Kysely<Database>) {
   };
 }
 
-/** A presented code, its owner's name and the size of its attempt log. */
-type PresentedCode = ClaimCodesTable & {
+/**
+ * What a presented code is checked against: the code's columns (null when unknown) with its owner's name
+ * and attempt counts, the device's attempt counts and ownership (`device_found` null when unknown).
+ * Counts are numbers (PostgreSQL's `bigint` is read as a number by the pool).
+ */
+type PresentedRow = { [K in keyof ClaimCodesTable]: ClaimCodesTable[K] | null } & {
   owner_username: string | null;
   owner_email: string | null;
   recent_attempts: number | string;
   logged_attempts: number | string;
+  device_recent_attempts: number | string;
+  device_logged_attempts: number | string;
+  device_found: string | null;
+  device_product_id: number | null;
+  device_owner_user_id: string | null;
+  device_owner_customer_id: string | null;
 };
 
 function codeOwner(code: ClaimCodesTable): Owner | undefined {
@@ -337,19 +321,6 @@ export class ClaimService {
     };
   }
 
-  /** Attempts recorded for a device or a code since the start of the presentation window. */
-  async #recentAttempts(
-    db: Kysely<Database>,
-    key: { deviceId: string } | { claimId: string },
-  ): Promise<number> {
-    const since = this.#config.clock() - this.#config.retention.claimPresentationWindowMs;
-    const result =
-      "deviceId" in key
-        ? await this.#statements.attemptsOfDevice({ since, key: key.deviceId }, db)
-        : await this.#statements.attemptsOfCode({ since, key: key.claimId }, db);
-    return Number(result.rows[0]?.count ?? 0);
-  }
-
   /**
    * Creates a claim code for a user or a product customer. A cellular `iccid` (or `imei`) given by the
    * caller is used as the code itself. @see spec/cloud-api.md §3.1, §3.2
@@ -459,14 +430,16 @@ export class ClaimService {
     let recognised: Owner | null = null;
     const limit = this.#config.retention.claimPresentationsPerWindow;
     try {
-      // A device presents codes unauthenticated by any account: past the limit they are not even looked up.
-      if (source === "gateway" && (await this.#recentAttempts(this.#db, { deviceId })) >= limit)
-        throw new ClaimRefused("rate_limited");
       return await this.#db.transaction().execute(async (trx) => {
         const since = now - this.#config.retention.claimPresentationWindowMs;
-        const code = (await this.#statements.codeByHash({ hash: hashSecret(options.code), since }, trx))
-          .rows[0];
-        if (!code) throw new ClaimRefused("unknown_code");
+        const presented = (
+          await this.#statements.presented({ hash: hashSecret(options.code), device: deviceId, since }, trx)
+        ).rows[0];
+        // A device presents codes unauthenticated by any account: past the limit its code is not considered.
+        if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
+          throw new ClaimRefused("rate_limited");
+        if (!presented || presented.id === null) throw new ClaimRefused("unknown_code");
+        const code = presented as PresentedRow & ClaimCodesTable;
         claimId = code.id;
         recognised = codeOwner(code) ?? null;
         if (source === "gateway" && Number(code.recent_attempts) >= limit)
@@ -477,8 +450,12 @@ export class ClaimService {
         if (code.expires_at <= now) throw new ClaimRefused("expired_code");
         const owner = codeOwner(code);
         if (!owner) throw new ClaimRefused("unknown_code");
-        const device = (await this.#statements.device({ id: deviceId }, trx)).rows[0];
-        if (!device) throw new ClaimRefused("unknown_device");
+        if (code.device_found === null) throw new ClaimRefused("unknown_device");
+        const device = {
+          product_id: code.device_product_id,
+          owner_user_id: code.device_owner_user_id,
+          owner_customer_id: code.device_owner_customer_id,
+        };
         if (owner.kind === "customer") {
           if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
           if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
@@ -502,7 +479,7 @@ export class ClaimService {
         await this.#record(
           trx,
           { claimId: code.id, deviceId, outcome: "claimed", reason, source },
-          { device: Number(device.logged_attempts), code: Number(code.logged_attempts) },
+          { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) },
         );
         const described =
           owner.kind === "user"
