@@ -247,6 +247,8 @@ export class ClaimService {
   readonly #bus: EventBus | undefined;
   readonly #retention: RetentionService;
   readonly #statements: ReturnType<typeof claimStatements>;
+  /** Owners whose device IDs are asked for in this turn of the event loop, with the read that answers. */
+  #idReads = new Map<string, Promise<string[]>>();
   /** Fresh claim codes waiting for the next group insert, with their callers. */
   #codesToInsert: {
     row: Insertable<ClaimCodesTable>;
@@ -360,7 +362,7 @@ export class ClaimService {
     if (options.presetCode === undefined) {
       // The owner's device IDs do not depend on the new code: read them while it is inserted (on
       // PostgreSQL two connections of the pool, one round trip instead of two).
-      const [deviceIds] = await Promise.all([this.#devices.ownedIds(owner), this.#insertFresh(row)]);
+      const [deviceIds] = await Promise.all([this.#ownedIdsThisTurn(owner), this.#insertFresh(row)]);
       return { claim_code: code, device_ids: deviceIds, claim_id: id };
     }
     await this.#db
@@ -396,6 +398,22 @@ export class ClaimService {
       this.#codesToInsert.push({ row, resolve, reject });
       if (this.#codesToInsert.length === 1) setImmediate(() => void this.#insertGroup());
     });
+  }
+
+  /**
+   * The owner's device IDs, read once for every claim-code request of the same owner that arrived in this
+   * turn of the event loop: the read starts after all of them arrived (at the end of the turn), so each
+   * sees the devices as they were after its request came in.
+   */
+  #ownedIdsThisTurn(owner: Owner): Promise<string[]> {
+    const key = owner.kind === "user" ? `u:${owner.userId}` : `c:${owner.customerId}`;
+    let read = this.#idReads.get(key);
+    if (!read) {
+      if (this.#idReads.size === 0) setImmediate(() => (this.#idReads = new Map()));
+      read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#devices.ownedIds(owner));
+      this.#idReads.set(key, read);
+    }
+    return read.then((ids) => [...ids]);
   }
 
   async #insertGroup(): Promise<void> {
