@@ -16,6 +16,8 @@ export interface BareRoute {
 /** The methods of this process. */
 export type BareServerApi = {
   start(params: { routes: readonly BareRoute[] }): Promise<{ url: string }>;
+  /** `process.cpuUsage()` of this process, user + system, in microseconds. */
+  cpu(params: Record<string, never>): Promise<{ cpuMicros: number }>;
 };
 
 let app: FastifyInstance | undefined;
@@ -27,6 +29,10 @@ const api: BareServerApi = {
       app.route({ method: route.method, url: route.url, handler: () => route.body });
     const url = await app.listen({ port: 0, host: "127.0.0.1" });
     return { url };
+  },
+  cpu() {
+    const usage = process.cpuUsage();
+    return Promise.resolve({ cpuMicros: usage.user + usage.system });
   },
 };
 

@@ -84,6 +84,11 @@ export interface RunningCloud extends AsyncDisposable {
   readonly natsPrefix: string | undefined;
   /** This node's webhook dispatcher, unless started with `deliverWebhooks: false`. */
   readonly webhooks: WebhookDispatcher | undefined;
+  /**
+   * Pushes this node's API rate-limit counts to the shared database and reads back the cluster's (they
+   * are otherwise synced every 100 ms); resolves at once when the limits are this node's own (SQLite).
+   */
+  syncRateLimits(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -202,6 +207,10 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
   membership.onBeat((beat) => streamSlots.sweep(beat.rejoined));
   if (storage.dialect === "postgres")
     membership.onBeat(() => pruneRateCounters(storage.db, config.rateLimits.windowMs));
+  // PostgreSQL means several nodes may share the database: their rate limits count together. One
+  // SQLite file is one node, whose memory is enough (and spares a write per request).
+  const rateLimitStore =
+    storage.dialect === "postgres" ? createSharedRateLimitStore({ db: storage.db, logger }) : undefined;
   const app = await createHttpApp({
     services,
     logger,
@@ -209,10 +218,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     gateway: gatewayAddress,
     limits: {
       streamSlots,
-      // PostgreSQL means several nodes may share the database: their rate limits count together. One
-      // SQLite file is one node, whose memory is enough (and spares a write per request).
-      rateLimitStore:
-        storage.dialect === "postgres" ? createSharedRateLimitStore({ db: storage.db, logger }) : undefined,
+      rateLimitStore,
     },
     consoleDir,
   });
@@ -272,6 +278,8 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
       await gateway?.close();
       await membership.stop();
       await app.close();
+      // The counts of the last sync interval go to the database before it closes.
+      await rateLimitStore?.sync();
       await services.bus.close();
       await storage.close();
     })());
@@ -288,6 +296,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     membership,
     natsPrefix,
     webhooks,
+    syncRateLimits: () => rateLimitStore?.sync() ?? Promise.resolve(),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -45,34 +45,228 @@ class LocalWindows {
 /** What `@fastify/rate-limit` passes a store's `child` (the merged settings of one route). */
 type RouteSettings = RouteOptions & { path: string; prefix: string; routeInfo?: RouteOptions };
 
+/** How often this node pushes its counts to the database and reads back the cluster's, in ms. */
+export const RATE_SYNC_INTERVAL_MS = 100;
+
+/**
+ * A counter this node has seen in the database: the cluster's count at the last sync, and what this node
+ * has counted since (not yet pushed, and being pushed).
+ */
+interface SharedCounter {
+  readonly key: string;
+  readonly windowMs: number;
+  /** The cluster's count at the last sync (this node's pushed requests included). */
+  base: number;
+  /** Requests counted here since, waiting for the next push. */
+  pending: number;
+  /** Requests in the push under way. */
+  pushing: number;
+  /** Start of the window, on the database's clock. */
+  windowStart: number;
+  /** The database's clock minus this node's, at the last sync. */
+  clockOffset: number;
+  /** When the last sync of this counter finished, on this node's clock. */
+  syncedAt: number;
+}
+
+/** The row a sync statement returns per counter. */
+interface CounterRow {
+  key: string;
+  count: number;
+  window_start: number;
+  now: number;
+}
+
+/** The public face of the shared store's class: `@fastify/rate-limit` builds it, tests and shutdown sync it. */
+export type SharedRateLimitStoreCtor = FastifyRateLimitStoreCtor & {
+  /** Pushes every count of this node and reads back the cluster's (resolves once both are done). */
+  sync(): Promise<void>;
+};
+
 /**
  * A `@fastify/rate-limit` store whose counters live in the shared database (table `rate_counters`, one row
  * per route and IP, a fixed window reset on the database's clock), so that N nodes allow what one would.
+ *
+ * The database is not written per request (that was one upsert on one hot row per request, which
+ * serialised every request of an IP on a row lock: bench/README.md, api on PostgreSQL). Instead:
+ *
+ * - the first request of a counter in a window, or one whose counter this node has not synced for
+ *   {@link staleAfterMs}, goes to the database at once (one upsert, exact);
+ * - later requests are counted in memory and admitted against the cluster's count at the last sync plus
+ *   this node's own since; every {@link RATE_SYNC_INTERVAL_MS} one statement pushes the counts of every
+ *   counter that moved and reads back the cluster totals.
+ *
+ * Bound on over-admission: a node refuses as soon as its own view reaches the limit, and its view lacks at
+ * most what the other nodes admitted since its last sync, which is at most `staleAfterMs` old. So across N
+ * nodes at most what N − 1 nodes admit for one IP in about two sync intervals (≈ 200 ms) gets past the
+ * limit, and never more than (N − 1) × the limit in one window; one node alone counts exactly.
  */
 export function createSharedRateLimitStore(options: {
   db: Kysely<Database>;
   logger: Logger;
-}): FastifyRateLimitStoreCtor {
+  /** Sync period, ms; {@link RATE_SYNC_INTERVAL_MS} by default. */
+  syncIntervalMs?: number;
+}): SharedRateLimitStoreCtor {
   const { db, logger } = options;
+  const syncIntervalMs = options.syncIntervalMs ?? RATE_SYNC_INTERVAL_MS;
+  const staleAfterMs = 2 * syncIntervalMs;
   const local = new LocalWindows();
   const now = databaseNow(db);
+  const counters = new Map<string, SharedCounter>();
   let degraded = false;
+  let timer: NodeJS.Timeout | undefined;
+  let pushing: Promise<void> | undefined;
 
-  async function increment(key: string, windowMs: number): Promise<WindowCount> {
-    const result = await sql<{ count: number; window_start: number; now: number }>`
-      insert into rate_counters (key, window_start, count) values (${key}, ${now}, 1)
+  function healthy(): void {
+    if (degraded) logger.info("shared rate limits: database reachable again");
+    degraded = false;
+  }
+
+  function unreachable(error: unknown): void {
+    if (!degraded)
+      logger.error({ err: error }, "shared rate limits: database unreachable; counting per node");
+    degraded = true;
+  }
+
+  /** Adds `increments` to counters of one window length in one statement; the cluster's totals come back. */
+  async function upsert(windowMs: number, increments: readonly (readonly [string, number])[]) {
+    const values = sql.join(increments.map(([key, count]) => sql`(${key}, ${now}, ${count})`));
+    const result = await sql<CounterRow>`
+      insert into rate_counters (key, window_start, count) values ${values}
       on conflict (key) do update set
-        count = case when rate_counters.window_start + ${windowMs} <= ${now} then 1
-                     else rate_counters.count + 1 end,
+        count = case when rate_counters.window_start + ${windowMs} <= ${now} then excluded.count
+                     else rate_counters.count + excluded.count end,
         window_start = case when rate_counters.window_start + ${windowMs} <= ${now} then ${now}
                             else rate_counters.window_start end
-      returning count, window_start, ${now} as now`.execute(db);
-    const row = result.rows[0];
-    if (!row) throw new Error("rate counter upsert returned nothing");
+      returning key, count, window_start, ${now} as now`.execute(db);
+    return result.rows;
+  }
+
+  /** Takes the cluster's view of a counter from a row the database returned. */
+  function learn(row: CounterRow, windowMs: number): SharedCounter {
+    const at = Date.now();
+    let counter = counters.get(row.key);
+    if (!counter) {
+      counter = {
+        key: row.key,
+        windowMs,
+        base: 0,
+        pending: 0,
+        pushing: 0,
+        windowStart: 0,
+        clockOffset: 0,
+        syncedAt: 0,
+      };
+      counters.set(row.key, counter);
+      if (counters.size > 10_000) prune(at);
+    }
+    counter.base = Number(row.count);
+    counter.windowStart = Number(row.window_start);
+    counter.clockOffset = Number(row.now) - at;
+    counter.syncedAt = at;
+    return counter;
+  }
+
+  function windowEnded(counter: SharedCounter, at: number): boolean {
+    return counter.windowStart + counter.windowMs <= at + counter.clockOffset;
+  }
+
+  function prune(at: number): void {
+    for (const [key, counter] of counters)
+      if (counter.pending === 0 && counter.pushing === 0 && windowEnded(counter, at)) counters.delete(key);
+  }
+
+  function view(counter: SharedCounter, at: number): WindowCount {
     return {
-      current: Number(row.count),
-      ttl: Math.max(0, Number(row.window_start) + windowMs - Number(row.now)),
+      current: counter.base + counter.pushing + counter.pending,
+      ttl: Math.max(0, counter.windowStart + counter.windowMs - (at + counter.clockOffset)),
     };
+  }
+
+  /** Pushes the counts of `batch` (all counters that moved, or every counter) and reads the totals back. */
+  async function push(batch: readonly SharedCounter[]): Promise<void> {
+    const byWindow = new Map<number, SharedCounter[]>();
+    for (const counter of batch) {
+      counter.pushing += counter.pending;
+      counter.pending = 0;
+      const group = byWindow.get(counter.windowMs);
+      if (group) group.push(counter);
+      else byWindow.set(counter.windowMs, [counter]);
+    }
+    try {
+      for (const [windowMs, group] of byWindow) {
+        const rows = await upsert(
+          windowMs,
+          group.map((counter) => [counter.key, counter.pushing] as const),
+        );
+        for (const row of rows) {
+          const counter = learn(row, windowMs);
+          counter.pushing = 0;
+        }
+      }
+      healthy();
+    } catch (error) {
+      unreachable(error);
+      // Nothing is lost: the counts go with the next push. Meanwhile the counters are stale, so new
+      // requests try the database and fall back to this node's own windows.
+      for (const counter of batch) {
+        counter.pending += counter.pushing;
+        counter.pushing = 0;
+      }
+    }
+  }
+
+  /** One push at a time; the next one waits for it. */
+  function flush(batch: () => SharedCounter[]): Promise<void> {
+    const previous = pushing ?? Promise.resolve();
+    const next = previous.then(() => push(batch()));
+    pushing = next.finally(() => {
+      if (pushing === next) pushing = undefined;
+    });
+    return next;
+  }
+
+  function schedule(): void {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void flush(() => [...counters.values()].filter((counter) => counter.pending > 0)).then(() => {
+        for (const counter of counters.values())
+          if (counter.pending > 0) {
+            schedule();
+            break;
+          }
+      });
+    }, syncIntervalMs);
+    timer.unref();
+  }
+
+  function incr(
+    name: string,
+    windowMs: number,
+    callback: (error: Error | null, result?: WindowCount) => void,
+  ) {
+    const at = Date.now();
+    const counter = counters.get(name);
+    if (counter && !degraded && at - counter.syncedAt < staleAfterMs && !windowEnded(counter, at)) {
+      counter.pending += 1;
+      schedule();
+      callback(null, view(counter, at));
+      return;
+    }
+    // Unknown here, stale or a new window: ask the database (exact), with this request counted.
+    upsert(windowMs, [[name, 1]]).then(
+      (rows) => {
+        healthy();
+        const row = rows[0];
+        if (!row) throw new Error("rate counter upsert returned nothing");
+        callback(null, view(learn(row, windowMs), Date.now()));
+      },
+      (error: unknown) => {
+        unreachable(error);
+        callback(null, local.incr(name, windowMs));
+      },
+    );
   }
 
   class SharedRateLimitStore implements FastifyRateLimitStore {
@@ -82,26 +276,17 @@ export function createSharedRateLimitStore(options: {
       this.#namespace = namespace;
     }
 
+    static sync(): Promise<void> {
+      return flush(() => [...counters.values()]);
+    }
+
     /** The plugin passes the route's window as a third argument (not in its published types). */
     incr(
       key: string,
       callback: (error: Error | null, result?: WindowCount) => void,
       timeWindow = 60_000,
     ): void {
-      const name = `${this.#namespace}|${key}`;
-      increment(name, timeWindow).then(
-        (count) => {
-          if (degraded) logger.info("shared rate limits: database reachable again");
-          degraded = false;
-          callback(null, count);
-        },
-        (error: unknown) => {
-          if (!degraded)
-            logger.error({ err: error }, "shared rate limits: database unreachable; counting per node");
-          degraded = true;
-          callback(null, local.incr(name, timeWindow));
-        },
-      );
+      incr(`${this.#namespace}|${key}`, timeWindow, callback);
     }
 
     child(routeOptions: RouteSettings): FastifyRateLimitStore {

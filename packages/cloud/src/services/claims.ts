@@ -1,4 +1,5 @@
-import type { Kysely, Transaction } from "kysely";
+import type { Insertable, Kysely, Transaction } from "kysely";
+import { sql } from "kysely";
 
 import { normalizeDeviceId } from "@roost/protocol";
 
@@ -8,9 +9,10 @@ import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
-import type { ClaimCodesTable, Database } from "../storage/schema.js";
+import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
+import { prepareQuery } from "./prepared.js";
 import type { Owner } from "./principal.js";
 import type { RetentionService } from "./retention.js";
 import type { TransferService } from "./transfers.js";
@@ -86,11 +88,117 @@ class ClaimRefused extends Error {
   }
 }
 
-function ownerColumns(owner: Owner): { owner_user_id: string | null; owner_customer_id: string | null } {
-  return owner.kind === "user"
-    ? { owner_user_id: owner.userId, owner_customer_id: null }
-    : { owner_user_id: null, owner_customer_id: owner.customerId };
+/**
+ * The statements of a claim by code (a device presenting its code), compiled once: a claim runs a dozen of
+ * them while other devices wait on the same thread (bench claim scenario), and building each with Kysely
+ * cost as much as running it.
+ */
+function claimStatements(db: Kysely<Database>) {
+  /**
+   * Binds an unowned device to its new owner; a device without a name takes `candidate` unless another
+   * device of the owner has that name (then its name stays null and is generated afresh). The bound row
+   * comes back (none when the device was taken meanwhile).
+   */
+  const bind = (column: "owner_user_id" | "owner_customer_id") =>
+    prepareQuery<{ owner: string; now: number; id: string; candidate: string }, DeviceRecord>(db, (slot) =>
+      db
+        .updateTable("devices")
+        .set({
+          owner_user_id: column === "owner_user_id" ? slot("owner") : null,
+          owner_customer_id: column === "owner_customer_id" ? slot("owner") : null,
+          claimed_at: slot("now"),
+          updated_at: slot("now"),
+          name: sql<string | null>`coalesce(name, case when exists (select 1 from devices as others
+            where others.name = ${slot("candidate")} and others.id <> ${slot("id")}
+              and others.${sql.ref(column)} = ${slot("owner")}) then null else ${slot("candidate")} end)`,
+        })
+        .where("id", "=", slot("id"))
+        .where("owner_user_id", "is", null)
+        .where("owner_customer_id", "is", null)
+        .returningAll(),
+    );
+  return {
+    // Everything a presented code is checked against, in one round trip: the device's recent and logged
+    // attempts, the code (all null when unknown) with its owner's name and its attempts, and the device's
+    // ownership (null when unknown). One row whatever exists.
+    presented: prepareQuery<{ hash: string; device: string; since: number }, PresentedRow>(db, (slot) => {
+      const query = sql<PresentedRow>`select
+          (select count(*) from claim_attempts where device_id = ${slot("device")}
+            and at > ${slot("since")}) as device_recent_attempts,
+          (select count(*) from claim_attempts where device_id = ${slot("device")}) as device_logged_attempts,
+          code.id, code.code_hash, code.principal_kind, code.user_id, code.customer_id, code.product_id,
+          code.created_at, code.expires_at, code.used_at, code.revoked_at, code.device_id,
+          owner_user.username as owner_username, owner_customer.email as owner_email,
+          (select count(*) from claim_attempts where claim_code_id = code.id
+            and at > ${slot("since")}) as recent_attempts,
+          (select count(*) from claim_attempts where claim_code_id = code.id) as logged_attempts,
+          device.id as device_found, device.product_id as device_product_id,
+          device.owner_user_id as device_owner_user_id, device.owner_customer_id as device_owner_customer_id
+        from (select 1 as one) as one
+        left join claim_codes as code on code.code_hash = ${slot("hash")}
+        left join users as owner_user on owner_user.id = code.user_id
+        left join customers as owner_customer on owner_customer.id = code.customer_id
+        left join devices as device on device.id = ${slot("device")}`;
+      return { compile: () => query.compile(db) };
+    }),
+    spend: prepareQuery<{ now: number; deviceId: string; id: string }, never>(db, (slot) =>
+      db
+        .updateTable("claim_codes")
+        .set({ used_at: slot("now"), device_id: slot("deviceId") })
+        .where("id", "=", slot("id"))
+        .where("used_at", "is", null)
+        .where("revoked_at", "is", null),
+    ),
+    bindToUser: bind("owner_user_id"),
+    bindToCustomer: bind("owner_customer_id"),
+    recordAttempt: prepareQuery<
+      {
+        id: string;
+        claimId: string | null;
+        deviceId: string;
+        outcome: string;
+        reason: string;
+        source: string;
+        at: number;
+      },
+      never
+    >(db, (slot) =>
+      db.insertInto("claim_attempts").values({
+        id: slot("id"),
+        claim_code_id: slot("claimId"),
+        device_id: slot("deviceId"),
+        outcome: slot("outcome"),
+        reason: slot("reason"),
+        source: slot("source"),
+        at: slot("at"),
+      }),
+    ),
+    userName: prepareQuery<{ id: string }, { username: string }>(db, (slot) =>
+      db.selectFrom("users").select("username").where("id", "=", slot("id")),
+    ),
+    customerEmail: prepareQuery<{ id: string }, { email: string }>(db, (slot) =>
+      db.selectFrom("customers").select("email").where("id", "=", slot("id")),
+    ),
+  };
 }
+
+/**
+ * What a presented code is checked against: the code's columns (null when unknown) with its owner's name
+ * and attempt counts, the device's attempt counts and ownership (`device_found` null when unknown).
+ * Counts are numbers (PostgreSQL's `bigint` is read as a number by the pool).
+ */
+type PresentedRow = { [K in keyof ClaimCodesTable]: ClaimCodesTable[K] | null } & {
+  owner_username: string | null;
+  owner_email: string | null;
+  recent_attempts: number | string;
+  logged_attempts: number | string;
+  device_recent_attempts: number | string;
+  device_logged_attempts: number | string;
+  device_found: string | null;
+  device_product_id: number | null;
+  device_owner_user_id: string | null;
+  device_owner_customer_id: string | null;
+};
 
 function codeOwner(code: ClaimCodesTable): Owner | undefined {
   if (code.principal_kind === "user" && code.user_id) return { kind: "user", userId: code.user_id };
@@ -138,6 +246,15 @@ export class ClaimService {
   readonly #webhooks: WebhookService | undefined;
   readonly #bus: EventBus | undefined;
   readonly #retention: RetentionService;
+  readonly #statements: ReturnType<typeof claimStatements>;
+  /** Owners whose device IDs are asked for in this turn of the event loop, with the read that answers. */
+  #idReads = new Map<string, Promise<string[]>>();
+  /** Fresh claim codes waiting for the next group insert, with their callers. */
+  #codesToInsert: {
+    row: Insertable<ClaimCodesTable>;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }[] = [];
 
   constructor(options: {
     db: Kysely<Database>;
@@ -157,6 +274,7 @@ export class ClaimService {
     this.#webhooks = options.webhooks;
     this.#bus = options.bus;
     this.#retention = options.retention;
+    this.#statements = claimStatements(options.db);
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -193,41 +311,16 @@ export class ClaimService {
   /** Who an owner is, as claim events name it (the product backend knows its customers by e-mail). */
   async describeOwner(owner: Owner, db: Kysely<Database> = this.#db): Promise<Record<string, unknown>> {
     if (owner.kind === "user") {
-      const user = await db
-        .selectFrom("users")
-        .select("username")
-        .where("id", "=", owner.userId)
-        .executeTakeFirst();
+      const user = (await this.#statements.userName({ id: owner.userId }, db)).rows[0];
       return { kind: "user", user_id: owner.userId, username: user?.username ?? null };
     }
-    const customer = await db
-      .selectFrom("customers")
-      .select("email")
-      .where("id", "=", owner.customerId)
-      .executeTakeFirst();
+    const customer = (await this.#statements.customerEmail({ id: owner.customerId }, db)).rows[0];
     return {
       kind: "customer",
       customer_id: owner.customerId,
       email: customer?.email ?? null,
       product_id: owner.productId,
     };
-  }
-
-  /** Attempts recorded for a device or a code since the start of the presentation window. */
-  async #recentAttempts(
-    db: Kysely<Database>,
-    key: { deviceId: string } | { claimId: string },
-  ): Promise<number> {
-    const since = this.#config.clock() - this.#config.retention.claimPresentationWindowMs;
-    const row = await db
-      .selectFrom("claim_attempts")
-      .select((eb) => eb.fn.countAll<number>().as("count"))
-      .where("at", ">", since)
-      .where((eb) =>
-        "deviceId" in key ? eb("device_id", "=", key.deviceId) : eb("claim_code_id", "=", key.claimId),
-      )
-      .executeTakeFirstOrThrow();
-    return Number(row.count);
   }
 
   /**
@@ -253,38 +346,92 @@ export class ClaimService {
       if (pendingOwner && !sameOwnerAs(pendingOwner, owner))
         throw new AppError("CONFLICT", "A claim code for this ICCID is already pending for another account");
     }
+    const row = {
+      id,
+      code_hash: hashSecret(code),
+      principal_kind: owner.kind,
+      user_id: owner.kind === "user" ? owner.userId : null,
+      customer_id: owner.kind === "customer" ? owner.customerId : null,
+      product_id: owner.kind === "customer" ? owner.productId : null,
+      created_at: now,
+      expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
+      used_at: null,
+      revoked_at: null,
+      device_id: null,
+    };
+    if (options.presetCode === undefined) {
+      // The owner's device IDs do not depend on the new code: read them while it is inserted (on
+      // PostgreSQL two connections of the pool, one round trip instead of two).
+      const [deviceIds] = await Promise.all([this.#ownedIdsThisTurn(owner), this.#insertFresh(row)]);
+      return { claim_code: code, device_ids: deviceIds, claim_id: id };
+    }
     await this.#db
       .insertInto("claim_codes")
-      .values({
-        id,
-        code_hash: hashSecret(code),
-        principal_kind: owner.kind,
-        user_id: owner.kind === "user" ? owner.userId : null,
-        customer_id: owner.kind === "customer" ? owner.customerId : null,
-        product_id: owner.kind === "customer" ? owner.productId : null,
-        created_at: now,
-        expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
-        used_at: null,
-        revoked_at: null,
-        device_id: null,
-      })
+      .values(row)
       // A preset code (an ICCID) may be asked for again: the newest request wins.
       .onConflict((oc) =>
         oc.column("code_hash").doUpdateSet({
           id,
-          created_at: now,
-          expires_at: now + this.#config.claimCodeTtlSeconds * 1000,
+          created_at: row.created_at,
+          expires_at: row.expires_at,
           used_at: null,
           revoked_at: null,
           device_id: null,
-          user_id: owner.kind === "user" ? owner.userId : null,
-          customer_id: owner.kind === "customer" ? owner.customerId : null,
-          product_id: owner.kind === "customer" ? owner.productId : null,
+          user_id: row.user_id,
+          customer_id: row.customer_id,
+          product_id: row.product_id,
           principal_kind: owner.kind,
         }),
       )
       .execute();
     return { claim_code: code, device_ids: await this.#devices.ownedIds(owner), claim_id: id };
+  }
+
+  /**
+   * Inserts a fresh (random) claim code together with the others asked for in the same turn of the event
+   * loop: one statement, so one commit and one WAL append for all of them (group commit; bench api
+   * scenario). A random code or id colliding with a stored one (2^-378, 2^-122) would fail the whole group
+   * with a unique violation, which each caller reports as the usual 409 "try again".
+   */
+  #insertFresh(row: Insertable<ClaimCodesTable>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#codesToInsert.push({ row, resolve, reject });
+      if (this.#codesToInsert.length === 1) setImmediate(() => void this.#insertGroup());
+    });
+  }
+
+  /**
+   * The owner's device IDs, read once for every claim-code request of the same owner that arrived in this
+   * turn of the event loop: the read starts after all of them arrived (at the end of the turn), so each
+   * sees the devices as they were after its request came in.
+   */
+  #ownedIdsThisTurn(owner: Owner): Promise<string[]> {
+    const key = owner.kind === "user" ? `u:${owner.userId}` : `c:${owner.customerId}`;
+    let read = this.#idReads.get(key);
+    if (!read) {
+      if (this.#idReads.size === 0) setImmediate(() => (this.#idReads = new Map()));
+      read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#devices.ownedIds(owner));
+      this.#idReads.set(key, read);
+    }
+    return read.then((ids) => [...ids]);
+  }
+
+  async #insertGroup(): Promise<void> {
+    const group = this.#codesToInsert;
+    this.#codesToInsert = [];
+    // At most 200 rows (2,200 parameters) per statement, within both databases' limits.
+    for (let start = 0; start < group.length; start += 200) {
+      const part = group.slice(start, start + 200);
+      try {
+        await this.#db
+          .insertInto("claim_codes")
+          .values(part.map((entry) => entry.row))
+          .execute();
+        for (const entry of part) entry.resolve();
+      } catch (error) {
+        for (const entry of part) entry.reject(error);
+      }
+    }
   }
 
   /**
@@ -301,19 +448,19 @@ export class ClaimService {
     let recognised: Owner | null = null;
     const limit = this.#config.retention.claimPresentationsPerWindow;
     try {
-      // A device presents codes unauthenticated by any account: past the limit they are not even looked up.
-      if (source === "gateway" && (await this.#recentAttempts(this.#db, { deviceId })) >= limit)
-        throw new ClaimRefused("rate_limited");
       return await this.#db.transaction().execute(async (trx) => {
-        const code = await trx
-          .selectFrom("claim_codes")
-          .selectAll()
-          .where("code_hash", "=", hashSecret(options.code))
-          .executeTakeFirst();
-        if (!code) throw new ClaimRefused("unknown_code");
+        const since = now - this.#config.retention.claimPresentationWindowMs;
+        const presented = (
+          await this.#statements.presented({ hash: hashSecret(options.code), device: deviceId, since }, trx)
+        ).rows[0];
+        // A device presents codes unauthenticated by any account: past the limit its code is not considered.
+        if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
+          throw new ClaimRefused("rate_limited");
+        if (!presented || presented.id === null) throw new ClaimRefused("unknown_code");
+        const code = presented as PresentedRow & ClaimCodesTable;
         claimId = code.id;
         recognised = codeOwner(code) ?? null;
-        if (source === "gateway" && (await this.#recentAttempts(trx, { claimId: code.id })) >= limit)
+        if (source === "gateway" && Number(code.recent_attempts) >= limit)
           throw new ClaimRefused("rate_limited");
         if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
         if (code.used_at !== null)
@@ -321,12 +468,12 @@ export class ClaimService {
         if (code.expires_at <= now) throw new ClaimRefused("expired_code");
         const owner = codeOwner(code);
         if (!owner) throw new ClaimRefused("unknown_code");
-        const device = await trx
-          .selectFrom("devices")
-          .selectAll()
-          .where("id", "=", deviceId)
-          .executeTakeFirst();
-        if (!device) throw new ClaimRefused("unknown_device");
+        if (code.device_found === null) throw new ClaimRefused("unknown_device");
+        const device = {
+          product_id: code.device_product_id,
+          owner_user_id: code.device_owner_user_id,
+          owner_customer_id: code.device_owner_customer_id,
+        };
         if (owner.kind === "customer") {
           if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
           if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
@@ -340,21 +487,27 @@ export class ClaimService {
         const alreadyMine = sameOwner(owner, device);
         if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
           throw new ClaimRefused("owned_by_other");
-        const spent = await trx
-          .updateTable("claim_codes")
-          .set({ used_at: now, device_id: deviceId })
-          .where("id", "=", code.id)
-          .where("used_at", "is", null)
-          .where("revoked_at", "is", null)
-          .executeTakeFirst();
-        if (spent.numUpdatedRows === 0n) throw new ClaimRefused("used_code");
+        const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
+        if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
         // The conditional bind can still lose to a concurrent claim of the same device with another code
         // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
         if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
           throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
-        await this.#record(trx, { claimId: code.id, deviceId, outcome: "claimed", reason, source });
-        const described = await this.describeOwner(owner, trx);
+        await this.#record(
+          trx,
+          { claimId: code.id, deviceId, outcome: "claimed", reason, source },
+          { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) },
+        );
+        const described =
+          owner.kind === "user"
+            ? { kind: "user", user_id: owner.userId, username: code.owner_username }
+            : {
+                kind: "customer",
+                customer_id: owner.customerId,
+                email: code.owner_email,
+                product_id: owner.productId,
+              };
         const events = [
           this.#ownerEvent({
             name: CLAIM_ATTEMPT_EVENT,
@@ -490,20 +643,20 @@ export class ClaimService {
 
   /** Sets the owner only if the device has none (so two claims can never both win); names it if unnamed. */
   async #bind(trx: Transaction<Database>, options: { deviceId: string; owner: Owner }): Promise<boolean> {
-    const now = this.#config.clock();
-    const result = await trx
-      .updateTable("devices")
-      .set({ ...ownerColumns(options.owner), claimed_at: now, updated_at: now })
-      .where("id", "=", options.deviceId)
-      .where("owner_user_id", "is", null)
-      .where("owner_customer_id", "is", null)
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) return false;
-    const device = await trx
-      .selectFrom("devices")
-      .selectAll()
-      .where("id", "=", options.deviceId)
-      .executeTakeFirstOrThrow();
+    const { owner } = options;
+    const params = {
+      owner: owner.kind === "user" ? owner.userId : owner.customerId,
+      now: this.#config.clock(),
+      id: options.deviceId,
+      candidate: this.#devices.nameCandidate(),
+    };
+    const bound =
+      owner.kind === "user"
+        ? await this.#statements.bindToUser(params, trx)
+        : await this.#statements.bindToCustomer(params, trx);
+    const device = bound.rows[0];
+    if (!device) return false;
+    // The candidate was another device's name: draw until one is free (rare: 40,000 names).
     if (device.name === null) {
       await trx
         .updateTable("devices")
@@ -514,6 +667,12 @@ export class ClaimService {
     return true;
   }
 
+  /**
+   * Logs an attempt and caps the device's and the code's logs. `logged` gives the logs' sizes when the
+   * caller read them in this transaction: a log that stays within the cap is not trimmed (one statement
+   * instead of three). Two attempts on one key at once may then leave it one row over the cap until its
+   * next attempt trims it.
+   */
   async #record(
     db: Kysely<Database>,
     attempt: {
@@ -523,28 +682,30 @@ export class ClaimService {
       reason: ClaimReason;
       source: ClaimSource;
     },
+    logged?: { device: number; code: number },
   ): Promise<void> {
-    await db
-      .insertInto("claim_attempts")
-      .values({
+    await this.#statements.recordAttempt(
+      {
         id: newId(),
-        claim_code_id: attempt.claimId,
-        device_id: attempt.deviceId,
+        claimId: attempt.claimId,
+        deviceId: attempt.deviceId,
         outcome: attempt.outcome,
         reason: attempt.reason,
         source: attempt.source,
         at: this.#config.clock(),
-      })
-      .execute();
-    const keep = this.#config.retention.maxClaimAttemptsPerKey;
-    await this.#retention.capKey({
+      },
       db,
-      table: "claim_attempts",
-      key: "device_id",
-      value: attempt.deviceId,
-      keep,
-    });
-    if (attempt.claimId !== null)
+    );
+    const keep = this.#config.retention.maxClaimAttemptsPerKey;
+    if (!logged || logged.device + 1 > keep)
+      await this.#retention.capKey({
+        db,
+        table: "claim_attempts",
+        key: "device_id",
+        value: attempt.deviceId,
+        keep,
+      });
+    if (attempt.claimId !== null && (!logged || logged.code + 1 > keep))
       await this.#retention.capKey({
         db,
         table: "claim_attempts",

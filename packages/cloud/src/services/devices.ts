@@ -1,6 +1,6 @@
 import { createPublicKey, randomInt } from "node:crypto";
 import type { Kysely, Updateable } from "kysely";
-import { sql } from "kysely";
+import { PostgresAdapter, sql } from "kysely";
 
 import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
@@ -8,6 +8,7 @@ import type { CloudConfig } from "../config.js";
 import { BadRequestError, DevicePermissionError } from "../errors.js";
 import { MAX_INTEGER } from "../storage/schema.js";
 import type { Database, DeviceRecord, DevicesTable } from "../storage/schema.js";
+import { prepareQuery } from "./prepared.js";
 import type { Owner, Principal } from "./principal.js";
 
 /** A device row with its owner's display name (user name or customer e-mail) joined in. */
@@ -44,6 +45,58 @@ function withOwnerName(db: Kysely<Database>) {
     .leftJoin("users as owner_users", "owner_users.id", "devices.owner_user_id")
     .leftJoin("customers as owner_customers", "owner_customers.id", "devices.owner_customer_id")
     .select((eb) => eb.fn.coalesce("owner_users.username", "owner_customers.email").as("owner_name"));
+}
+
+/** The statements of the hot device reads, compiled once (bench api and claim scenarios). */
+function ownerReads(db: Kysely<Database>) {
+  const listOf = (column: "owner_user_id" | "owner_customer_id") =>
+    prepareQuery<{ owner: string }, ListedDevice>(db, (slot) =>
+      db
+        .selectFrom("devices")
+        .select(LISTED_COLUMNS)
+        .select(sql<string | null>`null`.as("owner_name"))
+        .where(column, "=", slot("owner"))
+        // NULLS LAST spelled out: PostgreSQL sorts nulls first in a descending order, SQLite last.
+        .orderBy("last_handshake_at", (ob) => ob.desc().nullsLast())
+        .orderBy("id"),
+    );
+  const idsOf = (column: "owner_user_id" | "owner_customer_id") =>
+    prepareQuery<{ owner: string }, { id: string }>(db, (slot) =>
+      db
+        .selectFrom("devices")
+        .select("id")
+        .where(column, "=", slot("owner"))
+        .orderBy("last_handshake_at", (ob) => ob.desc().nullsLast())
+        .orderBy("id"),
+    );
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  const signedOf = (column: "owner_user_id" | "owner_customer_id") =>
+    prepareQuery<{ owner: string }, SignedDevice>(db, (slot) =>
+      db
+        .selectFrom("devices")
+        .select(["id", signatureOf(postgres).as("signature")])
+        .where(column, "=", slot("owner"))
+        .orderBy("last_handshake_at", (ob) => ob.desc().nullsLast())
+        .orderBy("id"),
+    );
+  return {
+    signedOfUser: signedOf("owner_user_id"),
+    signedOfCustomer: signedOf("owner_customer_id"),
+    // Every connection and every claim reads its device: built once.
+    byId: prepareQuery<{ id: string }, DeviceRow>(db, (slot) =>
+      withOwnerName(db).selectAll("devices").where("devices.id", "=", slot("id")),
+    ),
+    listOfUser: listOf("owner_user_id"),
+    listOfCustomer: listOf("owner_customer_id"),
+    idsOfUser: idsOf("owner_user_id"),
+    idsOfCustomer: idsOf("owner_customer_id"),
+    userName: prepareQuery<{ id: string }, { name: string | null }>(db, (slot) =>
+      db.selectFrom("users").select("username as name").where("id", "=", slot("id")),
+    ),
+    customerName: prepareQuery<{ id: string }, { name: string | null }>(db, (slot) =>
+      db.selectFrom("customers").select("email as name").where("id", "=", slot("id")),
+    ),
+  };
 }
 
 /** Key algorithms `POST /v1/provisioning` accepts, as `particle keys send` names them. */
@@ -161,6 +214,66 @@ export function deviceToApi(
   return body;
 }
 
+/** Devices whose wire form {@link DeviceJsonCache} keeps, at most (≈ 1 KB each with its signature). */
+const DEVICE_JSON_ENTRIES = 20_000;
+
+/** The listed columns besides the ID, in the order of a device's signature. */
+const SIGNED_COLUMNS = LISTED_COLUMNS.filter((column) => column !== "id");
+
+/**
+ * A listed device as the list reads it: its ID and its listed columns as one JSON array text, built by the
+ * database (`json_array` / `json_build_array`). One string per row costs the driver far less than
+ * seventeen values, and it is what the cache compares.
+ */
+interface SignedDevice {
+  id: string;
+  signature: string;
+}
+
+/** The signature of a device row, as an SQL expression of the dialect. */
+function signatureOf(postgres: boolean) {
+  const columns = sql.join(SIGNED_COLUMNS.map((column) => sql.ref(`devices.${column}`)));
+  return postgres ? sql<string>`json_build_array(${columns})::text` : sql<string>`json_array(${columns})`;
+}
+
+/**
+ * The JSON text of each listed device's wire form, kept while its row stays the same. A list of 1,000
+ * devices spent most of its time turning the same rows into the same text on every request (timestamps to
+ * ISO strings, the function and variable JSON parsed, then the whole answer stringified: bench api
+ * scenario). A device whose signature or owner name changed is serialised afresh from its signature. The
+ * text is exactly `JSON.stringify(deviceToApi(row))`, so the answer's bytes are what they were.
+ */
+export class DeviceJsonCache {
+  readonly #entries = new Map<string, { signature: string; ownerName: string | null; json: string }>();
+
+  /** The wire form of one device as JSON text. */
+  json(device: SignedDevice, ownerName: string | null): string {
+    const cached = this.#entries.get(device.id);
+    if (cached && cached.signature === device.signature && cached.ownerName === ownerName) return cached.json;
+    const values = JSON.parse(device.signature) as unknown[];
+    const row: Record<string, unknown> = { id: device.id, owner_name: ownerName };
+    SIGNED_COLUMNS.forEach((column, index) => (row[column] = values[index] ?? null));
+    const json = JSON.stringify(deviceToApi(row as ListedDevice));
+    if (cached) this.#entries.delete(device.id);
+    else if (this.#entries.size >= DEVICE_JSON_ENTRIES) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    this.#entries.set(device.id, { signature: device.signature, ownerName, json });
+    return json;
+  }
+
+  /** A JSON array of the devices' wire forms. */
+  list(devices: readonly SignedDevice[], ownerName: string | null): string {
+    let text = "[";
+    for (let index = 0; index < devices.length; index++) {
+      if (index > 0) text += ",";
+      text += this.json(devices[index] as SignedDevice, ownerName);
+    }
+    return `${text}]`;
+  }
+}
+
 /** Filters and paging of `GET /v1/products/:p/devices`. @see spec/cloud-api.md §4.5 */
 export interface ProductDeviceQuery {
   deviceId?: string | undefined;
@@ -177,10 +290,13 @@ export interface ProductDeviceQuery {
 export class DeviceService {
   readonly #db: Kysely<Database>;
   readonly #config: CloudConfig;
+  readonly #reads: ReturnType<typeof ownerReads>;
+  readonly #listed = new DeviceJsonCache();
 
   constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
     this.#db = options.db;
     this.#config = options.config;
+    this.#reads = ownerReads(options.db);
   }
 
   /** Devices with their owner's display name; the base of every read. */
@@ -191,7 +307,7 @@ export class DeviceService {
   /** A device by exact ID, whoever owns it. */
   get(deviceId: string): Promise<DeviceRow | undefined> {
     if (!isDeviceId(deviceId)) return Promise.resolve(undefined);
-    return this.query().where("devices.id", "=", normalizeDeviceId(deviceId)).executeTakeFirst();
+    return this.#reads.byId({ id: normalizeDeviceId(deviceId) }).then((result) => result.rows[0]);
   }
 
   /**
@@ -284,34 +400,47 @@ export class DeviceService {
   }
 
   /** The principal's devices, most recently connected first. @see spec/cloud-api.md §4.3 */
-  listOwned(owner: Owner): Promise<ListedDevice[]> {
-    let query = withOwnerName(this.#db).select(LISTED_COLUMNS.map((column) => `devices.${column}` as const));
-    query =
+  async listOwned(owner: Owner): Promise<ListedDevice[]> {
+    // Every row has the same owner: its name is read once, not joined per row.
+    if (owner.kind === "user") {
+      const [name, rows] = await Promise.all([
+        this.#reads.userName({ id: owner.userId }),
+        this.#reads.listOfUser({ owner: owner.userId }),
+      ]);
+      const ownerName = name.rows[0]?.name ?? null;
+      for (const row of rows.rows) row.owner_name = ownerName;
+      return rows.rows;
+    }
+    const [name, rows] = await Promise.all([
+      this.#reads.customerName({ id: owner.customerId }),
+      this.#reads.listOfCustomer({ owner: owner.customerId }),
+    ]);
+    const ownerName = name.rows[0]?.name ?? null;
+    for (const row of rows.rows) row.owner_name = ownerName;
+    return rows.rows;
+  }
+
+  /** The owner's devices as the JSON text of `GET /v1/devices`, each device's text cached while unchanged. */
+  async listOwnedJson(owner: Owner): Promise<string> {
+    const [name, devices] = await Promise.all([
       owner.kind === "user"
-        ? query.where("devices.owner_user_id", "=", owner.userId)
-        : query.where("devices.owner_customer_id", "=", owner.customerId);
-    // NULLS LAST spelled out: PostgreSQL sorts nulls first in a descending order, SQLite last.
-    return query
-      .orderBy("devices.last_handshake_at", (ob) => ob.desc().nullsLast())
-      .orderBy("devices.id")
-      .execute();
+        ? this.#reads.userName({ id: owner.userId })
+        : this.#reads.customerName({ id: owner.customerId }),
+      owner.kind === "user"
+        ? this.#reads.signedOfUser({ owner: owner.userId })
+        : this.#reads.signedOfCustomer({ owner: owner.customerId }),
+    ]);
+    return this.#listed.list(devices.rows, name.rows[0]?.name ?? null);
   }
 
   /** IDs of the devices an owner has, for `device_ids` in claim-code responses. */
   async ownedIds(owner: Owner): Promise<string[]> {
     // Only the IDs, in the list's order: a claim code answer should not cost a full device list.
-    const rows = await this.#db
-      .selectFrom("devices")
-      .select("id")
-      .where(
-        owner.kind === "user" ? "owner_user_id" : "owner_customer_id",
-        "=",
-        owner.kind === "user" ? owner.userId : owner.customerId,
-      )
-      .orderBy("last_handshake_at", (ob) => ob.desc().nullsLast())
-      .orderBy("id")
-      .execute();
-    return rows.map((row) => row.id);
+    const result =
+      owner.kind === "user"
+        ? await this.#reads.idsOfUser({ owner: owner.userId })
+        : await this.#reads.idsOfCustomer({ owner: owner.customerId });
+    return result.rows.map((row) => row.id);
   }
 
   /**
@@ -368,10 +497,15 @@ export class DeviceService {
     return (await query.executeTakeFirst()) !== undefined;
   }
 
+  /** A random device name (`word_word12`), not yet checked against the owner's other devices. */
+  nameCandidate(): string {
+    return `${pick(NAME_WORDS_A)}_${pick(NAME_WORDS_B)}${randomInt(100)}`;
+  }
+
   /** A fresh name for a newly claimed device that has none, unique among the owner's devices. */
   async generateName(device: DeviceRecord, db: Kysely<Database> = this.#db): Promise<string> {
     for (;;) {
-      const name = `${pick(NAME_WORDS_A)}_${pick(NAME_WORDS_B)}${randomInt(100)}`;
+      const name = this.nameCandidate();
       if (!(await this.#nameTaken(device, name, db))) return name;
     }
   }
