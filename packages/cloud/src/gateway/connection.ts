@@ -27,15 +27,14 @@ import { createSessionCiphers } from "@roost/protocol/node";
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import type { ClaimResult } from "../services/claims.js";
-import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import type { HandshakeCrypto } from "./crypto-pool.js";
+import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import { importDevicePublicKey } from "./device-key.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
-import type { SessionLease } from "./presence.js";
-import { touchSession } from "./presence.js";
+import type { ClaimedDevice, SessionLease } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
 import type { SessionRegistry } from "./session-registry.js";
 
@@ -70,6 +69,8 @@ export type CloseReason =
 /** What a connection needs from the gateway that runs it. */
 export interface ConnectionContext {
   readonly services: Services;
+  /** The gateway's own reads and writes of device rows (statements written once). */
+  readonly devices: GatewayDevices;
   readonly serverKey: ServerKey;
   readonly logger: Logger;
   readonly limits: ConnectionLimits;
@@ -164,10 +165,10 @@ export class DeviceSession {
   readonly #channel: MessageChannel;
   readonly #context: ConnectionContext;
   readonly #log: Logger;
-  readonly #pending = new Map<number, Pending>();
+  /** Requests waiting for the device's response, by token; made on the first request (most sessions make none). */
+  #pending: Map<number, Pending> | undefined;
   #messageId = randomInt(0x10000);
-  #device: DeviceRow;
-  #variables: Record<string, number> = {};
+  #device: SessionDevice;
   #lastHeardWritten = 0;
   #closed = false;
   #closeReason: CloseReason | undefined;
@@ -175,7 +176,7 @@ export class DeviceSession {
   constructor(options: {
     channel: MessageChannel;
     context: ConnectionContext;
-    device: DeviceRow;
+    device: SessionDevice;
     log: Logger;
     /** When `last_heard` was last written for this device (the Hello writes it). @default never */
     heardAt?: number;
@@ -185,13 +186,28 @@ export class DeviceSession {
     this.#device = options.device;
     this.deviceId = options.device.id;
     this.#log = options.log;
-    this.#variables = parseVariables(options.device.variables);
     this.#lastHeardWritten = options.heardAt ?? 0;
   }
 
-  /** The device row as last read (owner and product for event routing). */
-  get device(): DeviceRow {
+  /** The device as last read (owner and product for event routing). */
+  get device(): SessionDevice {
     return this.#device;
+  }
+
+  /** Takes the owner the session's registration found (the row may have changed since the handshake read it). */
+  registered(claimed: ClaimedDevice): void {
+    const device = this.#device;
+    if (
+      device.owner_user_id !== claimed.owner_user_id ||
+      device.owner_customer_id !== claimed.owner_customer_id ||
+      device.product_id !== claimed.product_id
+    )
+      this.#setDevice({
+        ...device,
+        owner_user_id: claimed.owner_user_id,
+        owner_customer_id: claimed.owner_customer_id,
+        product_id: claimed.product_id,
+      });
   }
 
   /** Sends one message over the session's channel. */
@@ -217,7 +233,7 @@ export class DeviceSession {
     this.#closeReason = reason;
     // Its subscriptions stop routing events here (a replaced session, a connection that ended).
     this.#context.routes.remove(this);
-    for (const pending of this.#pending.values())
+    for (const pending of this.#pending?.values() ?? [])
       pending.resolve({
         kind: "response",
         type: "ACK",
@@ -226,17 +242,14 @@ export class DeviceSession {
         token: undefined,
         payload: new Uint8Array(0),
       });
-    this.#pending.clear();
+    this.#pending?.clear();
     this.#channel.close();
   }
 
   /** Re-reads the device row, after a claim or an ownership change made elsewhere. */
   async refresh(): Promise<void> {
-    const row = await this.#context.services.devices.get(this.deviceId);
-    if (row) {
-      this.#setDevice(row);
-      this.#variables = parseVariables(row.variables);
-    }
+    const row = await this.#context.devices.forSession(this.deviceId);
+    if (row) this.#setDevice(row);
   }
 
   /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
@@ -250,7 +263,7 @@ export class DeviceSession {
   }
 
   /** Keeps the device row and the routes of its subscriptions (which follow its owner) up to date. */
-  #setDevice(row: DeviceRow): void {
+  #setDevice(row: SessionDevice): void {
     this.#device = row;
     this.#context.routes.setOwner(this, ownerKeyOf(row));
   }
@@ -294,7 +307,8 @@ export class DeviceSession {
         if (!response) return { ok: false, error: "timeout" };
         if (coapCodeClass(response.code) !== 2)
           return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "device_error" };
-        const type = TYPE_BY_CODE.get(this.#variables[command.name] ?? VARIABLE_TYPES.STRING) ?? "STRING";
+        const types = parseVariables(this.#device.variables);
+        const type = TYPE_BY_CODE.get(types[command.name] ?? VARIABLE_TYPES.STRING) ?? "STRING";
         return { ok: true, value: decodeVariableValue(response.payload, type).value };
       }
       case "signal": {
@@ -323,18 +337,19 @@ export class DeviceSession {
   #request(
     build: (token: number) => ServerMessage,
   ): Promise<Extract<DeviceMessage, { kind: "response" }> | undefined> {
+    const pending = (this.#pending ??= new Map<number, Pending>());
     let token = randomInt(256);
-    for (let tries = 0; this.#pending.has(token) && tries < 256; tries++) token = (token + 1) & 0xff;
-    if (this.#pending.has(token)) return Promise.resolve(undefined);
+    for (let tries = 0; pending.has(token) && tries < 256; tries++) token = (token + 1) & 0xff;
+    if (pending.has(token)) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(token);
+        pending.delete(token);
         resolve(undefined);
       }, this.#context.services.config.deviceRequestTimeoutMs);
-      this.#pending.set(token, {
+      pending.set(token, {
         resolve: (message) => {
           clearTimeout(timer);
-          this.#pending.delete(token);
+          pending.delete(token);
           resolve(message);
         },
       });
@@ -352,7 +367,7 @@ export class DeviceSession {
       case "ack":
         return;
       case "response":
-        if (message.token !== undefined) this.#pending.get(message.token)?.resolve(message);
+        if (message.token !== undefined) this.#pending?.get(message.token)?.resolve(message);
         // A describe response comes CON and wants an ACK. @see spec B.4 (Describe request)
         if (message.type === "CON") this.send({ kind: "ack", messageId: message.messageId });
         return;
@@ -417,14 +432,9 @@ export class DeviceSession {
       changes.variables = JSON.stringify(variables);
     }
     if (Object.keys(changes).length === 0) return;
-    await this.#context.services.db
-      .updateTable("devices")
-      .set(changes)
-      .where("id", "=", this.deviceId)
-      .execute();
+    await this.#context.devices.setDescribe(this.deviceId, changes);
     // What was just written is all that changed: no need to read the row back.
-    this.#setDevice({ ...this.#device, ...changes });
-    if (changes.variables !== undefined) this.#variables = parseVariables(changes.variables);
+    if (changes.variables !== undefined) this.#device = { ...this.#device, variables: changes.variables };
   }
 
   /** A device event: the claim code goes to the claim service; others are published to the streams. */
@@ -505,7 +515,7 @@ export class DeviceSession {
     const lease = this.#context.registry.lease(this);
     if (!lease) return;
     try {
-      if (!(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+      if (!(await this.#context.registry.presence.touch(lease, now))) this.close("replaced");
     } catch (error) {
       // The database is away: the device stays connected; `last_heard` is written at the next interval.
       this.#log.warn({ err: error, deviceId: this.deviceId }, "could not write last_heard");
@@ -584,12 +594,12 @@ export interface RunDeviceSessionOptions {
    * The device, from its Hello: over TCP the handshake already named and authenticated it; over UDP the Hello
    * names it and this checks that the DTLS peer key is the one registered for that ID (throws SessionEnd).
    */
-  readonly device: (hello: HelloPayload) => Promise<DeviceRow>;
+  readonly device: (hello: HelloPayload) => Promise<SessionDevice>;
   /**
    * A session restored from the database after a restart: the device is mid-session and sends no Hello, so
    * the session starts from this row. @see issue 12 "Sessions that survive"
    */
-  readonly resumed?: DeviceRow;
+  readonly resumed?: SessionDevice;
 }
 
 /**
@@ -628,11 +638,11 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
       hello.hello.productId !== 0xffff &&
       hello.hello.productId !== hello.hello.platformId;
     // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
-    if (hello)
+    if (hello && device.product_id !== null)
       await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
     // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
     // session (no Hello) keeps the facts the device gave last time.
-    lease = await context.registry.open(
+    const claimed = await context.registry.open(
       session,
       hello
         ? {
@@ -649,7 +659,8 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
           }
         : { last_heard: now, updated_at: now },
     );
-    await session.refresh();
+    lease = claimed.lease;
+    session.registered(claimed);
     log.info(
       { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
       "device online",
@@ -739,7 +750,7 @@ export async function handleDeviceConnection(
     deviceId = plaintext.deviceId;
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
-    let device = await services.devices.get(id);
+    let device = await context.devices.forHandshake(id);
     let devicePublicKey: KeyObject | undefined;
     if (!device) {
       if (!limits.autoRegister || !offered) {
@@ -747,7 +758,7 @@ export async function handleDeviceConnection(
         throw new SessionEnd("unknown_device");
       }
       await autoRegister(services, { deviceId: id, offered });
-      device = await services.devices.get(id);
+      device = await context.devices.forHandshake(id);
       if (!device) throw new SessionEnd("unknown_device");
       log.warn({ ip, deviceId: id }, "registered an unknown device's key (--auto-register-devices)");
       devicePublicKey = createPublicKey(device.public_key);
@@ -812,7 +823,14 @@ export async function handleDeviceConnection(
         if (timedOut) throw new SessionEnd(timeoutReason);
       }
     };
-    const known = device;
+    // The session keeps what it needs of the row, not the key.
+    const known: SessionDevice = {
+      id: device.id,
+      owner_user_id: device.owner_user_id,
+      owner_customer_id: device.owner_customer_id,
+      product_id: device.product_id,
+      variables: device.variables,
+    };
     reason = await runDeviceSession({
       transport: { channel: tcpChannel(socket, ciphers), next },
       context,

@@ -8,6 +8,7 @@ import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
 import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
+import { GatewayDevices } from "./device-reads.js";
 import { SubscriptionIndex } from "./event-routing.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
@@ -114,6 +115,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const context: ConnectionContext = {
     nodeId,
     services,
+    devices: new GatewayDevices(services.db),
     serverKey: options.serverKey,
     logger,
     limits,
