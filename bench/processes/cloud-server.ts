@@ -1,11 +1,12 @@
 // A Roost cloud node in its own process, driven by the bench over IPC, so that its CPU time and memory are
 // its own (process.cpuUsage, RSS) and `--cpu-prof` profiles only the server.
 import { createPublicKey, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { writeHeapSnapshot } from "node:v8";
 
 import type { RunningCloud, WebhookConfig } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
@@ -93,7 +94,21 @@ export type CloudServerApi = {
   profileStart(params: Record<string, never>): Promise<void>;
   /** Stops it and writes the `.cpuprofile` (open it in Chrome DevTools or speedscope). */
   profileStop(params: { file: string }): Promise<void>;
+  /**
+   * After a GC, a heap snapshot of this process summed by kind and constructor (V8's own classes: `object`
+   * by constructor name, `closure` by function name, `string`, `code`, `hidden`, …): the `top` largest. The
+   * snapshot is written to `file` (open it in Chrome DevTools' Memory tab).
+   */
+  heapBreakdown(params: { file: string; top: number }): Promise<HeapBreakdownEntry[]>;
 };
+
+/** One line of {@link CloudServerApi.heapBreakdown}. */
+export interface HeapBreakdownEntry {
+  readonly type: string;
+  readonly name: string;
+  readonly count: number;
+  readonly selfBytes: number;
+}
 
 let cloud: RunningCloud | undefined;
 let dataDir: string | undefined;
@@ -286,6 +301,37 @@ const api: CloudServerApi = {
     inspector = undefined;
     mkdirSync(dirname(params.file), { recursive: true });
     writeFileSync(params.file, JSON.stringify(profile));
+  },
+
+  heapBreakdown(params) {
+    collect();
+    mkdirSync(dirname(params.file), { recursive: true });
+    writeHeapSnapshot(params.file);
+    const snapshot = JSON.parse(readFileSync(params.file, "utf8")) as {
+      snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+      nodes: number[];
+      strings: string[];
+    };
+    const fields = snapshot.snapshot.meta.node_fields;
+    const types = snapshot.snapshot.meta.node_types[0];
+    const width = fields.length;
+    const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((field) => fields.indexOf(field));
+    const sums = new Map<string, { type: string; name: string; count: number; selfBytes: number }>();
+    const { nodes, strings } = snapshot;
+    for (let at = 0; at < nodes.length; at += width) {
+      const type = types[nodes[at + (typeAt ?? 0)] ?? 0] ?? "?";
+      // Strings and numbers are summed by kind: their "name" is their value.
+      const name =
+        type === "string" || type === "concatenated string" || type === "sliced string" || type === "number"
+          ? ""
+          : (strings[nodes[at + (nameAt ?? 1)] ?? 0] ?? "?").slice(0, 80);
+      const key = `${type}\u0000${name}`;
+      const sum = sums.get(key) ?? { type, name, count: 0, selfBytes: 0 };
+      sum.count += 1;
+      sum.selfBytes += nodes[at + (sizeAt ?? 3)] ?? 0;
+      sums.set(key, sum);
+    }
+    return Promise.resolve([...sums.values()].sort((a, b) => b.selfBytes - a.selfBytes).slice(0, params.top));
   },
 };
 

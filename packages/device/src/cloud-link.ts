@@ -77,6 +77,11 @@ export interface CloudLinkOptions {
    * back-off and jitter through every address, until {@link CloudLink.close}. @default off
    */
   reconnect?: ReconnectOptions | boolean;
+  /**
+   * Local address to connect from (a loopback alias such as 127.0.0.7): many devices of one machine spread
+   * over several source addresses so that they do not run out of ephemeral ports. @default the system's choice
+   */
+  localAddress?: string;
   /** 24-hex device ID. */
   deviceId: string;
   /** The device's RSA-1024 private key. */
@@ -122,9 +127,12 @@ const CLAIM_EVENT_PREFIX = "spark/device/claim/";
  */
 export class CloudLink extends EventEmitter<CloudLinkEvents> {
   readonly #options: Required<
-    Omit<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "fallbacks" | "reconnect">
+    Omit<
+      CloudLinkOptions,
+      "claimCode" | "onClaimed" | "lastResetReason" | "fallbacks" | "reconnect" | "localAddress"
+    >
   > &
-    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason">;
+    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "localAddress">;
   readonly #addresses: readonly GatewayAddress[];
   readonly #reconnect: Required<ReconnectOptions> | undefined;
   /** The address of the latest session (tried first next time). */
@@ -240,7 +248,12 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     this.#pingProbe = undefined;
     this.#lastReceived = Date.now();
     this.#pendingTime.clear();
-    const socket = connect({ host: address.host, port: address.port, noDelay: true });
+    const socket = connect({
+      host: address.host,
+      port: address.port,
+      noDelay: true,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    });
     this.#socket = socket;
     const incoming: Buffer[] = [];
     let incomingLength = 0;
