@@ -97,7 +97,7 @@ export type CloudServerApi = {
   /**
    * After a GC, a heap snapshot of this process summed by kind and constructor (V8's own classes: `object`
    * by constructor name, `closure` by function name, `string`, `code`, `hidden`, …): the `top` largest. The
-   * snapshot is written to `file` (open it in Chrome DevTools' Memory tab).
+   * snapshot is written to `file` (open it in Chrome DevTools' Memory tab). `top` 0: every line.
    */
   heapBreakdown(params: { file: string; top: number }): Promise<HeapBreakdownEntry[]>;
 };
@@ -331,7 +331,8 @@ const api: CloudServerApi = {
       sum.selfBytes += nodes[at + (sizeAt ?? 3)] ?? 0;
       sums.set(key, sum);
     }
-    return Promise.resolve([...sums.values()].sort((a, b) => b.selfBytes - a.selfBytes).slice(0, params.top));
+    const sorted = [...sums.values()].sort((a, b) => b.selfBytes - a.selfBytes);
+    return Promise.resolve(params.top > 0 ? sorted.slice(0, params.top) : sorted);
   },
 };
 

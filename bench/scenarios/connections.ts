@@ -119,6 +119,14 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
     await Promise.all(fleets.map((fleet) => fleet.call("closeAll", {})));
     await sleep(1000);
     const baseline = await server.call("stats", { gc: true });
+    // Small runs also sum the heap by constructor, before and after, to say where a session's bytes go. Taking
+    // a snapshot grows the process, so the RSS figures of such a run read high.
+    const breakdown = maxDevices <= HEAP_BREAKDOWN_MAX_DEVICES;
+    const heapFile = (what: string) =>
+      join(context.resultsDir, "heap", `${context.stamp}-connections-${what}.heapsnapshot`);
+    const heapBefore = breakdown
+      ? await server.call("heapBreakdown", { file: heapFile("baseline"), top: 0 })
+      : undefined;
     context.log(`baseline RSS ${round(baseline.rssBytes / 2 ** 20)} MiB; steps ${steps.join(", ")}`);
 
     const results: StepResult[] = [];
@@ -185,15 +193,25 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
       },
     });
 
-    // Where the heap of the held sessions goes, by constructor (a snapshot of a large heap takes minutes).
-    let heap: HeapBreakdownEntry[] | undefined;
-    if (held > 0 && held <= HEAP_BREAKDOWN_MAX_DEVICES) {
-      const file = join(context.resultsDir, "heap", `connections-${held}-${Date.now()}.heapsnapshot`);
-      heap = await server.call("heapBreakdown", { file, top: 40 });
-      context.log(`heap by constructor with ${held} devices held (${file}):`);
-      for (const entry of heap.slice(0, 25))
+    // Where the heap of the held sessions goes: what grew by constructor since the baseline, per device.
+    let heap: (HeapBreakdownEntry & { bytesPerDevice: number; perDevice: number })[] | undefined;
+    if (heapBefore && held > 0) {
+      const after = await server.call("heapBreakdown", { file: heapFile(String(held)), top: 0 });
+      const before = new Map(heapBefore.map((entry) => [`${entry.type}/${entry.name}`, entry]));
+      heap = after
+        .map((entry) => {
+          const old = before.get(`${entry.type}/${entry.name}`);
+          const count = entry.count - (old?.count ?? 0);
+          const selfBytes = entry.selfBytes - (old?.selfBytes ?? 0);
+          return { ...entry, count, selfBytes, bytesPerDevice: selfBytes / held, perDevice: count / held };
+        })
+        .filter((entry) => Math.abs(entry.bytesPerDevice) >= 4)
+        .sort((a, b) => b.selfBytes - a.selfBytes);
+      const total = heap.reduce((sum, entry) => sum + entry.bytesPerDevice, 0);
+      context.log(`heap growth by constructor with ${held} devices held: ${round(total)} B/device in all`);
+      for (const entry of heap.slice(0, 30))
         context.log(
-          `  ${round(entry.selfBytes / held)} B/device  ${entry.count} × ${entry.type} ${entry.name}`.trimEnd(),
+          `  ${round(entry.bytesPerDevice).toString().padStart(6)} B  ${round(entry.perDevice, 2)} × ${entry.type} ${entry.name}`.trimEnd(),
         );
     }
 

@@ -8,11 +8,8 @@ import {
   COAP_CODES,
   coapCodeClass,
   decodeFunctionResult,
-  decodeMessage,
   decodeVariableValue,
-  encodeFrame,
   encodeMessage,
-  FrameSplitter,
   HANDSHAKE_CIPHERTEXT_LENGTH,
   HANDSHAKE_NONCE_LENGTH,
   HELLO_FLAGS,
@@ -21,8 +18,6 @@ import {
   SESSION_SALT_LENGTH,
   VARIABLE_TYPES,
 } from "@roost/protocol";
-import type { SessionCiphers } from "@roost/protocol/node";
-import { createSessionCiphers } from "@roost/protocol/node";
 
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
@@ -30,13 +25,14 @@ import type { ClaimResult } from "../services/claims.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import type { HandshakeCrypto } from "./crypto-pool.js";
-import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import { importDevicePublicKey } from "./device-key.js";
+import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
 import type { ClaimedDevice, SessionLease } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
 import type { SessionRegistry } from "./session-registry.js";
+import { SessionCipherPair, TcpTransport } from "./tcp-transport.js";
 
 /** Timeouts and limits of one device connection. */
 export interface ConnectionLimits {
@@ -128,32 +124,6 @@ export interface DeviceTransport {
   next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage>;
   /** Called on `timeoutReason` "idle_timeout" instead of ending, where the transport can ask (UDP ping). */
   stillThere?(): Promise<boolean>;
-}
-
-/** The Gen 2 channel: each message encrypted (AES-CBC chain) and framed; one write per burst. */
-function tcpChannel(socket: Duplex, ciphers: SessionCiphers): MessageChannel {
-  let corked = false;
-  return {
-    unreliable: false,
-    send(message) {
-      const body = ciphers.send.encrypt(message);
-      // Messages sent while handling one burst from the device (the connect sequence brings nine) leave in one
-      // write: each socket write is a system call that cost a handshake more CPU than its AES
-      // (bench/README.md, handshake).
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          corked = false;
-          socket.uncork();
-        });
-      }
-      socket.write(encodeFrame(body));
-    },
-    close() {
-      socket.destroy();
-    },
-  };
 }
 
 /**
@@ -608,66 +578,13 @@ export interface RunDeviceSessionOptions {
  */
 export async function runDeviceSession(options: RunDeviceSessionOptions): Promise<CloseReason> {
   const { transport, context, remoteAddress: ip } = options;
-  const { services, limits, logger: log } = context;
-  const { channel } = transport;
-  let session: DeviceSession | undefined;
-  let lease: SessionLease | undefined;
-  let deviceId: string | undefined;
+  const { limits, logger: log } = context;
+  // Only what the loop needs stays alive while the device is idle: the opening's locals (the Hello, the row,
+  // the facts) belong to `openSession`, whose frame is gone once it returns (bench/README.md, connections).
+  const opening: Opening = { session: undefined, lease: undefined, deviceId: undefined };
   let reason: CloseReason;
   try {
-    const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
-    if (hello && hello.kind !== "hello")
-      throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
-    const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
-    if (!device) throw new SessionEnd("bad_frame", "no Hello");
-    deviceId = device.id;
-    const id = device.id;
-    const now = services.config.clock();
-    // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
-    session = new DeviceSession({ channel, context, device, log, heardAt: now });
-    if (hello && channel.unreliable) {
-      // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
-      session.send({ kind: "ack", messageId: hello.messageId });
-    } else if (hello) {
-      // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
-      session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
-    }
-    const hasProduct =
-      hello !== undefined &&
-      hello.hello.productId !== 0 &&
-      hello.hello.productId !== 0xffff &&
-      hello.hello.productId !== hello.hello.platformId;
-    // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
-    if (hello && device.product_id !== null)
-      await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
-    // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
-    // session (no Hello) keeps the facts the device gave last time.
-    const claimed = await context.registry.open(
-      session,
-      hello
-        ? {
-            last_handshake_at: now,
-            last_heard: now,
-            last_ip_address: ip,
-            platform_id: hello.hello.platformId,
-            platform_confirmed: 1,
-            ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-            ...(hello.hello.layout === "3.x"
-              ? { system_firmware_version: String(hello.hello.systemVersion) }
-              : {}),
-            updated_at: now,
-          }
-        : { last_heard: now, updated_at: now },
-    );
-    lease = claimed.lease;
-    session.registered(claimed);
-    log.info(
-      { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
-      "device online",
-    );
-    await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
-    if (hello && (hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
-
+    const session = await openSession(options, opening);
     for (;;) {
       let message: DeviceMessage;
       try {
@@ -685,10 +602,14 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
       await session.handle(message);
     }
   } catch (error) {
-    reason = endReason(error, log, { ip, deviceId, closedFor: session?.closeReason });
+    reason = endReason(error, log, {
+      ip,
+      deviceId: opening.deviceId,
+      closedFor: opening.session?.closeReason,
+    });
   }
-  if (session) {
-    const ended = session;
+  const { session: ended, lease } = opening;
+  if (ended) {
     ended.close();
     // Only the holder of the current epoch takes the device offline and says so.
     await context.registry
@@ -699,12 +620,79 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
         await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
       })
       .catch((error: unknown) =>
-        log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
+        log.error({ err: error, ip, deviceId: opening.deviceId }, "could not mark the device offline"),
       );
   } else {
-    channel.close();
+    transport.channel.close();
   }
   return reason;
+}
+
+/** What {@link openSession} got to before it returned or failed, for the end of the session. */
+interface Opening {
+  session: DeviceSession | undefined;
+  lease: SessionLease | undefined;
+  deviceId: string | undefined;
+}
+
+/** The Hello, the device, the registration (a new epoch) and `online`: a session ready for its loop. */
+async function openSession(options: RunDeviceSessionOptions, opening: Opening): Promise<DeviceSession> {
+  const { transport, context, remoteAddress: ip } = options;
+  const { services, limits, logger: log } = context;
+  const { channel } = transport;
+  const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
+  if (hello && hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
+  const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
+  if (!device) throw new SessionEnd("bad_frame", "no Hello");
+  opening.deviceId = device.id;
+  const id = device.id;
+  const now = services.config.clock();
+  // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
+  const session = new DeviceSession({ channel, context, device, log, heardAt: now });
+  opening.session = session;
+  if (hello && channel.unreliable) {
+    // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
+    session.send({ kind: "ack", messageId: hello.messageId });
+  } else if (hello) {
+    // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
+    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
+  }
+  const hasProduct =
+    hello !== undefined &&
+    hello.hello.productId !== 0 &&
+    hello.hello.productId !== 0xffff &&
+    hello.hello.productId !== hello.hello.platformId;
+  // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
+  if (hello && device.product_id !== null)
+    await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
+  // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
+  // session (no Hello) keeps the facts the device gave last time.
+  const claimed = await context.registry.open(
+    session,
+    hello
+      ? {
+          last_handshake_at: now,
+          last_heard: now,
+          last_ip_address: ip,
+          platform_id: hello.hello.platformId,
+          platform_confirmed: 1,
+          ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+          ...(hello.hello.layout === "3.x"
+            ? { system_firmware_version: String(hello.hello.systemVersion) }
+            : {}),
+          updated_at: now,
+        }
+      : { last_heard: now, updated_at: now },
+  );
+  opening.lease = claimed.lease;
+  session.registered(claimed);
+  log.info(
+    { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
+    "device online",
+  );
+  await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+  if (hello && (hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
+  return session;
 }
 
 /**
@@ -713,19 +701,55 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
  * failure closes the socket, is logged and counted. Works over any duplex stream, so tests can use an
  * in-memory pair.
  */
-export async function handleDeviceConnection(
+export function handleDeviceConnection(
   socket: Duplex,
   context: ConnectionContext,
   remoteAddress = "unknown",
 ): Promise<void> {
-  const { services, limits, logger: log } = context;
   // Each line names the device's address itself: a pino child logger per connection would cost every held
   // connection ~1.5 KB of heap (bench/README.md, connections).
   const ip = remoteAddress;
+  socket.on("error", (error) => context.logger.debug({ err: error, ip }, "device socket error"));
+  // Chained rather than awaited: while the device is connected, nothing of the handshake stays alive.
+  return handshake(socket, context, ip)
+    .then(
+      ({ device, transport }) =>
+        runDeviceSession({
+          transport,
+          context,
+          remoteAddress,
+          device: () => Promise.resolve(device),
+        }),
+      (error: unknown) => {
+        socket.destroy();
+        return endReason(error, context.logger, {
+          ip,
+          deviceId: error instanceof HandshakeFailure ? error.deviceId : undefined,
+        });
+      },
+    )
+    .then((reason) => context.closed(reason));
+}
+
+/** A handshake that failed, with the device it named (if it got that far). */
+class HandshakeFailure extends SessionEnd {
+  constructor(
+    end: SessionEnd,
+    readonly deviceId: string | undefined,
+  ) {
+    super(end.reason, end.message);
+  }
+}
+
+/** The handshake (spec B.2): the device authenticated, and the encrypted transport of its session. */
+async function handshake(
+  socket: Duplex,
+  context: ConnectionContext,
+  ip: string,
+): Promise<{ device: SessionDevice; transport: TcpTransport }> {
+  const { services, limits, logger: log } = context;
   const reader = new ByteReader(socket);
-  let reason: CloseReason = "device_closed";
   let deviceId: string | undefined;
-  socket.on("error", (error) => log.debug({ err: error, ip, deviceId }, "device socket error"));
   try {
     // B.2 step 1: the nonce, at once.
     const nonce = new Uint8Array(randomBytes(HANDSHAKE_NONCE_LENGTH));
@@ -754,7 +778,7 @@ export async function handleDeviceConnection(
     let devicePublicKey: KeyObject | undefined;
     if (!device) {
       if (!limits.autoRegister || !offered) {
-        await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "unknown_device" });
+        await recordAttempt(services, { deviceId: id, ip, reason: "unknown_device" });
         throw new SessionEnd("unknown_device");
       }
       await autoRegister(services, { deviceId: id, offered });
@@ -765,7 +789,7 @@ export async function handleDeviceConnection(
     } else {
       devicePublicKey = offered && registeredKeyIfOffered(device.public_key, offered);
       if (!devicePublicKey) {
-        await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "key_mismatch" });
+        await recordAttempt(services, { deviceId: id, ip, reason: "key_mismatch" });
         throw new SessionEnd("key_mismatch");
       }
     }
@@ -776,74 +800,29 @@ export async function handleDeviceConnection(
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
     socket.write(await context.crypto.reply(devicePublicKey, credentials));
-    const ciphers = createSessionCiphers(credentials);
-
-    // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.
-    const splitter = new FrameSplitter({ maxFrameLength: limits.maxFrameLength });
-    const queue: Uint8Array[] = [];
-    let wake: (() => void) | undefined;
-    let ended = false;
-    let failure: unknown;
-    const take = (chunk: Uint8Array) => {
-      try {
-        for (const frame of splitter.push(chunk)) queue.push(frame);
-      } catch (error) {
-        failure = error;
-      }
-      wake?.();
-    };
-    const leftover = reader.detach();
-    if (leftover.length > 0) take(leftover);
-    socket.on("data", (chunk: Buffer) => take(new Uint8Array(chunk)));
-    socket.on("close", () => {
-      ended = true;
-      wake?.();
+    // B.2 step 6 and B.3: framed, encrypted CoAP from here on; the first message must be the Hello.
+    const transport = new TcpTransport({
+      socket,
+      ciphers: new SessionCipherPair(credentials),
+      maxFrameLength: limits.maxFrameLength,
+      leftover: reader.detach(),
     });
-    const next = async (timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> => {
-      for (;;) {
-        if (failure)
-          throw new SessionEnd("bad_frame", failure instanceof Error ? failure.message : "frame error");
-        const frame = queue.shift();
-        if (frame) {
-          try {
-            return decodeMessage(ciphers.receive.decrypt(frame), "device");
-          } catch (error) {
-            throw new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error));
-          }
-        }
-        if (ended) throw new SessionEnd("device_closed");
-        const timedOut = await new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(true), timeoutMs);
-          wake = () => {
-            clearTimeout(timer);
-            resolve(false);
-          };
-        });
-        wake = undefined;
-        if (timedOut) throw new SessionEnd(timeoutReason);
-      }
-    };
     // The session keeps what it needs of the row, not the key.
-    const known: SessionDevice = {
-      id: device.id,
-      owner_user_id: device.owner_user_id,
-      owner_customer_id: device.owner_customer_id,
-      product_id: device.product_id,
-      variables: device.variables,
+    return {
+      device: {
+        id: device.id,
+        owner_user_id: device.owner_user_id,
+        owner_customer_id: device.owner_customer_id,
+        product_id: device.product_id,
+        variables: device.variables,
+      },
+      transport,
     };
-    reason = await runDeviceSession({
-      transport: { channel: tcpChannel(socket, ciphers), next },
-      context,
-      remoteAddress,
-      device: () => Promise.resolve(known),
-    });
   } catch (error) {
-    reason = endReason(error, log, { ip, deviceId });
-    socket.destroy();
-  } finally {
     reader.detach();
+    if (error instanceof SessionEnd) throw new HandshakeFailure(error, deviceId);
+    throw error;
   }
-  context.closed(reason);
 }
 
 /**

@@ -1,0 +1,223 @@
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import type { Duplex } from "node:stream";
+
+import type { DeviceMessage } from "@roost/protocol";
+import {
+  decodeMessage,
+  FRAME_HEADER_LENGTH,
+  MalformedFrameError,
+  MAX_FRAME_BODY_LENGTH,
+} from "@roost/protocol";
+
+import type { CloseReason, DeviceTransport, MessageChannel } from "./connection.js";
+import { SessionEnd } from "./connection.js";
+
+const BLOCK = 16;
+
+/**
+ * The two AES-128-CBC chains of a Gen 2 session in one 48-byte buffer (key, send IV, receive IV): each
+ * message is padded (PKCS#7) and encrypted under the chain's IV, and the next IV of that direction is the
+ * first block of the message's ciphertext (spec B.3). The same rule as `ChainedCipher` of `@roost/protocol`,
+ * kept in one small buffer because a node holds tens of thousands of sessions (bench/README.md, connections).
+ */
+export class SessionCipherPair {
+  readonly #state: Buffer;
+
+  constructor(credentials: { key: Uint8Array; iv: Uint8Array }) {
+    if (credentials.key.length !== BLOCK || credentials.iv.length !== BLOCK)
+      throw new RangeError("AES-128 key and IV must be 16 bytes each");
+    const state = Buffer.allocUnsafeSlow(3 * BLOCK);
+    state.set(credentials.key, 0);
+    state.set(credentials.iv, BLOCK);
+    state.set(credentials.iv, 2 * BLOCK);
+    this.#state = state;
+  }
+
+  /** Pads and encrypts one message to send; chains the send IV. */
+  encrypt(plain: Uint8Array): Buffer {
+    const state = this.#state;
+    const padLength = BLOCK - (plain.length % BLOCK);
+    const padded = Buffer.allocUnsafe(plain.length + padLength);
+    padded.set(plain, 0);
+    padded.fill(padLength, plain.length);
+    const cipher = createCipheriv("aes-128-cbc", state.subarray(0, BLOCK), state.subarray(BLOCK, 2 * BLOCK));
+    cipher.setAutoPadding(false);
+    const ciphertext = cipher.update(padded);
+    ciphertext.copy(state, BLOCK, 0, BLOCK);
+    return ciphertext;
+  }
+
+  /**
+   * Decrypts and unpads one received message; chains the receive IV. When it throws, the chain is unchanged.
+   * @throws MalformedFrameError when the ciphertext is not whole blocks or its padding is invalid.
+   */
+  decrypt(ciphertext: Uint8Array): Uint8Array {
+    if (ciphertext.length === 0 || ciphertext.length % BLOCK !== 0)
+      throw new MalformedFrameError(
+        `ciphertext length ${ciphertext.length} is not a positive multiple of 16`,
+      );
+    const state = this.#state;
+    const decipher = createDecipheriv("aes-128-cbc", state.subarray(0, BLOCK), state.subarray(2 * BLOCK));
+    decipher.setAutoPadding(false);
+    const padded = decipher.update(ciphertext);
+    const padLength = padded[padded.length - 1] ?? 0;
+    if (padLength < 1 || padLength > BLOCK)
+      throw new MalformedFrameError(`invalid PKCS#7 pad length ${padLength}`);
+    for (let at = padded.length - padLength; at < padded.length; at++)
+      if (padded[at] !== padLength) throw new MalformedFrameError("invalid PKCS#7 padding bytes");
+    state.set(ciphertext.subarray(0, BLOCK), 2 * BLOCK);
+    return padded.subarray(0, padded.length - padLength);
+  }
+}
+
+/**
+ * A Gen 2 session's transport on its TCP stream: frames split as they arrive (spec B.3), decrypted and decoded
+ * when the session asks for the next message; replies to one burst leave in one write. One object with a few
+ * fields per held device, and nothing allocated while it waits but the wait's promise and timer.
+ */
+export class TcpTransport implements DeviceTransport, MessageChannel {
+  readonly unreliable = false;
+  readonly #socket: Duplex;
+  readonly #ciphers: SessionCipherPair;
+  readonly #maxFrameLength: number;
+  /** Complete frame bodies not yet read by the session. */
+  #frames: Uint8Array[] | undefined;
+  /** Bytes of an incomplete frame. */
+  #partial: Uint8Array | undefined;
+  #failure: string | undefined;
+  #ended = false;
+  #corked = false;
+  /** The session's pending `next`: settled when a frame, the end or the timeout comes. */
+  #waiting: { resolve(woken: boolean): void } | undefined;
+
+  constructor(options: {
+    socket: Duplex;
+    ciphers: SessionCipherPair;
+    maxFrameLength: number;
+    leftover: Uint8Array;
+  }) {
+    this.#socket = options.socket;
+    this.#ciphers = options.ciphers;
+    this.#maxFrameLength = options.maxFrameLength;
+    if (options.leftover.length > 0) this.#take(options.leftover);
+    options.socket.on("data", (chunk: Buffer) => this.#take(chunk));
+    options.socket.on("close", () => {
+      this.#ended = true;
+      this.#wake();
+    });
+  }
+
+  get channel(): MessageChannel {
+    return this;
+  }
+
+  /** Sends one encoded CoAP message, encrypted and framed; messages of one burst leave in one write. */
+  send(message: Uint8Array): void {
+    const body = this.#ciphers.encrypt(message);
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + body.length);
+    frame.writeUInt16BE(body.length, 0);
+    body.copy(frame, FRAME_HEADER_LENGTH);
+    // Messages sent while handling one burst from the device (the connect sequence brings nine) leave in one
+    // write: each socket write is a system call that cost a handshake more CPU than its AES (bench/README.md).
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.#socket.write(frame);
+  }
+
+  /** @internal */
+  uncorkNow(): void {
+    this.#corked = false;
+    this.#socket.uncork();
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  /** The next message; SessionEnd on a bad frame, the end of the stream, or `timeoutMs` of silence. */
+  next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> {
+    const ready = this.#ready();
+    if (ready) return ready;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs, false);
+      this.#waiting = {
+        resolve: (woken) => {
+          clearTimeout(timer);
+          resolve(woken);
+        },
+      };
+    }).then((woken) => {
+      this.#waiting = undefined;
+      if (!woken) throw new SessionEnd(timeoutReason);
+      return this.next(timeoutMs, timeoutReason);
+    });
+  }
+
+  /** What `next` can answer at once: a queued message, a failure or the end; undefined when it must wait. */
+  #ready(): Promise<DeviceMessage> | undefined {
+    if (this.#failure !== undefined) return Promise.reject(new SessionEnd("bad_frame", this.#failure));
+    const frame = this.#frames?.shift();
+    if (frame) {
+      if (this.#frames?.length === 0) this.#frames = undefined;
+      try {
+        return Promise.resolve(decodeMessage(this.#ciphers.decrypt(frame), "device"));
+      } catch (error) {
+        return Promise.reject(
+          new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error)),
+        );
+      }
+    }
+    if (this.#ended) return Promise.reject(new SessionEnd("device_closed"));
+    return undefined;
+  }
+
+  #wake(): void {
+    this.#waiting?.resolve(true);
+  }
+
+  /** Splits arriving bytes into frame bodies (2-byte big-endian length, then the body). */
+  #take(chunk: Uint8Array): void {
+    if (this.#failure !== undefined) return;
+    let input = chunk;
+    const partial = this.#partial;
+    if (partial) {
+      const joined = new Uint8Array(partial.length + chunk.length);
+      joined.set(partial, 0);
+      joined.set(chunk, partial.length);
+      input = joined;
+      this.#partial = undefined;
+    }
+    let offset = 0;
+    let added = false;
+    while (input.length - offset >= FRAME_HEADER_LENGTH) {
+      const length = ((input[offset] ?? 0) << 8) | (input[offset + 1] ?? 0);
+      if (length > this.#maxFrameLength || length > MAX_FRAME_BODY_LENGTH) {
+        this.#failure = `frame announces ${length} body bytes; the limit is ${this.#maxFrameLength}`;
+        this.#frames = undefined;
+        this.#wake();
+        return;
+      }
+      const end = offset + FRAME_HEADER_LENGTH + length;
+      if (input.length < end) break;
+      // Copies (a Buffer's own slice is a view that would keep the whole read chunk alive).
+      (this.#frames ??= []).push(copy(input, offset + FRAME_HEADER_LENGTH, end));
+      added = true;
+      offset = end;
+    }
+    if (offset < input.length) this.#partial = copy(input, offset, input.length);
+    if (added) this.#wake();
+  }
+}
+
+function copy(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(bytes.subarray(start, end));
+  return out;
+}
+
+function uncork(transport: TcpTransport): void {
+  transport.uncorkNow();
+}
