@@ -80,6 +80,8 @@ export interface ConnectionContext {
   readonly routes: SubscriptionIndex<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
+  /** The `error` listener of every device socket (`this` is the socket): one function, not one per connection. */
+  readonly onSocketError: (this: Duplex, error: Error) => void;
 }
 
 /** Events the cloud keeps to itself: the claim code is a secret, the hardware facts are for the gateway. */
@@ -709,7 +711,7 @@ export function handleDeviceConnection(
   // Each line names the device's address itself: a pino child logger per connection would cost every held
   // connection ~1.5 KB of heap (bench/README.md, connections).
   const ip = remoteAddress;
-  socket.on("error", (error) => context.logger.debug({ err: error, ip }, "device socket error"));
+  socket.on("error", context.onSocketError);
   // Chained rather than awaited: while the device is connected, nothing of the handshake stays alive.
   return handshake(socket, context, ip)
     .then(

@@ -1,5 +1,6 @@
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 
 import type { Membership } from "../cluster/membership.js";
@@ -122,16 +123,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     crypto,
     registry,
     routes,
+    onSocketError(this: Duplex, error: Error) {
+      logger.debug({ err: error, ip: (this as Partial<Socket>).remoteAddress }, "device socket error");
+    },
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
     },
   };
 
+  function forget(this: Socket): void {
+    sockets.delete(this);
+  }
   const server: Server = createServer({ noDelay: true }, (socket) => {
     stats.accepted += 1;
     sockets.add(socket);
     socket.setKeepAlive(true, 15_000);
-    socket.on("close", () => sockets.delete(socket));
+    // One listener for every socket (`this` is the socket): a closure per connection costs each held device.
+    socket.on("close", forget);
     void handleDeviceConnection(socket, context, socket.remoteAddress ?? "unknown");
   });
   server.on("error", (error) => logger.error({ err: error }, "device gateway error"));

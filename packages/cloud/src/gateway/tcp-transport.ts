@@ -88,7 +88,14 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
   #ended = false;
   #corked = false;
   /** The session's pending `next`: settled when a frame, the end or the timeout comes. */
-  #waiting: { resolve(woken: boolean): void } | undefined;
+  #waiting:
+    | {
+        resolve(message: DeviceMessage): void;
+        reject(error: SessionEnd): void;
+        readonly timeoutReason: CloseReason;
+        readonly timer: NodeJS.Timeout;
+      }
+    | undefined;
 
   constructor(options: {
     socket: Duplex;
@@ -99,12 +106,11 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     this.#socket = options.socket;
     this.#ciphers = options.ciphers;
     this.#maxFrameLength = options.maxFrameLength;
-    if (options.leftover.length > 0) this.#take(options.leftover);
-    options.socket.on("data", (chunk: Buffer) => this.#take(chunk));
-    options.socket.on("close", () => {
-      this.#ended = true;
-      this.#wake();
-    });
+    if (options.leftover.length > 0) this.take(options.leftover);
+    // Listeners shared by every transport find theirs on the socket: no closures per held device.
+    (options.socket as TransportSocket)[TRANSPORT] = this;
+    options.socket.on("data", onData);
+    options.socket.on("close", onClose);
   }
 
   get channel(): MessageChannel {
@@ -140,46 +146,56 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
   /** The next message; SessionEnd on a bad frame, the end of the stream, or `timeoutMs` of silence. */
   next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> {
     const ready = this.#ready();
-    if (ready) return ready;
-    return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs, false);
-      this.#waiting = {
-        resolve: (woken) => {
-          clearTimeout(timer);
-          resolve(woken);
-        },
-      };
-    }).then((woken) => {
-      this.#waiting = undefined;
-      if (!woken) throw new SessionEnd(timeoutReason);
-      return this.next(timeoutMs, timeoutReason);
+    if (ready) return "message" in ready ? Promise.resolve(ready.message) : Promise.reject(ready.error);
+    return new Promise<DeviceMessage>((resolve, reject) => {
+      this.#waiting = { resolve, reject, timeoutReason, timer: setTimeout(timedOut, timeoutMs, this) };
     });
   }
 
-  /** What `next` can answer at once: a queued message, a failure or the end; undefined when it must wait. */
-  #ready(): Promise<DeviceMessage> | undefined {
-    if (this.#failure !== undefined) return Promise.reject(new SessionEnd("bad_frame", this.#failure));
+  /** @internal The wait of `next` ran out. */
+  timedOut(): void {
+    const waiting = this.#waiting;
+    if (!waiting) return;
+    this.#waiting = undefined;
+    waiting.reject(new SessionEnd(waiting.timeoutReason));
+  }
+
+  /** What `next` can answer at once: a message, a failure or the end; undefined when it must wait. */
+  #ready(): { message: DeviceMessage } | { error: SessionEnd } | undefined {
+    if (this.#failure !== undefined) return { error: new SessionEnd("bad_frame", this.#failure) };
     const frame = this.#frames?.shift();
     if (frame) {
       if (this.#frames?.length === 0) this.#frames = undefined;
       try {
-        return Promise.resolve(decodeMessage(this.#ciphers.decrypt(frame), "device"));
+        return { message: decodeMessage(this.#ciphers.decrypt(frame), "device") };
       } catch (error) {
-        return Promise.reject(
-          new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error)),
-        );
+        return { error: new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error)) };
       }
     }
-    if (this.#ended) return Promise.reject(new SessionEnd("device_closed"));
+    if (this.#ended) return { error: new SessionEnd("device_closed") };
     return undefined;
   }
 
+  /** Answers the pending `next`, if any, with what is ready now. */
   #wake(): void {
-    this.#waiting?.resolve(true);
+    const waiting = this.#waiting;
+    if (!waiting) return;
+    const ready = this.#ready();
+    if (!ready) return;
+    this.#waiting = undefined;
+    clearTimeout(waiting.timer);
+    if ("message" in ready) waiting.resolve(ready.message);
+    else waiting.reject(ready.error);
   }
 
-  /** Splits arriving bytes into frame bodies (2-byte big-endian length, then the body). */
-  #take(chunk: Uint8Array): void {
+  /** @internal The stream ended. */
+  ended(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  /** @internal Splits arriving bytes into frame bodies (2-byte big-endian length, then the body). */
+  take(chunk: Uint8Array): void {
     if (this.#failure !== undefined) return;
     let input = chunk;
     const partial = this.#partial;
@@ -210,6 +226,21 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     if (offset < input.length) this.#partial = copy(input, offset, input.length);
     if (added) this.#wake();
   }
+}
+
+const TRANSPORT = Symbol("roost.tcpTransport");
+type TransportSocket = Duplex & { [TRANSPORT]?: TcpTransport };
+
+function timedOut(transport: TcpTransport): void {
+  transport.timedOut();
+}
+
+function onData(this: TransportSocket, chunk: Buffer): void {
+  this[TRANSPORT]?.take(chunk);
+}
+
+function onClose(this: TransportSocket): void {
+  this[TRANSPORT]?.ended();
 }
 
 function copy(bytes: Uint8Array, start: number, end: number): Uint8Array {
