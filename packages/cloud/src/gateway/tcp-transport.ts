@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv } from "node:crypto";
+import type { Cipher, Decipher } from "node:crypto";
 import type { Duplex } from "node:stream";
 
 import type { DeviceMessage } from "@roost/protocol";
@@ -19,9 +20,15 @@ const BLOCK = 16;
  * message is padded (PKCS#7) and encrypted under the chain's IV, and the next IV of that direction is the
  * first block of the message's ciphertext (spec B.3). The same rule as `ChainedCipher` of `@roost/protocol`,
  * kept in one small buffer because a node holds tens of thousands of sessions (bench/README.md, connections).
+ *
+ * The CBC is done by hand over AES-128-ECB contexts that live for one burst (until the next turn of the event
+ * loop): a device's connect sequence is about nine messages each way, and making an OpenSSL context per
+ * message cost more than the AES itself. An idle session holds no context.
  */
 export class SessionCipherPair {
   readonly #state: Buffer;
+  #encryptor: Cipher | undefined;
+  #decryptor: Decipher | undefined;
 
   constructor(credentials: { key: Uint8Array; iv: Uint8Array }) {
     if (credentials.key.length !== BLOCK || credentials.iv.length !== BLOCK)
@@ -37,14 +44,25 @@ export class SessionCipherPair {
   encrypt(plain: Uint8Array): Buffer {
     const state = this.#state;
     const padLength = BLOCK - (plain.length % BLOCK);
-    const padded = Buffer.allocUnsafe(plain.length + padLength);
-    padded.set(plain, 0);
-    padded.fill(padLength, plain.length);
-    const cipher = createCipheriv("aes-128-cbc", state.subarray(0, BLOCK), state.subarray(BLOCK, 2 * BLOCK));
-    cipher.setAutoPadding(false);
-    const ciphertext = cipher.update(padded);
-    ciphertext.copy(state, BLOCK, 0, BLOCK);
-    return ciphertext;
+    const length = plain.length + padLength;
+    const out = Buffer.allocUnsafe(length);
+    out.set(plain, 0);
+    out.fill(padLength, plain.length);
+    if (!this.#encryptor) {
+      const encryptor = createCipheriv("aes-128-ecb", state.subarray(0, BLOCK), null);
+      encryptor.setAutoPadding(false);
+      this.#encryptor = encryptor;
+      setImmediate(dropContexts, this);
+    }
+    // C[0] = E(P[0] ^ IV), C[i] = E(P[i] ^ C[i-1]), in place.
+    for (let at = 0; at < length; at += BLOCK) {
+      const chain = at === 0 ? BLOCK : at - BLOCK;
+      const source = at === 0 ? state : out;
+      for (let i = 0; i < BLOCK; i++) out[at + i] = (out[at + i] ?? 0) ^ (source[chain + i] ?? 0);
+      this.#encryptor.update(out.subarray(at, at + BLOCK)).copy(out, at);
+    }
+    out.copy(state, BLOCK, 0, BLOCK);
+    return out;
   }
 
   /**
@@ -52,22 +70,38 @@ export class SessionCipherPair {
    * @throws MalformedFrameError when the ciphertext is not whole blocks or its padding is invalid.
    */
   decrypt(ciphertext: Uint8Array): Uint8Array {
-    if (ciphertext.length === 0 || ciphertext.length % BLOCK !== 0)
-      throw new MalformedFrameError(
-        `ciphertext length ${ciphertext.length} is not a positive multiple of 16`,
-      );
+    const length = ciphertext.length;
+    if (length === 0 || length % BLOCK !== 0)
+      throw new MalformedFrameError(`ciphertext length ${length} is not a positive multiple of 16`);
     const state = this.#state;
-    const decipher = createDecipheriv("aes-128-cbc", state.subarray(0, BLOCK), state.subarray(2 * BLOCK));
-    decipher.setAutoPadding(false);
-    const padded = decipher.update(ciphertext);
-    const padLength = padded[padded.length - 1] ?? 0;
+    if (!this.#decryptor) {
+      const decryptor = createDecipheriv("aes-128-ecb", state.subarray(0, BLOCK), null);
+      decryptor.setAutoPadding(false);
+      this.#decryptor = decryptor;
+      setImmediate(dropContexts, this);
+    }
+    // P[i] = D(C[i]) ^ C[i-1], with C[-1] the receive IV. Without padding, ECB returns every block at once.
+    const padded = this.#decryptor.update(ciphertext);
+    for (let i = 0; i < BLOCK; i++) padded[i] = (padded[i] ?? 0) ^ (state[2 * BLOCK + i] ?? 0);
+    for (let at = BLOCK; at < length; at++) padded[at] = (padded[at] ?? 0) ^ (ciphertext[at - BLOCK] ?? 0);
+    const padLength = padded[length - 1] ?? 0;
     if (padLength < 1 || padLength > BLOCK)
       throw new MalformedFrameError(`invalid PKCS#7 pad length ${padLength}`);
-    for (let at = padded.length - padLength; at < padded.length; at++)
+    for (let at = length - padLength; at < length; at++)
       if (padded[at] !== padLength) throw new MalformedFrameError("invalid PKCS#7 padding bytes");
     state.set(ciphertext.subarray(0, BLOCK), 2 * BLOCK);
-    return padded.subarray(0, padded.length - padLength);
+    return padded.subarray(0, length - padLength);
   }
+
+  /** @internal Drops the burst's AES contexts. */
+  dropContexts(): void {
+    this.#encryptor = undefined;
+    this.#decryptor = undefined;
+  }
+}
+
+function dropContexts(pair: SessionCipherPair): void {
+  pair.dropContexts();
 }
 
 /**
