@@ -1,7 +1,7 @@
 // A Roost cloud node in its own process, driven by the bench over IPC, so that its CPU time and memory are
 // its own (process.cpuUsage, RSS) and `--cpu-prof` profiles only the server.
 import { createPublicKey, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -49,6 +49,8 @@ export interface CloudServerStats {
    * `/proc/self/task/<pid>/stat` (10 ms ticks); undefined where that file does not exist.
    */
   readonly mainThreadCpuMicros: number | undefined;
+  /** CPU time of every thread of the process by thread id, in microseconds (Linux; empty elsewhere). */
+  readonly threadCpuMicros: Record<string, number>;
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
   readonly externalBytes: number;
@@ -126,10 +128,24 @@ function running(): RunningCloud {
   return cloud;
 }
 
-/** The main thread's user + system CPU time in microseconds (Linux), from the kernel's per-thread counters. */
-function mainThreadCpuMicros(): number | undefined {
+/** Every thread's CPU time in microseconds (Linux), by thread id. */
+function allThreadsCpuMicros(): Record<string, number> {
+  const threads: Record<string, number> = {};
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    for (const tid of readdirSync("/proc/self/task")) {
+      const micros = threadCpuMicros(tid);
+      if (micros !== undefined) threads[tid] = micros;
+    }
+  } catch {
+    // Not Linux.
+  }
+  return threads;
+}
+
+/** One thread's user + system CPU time in microseconds (Linux), from the kernel's per-thread counters. */
+function threadCpuMicros(tid: string): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
     // Fields after the command name (which is in parentheses and may hold spaces): utime and stime are the
     // 14th and 15th fields of the line, in clock ticks (100 per second on Linux).
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -186,7 +202,8 @@ const api: CloudServerApi = {
     return Promise.resolve({
       loopDelayMs: delay,
       cpuMicros: cpu.user + cpu.system,
-      mainThreadCpuMicros: mainThreadCpuMicros(),
+      mainThreadCpuMicros: threadCpuMicros(String(process.pid)),
+      threadCpuMicros: allThreadsCpuMicros(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
       externalBytes: memory.external + memory.arrayBuffers,

@@ -174,6 +174,16 @@ async function runStorm(
         serverCpuSeconds,
         serverCpuMsPerHandshake: (1000 * serverCpuSeconds) / connected,
         mainThreadCpuMsPerHandshake: mainThreadMsPerHandshake,
+        // Each thread's CPU per handshake during the storm, largest first (the main thread, the crypto
+        // workers, V8's GC helpers, libuv's pool), by thread id.
+        threadCpuMsPerHandshake: Object.entries(settled.threadCpuMicros)
+          .map(([tid, micros]) => ({
+            tid,
+            main: tid === Object.keys(settled.threadCpuMicros)[0],
+            ms: (micros - (before.threadCpuMicros[tid] ?? 0)) / 1000 / connected,
+          }))
+          .filter((thread) => thread.ms >= 0.001)
+          .sort((a, b) => b.ms - a.ms),
         cryptoMsPerHandshake,
         handshakesPerCoreSecond: perCore,
         handshakesPerSecond: achieved,
