@@ -1,7 +1,12 @@
 import type { Logger } from "pino";
 
 import type { Beat } from "../cluster/membership.js";
-import type { DeviceCommand, DeviceCommandResult, SessionClaim } from "../events/bus.js";
+import type {
+  DeviceCommand,
+  DeviceCommandHandler,
+  DeviceCommandResult,
+  SessionClaim,
+} from "../events/bus.js";
 import type { Services } from "../services/index.js";
 import type { ClaimedDevice, PresenceFacts, SessionLease } from "./presence.js";
 import { PresenceWriter, reconcileSessions } from "./presence.js";
@@ -87,16 +92,7 @@ export class SessionRegistry<TSession extends RegisteredSession> {
       previous.stopServing();
       previous.session.close("replaced");
     }
-    const stopServing = this.#services.bus.serveDevice(session.deviceId, (command, minEpoch) => {
-      const entry = this.#sessions.get(session.deviceId);
-      if (entry?.session !== session) return Promise.resolve(undefined);
-      if (minEpoch !== undefined && minEpoch > lease.epoch) {
-        // The caller read a newer epoch: this session was replaced elsewhere and must not answer.
-        this.#drop(session, "a command named a newer session");
-        return Promise.resolve(undefined);
-      }
-      return session.command(command);
-    });
+    const stopServing = this.#services.bus.serveDevice(session.deviceId, this.#commands(session, lease));
     this.#sessions.set(session.deviceId, { session, lease, stopServing });
     this.onSizeChange(this.#sessions.size);
     this.#services.bus.announceSession({
@@ -105,6 +101,23 @@ export class SessionRegistry<TSession extends RegisteredSession> {
       nodeId: this.#nodeId,
     });
     return claimed;
+  }
+
+  /**
+   * The handler of a session's commands. Made here rather than in `open`, so that the closure, which lives as
+   * long as the session, holds the session and its lease and not the facts of its registration.
+   */
+  #commands(session: TSession, lease: SessionLease): DeviceCommandHandler {
+    return (command, minEpoch) => {
+      const entry = this.#sessions.get(session.deviceId);
+      if (entry?.session !== session) return Promise.resolve(undefined);
+      if (minEpoch !== undefined && minEpoch > lease.epoch) {
+        // The caller read a newer epoch: this session was replaced elsewhere and must not answer.
+        this.#drop(session, "a command named a newer session");
+        return Promise.resolve(undefined);
+      }
+      return session.command(command);
+    };
   }
 
   /**
