@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Membership } from "../src/cluster/membership.js";
 import { startMembership } from "../src/cluster/membership.js";
+import { GatewayDevices } from "../src/gateway/device-reads.js";
 import {
   claimSession,
   PresenceWriter,
@@ -153,6 +154,33 @@ function definePresenceConformance(
       expect(await writer.release(second.lease, 80)).toBe(false);
       expect(await writer.touch(second.lease, 81)).toBe(false);
       expect(await row(id)).toMatchObject({ online: 1, gateway_node: "node-elsewhere", last_heard: 70 });
+    });
+
+    it("writes the describes of many devices in one turn with one statement, leaving out what a describe lacks", async () => {
+      const ids = await Promise.all(Array.from({ length: 20 }, () => newDevice()));
+      const devices = new GatewayDevices(storage.db);
+      await Promise.all(
+        ids.map((id, index) =>
+          devices.setDescribe(id, {
+            functions: JSON.stringify([`f${index}`]),
+            // Every other device describes no variables: its stored ones stay.
+            variables: index % 2 === 0 ? JSON.stringify({ [`v${index}`]: 9 }) : undefined,
+          }),
+        ),
+      );
+      expect(devices.describeStatements).toBe(1);
+      for (const [index, id] of ids.entries()) {
+        expect(await devices.forSession(id)).toMatchObject({
+          id,
+          variables: index % 2 === 0 ? JSON.stringify({ [`v${index}`]: 9 }) : "{}",
+        });
+        const stored = await storage.db
+          .selectFrom("devices")
+          .select("functions")
+          .where("id", "=", id)
+          .executeTakeFirstOrThrow();
+        expect(stored.functions).toBe(JSON.stringify([`f${index}`]));
+      }
     });
 
     it("sweeps only devices whose node is gone, and never one that moved or whose node came back", async () => {

@@ -5,7 +5,7 @@ import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
 import type { DeviceRow } from "../services/devices.js";
 import type { Database } from "../storage/schema.js";
-import { dialectOf } from "./presence.js";
+import { Batcher, dialectOf } from "./presence.js";
 
 /** What a live session keeps of its device: who owns it (event routing, publishing) and its variables' types. */
 export type SessionDevice = Pick<
@@ -26,15 +26,33 @@ const SESSION_COLUMNS = "id, owner_user_id, owner_customer_id, product_id, varia
 export class GatewayDevices {
   readonly #db: Kysely<Database>;
   readonly #sql: { handshake: string; session: string; describe: string };
+  /** Describes of the devices of one turn of the event loop, written in one statement. */
+  readonly #describes: Batcher<{ id: string; f?: string | undefined; v?: string | undefined }, undefined>;
 
   constructor(db: Kysely<Database>) {
     this.#db = db;
-    const p = dialectOf(db) === "postgres" ? (n: number) => `$${n}` : () => "?";
+    const postgres = dialectOf(db) === "postgres";
+    const p = postgres ? (n: number) => `$${n}` : () => "?";
     this.#sql = {
       handshake: `select ${SESSION_COLUMNS}, public_key from devices where id = ${p(1)}`,
       session: `select ${SESSION_COLUMNS} from devices where id = ${p(1)}`,
-      describe: `update devices set functions = coalesce(${p(1)}, functions), variables = coalesce(${p(2)}, variables) where id = ${p(3)}`,
+      // One statement for a turn's describes, the rows as one JSON parameter (as presence writes are).
+      describe: postgres
+        ? `update devices as d set functions = coalesce(v.f, d.functions), variables = coalesce(v.v, d.variables)
+            from jsonb_to_recordset($1::jsonb) as v(id text, f text, v text) where d.id = v.id`
+        : `update devices as d set functions = coalesce(v.f, d.functions), variables = coalesce(v.v, d.variables)
+            from (select value ->> '$.id' as id, value ->> '$.f' as f, value ->> '$.v' as v from json_each(?)) as v
+            where d.id = v.id`,
     };
+    this.#describes = new Batcher(async (rows) => {
+      await this.#db.executeQuery(CompiledQuery.raw(this.#sql.describe, [JSON.stringify(rows)]));
+      return rows.map(() => undefined);
+    });
+  }
+
+  /** Describe statements written so far (tests and benchmarks count them). */
+  get describeStatements(): number {
+    return this.#describes.statements;
   }
 
   /** The device as the handshake needs it, by its ID (any case), if registered. */
@@ -54,13 +72,14 @@ export class GatewayDevices {
     return result.rows[0];
   }
 
-  /** Stores a describe's function and variable names (JSON text); an undefined one is left as it was. */
+  /**
+   * Stores a describe's function and variable names (JSON text); an undefined one is left as it was. The
+   * describes of one turn of the event loop are written together, in one statement.
+   */
   async setDescribe(
     deviceId: string,
     changes: { functions?: string | undefined; variables?: string | undefined },
   ): Promise<void> {
-    await this.#db.executeQuery(
-      CompiledQuery.raw(this.#sql.describe, [changes.functions ?? null, changes.variables ?? null, deviceId]),
-    );
+    await this.#describes.add({ id: deviceId, f: changes.functions, v: changes.variables });
   }
 }

@@ -291,7 +291,7 @@ interface Waiting<TRow, TResult> {
  * once per statement (a second row for it waits for the following statement), so each statement's effect
  * is the same as running its rows one by one in queue order.
  */
-class Batcher<TRow extends { readonly id: string }, TResult> {
+export class Batcher<TRow extends { readonly id: string }, TResult> {
   #queue: Waiting<TRow, TResult>[] = [];
   #scheduled = false;
   #running = false;
