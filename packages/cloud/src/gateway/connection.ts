@@ -331,7 +331,9 @@ export class DeviceSession {
 
   /** Handles one message from the device. Dispatch table of spec B.4; anything unexpected closes the session. */
   async handle(message: DeviceMessage): Promise<void> {
-    await this.#heard();
+    // At most one `last_heard` write a minute: most messages need no wait (nor a promise) for it.
+    const now = this.#context.services.config.clock();
+    if (now - this.#lastHeardWritten >= LAST_HEARD_WRITE_INTERVAL_MS) await this.#heard(now);
     switch (message.kind) {
       case "ping":
         this.send({ kind: "ack", messageId: message.messageId });
@@ -479,9 +481,7 @@ export class DeviceSession {
     });
   }
 
-  async #heard(): Promise<void> {
-    const now = this.#context.services.config.clock();
-    if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
+  async #heard(now: number): Promise<void> {
     this.#lastHeardWritten = now;
     // Only the current session writes presence; a replaced one finds out and closes.
     const lease = this.#context.registry.lease(this);
