@@ -45,7 +45,7 @@ Options:
   --quick              small scale and short windows (under two minutes in all; what CI runs)
   --profile            profile the server process during each measured window (V8's sampling profiler,
                        as node --cpu-prof) into bench/results/profiles/ and print where its time went
-  --devices <n>        largest device count of the connections scenario (default 10000, quick 500)
+  --devices <n>        largest device count of the connections scenario (default: the open-file limit less 1000; quick 500)
   --database <which>   sqlite, postgres or both (default both: every scenario on each, side by side)
   --postgres-url <url> PostgreSQL server where each scenario gets a scratch database (default
                        ${DEFAULT_POSTGRES_SERVER}); when it does not answer, only SQLite runs

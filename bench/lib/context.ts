@@ -104,6 +104,8 @@ export async function connectDevices(options: {
   /** Handshakes in flight at once in each device process. */
   concurrency: number;
   pingIntervalMs: number;
+  /** Local addresses each device process connects from, in turn (loopback aliases); the system's choice by default. */
+  localAddresses?: (fleetIndex: number) => readonly string[];
 }): Promise<DeviceConnectResult[]> {
   const { cloud, fleets } = options;
   const slices = split(options.devices, fleets.length);
@@ -117,6 +119,7 @@ export async function connectDevices(options: {
         devices: slices[index] ?? [],
         concurrency: options.concurrency,
         pingIntervalMs: options.pingIntervalMs,
+        ...(options.localAddresses ? { localAddresses: options.localAddresses(index) } : {}),
       }),
     ),
   );

@@ -1,11 +1,12 @@
 // A Roost cloud node in its own process, driven by the bench over IPC, so that its CPU time and memory are
 // its own (process.cpuUsage, RSS) and `--cpu-prof` profiles only the server.
 import { createPublicKey, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { writeHeapSnapshot } from "node:v8";
 
 import type { RunningCloud, WebhookConfig } from "@roost/cloud";
 import { startCloud } from "@roost/cloud";
@@ -48,6 +49,13 @@ export interface CloudServerAddress {
 export interface CloudServerStats {
   /** `process.cpuUsage()`: user and system CPU time in microseconds since the process started. */
   readonly cpuMicros: number;
+  /**
+   * CPU time of the main thread alone (the event loop: sockets, protocol, database), in microseconds, from
+   * `/proc/self/task/<pid>/stat` (10 ms ticks); undefined where that file does not exist.
+   */
+  readonly mainThreadCpuMicros: number | undefined;
+  /** CPU time of every thread of the process by thread id, in microseconds (Linux; empty elsewhere). */
+  readonly threadCpuMicros: Record<string, number>;
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
   readonly externalBytes: number;
@@ -104,7 +112,21 @@ export type CloudServerApi = {
   profileStart(params: Record<string, never>): Promise<void>;
   /** Stops it and writes the `.cpuprofile` (open it in Chrome DevTools or speedscope). */
   profileStop(params: { file: string }): Promise<void>;
+  /**
+   * After a GC, a heap snapshot of this process summed by kind and constructor (V8's own classes: `object`
+   * by constructor name, `closure` by function name, `string`, `code`, `hidden`, …): the `top` largest. The
+   * snapshot is written to `file` (open it in Chrome DevTools' Memory tab). `top` 0: every line.
+   */
+  heapBreakdown(params: { file: string; top: number }): Promise<HeapBreakdownEntry[]>;
 };
+
+/** One line of {@link CloudServerApi.heapBreakdown}. */
+export interface HeapBreakdownEntry {
+  readonly type: string;
+  readonly name: string;
+  readonly count: number;
+  readonly selfBytes: number;
+}
 
 let cloud: RunningCloud | undefined;
 let dataDir: string | undefined;
@@ -115,6 +137,34 @@ loopDelay.enable();
 function running(): RunningCloud {
   if (!cloud) throw new Error("cloud not started");
   return cloud;
+}
+
+/** Every thread's CPU time in microseconds (Linux), by thread id. */
+function allThreadsCpuMicros(): Record<string, number> {
+  const threads: Record<string, number> = {};
+  try {
+    for (const tid of readdirSync("/proc/self/task")) {
+      const micros = threadCpuMicros(tid);
+      if (micros !== undefined) threads[tid] = micros;
+    }
+  } catch {
+    // Not Linux.
+  }
+  return threads;
+}
+
+/** One thread's user + system CPU time in microseconds (Linux), from the kernel's per-thread counters. */
+function threadCpuMicros(tid: string): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second on Linux).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * 10_000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function collect(): void {
@@ -166,6 +216,8 @@ const api: CloudServerApi = {
     return Promise.resolve({
       loopDelayMs: delay,
       cpuMicros: cpu.user + cpu.system,
+      mainThreadCpuMicros: threadCpuMicros(String(process.pid)),
+      threadCpuMicros: allThreadsCpuMicros(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
       externalBytes: memory.external + memory.arrayBuffers,
@@ -301,6 +353,38 @@ const api: CloudServerApi = {
     inspector = undefined;
     mkdirSync(dirname(params.file), { recursive: true });
     writeFileSync(params.file, JSON.stringify(profile));
+  },
+
+  heapBreakdown(params) {
+    collect();
+    mkdirSync(dirname(params.file), { recursive: true });
+    writeHeapSnapshot(params.file);
+    const snapshot = JSON.parse(readFileSync(params.file, "utf8")) as {
+      snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+      nodes: number[];
+      strings: string[];
+    };
+    const fields = snapshot.snapshot.meta.node_fields;
+    const types = snapshot.snapshot.meta.node_types[0];
+    const width = fields.length;
+    const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((field) => fields.indexOf(field));
+    const sums = new Map<string, { type: string; name: string; count: number; selfBytes: number }>();
+    const { nodes, strings } = snapshot;
+    for (let at = 0; at < nodes.length; at += width) {
+      const type = types[nodes[at + (typeAt ?? 0)] ?? 0] ?? "?";
+      // Strings and numbers are summed by kind: their "name" is their value.
+      const name =
+        type === "string" || type === "concatenated string" || type === "sliced string" || type === "number"
+          ? ""
+          : (strings[nodes[at + (nameAt ?? 1)] ?? 0] ?? "?").slice(0, 80);
+      const key = `${type}\u0000${name}`;
+      const sum = sums.get(key) ?? { type, name, count: 0, selfBytes: 0 };
+      sum.count += 1;
+      sum.selfBytes += nodes[at + (sizeAt ?? 3)] ?? 0;
+      sums.set(key, sum);
+    }
+    const sorted = [...sums.values()].sort((a, b) => b.selfBytes - a.selfBytes);
+    return Promise.resolve(params.top > 0 ? sorted.slice(0, params.top) : sorted);
   },
 };
 

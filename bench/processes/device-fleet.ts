@@ -23,6 +23,11 @@ export interface FleetConnectParams {
   readonly concurrency: number;
   /** The devices' ping interval (after this much silence from the cloud). */
   readonly pingIntervalMs: number;
+  /**
+   * Local addresses to connect from, one device after another in turn (127.0.0.x aliases): a port on one
+   * source address toward one server port is one of ~28,000 ephemeral ports. @default the system's choice
+   */
+  readonly localAddresses?: readonly string[];
   /** Application subscriptions of every device of this call (my devices), besides the system ones. */
   readonly subscriptions?: readonly string[];
 }
@@ -84,8 +89,11 @@ const api: DeviceFleetApi = {
         const privateKey = keys[device.key];
         if (!privateKey) throw new Error(`no key ${device.key}`);
         let claimCode = device.claimCode;
+        const sources = params.localAddresses ?? [];
+        const localAddress = sources[(next - 1) % Math.max(1, sources.length)];
         let saved: SavedCloudSession | undefined;
         const link = new CloudLink({
+          ...(localAddress ? { localAddress } : {}),
           ...(params.gen3
             ? {
                 protocol: "udp" as const,

@@ -107,6 +107,12 @@ async function runStorm(
     const { results, wallMs, atEnd, fleetCpuAfter, connected, settled } = measured;
 
     const serverCpuSeconds = (settled.cpuMicros - before.cpuMicros) / 1e6;
+    // The main thread's share: what the crypto workers cannot take off it (sockets, protocol, database).
+    const mainThreadMsPerHandshake =
+      settled.mainThreadCpuMicros !== undefined && before.mainThreadCpuMicros !== undefined
+        ? (settled.mainThreadCpuMicros - before.mainThreadCpuMicros) / 1000 / connected
+        : undefined;
+    const cryptoMsPerHandshake = 1000 / ceiling.perSecond;
     const perCore = connected / serverCpuSeconds;
     const achieved = connected / (wallMs / 1000);
     const serverUtilization = (atEnd.cpuMicros - before.cpuMicros) / 1000 / wallMs;
@@ -137,6 +143,18 @@ async function runStorm(
           limit: `${round(ceiling.perSecond * cores)} /s (ceiling x ${cores} cores)`,
           ratio: achieved / (ceiling.perSecond * cores),
         },
+        ...(mainThreadMsPerHandshake === undefined
+          ? []
+          : [
+              {
+                scenario: "handshake",
+                figure: `server CPU per handshake: main thread / all threads`,
+                value: `${round(mainThreadMsPerHandshake, 3)} ms / ${round((1000 * serverCpuSeconds) / connected, 3)} ms`,
+                limit: `${round(cryptoMsPerHandshake, 3)} ms crypto (ceiling)`,
+                // Above 1, the main thread is the bottleneck: more crypto workers cannot raise the rate.
+                ratio: mainThreadMsPerHandshake / cryptoMsPerHandshake,
+              },
+            ]),
         {
           scenario: "handshake",
           figure: "CPU busy during the storm",
@@ -155,6 +173,18 @@ async function runStorm(
         wallMs,
         serverCpuSeconds,
         serverCpuMsPerHandshake: (1000 * serverCpuSeconds) / connected,
+        mainThreadCpuMsPerHandshake: mainThreadMsPerHandshake,
+        // Each thread's CPU per handshake during the storm, largest first (the main thread, the crypto
+        // workers, V8's GC helpers, libuv's pool), by thread id.
+        threadCpuMsPerHandshake: Object.entries(settled.threadCpuMicros)
+          .map(([tid, micros]) => ({
+            tid,
+            main: tid === Object.keys(settled.threadCpuMicros)[0],
+            ms: (micros - (before.threadCpuMicros[tid] ?? 0)) / 1000 / connected,
+          }))
+          .filter((thread) => thread.ms >= 0.001)
+          .sort((a, b) => b.ms - a.ms),
+        cryptoMsPerHandshake,
         handshakesPerCoreSecond: perCore,
         handshakesPerSecond: achieved,
         serverUtilizationCores: serverUtilization,

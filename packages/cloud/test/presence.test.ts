@@ -4,8 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Membership } from "../src/cluster/membership.js";
 import { startMembership } from "../src/cluster/membership.js";
+import { GatewayDevices } from "../src/gateway/device-reads.js";
 import {
   claimSession,
+  PresenceWriter,
   reconcileSessions,
   releaseSession,
   sweepOrphans,
@@ -81,6 +83,104 @@ function definePresenceConformance(
       expect(await touchSession(storage.db, second, 7)).toBe(true);
       expect(await releaseSession(storage.db, second, 8)).toBe(true);
       expect(await row(id)).toMatchObject({ online: 0, gateway_node: null, last_heard: 8 });
+    });
+
+    it("marks many devices that register in one turn online with one statement, each with its own facts and a new epoch", async () => {
+      const ids = await Promise.all(Array.from({ length: 40 }, () => newDevice()));
+      // One device already had a session: its epoch goes on from there.
+      const earlier = await claimSession(storage.db, { deviceId: ids[0] ?? "", nodeId: "node-x", facts: {} });
+      const writer = new PresenceWriter(storage.db, "node-batch");
+      const claimed = await Promise.all(
+        ids.map((id, index) =>
+          writer.claim(id, {
+            last_heard: 100 + index,
+            updated_at: 100 + index,
+            last_ip_address: `10.0.0.${index}`,
+            platform_id: index === 1 ? 10 : undefined,
+            platform_confirmed: 1,
+          }),
+        ),
+      );
+      expect(writer.statements.claims).toBe(1);
+      expect(claimed[0]?.lease.epoch).toBe(earlier.epoch + 1);
+      for (const [index, id] of ids.entries()) {
+        expect(claimed[index]?.lease).toMatchObject({ deviceId: id, nodeId: "node-batch" });
+        const stored = await storage.db
+          .selectFrom("devices")
+          .select(["online", "gateway_node", "session_epoch", "last_heard", "last_ip_address", "platform_id"])
+          .where("id", "=", id)
+          .executeTakeFirstOrThrow();
+        expect(stored).toEqual({
+          online: 1,
+          gateway_node: "node-batch",
+          session_epoch: claimed[index]?.lease.epoch,
+          last_heard: 100 + index,
+          last_ip_address: `10.0.0.${index}`,
+          // Left out: the stored platform stays.
+          platform_id: index === 1 ? 10 : 6,
+        });
+      }
+      // A device that no longer exists gets no lease (the rest of its statement is written).
+      expect(await writer.claim("0".repeat(24), { last_heard: 1, updated_at: 1 })).toBeUndefined();
+    });
+
+    it("applies a batched touch or release only under the current epoch, and never a stale one", async () => {
+      const [id, other] = [await newDevice(), await newDevice()];
+      const writer = new PresenceWriter(storage.db, "node-fence");
+      // Two sessions of one device registering in the same turn: two statements, in order, two epochs.
+      const [first, second, third] = await Promise.all([
+        writer.claim(id, { last_heard: 1, updated_at: 1 }),
+        writer.claim(id, { last_heard: 2, updated_at: 2 }),
+        writer.claim(other, { last_heard: 3, updated_at: 3 }),
+      ]);
+      if (!first || !second || !third) throw new Error("not claimed");
+      expect(second.lease.epoch).toBe(first.lease.epoch + 1);
+      expect(writer.statements.claims).toBe(2);
+      // The stale session's touch and release, in the same turn as the current ones: only the current apply.
+      const touches = await Promise.all([
+        writer.touch(first.lease, 50),
+        writer.touch(third.lease, 51),
+        writer.touch(second.lease, 52),
+      ]);
+      expect(touches).toEqual([false, true, true]);
+      expect(await row(id)).toMatchObject({ online: 1, gateway_node: "node-fence", last_heard: 52 });
+      const releases = await Promise.all([writer.release(first.lease, 60), writer.release(third.lease, 61)]);
+      expect(releases).toEqual([false, true]);
+      expect(writer.statements.releases).toBe(1);
+      expect(await row(id)).toMatchObject({ online: 1, gateway_node: "node-fence", last_heard: 52 });
+      expect(await row(other)).toMatchObject({ online: 0, gateway_node: null, last_heard: 61 });
+      // Replaced on another node: this node's current-looking lease is stale now, and its release changes nothing.
+      await claimSession(storage.db, { deviceId: id, nodeId: "node-elsewhere", facts: { last_heard: 70 } });
+      expect(await writer.release(second.lease, 80)).toBe(false);
+      expect(await writer.touch(second.lease, 81)).toBe(false);
+      expect(await row(id)).toMatchObject({ online: 1, gateway_node: "node-elsewhere", last_heard: 70 });
+    });
+
+    it("writes the describes of many devices in one turn with one statement, leaving out what a describe lacks", async () => {
+      const ids = await Promise.all(Array.from({ length: 20 }, () => newDevice()));
+      const devices = new GatewayDevices(storage.db);
+      await Promise.all(
+        ids.map((id, index) =>
+          devices.setDescribe(id, {
+            functions: JSON.stringify([`f${index}`]),
+            // Every other device describes no variables: its stored ones stay.
+            variables: index % 2 === 0 ? JSON.stringify({ [`v${index}`]: 9 }) : undefined,
+          }),
+        ),
+      );
+      expect(devices.describeStatements).toBe(1);
+      for (const [index, id] of ids.entries()) {
+        expect(await devices.forSession(id)).toMatchObject({
+          id,
+          variables: index % 2 === 0 ? JSON.stringify({ [`v${index}`]: 9 }) : "{}",
+        });
+        const stored = await storage.db
+          .selectFrom("devices")
+          .select("functions")
+          .where("id", "=", id)
+          .executeTakeFirstOrThrow();
+        expect(stored.functions).toBe(JSON.stringify([`f${index}`]));
+      }
     });
 
     it("sweeps only devices whose node is gone, and never one that moved or whose node came back", async () => {

@@ -126,6 +126,11 @@ export interface CloudLinkOptions {
    * back-off and jitter through every address, until {@link CloudLink.close}. @default off
    */
   reconnect?: ReconnectOptions | boolean;
+  /**
+   * Local address to connect from (a loopback alias such as 127.0.0.7): many devices of one machine spread
+   * over several source addresses so that they do not run out of ephemeral ports. @default the system's choice
+   */
+  localAddress?: string;
   /** 24-hex device ID. */
   deviceId: string;
   /** The device's RSA-1024 private key. */
@@ -182,10 +187,16 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   readonly #options: Required<
     Omit<
       CloudLinkOptions,
-      "claimCode" | "onClaimed" | "lastResetReason" | "fallbacks" | "reconnect" | "sessionStore"
+      | "claimCode"
+      | "onClaimed"
+      | "lastResetReason"
+      | "fallbacks"
+      | "reconnect"
+      | "sessionStore"
+      | "localAddress"
     >
   > &
-    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "sessionStore">;
+    Pick<CloudLinkOptions, "claimCode" | "onClaimed" | "lastResetReason" | "sessionStore" | "localAddress">;
   readonly #addresses: readonly GatewayAddress[];
   readonly #reconnect: Required<ReconnectOptions> | undefined;
   /** The address of the latest session (tried first next time). */
@@ -316,7 +327,12 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     this.#pendingTime.clear();
     if (this.#options.protocol === "udp") return this.#connectUdp(address);
     const options = this.#options;
-    const socket = connect({ host: address.host, port: address.port, noDelay: true });
+    const socket = connect({
+      host: address.host,
+      port: address.port,
+      noDelay: true,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    });
     this.#socket = socket;
     const incoming: Buffer[] = [];
     let incomingLength = 0;

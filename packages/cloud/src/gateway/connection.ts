@@ -8,11 +8,8 @@ import {
   COAP_CODES,
   coapCodeClass,
   decodeFunctionResult,
-  decodeMessage,
   decodeVariableValue,
-  encodeFrame,
   encodeMessage,
-  FrameSplitter,
   HANDSHAKE_CIPHERTEXT_LENGTH,
   HANDSHAKE_NONCE_LENGTH,
   HELLO_FLAGS,
@@ -21,23 +18,21 @@ import {
   SESSION_SALT_LENGTH,
   VARIABLE_TYPES,
 } from "@roost/protocol";
-import type { SessionCiphers } from "@roost/protocol/node";
-import { createSessionCiphers } from "@roost/protocol/node";
 
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import type { ClaimResult } from "../services/claims.js";
-import type { DeviceRow } from "../services/devices.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import type { HandshakeCrypto } from "./crypto-pool.js";
 import { importDevicePublicKey } from "./device-key.js";
+import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
-import type { SessionLease } from "./presence.js";
-import { touchSession } from "./presence.js";
+import type { ClaimedDevice, SessionLease } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
 import type { SessionRegistry } from "./session-registry.js";
+import { SessionCipherPair, TcpTransport } from "./tcp-transport.js";
 
 /** Timeouts and limits of one device connection. */
 export interface ConnectionLimits {
@@ -70,6 +65,8 @@ export type CloseReason =
 /** What a connection needs from the gateway that runs it. */
 export interface ConnectionContext {
   readonly services: Services;
+  /** The gateway's own reads and writes of device rows (statements written once). */
+  readonly devices: GatewayDevices;
   readonly serverKey: ServerKey;
   readonly logger: Logger;
   readonly limits: ConnectionLimits;
@@ -83,6 +80,8 @@ export interface ConnectionContext {
   readonly routes: SubscriptionIndex<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
+  /** The `error` listener of every device socket (`this` is the socket): one function, not one per connection. */
+  readonly onSocketError: (this: Duplex, error: Error) => void;
 }
 
 /** Events the cloud keeps to itself: the claim code is a secret, the hardware facts are for the gateway. */
@@ -129,32 +128,6 @@ export interface DeviceTransport {
   stillThere?(): Promise<boolean>;
 }
 
-/** The Gen 2 channel: each message encrypted (AES-CBC chain) and framed; one write per burst. */
-function tcpChannel(socket: Duplex, ciphers: SessionCiphers): MessageChannel {
-  let corked = false;
-  return {
-    unreliable: false,
-    send(message) {
-      const body = ciphers.send.encrypt(message);
-      // Messages sent while handling one burst from the device (the connect sequence brings nine) leave in one
-      // write: each socket write is a system call that cost a handshake more CPU than its AES
-      // (bench/README.md, handshake).
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          corked = false;
-          socket.uncork();
-        });
-      }
-      socket.write(encodeFrame(body));
-    },
-    close() {
-      socket.destroy();
-    },
-  };
-}
-
 /**
  * One authenticated device connection: the encrypted CoAP session after the handshake. Owns the send
  * chain, the pending requests (by 1-byte token) and the device's subscriptions.
@@ -164,10 +137,10 @@ export class DeviceSession {
   readonly #channel: MessageChannel;
   readonly #context: ConnectionContext;
   readonly #log: Logger;
-  readonly #pending = new Map<number, Pending>();
+  /** Requests waiting for the device's response, by token; made on the first request (most sessions make none). */
+  #pending: Map<number, Pending> | undefined;
   #messageId = randomInt(0x10000);
-  #device: DeviceRow;
-  #variables: Record<string, number> = {};
+  #device: SessionDevice;
   #lastHeardWritten = 0;
   #closed = false;
   #closeReason: CloseReason | undefined;
@@ -175,7 +148,7 @@ export class DeviceSession {
   constructor(options: {
     channel: MessageChannel;
     context: ConnectionContext;
-    device: DeviceRow;
+    device: SessionDevice;
     log: Logger;
     /** When `last_heard` was last written for this device (the Hello writes it). @default never */
     heardAt?: number;
@@ -185,13 +158,28 @@ export class DeviceSession {
     this.#device = options.device;
     this.deviceId = options.device.id;
     this.#log = options.log;
-    this.#variables = parseVariables(options.device.variables);
     this.#lastHeardWritten = options.heardAt ?? 0;
   }
 
-  /** The device row as last read (owner and product for event routing). */
-  get device(): DeviceRow {
+  /** The device as last read (owner and product for event routing). */
+  get device(): SessionDevice {
     return this.#device;
+  }
+
+  /** Takes the owner the session's registration found (the row may have changed since the handshake read it). */
+  registered(claimed: ClaimedDevice): void {
+    const device = this.#device;
+    if (
+      device.owner_user_id !== claimed.owner_user_id ||
+      device.owner_customer_id !== claimed.owner_customer_id ||
+      device.product_id !== claimed.product_id
+    )
+      this.#setDevice({
+        ...device,
+        owner_user_id: claimed.owner_user_id,
+        owner_customer_id: claimed.owner_customer_id,
+        product_id: claimed.product_id,
+      });
   }
 
   /** Sends one message over the session's channel. */
@@ -217,7 +205,7 @@ export class DeviceSession {
     this.#closeReason = reason;
     // Its subscriptions stop routing events here (a replaced session, a connection that ended).
     this.#context.routes.remove(this);
-    for (const pending of this.#pending.values())
+    for (const pending of this.#pending?.values() ?? [])
       pending.resolve({
         kind: "response",
         type: "ACK",
@@ -226,17 +214,14 @@ export class DeviceSession {
         token: undefined,
         payload: new Uint8Array(0),
       });
-    this.#pending.clear();
+    this.#pending?.clear();
     this.#channel.close();
   }
 
   /** Re-reads the device row, after a claim or an ownership change made elsewhere. */
   async refresh(): Promise<void> {
-    const row = await this.#context.services.devices.get(this.deviceId);
-    if (row) {
-      this.#setDevice(row);
-      this.#variables = parseVariables(row.variables);
-    }
+    const row = await this.#context.devices.forSession(this.deviceId);
+    if (row) this.#setDevice(row);
   }
 
   /** An event for this device, if one of its subscriptions wants it. @see spec/device-protocols.md B.4 (Event S→D) */
@@ -250,7 +235,7 @@ export class DeviceSession {
   }
 
   /** Keeps the device row and the routes of its subscriptions (which follow its owner) up to date. */
-  #setDevice(row: DeviceRow): void {
+  #setDevice(row: SessionDevice): void {
     this.#device = row;
     this.#context.routes.setOwner(this, ownerKeyOf(row));
   }
@@ -294,7 +279,8 @@ export class DeviceSession {
         if (!response) return { ok: false, error: "timeout" };
         if (coapCodeClass(response.code) !== 2)
           return { ok: false, error: response.code === COAP_CODES.NOT_FOUND ? "not_found" : "device_error" };
-        const type = TYPE_BY_CODE.get(this.#variables[command.name] ?? VARIABLE_TYPES.STRING) ?? "STRING";
+        const types = parseVariables(this.#device.variables);
+        const type = TYPE_BY_CODE.get(types[command.name] ?? VARIABLE_TYPES.STRING) ?? "STRING";
         return { ok: true, value: decodeVariableValue(response.payload, type).value };
       }
       case "signal": {
@@ -323,18 +309,19 @@ export class DeviceSession {
   #request(
     build: (token: number) => ServerMessage,
   ): Promise<Extract<DeviceMessage, { kind: "response" }> | undefined> {
+    const pending = (this.#pending ??= new Map<number, Pending>());
     let token = randomInt(256);
-    for (let tries = 0; this.#pending.has(token) && tries < 256; tries++) token = (token + 1) & 0xff;
-    if (this.#pending.has(token)) return Promise.resolve(undefined);
+    for (let tries = 0; pending.has(token) && tries < 256; tries++) token = (token + 1) & 0xff;
+    if (pending.has(token)) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(token);
+        pending.delete(token);
         resolve(undefined);
       }, this.#context.services.config.deviceRequestTimeoutMs);
-      this.#pending.set(token, {
+      pending.set(token, {
         resolve: (message) => {
           clearTimeout(timer);
-          this.#pending.delete(token);
+          pending.delete(token);
           resolve(message);
         },
       });
@@ -344,7 +331,9 @@ export class DeviceSession {
 
   /** Handles one message from the device. Dispatch table of spec B.4; anything unexpected closes the session. */
   async handle(message: DeviceMessage): Promise<void> {
-    await this.#heard();
+    // At most one `last_heard` write a minute: most messages need no wait (nor a promise) for it.
+    const now = this.#context.services.config.clock();
+    if (now - this.#lastHeardWritten >= LAST_HEARD_WRITE_INTERVAL_MS) await this.#heard(now);
     switch (message.kind) {
       case "ping":
         this.send({ kind: "ack", messageId: message.messageId });
@@ -352,7 +341,7 @@ export class DeviceSession {
       case "ack":
         return;
       case "response":
-        if (message.token !== undefined) this.#pending.get(message.token)?.resolve(message);
+        if (message.token !== undefined) this.#pending?.get(message.token)?.resolve(message);
         // A describe response comes CON and wants an ACK. @see spec B.4 (Describe request)
         if (message.type === "CON") this.send({ kind: "ack", messageId: message.messageId });
         return;
@@ -417,14 +406,9 @@ export class DeviceSession {
       changes.variables = JSON.stringify(variables);
     }
     if (Object.keys(changes).length === 0) return;
-    await this.#context.services.db
-      .updateTable("devices")
-      .set(changes)
-      .where("id", "=", this.deviceId)
-      .execute();
+    await this.#context.devices.setDescribe(this.deviceId, changes);
     // What was just written is all that changed: no need to read the row back.
-    this.#setDevice({ ...this.#device, ...changes });
-    if (changes.variables !== undefined) this.#variables = parseVariables(changes.variables);
+    if (changes.variables !== undefined) this.#device = { ...this.#device, variables: changes.variables };
   }
 
   /** A device event: the claim code goes to the claim service; others are published to the streams. */
@@ -497,15 +481,13 @@ export class DeviceSession {
     });
   }
 
-  async #heard(): Promise<void> {
-    const now = this.#context.services.config.clock();
-    if (now - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS) return;
+  async #heard(now: number): Promise<void> {
     this.#lastHeardWritten = now;
     // Only the current session writes presence; a replaced one finds out and closes.
     const lease = this.#context.registry.lease(this);
     if (!lease) return;
     try {
-      if (!(await touchSession(this.#context.services.db, lease, now))) this.close("replaced");
+      if (!(await this.#context.registry.presence.touch(lease, now))) this.close("replaced");
     } catch (error) {
       // The database is away: the device stays connected; `last_heard` is written at the next interval.
       this.#log.warn({ err: error, deviceId: this.deviceId }, "could not write last_heard");
@@ -584,12 +566,12 @@ export interface RunDeviceSessionOptions {
    * The device, from its Hello: over TCP the handshake already named and authenticated it; over UDP the Hello
    * names it and this checks that the DTLS peer key is the one registered for that ID (throws SessionEnd).
    */
-  readonly device: (hello: HelloPayload) => Promise<DeviceRow>;
+  readonly device: (hello: HelloPayload) => Promise<SessionDevice>;
   /**
    * A session restored from the database after a restart: the device is mid-session and sends no Hello, so
    * the session starts from this row. @see issue 12 "Sessions that survive"
    */
-  readonly resumed?: DeviceRow;
+  readonly resumed?: SessionDevice;
 }
 
 /**
@@ -598,65 +580,13 @@ export interface RunDeviceSessionOptions {
  */
 export async function runDeviceSession(options: RunDeviceSessionOptions): Promise<CloseReason> {
   const { transport, context, remoteAddress: ip } = options;
-  const { services, limits, logger: log } = context;
-  const { channel } = transport;
-  let session: DeviceSession | undefined;
-  let lease: SessionLease | undefined;
-  let deviceId: string | undefined;
+  const { limits, logger: log } = context;
+  // Only what the loop needs stays alive while the device is idle: the opening's locals (the Hello, the row,
+  // the facts) belong to `openSession`, whose frame is gone once it returns (bench/README.md, connections).
+  const opening: Opening = { session: undefined, lease: undefined, deviceId: undefined };
   let reason: CloseReason;
   try {
-    const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
-    if (hello && hello.kind !== "hello")
-      throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
-    const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
-    if (!device) throw new SessionEnd("bad_frame", "no Hello");
-    deviceId = device.id;
-    const id = device.id;
-    const now = services.config.clock();
-    // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
-    session = new DeviceSession({ channel, context, device, log, heardAt: now });
-    if (hello && channel.unreliable) {
-      // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
-      session.send({ kind: "ack", messageId: hello.messageId });
-    } else if (hello) {
-      // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
-      session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
-    }
-    const hasProduct =
-      hello !== undefined &&
-      hello.hello.productId !== 0 &&
-      hello.hello.productId !== 0xffff &&
-      hello.hello.productId !== hello.hello.platformId;
-    // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
-    if (hello)
-      await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
-    // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
-    // session (no Hello) keeps the facts the device gave last time.
-    lease = await context.registry.open(
-      session,
-      hello
-        ? {
-            last_handshake_at: now,
-            last_heard: now,
-            last_ip_address: ip,
-            platform_id: hello.hello.platformId,
-            platform_confirmed: 1,
-            ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
-            ...(hello.hello.layout === "3.x"
-              ? { system_firmware_version: String(hello.hello.systemVersion) }
-              : {}),
-            updated_at: now,
-          }
-        : { last_heard: now, updated_at: now },
-    );
-    await session.refresh();
-    log.info(
-      { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
-      "device online",
-    );
-    await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
-    if (hello && (hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
-
+    const session = await openSession(options, opening);
     for (;;) {
       let message: DeviceMessage;
       try {
@@ -674,10 +604,14 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
       await session.handle(message);
     }
   } catch (error) {
-    reason = endReason(error, log, { ip, deviceId, closedFor: session?.closeReason });
+    reason = endReason(error, log, {
+      ip,
+      deviceId: opening.deviceId,
+      closedFor: opening.session?.closeReason,
+    });
   }
-  if (session) {
-    const ended = session;
+  const { session: ended, lease } = opening;
+  if (ended) {
     ended.close();
     // Only the holder of the current epoch takes the device offline and says so.
     await context.registry
@@ -688,12 +622,79 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
         await ended.publish({ name: "spark/status", data: "offline", ttl: 60, isPublic: false });
       })
       .catch((error: unknown) =>
-        log.error({ err: error, ip, deviceId }, "could not mark the device offline"),
+        log.error({ err: error, ip, deviceId: opening.deviceId }, "could not mark the device offline"),
       );
   } else {
-    channel.close();
+    transport.channel.close();
   }
   return reason;
+}
+
+/** What {@link openSession} got to before it returned or failed, for the end of the session. */
+interface Opening {
+  session: DeviceSession | undefined;
+  lease: SessionLease | undefined;
+  deviceId: string | undefined;
+}
+
+/** The Hello, the device, the registration (a new epoch) and `online`: a session ready for its loop. */
+async function openSession(options: RunDeviceSessionOptions, opening: Opening): Promise<DeviceSession> {
+  const { transport, context, remoteAddress: ip } = options;
+  const { services, limits, logger: log } = context;
+  const { channel } = transport;
+  const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
+  if (hello && hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
+  const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
+  if (!device) throw new SessionEnd("bad_frame", "no Hello");
+  opening.deviceId = device.id;
+  const id = device.id;
+  const now = services.config.clock();
+  // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
+  const session = new DeviceSession({ channel, context, device, log, heardAt: now });
+  opening.session = session;
+  if (hello && channel.unreliable) {
+    // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
+    session.send({ kind: "ack", messageId: hello.messageId });
+  } else if (hello) {
+    // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
+    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
+  }
+  const hasProduct =
+    hello !== undefined &&
+    hello.hello.productId !== 0 &&
+    hello.hello.productId !== 0xffff &&
+    hello.hello.productId !== hello.hello.platformId;
+  // Before the platform is stored as confirmed, so that a confirmed platform means the product was checked.
+  if (hello && device.product_id !== null)
+    await leaveProductOfOtherPlatform(services, { deviceId: id, platformId: hello.hello.platformId, log });
+  // A new session epoch: this connection is now the device's one live session, cluster-wide. A restored
+  // session (no Hello) keeps the facts the device gave last time.
+  const claimed = await context.registry.open(
+    session,
+    hello
+      ? {
+          last_handshake_at: now,
+          last_heard: now,
+          last_ip_address: ip,
+          platform_id: hello.hello.platformId,
+          platform_confirmed: 1,
+          ...(hasProduct ? { firmware_version: hello.hello.productVersion } : {}),
+          ...(hello.hello.layout === "3.x"
+            ? { system_firmware_version: String(hello.hello.systemVersion) }
+            : {}),
+          updated_at: now,
+        }
+      : { last_heard: now, updated_at: now },
+  );
+  opening.lease = claimed.lease;
+  session.registered(claimed);
+  log.info(
+    { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
+    "device online",
+  );
+  await session.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+  if (hello && (hello.hello.flags & HELLO_FLAGS.DEVICE_INITIATED_DESCRIBE) === 0) session.requestDescribe();
+  return session;
 }
 
 /**
@@ -702,19 +703,55 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
  * failure closes the socket, is logged and counted. Works over any duplex stream, so tests can use an
  * in-memory pair.
  */
-export async function handleDeviceConnection(
+export function handleDeviceConnection(
   socket: Duplex,
   context: ConnectionContext,
   remoteAddress = "unknown",
 ): Promise<void> {
-  const { services, limits, logger: log } = context;
   // Each line names the device's address itself: a pino child logger per connection would cost every held
   // connection ~1.5 KB of heap (bench/README.md, connections).
   const ip = remoteAddress;
+  socket.on("error", context.onSocketError);
+  // Chained rather than awaited: while the device is connected, nothing of the handshake stays alive.
+  return handshake(socket, context, ip)
+    .then(
+      ({ device, transport }) =>
+        runDeviceSession({
+          transport,
+          context,
+          remoteAddress,
+          device: () => Promise.resolve(device),
+        }),
+      (error: unknown) => {
+        socket.destroy();
+        return endReason(error, context.logger, {
+          ip,
+          deviceId: error instanceof HandshakeFailure ? error.deviceId : undefined,
+        });
+      },
+    )
+    .then((reason) => context.closed(reason));
+}
+
+/** A handshake that failed, with the device it named (if it got that far). */
+class HandshakeFailure extends SessionEnd {
+  constructor(
+    end: SessionEnd,
+    readonly deviceId: string | undefined,
+  ) {
+    super(end.reason, end.message);
+  }
+}
+
+/** The handshake (spec B.2): the device authenticated, and the encrypted transport of its session. */
+async function handshake(
+  socket: Duplex,
+  context: ConnectionContext,
+  ip: string,
+): Promise<{ device: SessionDevice; transport: TcpTransport }> {
+  const { services, limits, logger: log } = context;
   const reader = new ByteReader(socket);
-  let reason: CloseReason = "device_closed";
   let deviceId: string | undefined;
-  socket.on("error", (error) => log.debug({ err: error, ip, deviceId }, "device socket error"));
   try {
     // B.2 step 1: the nonce, at once.
     const nonce = new Uint8Array(randomBytes(HANDSHAKE_NONCE_LENGTH));
@@ -739,22 +776,22 @@ export async function handleDeviceConnection(
     deviceId = plaintext.deviceId;
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
-    let device = await services.devices.get(id);
+    let device = await context.devices.forHandshake(id);
     let devicePublicKey: KeyObject | undefined;
     if (!device) {
       if (!limits.autoRegister || !offered) {
-        await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "unknown_device" });
+        await recordAttempt(services, { deviceId: id, ip, reason: "unknown_device" });
         throw new SessionEnd("unknown_device");
       }
       await autoRegister(services, { deviceId: id, offered });
-      device = await services.devices.get(id);
+      device = await context.devices.forHandshake(id);
       if (!device) throw new SessionEnd("unknown_device");
       log.warn({ ip, deviceId: id }, "registered an unknown device's key (--auto-register-devices)");
       devicePublicKey = createPublicKey(device.public_key);
     } else {
       devicePublicKey = offered && registeredKeyIfOffered(device.public_key, offered);
       if (!devicePublicKey) {
-        await recordAttempt(services, { deviceId: id, ip: remoteAddress, reason: "key_mismatch" });
+        await recordAttempt(services, { deviceId: id, ip, reason: "key_mismatch" });
         throw new SessionEnd("key_mismatch");
       }
     }
@@ -765,67 +802,29 @@ export async function handleDeviceConnection(
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
     socket.write(await context.crypto.reply(devicePublicKey, credentials));
-    const ciphers = createSessionCiphers(credentials);
-
-    // B.2 step 6 and B.3: framed, encrypted CoAP from here on. The first message must be the Hello.
-    const splitter = new FrameSplitter({ maxFrameLength: limits.maxFrameLength });
-    const queue: Uint8Array[] = [];
-    let wake: (() => void) | undefined;
-    let ended = false;
-    let failure: unknown;
-    const take = (chunk: Uint8Array) => {
-      try {
-        for (const frame of splitter.push(chunk)) queue.push(frame);
-      } catch (error) {
-        failure = error;
-      }
-      wake?.();
-    };
-    const leftover = reader.detach();
-    if (leftover.length > 0) take(leftover);
-    socket.on("data", (chunk: Buffer) => take(new Uint8Array(chunk)));
-    socket.on("close", () => {
-      ended = true;
-      wake?.();
+    // B.2 step 6 and B.3: framed, encrypted CoAP from here on; the first message must be the Hello.
+    const transport = new TcpTransport({
+      socket,
+      ciphers: new SessionCipherPair(credentials),
+      maxFrameLength: limits.maxFrameLength,
+      leftover: reader.detach(),
     });
-    const next = async (timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> => {
-      for (;;) {
-        if (failure)
-          throw new SessionEnd("bad_frame", failure instanceof Error ? failure.message : "frame error");
-        const frame = queue.shift();
-        if (frame) {
-          try {
-            return decodeMessage(ciphers.receive.decrypt(frame), "device");
-          } catch (error) {
-            throw new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error));
-          }
-        }
-        if (ended) throw new SessionEnd("device_closed");
-        const timedOut = await new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(true), timeoutMs);
-          wake = () => {
-            clearTimeout(timer);
-            resolve(false);
-          };
-        });
-        wake = undefined;
-        if (timedOut) throw new SessionEnd(timeoutReason);
-      }
+    // The session keeps what it needs of the row, not the key.
+    return {
+      device: {
+        id: device.id,
+        owner_user_id: device.owner_user_id,
+        owner_customer_id: device.owner_customer_id,
+        product_id: device.product_id,
+        variables: device.variables,
+      },
+      transport,
     };
-    const known = device;
-    reason = await runDeviceSession({
-      transport: { channel: tcpChannel(socket, ciphers), next },
-      context,
-      remoteAddress,
-      device: () => Promise.resolve(known),
-    });
   } catch (error) {
-    reason = endReason(error, log, { ip, deviceId });
-    socket.destroy();
-  } finally {
     reader.detach();
+    if (error instanceof SessionEnd) throw new HandshakeFailure(error, deviceId);
+    throw error;
   }
-  context.closed(reason);
 }
 
 /**

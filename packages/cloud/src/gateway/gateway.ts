@@ -1,5 +1,6 @@
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 
 import type { Membership } from "../cluster/membership.js";
@@ -8,6 +9,7 @@ import type { Services } from "../services/index.js";
 import type { CloseReason, ConnectionContext, ConnectionLimits, DeviceSession } from "./connection.js";
 import { handleDeviceConnection } from "./connection.js";
 import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
+import { GatewayDevices } from "./device-reads.js";
 import { SubscriptionIndex } from "./event-routing.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
@@ -116,22 +118,30 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const context: ConnectionContext = {
     nodeId,
     services,
+    devices: new GatewayDevices(services.db),
     serverKey: options.serverKey,
     logger,
     limits,
     crypto,
     registry,
     routes,
+    onSocketError(this: Duplex, error: Error) {
+      logger.debug({ err: error, ip: (this as Partial<Socket>).remoteAddress }, "device socket error");
+    },
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
     },
   };
 
+  function forget(this: Socket): void {
+    sockets.delete(this);
+  }
   const server: Server = createServer({ noDelay: true }, (socket) => {
     stats.accepted += 1;
     sockets.add(socket);
     socket.setKeepAlive(true, 15_000);
-    socket.on("close", () => sockets.delete(socket));
+    // One listener for every socket (`this` is the socket): a closure per connection costs each held device.
+    socket.on("close", forget);
     void handleDeviceConnection(socket, context, socket.remoteAddress ?? "unknown");
   });
   server.on("error", (error) => logger.error({ err: error }, "device gateway error"));

@@ -1,5 +1,5 @@
 import type { Kysely, Updateable } from "kysely";
-import { sql } from "kysely";
+import { CompiledQuery, PostgresAdapter, sql } from "kysely";
 
 import type { Database, DevicesTable } from "../storage/schema.js";
 
@@ -198,4 +198,253 @@ export async function sweepOrphans(db: Kysely<Database>, now: number): Promise<S
     if (result.numUpdatedRows > 0n) swept.push(device);
   }
   return swept;
+}
+
+/** The Hello's facts a session registers with; columns left out keep their stored value. */
+export interface PresenceFacts {
+  readonly last_heard: number;
+  readonly updated_at: number;
+  readonly last_handshake_at?: number;
+  readonly last_ip_address?: string;
+  readonly platform_id?: number;
+  readonly platform_confirmed?: number;
+  readonly firmware_version?: number;
+  readonly system_firmware_version?: string;
+}
+
+/** What a registered session learns of its device with its lease: who owns it now. */
+export interface ClaimedDevice {
+  readonly lease: SessionLease;
+  readonly owner_user_id: string | null;
+  readonly owner_customer_id: string | null;
+  readonly product_id: number | null;
+}
+
+/** Rows per statement: far below SQLite's and PostgreSQL's limits, small enough to keep a statement short. */
+const PRESENCE_BATCH_LIMIT = 1000;
+
+// Each batch is one statement whatever its size: the rows travel as one JSON parameter (SQLite `json_each`,
+// PostgreSQL `jsonb_to_recordset`), so the SQL text never changes and is compiled once per connection.
+const CLAIM_COLUMNS = `
+  online = 1,
+  gateway_node = {node},
+  session_epoch = d.session_epoch + 1,
+  last_heard = v.lh,
+  updated_at = v.ua,
+  last_handshake_at = coalesce(v.hs, d.last_handshake_at),
+  last_ip_address = coalesce(v.ip, d.last_ip_address),
+  platform_id = coalesce(v.pl, d.platform_id),
+  platform_confirmed = coalesce(v.pc, d.platform_confirmed),
+  firmware_version = coalesce(v.fw, d.firmware_version),
+  system_firmware_version = coalesce(v.sv, d.system_firmware_version)`;
+
+const PRESENCE_SQL = {
+  // SQLite's RETURNING names the updated table's columns unqualified (and only those).
+  sqlite: {
+    claim: `update devices as d set ${CLAIM_COLUMNS.replace("{node}", "?")}
+      from (select value ->> '$.id' as id, value ->> '$.lh' as lh, value ->> '$.ua' as ua, value ->> '$.hs' as hs,
+              value ->> '$.ip' as ip, value ->> '$.pl' as pl, value ->> '$.pc' as pc, value ->> '$.fw' as fw,
+              value ->> '$.sv' as sv
+            from json_each(?)) as v
+      where d.id = v.id
+      returning id, session_epoch, owner_user_id, owner_customer_id, product_id`,
+    touch: `update devices as d set last_heard = v.at
+      from (select value ->> '$.id' as id, value ->> '$.e' as e, value ->> '$.at' as at from json_each(?)) as v
+      where d.id = v.id and d.session_epoch = v.e
+      returning id, session_epoch`,
+    release: `update devices as d set online = 0, gateway_node = null, last_heard = v.at, updated_at = v.at
+      from (select value ->> '$.id' as id, value ->> '$.e' as e, value ->> '$.at' as at from json_each(?)) as v
+      where d.id = v.id and d.session_epoch = v.e and d.gateway_node = ?
+      returning id, session_epoch`,
+  },
+  postgres: {
+    claim: `update devices as d set ${CLAIM_COLUMNS.replace("{node}", "$1")}
+      from jsonb_to_recordset($2::jsonb) as v(id text, lh bigint, ua bigint, hs bigint, ip text, pl integer,
+        pc integer, fw integer, sv text)
+      where d.id = v.id
+      returning d.id, d.session_epoch, d.owner_user_id, d.owner_customer_id, d.product_id`,
+    touch: `update devices as d set last_heard = v.at
+      from jsonb_to_recordset($1::jsonb) as v(id text, e bigint, at bigint)
+      where d.id = v.id and d.session_epoch = v.e
+      returning d.id, d.session_epoch`,
+    release: `update devices as d set online = 0, gateway_node = null, last_heard = v.at, updated_at = v.at
+      from jsonb_to_recordset($1::jsonb) as v(id text, e bigint, at bigint)
+      where d.id = v.id and d.session_epoch = v.e and d.gateway_node = $2
+      returning d.id, d.session_epoch`,
+  },
+} as const;
+
+/** The SQL dialect a Kysely instance speaks, from its adapter. */
+export function dialectOf(db: Kysely<Database>): "sqlite" | "postgres" {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? "postgres" : "sqlite";
+}
+
+interface Waiting<TRow, TResult> {
+  readonly row: TRow;
+  resolve(result: TResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Group writes: rows queued during one turn of the event loop leave together, in one statement, at the next
+ * turn (`setImmediate`); while a statement runs, new rows wait for the next one. A device appears at most
+ * once per statement (a second row for it waits for the following statement), so each statement's effect
+ * is the same as running its rows one by one in queue order.
+ */
+export class Batcher<TRow extends { readonly id: string }, TResult> {
+  #queue: Waiting<TRow, TResult>[] = [];
+  #scheduled = false;
+  #running = false;
+  readonly #run: (rows: readonly TRow[]) => Promise<TResult[]>;
+  /** Statements run so far (tests and benchmarks count them). */
+  statements = 0;
+
+  constructor(run: (rows: readonly TRow[]) => Promise<TResult[]>) {
+    this.#run = run;
+  }
+
+  add(row: TRow): Promise<TResult> {
+    return new Promise<TResult>((resolve, reject) => {
+      this.#queue.push({ row, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#running) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#queue.length === 0) return;
+    this.#running = true;
+    const batch: Waiting<TRow, TResult>[] = [];
+    const rest: Waiting<TRow, TResult>[] = [];
+    const ids = new Set<string>();
+    for (const waiting of this.#queue) {
+      if (batch.length < PRESENCE_BATCH_LIMIT && !ids.has(waiting.row.id)) {
+        ids.add(waiting.row.id);
+        batch.push(waiting);
+      } else rest.push(waiting);
+    }
+    this.#queue = rest;
+    try {
+      this.statements += 1;
+      const results = await this.#run(batch.map((waiting) => waiting.row));
+      batch.forEach((waiting, index) => waiting.resolve(results[index] as TResult));
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error);
+    } finally {
+      this.#running = false;
+      if (this.#queue.length > 0) this.#schedule();
+    }
+  }
+}
+
+interface ClaimRow {
+  readonly id: string;
+  readonly facts: PresenceFacts;
+}
+interface LeaseRow {
+  readonly id: string;
+  readonly lease: SessionLease;
+  readonly now: number;
+}
+
+/**
+ * This node's presence writes, batched per turn of the event loop: many devices registering, heard from or
+ * leaving in one turn cost one statement each way, not one per device. The fencing is that of
+ * {@link claimSession}, {@link touchSession} and {@link releaseSession}, row by row: a claim bumps each
+ * device's epoch; a touch or a release changes a device only under the epoch it was made with.
+ */
+export class PresenceWriter {
+  readonly #db: Kysely<Database>;
+  readonly #nodeId: string;
+  readonly #sql: (typeof PRESENCE_SQL)["sqlite" | "postgres"];
+  readonly #postgres: boolean;
+  readonly #claims: Batcher<ClaimRow, ClaimedDevice | undefined>;
+  readonly #touches: Batcher<LeaseRow, boolean>;
+  readonly #releases: Batcher<LeaseRow, boolean>;
+
+  constructor(db: Kysely<Database>, nodeId: string) {
+    this.#db = db;
+    this.#nodeId = nodeId;
+    this.#postgres = dialectOf(db) === "postgres";
+    this.#sql = PRESENCE_SQL[this.#postgres ? "postgres" : "sqlite"];
+    this.#claims = new Batcher((rows) => this.#claimAll(rows));
+    this.#touches = new Batcher((rows) => this.#fenced(this.#sql.touch, rows));
+    this.#releases = new Batcher((rows) => this.#fenced(this.#sql.release, rows, this.#nodeId));
+  }
+
+  /** Statements written so far, by kind. */
+  get statements(): { claims: number; touches: number; releases: number } {
+    return {
+      claims: this.#claims.statements,
+      touches: this.#touches.statements,
+      releases: this.#releases.statements,
+    };
+  }
+
+  /** Registers a session (see {@link claimSession}); undefined when the device no longer exists. */
+  claim(deviceId: string, facts: PresenceFacts): Promise<ClaimedDevice | undefined> {
+    return this.#claims.add({ id: deviceId, facts });
+  }
+
+  /** Writes `last_heard` under the lease's epoch (see {@link touchSession}). */
+  touch(lease: SessionLease, now: number): Promise<boolean> {
+    return this.#touches.add({ id: lease.deviceId, lease, now });
+  }
+
+  /** Takes the device offline under the lease's epoch (see {@link releaseSession}). */
+  release(lease: SessionLease, now: number): Promise<boolean> {
+    return this.#releases.add({ id: lease.deviceId, lease, now });
+  }
+
+  async #claimAll(rows: readonly ClaimRow[]): Promise<(ClaimedDevice | undefined)[]> {
+    const json = JSON.stringify(
+      rows.map(({ id, facts }) => ({
+        id,
+        lh: facts.last_heard,
+        ua: facts.updated_at,
+        hs: facts.last_handshake_at,
+        ip: facts.last_ip_address,
+        pl: facts.platform_id,
+        pc: facts.platform_confirmed,
+        fw: facts.firmware_version,
+        sv: facts.system_firmware_version,
+      })),
+    );
+    const result = await this.#db.executeQuery<{
+      id: string;
+      session_epoch: number | string;
+      owner_user_id: string | null;
+      owner_customer_id: string | null;
+      product_id: number | null;
+    }>(CompiledQuery.raw(this.#sql.claim, [this.#nodeId, json]));
+    const byId = new Map(result.rows.map((row) => [row.id, row]));
+    return rows.map(({ id }) => {
+      const row = byId.get(id);
+      if (!row) return undefined;
+      return {
+        lease: { deviceId: id, nodeId: this.#nodeId, epoch: Number(row.session_epoch) },
+        owner_user_id: row.owner_user_id,
+        owner_customer_id: row.owner_customer_id,
+        product_id: row.product_id,
+      };
+    });
+  }
+
+  async #fenced(text: string, rows: readonly LeaseRow[], nodeId?: string): Promise<boolean[]> {
+    const json = JSON.stringify(rows.map(({ id, lease, now }) => ({ id, e: lease.epoch, at: now })));
+    const parameters = nodeId === undefined ? [json] : [json, nodeId];
+    const result = await this.#db.executeQuery<{ id: string; session_epoch: number | string }>(
+      CompiledQuery.raw(text, parameters),
+    );
+    const written = new Set(result.rows.map((row) => `${row.id}/${Number(row.session_epoch)}`));
+    return rows.map(({ id, lease }) => written.has(`${id}/${lease.epoch}`));
+  }
 }

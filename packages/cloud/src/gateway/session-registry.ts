@@ -1,12 +1,15 @@
-import type { Updateable } from "kysely";
 import type { Logger } from "pino";
 
 import type { Beat } from "../cluster/membership.js";
-import type { DeviceCommand, DeviceCommandResult, SessionClaim } from "../events/bus.js";
+import type {
+  DeviceCommand,
+  DeviceCommandHandler,
+  DeviceCommandResult,
+  SessionClaim,
+} from "../events/bus.js";
 import type { Services } from "../services/index.js";
-import type { DevicesTable } from "../storage/schema.js";
-import type { SessionLease } from "./presence.js";
-import { claimSession, reconcileSessions, releaseSession } from "./presence.js";
+import type { ClaimedDevice, PresenceFacts, SessionLease } from "./presence.js";
+import { PresenceWriter, reconcileSessions } from "./presence.js";
 
 /** What the registry needs of a live device session, whatever its transport. */
 export interface RegisteredSession {
@@ -32,6 +35,8 @@ export class SessionRegistry<TSession extends RegisteredSession> {
   readonly #unsubscribe: () => void;
   /** Devices whose session is being registered or released right now: their rows are in flux. */
   readonly #inFlux = new Map<string, number>();
+  /** Presence writes of this node's sessions, one statement per kind per turn of the event loop. */
+  readonly presence: PresenceWriter;
   /** Called when the number of sessions changes. */
   onSizeChange: (size: number) => void = () => undefined;
 
@@ -39,6 +44,7 @@ export class SessionRegistry<TSession extends RegisteredSession> {
     this.#services = options.services;
     this.#nodeId = options.nodeId;
     this.#log = options.logger;
+    this.presence = new PresenceWriter(options.services.db, options.nodeId);
     this.#unsubscribe = this.#services.bus.onSessionClaim((claim) => this.#fence(claim));
   }
 
@@ -66,17 +72,19 @@ export class SessionRegistry<TSession extends RegisteredSession> {
   /**
    * Registers a session once the device is authenticated: a new epoch in the database (the device listed
    * online on this node with the Hello's facts), the older local session closed, the command subject
-   * served, and every node told.
+   * served, and every node told. Returns the lease with the device's owner as of the new epoch.
    */
-  async open(session: TSession, facts: Updateable<DevicesTable>): Promise<SessionLease> {
-    const lease = await this.#whileInFlux(session.deviceId, () =>
-      claimSession(this.#services.db, { deviceId: session.deviceId, nodeId: this.#nodeId, facts }),
+  async open(session: TSession, facts: PresenceFacts): Promise<ClaimedDevice> {
+    const claimed = await this.#whileInFlux(session.deviceId, () =>
+      this.presence.claim(session.deviceId, facts),
     );
+    if (!claimed) throw new Error(`device ${session.deviceId} is not registered`);
+    const { lease } = claimed;
     const previous = this.#sessions.get(session.deviceId);
     if (previous && previous.lease.epoch > lease.epoch) {
       // A newer session of the device registered here meanwhile: this one lost the race.
       session.close("replaced");
-      return lease;
+      return claimed;
     }
     if (previous) {
       // A device that reconnects replaces its old connection (which may be half-open).
@@ -84,7 +92,23 @@ export class SessionRegistry<TSession extends RegisteredSession> {
       previous.stopServing();
       previous.session.close("replaced");
     }
-    const stopServing = this.#services.bus.serveDevice(session.deviceId, (command, minEpoch) => {
+    const stopServing = this.#services.bus.serveDevice(session.deviceId, this.#commands(session, lease));
+    this.#sessions.set(session.deviceId, { session, lease, stopServing });
+    this.onSizeChange(this.#sessions.size);
+    this.#services.bus.announceSession({
+      deviceId: session.deviceId,
+      epoch: lease.epoch,
+      nodeId: this.#nodeId,
+    });
+    return claimed;
+  }
+
+  /**
+   * The handler of a session's commands. Made here rather than in `open`, so that the closure, which lives as
+   * long as the session, holds the session and its lease and not the facts of its registration.
+   */
+  #commands(session: TSession, lease: SessionLease): DeviceCommandHandler {
+    return (command, minEpoch) => {
       const entry = this.#sessions.get(session.deviceId);
       if (entry?.session !== session) return Promise.resolve(undefined);
       if (minEpoch !== undefined && minEpoch > lease.epoch) {
@@ -93,15 +117,7 @@ export class SessionRegistry<TSession extends RegisteredSession> {
         return Promise.resolve(undefined);
       }
       return session.command(command);
-    });
-    this.#sessions.set(session.deviceId, { session, lease, stopServing });
-    this.onSizeChange(this.#sessions.size);
-    this.#services.bus.announceSession({
-      deviceId: session.deviceId,
-      epoch: lease.epoch,
-      nodeId: this.#nodeId,
-    });
-    return lease;
+    };
   }
 
   /**
@@ -117,7 +133,7 @@ export class SessionRegistry<TSession extends RegisteredSession> {
     }
     if (!lease) return false;
     return this.#whileInFlux(session.deviceId, () =>
-      releaseSession(this.#services.db, lease, this.#services.config.clock()),
+      this.presence.release(lease, this.#services.config.clock()),
     );
   }
 

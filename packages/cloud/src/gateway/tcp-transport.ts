@@ -1,0 +1,288 @@
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import type { Cipher, Decipher } from "node:crypto";
+import type { Duplex } from "node:stream";
+
+import type { DeviceMessage } from "@roost/protocol";
+import {
+  decodeMessage,
+  FRAME_HEADER_LENGTH,
+  MalformedFrameError,
+  MAX_FRAME_BODY_LENGTH,
+} from "@roost/protocol";
+
+import type { CloseReason, DeviceTransport, MessageChannel } from "./connection.js";
+import { SessionEnd } from "./connection.js";
+
+const BLOCK = 16;
+
+/**
+ * The two AES-128-CBC chains of a Gen 2 session in one 48-byte buffer (key, send IV, receive IV): each
+ * message is padded (PKCS#7) and encrypted under the chain's IV, and the next IV of that direction is the
+ * first block of the message's ciphertext (spec B.3). The same rule as `ChainedCipher` of `@roost/protocol`,
+ * kept in one small buffer because a node holds tens of thousands of sessions (bench/README.md, connections).
+ *
+ * The CBC is done by hand over AES-128-ECB contexts that live for one burst (until the next turn of the event
+ * loop): a device's connect sequence is about nine messages each way, and making an OpenSSL context per
+ * message cost more than the AES itself. An idle session holds no context.
+ */
+export class SessionCipherPair {
+  readonly #state: Buffer;
+  #encryptor: Cipher | undefined;
+  #decryptor: Decipher | undefined;
+
+  constructor(credentials: { key: Uint8Array; iv: Uint8Array }) {
+    if (credentials.key.length !== BLOCK || credentials.iv.length !== BLOCK)
+      throw new RangeError("AES-128 key and IV must be 16 bytes each");
+    const state = Buffer.allocUnsafeSlow(3 * BLOCK);
+    state.set(credentials.key, 0);
+    state.set(credentials.iv, BLOCK);
+    state.set(credentials.iv, 2 * BLOCK);
+    this.#state = state;
+  }
+
+  /** Pads and encrypts one message to send; chains the send IV. */
+  encrypt(plain: Uint8Array): Buffer {
+    const state = this.#state;
+    const padLength = BLOCK - (plain.length % BLOCK);
+    const length = plain.length + padLength;
+    const out = Buffer.allocUnsafe(length);
+    out.set(plain, 0);
+    out.fill(padLength, plain.length);
+    if (!this.#encryptor) {
+      const encryptor = createCipheriv("aes-128-ecb", state.subarray(0, BLOCK), null);
+      encryptor.setAutoPadding(false);
+      this.#encryptor = encryptor;
+      setImmediate(dropContexts, this);
+    }
+    // C[0] = E(P[0] ^ IV), C[i] = E(P[i] ^ C[i-1]), in place.
+    for (let at = 0; at < length; at += BLOCK) {
+      const chain = at === 0 ? BLOCK : at - BLOCK;
+      const source = at === 0 ? state : out;
+      for (let i = 0; i < BLOCK; i++) out[at + i] = (out[at + i] ?? 0) ^ (source[chain + i] ?? 0);
+      this.#encryptor.update(out.subarray(at, at + BLOCK)).copy(out, at);
+    }
+    out.copy(state, BLOCK, 0, BLOCK);
+    return out;
+  }
+
+  /**
+   * Decrypts and unpads one received message; chains the receive IV. When it throws, the chain is unchanged.
+   * @throws MalformedFrameError when the ciphertext is not whole blocks or its padding is invalid.
+   */
+  decrypt(ciphertext: Uint8Array): Uint8Array {
+    const length = ciphertext.length;
+    if (length === 0 || length % BLOCK !== 0)
+      throw new MalformedFrameError(`ciphertext length ${length} is not a positive multiple of 16`);
+    const state = this.#state;
+    if (!this.#decryptor) {
+      const decryptor = createDecipheriv("aes-128-ecb", state.subarray(0, BLOCK), null);
+      decryptor.setAutoPadding(false);
+      this.#decryptor = decryptor;
+      setImmediate(dropContexts, this);
+    }
+    // P[i] = D(C[i]) ^ C[i-1], with C[-1] the receive IV. Without padding, ECB returns every block at once.
+    const padded = this.#decryptor.update(ciphertext);
+    for (let i = 0; i < BLOCK; i++) padded[i] = (padded[i] ?? 0) ^ (state[2 * BLOCK + i] ?? 0);
+    for (let at = BLOCK; at < length; at++) padded[at] = (padded[at] ?? 0) ^ (ciphertext[at - BLOCK] ?? 0);
+    const padLength = padded[length - 1] ?? 0;
+    if (padLength < 1 || padLength > BLOCK)
+      throw new MalformedFrameError(`invalid PKCS#7 pad length ${padLength}`);
+    for (let at = length - padLength; at < length; at++)
+      if (padded[at] !== padLength) throw new MalformedFrameError("invalid PKCS#7 padding bytes");
+    state.set(ciphertext.subarray(0, BLOCK), 2 * BLOCK);
+    return padded.subarray(0, length - padLength);
+  }
+
+  /** @internal Drops the burst's AES contexts. */
+  dropContexts(): void {
+    this.#encryptor = undefined;
+    this.#decryptor = undefined;
+  }
+}
+
+function dropContexts(pair: SessionCipherPair): void {
+  pair.dropContexts();
+}
+
+/**
+ * A Gen 2 session's transport on its TCP stream: frames split as they arrive (spec B.3), decrypted and decoded
+ * when the session asks for the next message; replies to one burst leave in one write. One object with a few
+ * fields per held device, and nothing allocated while it waits but the wait's promise and timer.
+ */
+export class TcpTransport implements DeviceTransport, MessageChannel {
+  readonly unreliable = false;
+  readonly #socket: Duplex;
+  readonly #ciphers: SessionCipherPair;
+  readonly #maxFrameLength: number;
+  /** Complete frame bodies not yet read by the session. */
+  #frames: Uint8Array[] | undefined;
+  /** Bytes of an incomplete frame. */
+  #partial: Uint8Array | undefined;
+  #failure: string | undefined;
+  #ended = false;
+  #corked = false;
+  /** The session's pending `next`: settled when a frame, the end or the timeout comes. */
+  #waiting:
+    | {
+        resolve(message: DeviceMessage): void;
+        reject(error: SessionEnd): void;
+        readonly timeoutReason: CloseReason;
+        readonly timer: NodeJS.Timeout;
+      }
+    | undefined;
+
+  constructor(options: {
+    socket: Duplex;
+    ciphers: SessionCipherPair;
+    maxFrameLength: number;
+    leftover: Uint8Array;
+  }) {
+    this.#socket = options.socket;
+    this.#ciphers = options.ciphers;
+    this.#maxFrameLength = options.maxFrameLength;
+    if (options.leftover.length > 0) this.take(options.leftover);
+    // Listeners shared by every transport find theirs on the socket: no closures per held device.
+    (options.socket as TransportSocket)[TRANSPORT] = this;
+    options.socket.on("data", onData);
+    options.socket.on("close", onClose);
+  }
+
+  get channel(): MessageChannel {
+    return this;
+  }
+
+  /** Sends one encoded CoAP message, encrypted and framed; messages of one burst leave in one write. */
+  send(message: Uint8Array): void {
+    const body = this.#ciphers.encrypt(message);
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + body.length);
+    frame.writeUInt16BE(body.length, 0);
+    body.copy(frame, FRAME_HEADER_LENGTH);
+    // Messages sent while handling one burst from the device (the connect sequence brings nine) leave in one
+    // write: each socket write is a system call that cost a handshake more CPU than its AES (bench/README.md).
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.#socket.write(frame);
+  }
+
+  /** @internal */
+  uncorkNow(): void {
+    this.#corked = false;
+    this.#socket.uncork();
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  /** The next message; SessionEnd on a bad frame, the end of the stream, or `timeoutMs` of silence. */
+  next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> {
+    const ready = this.#ready();
+    if (ready) return "message" in ready ? Promise.resolve(ready.message) : Promise.reject(ready.error);
+    return new Promise<DeviceMessage>((resolve, reject) => {
+      this.#waiting = { resolve, reject, timeoutReason, timer: setTimeout(timedOut, timeoutMs, this) };
+    });
+  }
+
+  /** @internal The wait of `next` ran out. */
+  timedOut(): void {
+    const waiting = this.#waiting;
+    if (!waiting) return;
+    this.#waiting = undefined;
+    waiting.reject(new SessionEnd(waiting.timeoutReason));
+  }
+
+  /** What `next` can answer at once: a message, a failure or the end; undefined when it must wait. */
+  #ready(): { message: DeviceMessage } | { error: SessionEnd } | undefined {
+    if (this.#failure !== undefined) return { error: new SessionEnd("bad_frame", this.#failure) };
+    const frame = this.#frames?.shift();
+    if (frame) {
+      if (this.#frames?.length === 0) this.#frames = undefined;
+      try {
+        return { message: decodeMessage(this.#ciphers.decrypt(frame), "device") };
+      } catch (error) {
+        return { error: new SessionEnd("bad_frame", error instanceof Error ? error.message : String(error)) };
+      }
+    }
+    if (this.#ended) return { error: new SessionEnd("device_closed") };
+    return undefined;
+  }
+
+  /** Answers the pending `next`, if any, with what is ready now. */
+  #wake(): void {
+    const waiting = this.#waiting;
+    if (!waiting) return;
+    const ready = this.#ready();
+    if (!ready) return;
+    this.#waiting = undefined;
+    clearTimeout(waiting.timer);
+    if ("message" in ready) waiting.resolve(ready.message);
+    else waiting.reject(ready.error);
+  }
+
+  /** @internal The stream ended. */
+  ended(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  /** @internal Splits arriving bytes into frame bodies (2-byte big-endian length, then the body). */
+  take(chunk: Uint8Array): void {
+    if (this.#failure !== undefined) return;
+    let input = chunk;
+    const partial = this.#partial;
+    if (partial) {
+      const joined = new Uint8Array(partial.length + chunk.length);
+      joined.set(partial, 0);
+      joined.set(chunk, partial.length);
+      input = joined;
+      this.#partial = undefined;
+    }
+    let offset = 0;
+    let added = false;
+    while (input.length - offset >= FRAME_HEADER_LENGTH) {
+      const length = ((input[offset] ?? 0) << 8) | (input[offset + 1] ?? 0);
+      if (length > this.#maxFrameLength || length > MAX_FRAME_BODY_LENGTH) {
+        this.#failure = `frame announces ${length} body bytes; the limit is ${this.#maxFrameLength}`;
+        this.#frames = undefined;
+        this.#wake();
+        return;
+      }
+      const end = offset + FRAME_HEADER_LENGTH + length;
+      if (input.length < end) break;
+      // Copies (a Buffer's own slice is a view that would keep the whole read chunk alive).
+      (this.#frames ??= []).push(copy(input, offset + FRAME_HEADER_LENGTH, end));
+      added = true;
+      offset = end;
+    }
+    if (offset < input.length) this.#partial = copy(input, offset, input.length);
+    if (added) this.#wake();
+  }
+}
+
+const TRANSPORT = Symbol("roost.tcpTransport");
+type TransportSocket = Duplex & { [TRANSPORT]?: TcpTransport };
+
+function timedOut(transport: TcpTransport): void {
+  transport.timedOut();
+}
+
+function onData(this: TransportSocket, chunk: Buffer): void {
+  this[TRANSPORT]?.take(chunk);
+}
+
+function onClose(this: TransportSocket): void {
+  this[TRANSPORT]?.ended();
+}
+
+function copy(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(bytes.subarray(start, end));
+  return out;
+}
+
+function uncork(transport: TcpTransport): void {
+  transport.uncorkNow();
+}

@@ -1,0 +1,166 @@
+import { randomBytes } from "node:crypto";
+import { connect, createServer } from "node:net";
+import type { Server, Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { decodeMessage, encodeFrame, encodeMessage } from "@roost/protocol";
+import type { SessionCiphers } from "@roost/protocol/node";
+import { createSessionCiphers } from "@roost/protocol/node";
+
+import { SessionCipherPair, TcpTransport } from "../src/gateway/tcp-transport.js";
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+function newCredentials() {
+  return {
+    key: new Uint8Array(randomBytes(16)),
+    iv: new Uint8Array(randomBytes(16)),
+    salt: new Uint8Array(randomBytes(8)),
+  };
+}
+
+describe("the gateway's session cipher pair (spec B.3)", () => {
+  it("encrypts and decrypts exactly as the device's chained ciphers, within a burst and across turns", async () => {
+    const credentials = newCredentials();
+    const server = new SessionCipherPair(credentials);
+    const device = createSessionCiphers(credentials);
+    for (let turn = 0; turn < 3; turn++) {
+      // Lengths around block edges, several messages per turn (one burst shares its AES contexts).
+      for (const length of [0, 1, 15, 16, 17, 31, 32, 33, 100, 700]) {
+        const toDevice = new Uint8Array(randomBytes(length));
+        expect(device.receive.decrypt(server.encrypt(toDevice))).toEqual(toDevice);
+        const fromDevice = new Uint8Array(randomBytes(length));
+        expect(new Uint8Array(server.decrypt(device.send.encrypt(fromDevice)))).toEqual(fromDevice);
+      }
+      await nextTurn();
+    }
+  });
+
+  it("refuses a ciphertext of bad length or padding and keeps its chain for the next message", () => {
+    const credentials = newCredentials();
+    const server = new SessionCipherPair(credentials);
+    const device = createSessionCiphers(credentials);
+    expect(() => server.decrypt(new Uint8Array(15))).toThrow(/multiple of 16/);
+    // Random bytes decrypt to a bad pad nearly always; a few tries make a refusal certain.
+    let refused = 0;
+    for (let tries = 0; tries < 20; tries++) {
+      try {
+        server.decrypt(new Uint8Array(randomBytes(32)));
+      } catch {
+        refused += 1;
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+    // The chain only moves on a message that decrypted: a refused one leaves it where the device expects it,
+    // unless a random block happened to unpad (then the chains part, which the session ends on anyway).
+    if (refused === 20) {
+      const message = new Uint8Array(randomBytes(20));
+      expect(new Uint8Array(server.decrypt(device.send.encrypt(message)))).toEqual(message);
+    }
+  });
+});
+
+describe("the Gen 2 TCP transport", () => {
+  let server: Server;
+  let port: number;
+  const accepted: Socket[] = [];
+  const waiting: ((socket: Socket) => void)[] = [];
+
+  beforeAll(async () => {
+    server = createServer((socket) => {
+      const waiter = waiting.shift();
+      if (waiter) waiter(socket);
+      else accepted.push(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    port = typeof address === "object" && address ? address.port : 0;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  /** A connected pair: the gateway's transport on the accepted socket, and the device's socket and ciphers. */
+  async function pair(maxFrameLength = 2048): Promise<{
+    transport: TcpTransport;
+    device: Socket;
+    ciphers: SessionCiphers;
+  }> {
+    const credentials = newCredentials();
+    const serverSide = new Promise<Socket>((resolve) => {
+      const ready = accepted.shift();
+      if (ready) resolve(ready);
+      else waiting.push(resolve);
+    });
+    const device = connect({ host: "127.0.0.1", port });
+    const socket = await serverSide;
+    const transport = new TcpTransport({
+      socket,
+      ciphers: new SessionCipherPair(credentials),
+      maxFrameLength,
+      leftover: new Uint8Array(0),
+    });
+    return { transport, device, ciphers: createSessionCiphers(credentials) };
+  }
+
+  it("reads frames split across writes and several in one write, in order, and answers in kind", async () => {
+    const { transport, device, ciphers } = await pair();
+    try {
+      const frames = [1, 2, 3].map((messageId) =>
+        encodeFrame(ciphers.send.encrypt(encodeMessage({ kind: "ping", messageId }))),
+      );
+      // The first frame byte by byte, the other two in one write.
+      const first = frames[0] ?? new Uint8Array(0);
+      const read = transport.next(10_000, "idle_timeout");
+      for (const byte of first) device.write(new Uint8Array([byte]));
+      expect(await read).toEqual({ kind: "ping", messageId: 1 });
+      device.write(Buffer.concat([frames[1] ?? new Uint8Array(0), frames[2] ?? new Uint8Array(0)]));
+      expect(await transport.next(10_000, "idle_timeout")).toEqual({ kind: "ping", messageId: 2 });
+      expect(await transport.next(10_000, "idle_timeout")).toEqual({ kind: "ping", messageId: 3 });
+      // Replies of one burst reach the device in order, each decrypting in its chain.
+      const received = new Promise<Buffer>((resolve) => {
+        let all = Buffer.alloc(0);
+        device.on("data", (chunk: Buffer) => {
+          all = Buffer.concat([all, chunk]);
+          if (all.length >= 2 * (2 + 16)) resolve(all);
+        });
+      });
+      transport.send(encodeMessage({ kind: "ack", messageId: 1 }));
+      transport.send(encodeMessage({ kind: "ack", messageId: 2 }));
+      const bytes = await received;
+      const firstBody = bytes.subarray(2, 2 + bytes.readUInt16BE(0));
+      const second = bytes.subarray(2 + firstBody.length);
+      expect(decodeMessage(ciphers.receive.decrypt(firstBody), "server")).toEqual({
+        kind: "ack",
+        messageId: 1,
+      });
+      expect(decodeMessage(ciphers.receive.decrypt(second.subarray(2)), "server")).toEqual({
+        kind: "ack",
+        messageId: 2,
+      });
+    } finally {
+      device.destroy();
+      transport.close();
+    }
+  });
+
+  it("ends the wait with the given reason on silence, on a frame over the limit, and when the device leaves", async () => {
+    const silent = await pair();
+    await expect(silent.transport.next(30, "hello_timeout")).rejects.toMatchObject({
+      reason: "hello_timeout",
+    });
+    silent.transport.close();
+    silent.device.destroy();
+
+    const oversized = await pair(64);
+    const refused = oversized.transport.next(10_000, "idle_timeout");
+    oversized.device.write(new Uint8Array([0x01, 0x00]));
+    await expect(refused).rejects.toMatchObject({ reason: "bad_frame" });
+    oversized.transport.close();
+    oversized.device.destroy();
+
+    const leaving = await pair();
+    const ended = leaving.transport.next(10_000, "idle_timeout");
+    leaving.device.end();
+    await expect(ended).rejects.toMatchObject({ reason: "device_closed" });
+    leaving.transport.close();
+  });
+});
