@@ -131,7 +131,7 @@ describe.each(backends)("the API's fast paths on $name (issue 11)", ({ databaseU
         connected: true,
         last_heard: "2023-11-14T22:13:20.123Z",
         functions: ["led"],
-        variables: { temp: 9 },
+        variables: { temp: "double" },
         product_id: 6,
       });
       // Asked again: the same bytes (now from the cached text).

@@ -254,7 +254,8 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     }
     const described = await api(cloud, { path: `/v1/devices/${device.id}`, token });
     expect(described.body.functions).toEqual(["brightness", "hang"]);
-    expect(described.body.variables).toEqual({ temp: 9, count: 2, label: 4, on: 1 });
+    // By the type names Particle's API gives (particle-cli prints them as they come: `count (int32)`).
+    expect(described.body.variables).toEqual({ temp: "double", count: "int32", label: "string", on: "bool" });
     expect(
       await api(cloud, { method: "POST", path: `/v1/devices/${device.id}/nope`, token, json: { arg: "" } }),
     ).toEqual({ status: 404, body: { ok: false, error: "Function not found" } });

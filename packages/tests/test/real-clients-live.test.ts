@@ -753,6 +753,12 @@ describe("particle-cli 3.43.1 with live devices", () => {
         expect(get.stdout.trim().split(/\r?\n/).at(-1)).toBe(value);
       }
 
+      // `particle list` prints each variable with the type name the API gives (Particle's names, not codes).
+      const list = await particleCli(home, ["list"]);
+      expect(list.code).toBe(0);
+      for (const shown of ["temp (double)", "label (string)", "count (int32)"])
+        expect(list.stdout).toContain(shown);
+
       const unknown = await particleCli(home, ["call", device.id, "nope", "1"]);
       expect(unknown.code).not.toBe(0);
       expect(`${unknown.stdout}${unknown.stderr}`).toContain("Function `nope` not found");

@@ -164,6 +164,25 @@ function iso(ms: number | null): string | null {
 }
 
 /**
+ * The type names the API gives a device's variables, by the type codes its describe carries (Device OS
+ * `Spark_Data_TypeDef`: 1 boolean, 2 int, 4 string, 9 double). particle-cli prints them as they come
+ * (`version (int32)` in its own fixtures); a code it does not know is shown as the number it is.
+ */
+const VARIABLE_TYPE_NAMES: Readonly<Record<number, string>> = {
+  1: "bool",
+  2: "int32",
+  4: "string",
+  9: "double",
+};
+
+function variableTypeNames(types: Record<string, number | string>): Record<string, string> {
+  const named: Record<string, string> = {};
+  for (const [name, type] of Object.entries(types))
+    named[name] = typeof type === "number" ? (VARIABLE_TYPE_NAMES[type] ?? String(type)) : type;
+  return named;
+}
+
+/**
  * The wire form of a device, with every §4.3 field Roost knows. Mobile SDKs read `connected`, newer
  * clients `online`: both are sent. @see spec/cloud-api.md §4.3
  */
@@ -187,7 +206,7 @@ export function deviceToApi(
     cellular: false,
     notes: device.notes,
     functions: parseJson<string[]>(device.functions, []),
-    variables: parseJson<Record<string, string>>(device.variables, {}),
+    variables: variableTypeNames(parseJson<Record<string, number | string>>(device.variables, {})),
     status: "normal",
     serial_number: device.serial_number,
     mac_wifi: null,
