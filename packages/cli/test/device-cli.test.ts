@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newUser, promised, SoftAPSetup } from "@roost/tests/support";
 
 import type { Roost } from "./process.js";
-import { roost } from "./process.js";
+import { roost, startServe } from "./process.js";
 
 describe("roost device run / register / fleet, as processes", { timeout: 120_000 }, () => {
   const folder = mkdtempSync(join(tmpdir(), "roost-device-cli-"));
@@ -15,23 +15,14 @@ describe("roost device run / register / fleet, as processes", { timeout: 120_000
   let token = "";
 
   beforeAll(async () => {
-    const server = roost([
-      "serve",
-      "--port",
-      "0",
-      "--device-port",
-      "0",
-      "--udp-port",
-      "0",
-      "--data",
-      join(folder, "cloud"),
+    const started = await startServe(join(folder, "cloud"), [
       "--allow-signup",
       "--open-device-registration",
       "--log-level",
       "silent",
     ]);
-    processes.push(server);
-    url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] ?? "";
+    processes.push(started.server);
+    url = started.url;
     token = (await newUser({ url }, { username: "cli@example.com", password: "cli password" })).token;
   });
   afterAll(async () => {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newUser, until } from "@roost/tests/support";
 
 import type { Roost } from "./process.js";
-import { roost } from "./process.js";
+import { roost, startServe } from "./process.js";
 
 interface ListedDevice {
   id: string;
@@ -44,23 +44,13 @@ describe(
     const handshakes = () => server.output().split("DTLS handshake completed").length - 1;
 
     beforeAll(async () => {
-      server = roost([
-        "serve",
-        "--port",
-        "0",
-        "--device-port",
-        "0",
-        "--udp-port",
-        "0",
-        "--data",
-        join(folder, "cloud"),
+      ({ server, url } = await startServe(join(folder, "cloud"), [
         "--allow-signup",
         "--open-device-registration",
         "--log-level",
         "info",
-      ]);
+      ]));
       processes.push(server);
-      url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] ?? "";
       token = (await newUser({ url }, { username: "gen3@example.com", password: "gen3 password" })).token;
     });
     afterAll(async () => {

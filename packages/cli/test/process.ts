@@ -59,3 +59,21 @@ export function roost(args: string[], env: NodeJS.ProcessEnv = {}): Roost {
       }),
   };
 }
+
+/**
+ * The arguments of a test's `roost serve`: every port taken by the kernel (UDP 5684, the default, is never
+ * taken: another test may hold it), its data in `data`, then `extra`.
+ */
+export function serveArgs(data: string, extra: readonly string[] = []): string[] {
+  return ["serve", "--port", "0", "--device-port", "0", "--udp-port", "0", "--data", data, ...extra];
+}
+
+/** Starts `roost serve` with {@link serveArgs} and resolves with it and its URL once it says it listens. */
+export async function startServe(
+  data: string,
+  extra: readonly string[] = [],
+): Promise<{ server: Roost; url: string }> {
+  const server = roost(serveArgs(data, extra));
+  const url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] ?? "";
+  return { server, url };
+}

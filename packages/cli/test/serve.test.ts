@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 
+import { serveArgs } from "./process.js";
+
 const ENTRY = fileURLToPath(new URL("../src/run.ts", import.meta.url));
 
 /** Runs `roost …` from source in a child process (tsx, with the workspace's source export condition). */
@@ -48,21 +50,9 @@ describe("roost serve", { timeout: 120_000 }, () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it("prints its URL when ready, serves the API, keeps data in --data and stops on SIGTERM", async () => {
-    const child = roost([
-      "serve",
-      "--port",
-      "0",
-      "--device-port",
-      "0",
-      "--udp-port",
-      "0",
-      "--data",
-      dataDir,
-      "--allow-signup",
-      "--open-device-registration",
-      "--log-level",
-      "silent",
-    ]);
+    const child = roost(
+      serveArgs(dataDir, ["--allow-signup", "--open-device-registration", "--log-level", "silent"]),
+    );
     const done = exited(child);
     const url = await readyUrl(child);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -79,19 +69,7 @@ describe("roost serve", { timeout: 120_000 }, () => {
     expect(result.stdout).toContain("Received SIGTERM, stopping");
 
     // A second start on the same folder finds the same user: the login works.
-    const again = roost([
-      "serve",
-      "--port",
-      "0",
-      "--device-port",
-      "0",
-      "--udp-port",
-      "0",
-      "--data",
-      dataDir,
-      "--log-level",
-      "silent",
-    ]);
+    const again = roost(serveArgs(dataDir, ["--log-level", "silent"]));
     const againDone = exited(again);
     const url2 = await readyUrl(again);
     const login = await fetch(`${url2}/oauth/token`, {
