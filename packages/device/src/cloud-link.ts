@@ -9,6 +9,8 @@ import type { Socket } from "node:net";
 import type { DeviceMessage, HelloPayload, ServerMessage, VariableValue } from "@roost/protocol";
 import {
   COAP_CODES,
+  COAP_RELIABILITY,
+  CoapReliability,
   decodeMessage,
   DESCRIBE_FLAGS,
   encodeFrame,
@@ -19,6 +21,7 @@ import {
   HANDSHAKE_NONCE_LENGTH,
   HANDSHAKE_REPLY_LENGTH,
   HELLO_FLAGS,
+  maxTransmitWaitMs,
   messageIdSeedFromSalt,
   VARIABLE_TYPES,
 } from "@roost/protocol";
@@ -70,31 +73,10 @@ export interface CloudSessionStore {
 }
 
 /**
- * CoAP over an unreliable channel, as Device OS runs it: a CON is retransmitted from ACK_TIMEOUT, doubling,
- * MAX_RETRANSMIT times. @see RFC 7252 §4.8, Device OS communication/inc/coap_channel.h
- */
-export const DEVICE_COAP_RELIABILITY = { ackTimeoutMs: 4000, maxRetransmit: 3 } as const;
-
-/** How many of the cloud's recent CON message IDs are remembered, to answer repeats without handling them twice. */
-const DEDUP_WINDOW = 64;
-
-/**
  * Saved message IDs and record sequence numbers run this far ahead of use, so that a device that dies without
  * saving never repeats either after it resumes.
  */
 const MESSAGE_ID_BLOCK = 256;
-
-const COAP_TYPE = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
-
-/** RFC 7252 §4.8.2 MAX_TRANSMIT_WAIT: ACK_TIMEOUT × (2^(MAX_RETRANSMIT + 1) − 1) × ACK_RANDOM_FACTOR (1.5). */
-function maxTransmitWaitMs(ackTimeoutMs: number = DEVICE_COAP_RELIABILITY.ackTimeoutMs): number {
-  return ackTimeoutMs * (2 ** (DEVICE_COAP_RELIABILITY.maxRetransmit + 1) - 1) * 1.5;
-}
-
-function coapHeader(message: Uint8Array): { type: number; id: number } | undefined {
-  if (message.length < 4) return undefined;
-  return { type: ((message[0] ?? 0) >> 4) & 0b11, id: ((message[2] ?? 0) << 8) | (message[3] ?? 0) };
-}
 
 /** One address of the cloud's device gateway. */
 export interface GatewayAddress {
@@ -214,10 +196,8 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   #dtls: DtlsClient | undefined;
   /** Sends one encoded CoAP message over the current session; undefined until the session's keys are known. */
   #transmit: ((message: Uint8Array) => void) | undefined;
-  /** UDP: our CONs awaiting their ACK, by message ID. */
-  readonly #unacked = new Map<number, { timer: NodeJS.Timeout; acked: (ok: boolean) => void }>();
-  /** UDP: the cloud's recent CON IDs and our ACK to each (once sent). */
-  readonly #seen = new Map<number, Uint8Array | undefined>();
+  /** UDP: CoAP's retransmissions and duplicate detection over the current DTLS session. */
+  #coap: CoapReliability | undefined;
   #messageId = 0;
   #token = 0;
   #lastReceived = Date.now();
@@ -239,7 +219,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       productId: platformId,
       productVersion: 1,
       protocol,
-      ackTimeoutMs: DEVICE_COAP_RELIABILITY.ackTimeoutMs,
+      ackTimeoutMs: COAP_RELIABILITY.ackTimeoutMs,
       helloLayout: protocol === "udp" ? "3.x" : "2.x",
       functions: {},
       variables: {},
@@ -506,7 +486,11 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
     const useClient = (client: DtlsClient) => {
       dtls = client;
       this.#dtls = client;
-      this.#seen.clear();
+      const coap = new CoapReliability({
+        send: (message) => client.send(message),
+        ackTimeoutMs: options.ackTimeoutMs,
+      });
+      this.#coap = coap;
       client.onData = (content) => this.#receiveUdp(content);
       client.onClose = (reason) => {
         // The cloud ended the session: it cannot be resumed (and is not saved again on the way down).
@@ -516,7 +500,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
         this.#shutdown(`DTLS ${reason} from the cloud`);
       };
       client.onReserve = () => this.#saveSession(MESSAGE_ID_BLOCK);
-      this.#transmit = (message) => this.#sendUdp(client, message);
+      this.#transmit = (message) => this.#sendUdp(coap, message);
     };
     try {
       const saved = options.sessionStore?.load();
@@ -579,9 +563,9 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   /** Sends a CON and resolves whether it was acknowledged (within the CoAP retransmissions). */
   #confirm(message: DeviceMessage): Promise<boolean> {
     const bytes = encodeMessage(message);
-    const dtls = this.#dtls;
-    if (!dtls || this.#closed) return Promise.resolve(false);
-    return new Promise((resolve) => this.#sendUdp(dtls, bytes, resolve));
+    const coap = this.#coap;
+    if (!coap || !this.#dtls || this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => this.#sendUdp(coap, bytes, resolve));
   }
 
   /** Saves the session with the message ID `ahead` of the current one (a reservation, or exact when closing). */
@@ -592,75 +576,21 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
   }
 
   /** One CoAP message in one DTLS record; our CONs are retransmitted until acknowledged or given up. */
-  #sendUdp(dtls: DtlsClient, message: Uint8Array, acked?: (ok: boolean) => void): void {
-    const header = coapHeader(message);
-    dtls.send(message);
-    if (!header) return;
-    if ((header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST) && this.#seen.has(header.id))
-      this.#seen.set(header.id, message);
-    if (header.type !== COAP_TYPE.CON) return;
-    let attempt = 0;
-    // RFC 7252 §4.8: the first timeout is random in [ACK_TIMEOUT, 1.5 × ACK_TIMEOUT].
-    let delay = this.#options.ackTimeoutMs * (1 + Math.random() / 2);
-    const retry = () => {
-      const pending = this.#unacked.get(header.id);
-      if (!pending || this.#dtls !== dtls) return;
-      if (attempt >= DEVICE_COAP_RELIABILITY.maxRetransmit) {
-        this.#unacked.delete(header.id);
-        pending.acked(false);
-        return;
-      }
-      attempt++;
-      dtls.send(message);
-      delay *= 2;
-      pending.timer = setTimeout(retry, delay);
-      pending.timer.unref();
-    };
-    const timer = setTimeout(retry, delay);
-    timer.unref();
-    this.#unacked.set(header.id, {
-      timer,
-      // A CON nobody acknowledges ends the session, as on a device. @see Device OS coap_channel.h
-      acked: acked ?? ((ok) => ok || this.#shutdown("no acknowledgement from the cloud")),
-    });
+  #sendUdp(coap: CoapReliability, message: Uint8Array, acked?: (ok: boolean) => void): void {
+    // A CON nobody acknowledges ends the session, as on a device. @see Device OS coap_channel.h
+    coap.send(message, acked ?? ((ok) => ok || this.#shutdown("no acknowledgement from the cloud")));
   }
 
   #stopRetransmissions(): void {
-    const pending = [...this.#unacked.values()];
-    this.#unacked.clear();
-    for (const entry of pending) {
-      clearTimeout(entry.timer);
-      entry.acked(true);
-    }
+    this.#coap?.stop(true);
   }
 
   /** One CoAP message from the cloud: ends a retransmission, or is answered again if repeated, or handled. */
   #receiveUdp(content: Uint8Array): void {
     this.#lastReceived = Date.now();
     this.#pingSentAt = undefined;
-    const header = coapHeader(content);
-    if (header && (header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST)) {
-      const pending = this.#unacked.get(header.id);
-      if (pending) {
-        clearTimeout(pending.timer);
-        this.#unacked.delete(header.id);
-        pending.acked(true);
-      }
-      if (header.type === COAP_TYPE.RST) return;
-    }
-    if (header?.type === COAP_TYPE.CON) {
-      if (this.#seen.has(header.id)) {
-        // A repeat: our ACK was lost. Answer it again; never handle it twice. @see RFC 7252 §4.5
-        const reply = this.#seen.get(header.id);
-        if (reply) this.#dtls?.send(reply);
-        return;
-      }
-      this.#seen.set(header.id, undefined);
-      if (this.#seen.size > DEDUP_WINDOW) {
-        const oldest = this.#seen.keys().next().value;
-        if (oldest !== undefined) this.#seen.delete(oldest);
-      }
-    }
+    // An RST, or a CON seen before (answered again from our reply), is not for the session.
+    if (this.#coap && !this.#coap.receive(content)) return;
     let message: ServerMessage;
     try {
       message = decodeMessage(content, "server");

@@ -1,4 +1,4 @@
-export { CloudLink, DEVICE_COAP_RELIABILITY } from "./cloud-link.js";
+export { CloudLink } from "./cloud-link.js";
 export type {
   CloudFunction,
   CloudLinkEvents,

@@ -85,6 +85,14 @@ export {
 } from "./device/coap.js";
 export type { CoapMessage, CoapOption, CoapOptionNumber, CoapType } from "./device/coap.js";
 export {
+  COAP_RELIABILITY,
+  CoapReliability,
+  coapHeader,
+  emptyCoapAck,
+  maxTransmitWaitMs,
+} from "./device/coap-reliability.js";
+export type { CoapHeader, CoapReliabilityOptions } from "./device/coap-reliability.js";
+export {
   HELLO_FLAGS,
   HELLO_V2_LENGTH,
   HELLO_V3_LENGTH,

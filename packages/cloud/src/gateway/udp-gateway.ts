@@ -3,7 +3,7 @@ import { createSocket } from "node:dgram";
 import type { Socket } from "node:dgram";
 
 import type { DeviceMessage, HelloPayload } from "@roost/protocol";
-import { decodeMessage } from "@roost/protocol";
+import { COAP_RELIABILITY, COAP_TYPES, coapHeader, CoapReliability, decodeMessage } from "@roost/protocol";
 
 import type { DeviceRow } from "../services/devices.js";
 import type { CloseReason, ConnectionContext, DeviceTransport, MessageChannel } from "./connection.js";
@@ -21,62 +21,25 @@ import {
 import type { EcServerKey } from "./server-key.js";
 
 /**
- * CoAP over an unreliable channel: a CON is retransmitted from ACK_TIMEOUT, doubling, MAX_RETRANSMIT times.
- * Device OS uses 4 s and 3. @see RFC 7252 §4.8, Device OS coap_channel.h
- */
-export const COAP_RELIABILITY = { ackTimeoutMs: 4000, maxRetransmit: 3 } as const;
-
-/**
  * Continuing sessions stored by other nodes: lookups in flight at once, datagrams held per lookup, and how long
  * a key that is not stored is not looked up again (records with made-up CIDs must not become database load).
  */
 const RESTORE_LIMITS = { inFlight: 256, heldDatagrams: 8, missMs: 10_000, misses: 10_000 } as const;
 
-/** How many recent device CON message IDs are remembered to answer duplicates without handling them twice. */
-const DEDUP_WINDOW = 64;
-
-const COAP_TYPE = { CON: 0, NON: 1, ACK: 2, RST: 3 } as const;
-
-/** Marks a remembered reply that was an empty ACK. */
-const EMPTY_ACK = 0;
-
-/** An empty ACK of message `id` (version 1, type ACK, no token, code 0.00). @see RFC 7252 §3 */
-function emptyAck(id: number): Uint8Array {
-  return Uint8Array.of(0x60, 0x00, id >> 8, id & 0xff);
-}
-
-function coapHeader(message: Uint8Array): { type: number; id: number; empty: boolean } | undefined {
-  if (message.length < 4) return undefined;
-  const first = message[0] ?? 0;
-  return {
-    type: (first >> 4) & 0b11,
-    id: ((message[2] ?? 0) << 8) | (message[3] ?? 0),
-    empty: (message[1] ?? 0) === 0 && message.length === 4,
-  };
-}
-
 /**
  * The Gen 3 transport of one device: CoAP messages in DTLS application-data records, with CoAP's reliability
- * done here (our CONs retransmitted until acknowledged; the device's repeated CONs answered from the cache of
- * our replies, never handled twice), so that the session above is the same as over TCP.
+ * ({@link CoapReliability}, shared with the virtual device) done here, so that the session above is the same
+ * as over TCP.
  */
 class UdpTransport implements DeviceTransport {
   readonly channel: MessageChannel;
-  readonly #session: DtlsSession;
   readonly #queue: DeviceMessage[] = [];
   #wake: (() => void) | undefined;
   #ended: SessionEnd | undefined;
-  /** Our CONs awaiting their ACK, by message ID. */
-  readonly #unacked = new Map<number, { timer: NodeJS.Timeout; acked: (ok: boolean) => void }>();
-  /** The device's recent CON IDs and our reply to each (once sent). */
-  /** `EMPTY_ACK` stands for an empty ACK (most replies), made again from the ID instead of being kept per device. */
-  readonly #seen = new Map<number, Uint8Array | typeof EMPTY_ACK | undefined>();
+  readonly #coap: CoapReliability;
 
-  constructor(
-    session: DtlsSession,
-    private readonly ackTimeoutMs: number,
-  ) {
-    this.#session = session;
+  constructor(session: DtlsSession, ackTimeoutMs: number) {
+    this.#coap = new CoapReliability({ send: (message) => session.send(message), ackTimeoutMs });
     session.onData = (content) => this.#receive(content);
     const reasons: Record<DtlsCloseReason, CloseReason> = {
       closed_by_peer: "device_closed",
@@ -90,80 +53,28 @@ class UdpTransport implements DeviceTransport {
       send: (message) => this.#send(message),
       // Quietly: no close_notify, so that the device keeps its session to resume with this or another node.
       close: () => {
-        this.#stopAll();
+        this.#coap.stop(false);
         session.close("closed", { quiet: true });
       },
     };
   }
 
-  #stopAll(): void {
-    for (const pending of this.#unacked.values()) {
-      clearTimeout(pending.timer);
-      pending.acked(false);
-    }
-    this.#unacked.clear();
-  }
-
   #end(end: SessionEnd): void {
     this.#ended ??= end;
-    this.#stopAll();
+    this.#coap.stop(false);
     this.#wake?.();
   }
 
   #send(message: Uint8Array, acked?: (ok: boolean) => void): void {
-    const header = coapHeader(message);
-    this.#session.send(message);
-    if (!header) return;
-    if ((header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST) && this.#seen.has(header.id))
-      this.#seen.set(header.id, header.type === COAP_TYPE.ACK && header.empty ? EMPTY_ACK : message);
-    if (header.type !== COAP_TYPE.CON) return;
-    let attempt = 0;
-    // RFC 7252 §4.8: the first timeout is random in [ACK_TIMEOUT, 1.5 × ACK_TIMEOUT].
-    let delay = this.ackTimeoutMs * (1 + Math.random() / 2);
-    const retry = () => {
-      if (attempt >= COAP_RELIABILITY.maxRetransmit) {
-        this.#unacked.delete(header.id);
-        acked?.(false);
-        return;
-      }
-      attempt++;
-      this.#session.send(message);
-      delay *= 2;
-      const pending = this.#unacked.get(header.id);
-      if (pending) pending.timer = setTimeout(retry, delay).unref();
-    };
-    this.#unacked.set(header.id, {
-      timer: setTimeout(retry, delay).unref(),
-      acked: acked ?? (() => undefined),
-    });
+    this.#coap.send(message, acked);
   }
 
   #receive(content: Uint8Array): void {
+    // An RST, or a CON seen before (answered again from our reply), is not the session's business.
+    if (!this.#coap.receive(content)) return;
     const header = coapHeader(content);
-    if (header && (header.type === COAP_TYPE.ACK || header.type === COAP_TYPE.RST)) {
-      const pending = this.#unacked.get(header.id);
-      if (pending) {
-        clearTimeout(pending.timer);
-        this.#unacked.delete(header.id);
-        pending.acked(true);
-      }
-      // An RST or an empty ACK only ends our retransmission; the session has nothing to do with it.
-      if (header.type === COAP_TYPE.RST || header.empty) return;
-    }
-    if (header?.type === COAP_TYPE.CON) {
-      if (this.#seen.has(header.id)) {
-        // A repeat: our ACK was lost. Answer it again; never handle it twice. @see RFC 7252 §4.5
-        const seen = this.#seen.get(header.id);
-        const reply = seen === EMPTY_ACK ? emptyAck(header.id) : seen;
-        if (reply) this.#session.send(reply);
-        return;
-      }
-      this.#seen.set(header.id, undefined);
-      if (this.#seen.size > DEDUP_WINDOW) {
-        const oldest = this.#seen.keys().next().value;
-        if (oldest !== undefined) this.#seen.delete(oldest);
-      }
-    }
+    // An empty ACK only ended our retransmission.
+    if (header?.type === COAP_TYPES.ACK && header.empty) return;
     let message: DeviceMessage;
     try {
       message = decodeMessage(content, "device");
