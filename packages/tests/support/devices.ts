@@ -58,3 +58,35 @@ export function cloudLink(
     ...options,
   });
 }
+
+/** A Gen 3 device's identity: a fresh 24-hex ID and P-256 key pair (Argon, Boron, P2, …). */
+export interface Gen3TestDevice {
+  id: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+/**
+ * A new Gen 3 device whose P-256 key is registered as `particle keys send` sends it (`algorithm: "ecc"`),
+ * with `platformId` when given.
+ */
+export async function registeredGen3Device(
+  cloud: { url: string },
+  token: string,
+  options: { platformId?: number } = {},
+): Promise<Gen3TestDevice> {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const id = randomBytes(12).toString("hex");
+  const response = await api(cloud, {
+    method: "POST",
+    path: `/v1/provisioning/${id}`,
+    token,
+    json: {
+      publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
+      algorithm: "ecc",
+      ...(options.platformId === undefined ? {} : { platform_id: options.platformId }),
+    },
+  });
+  expect(response.status).toBe(200);
+  return { id, privateKey, publicKey };
+}

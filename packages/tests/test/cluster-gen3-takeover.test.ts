@@ -3,7 +3,6 @@
 // sends its records to node B, as a UDP load balancer would after A's address went away. B finds the session by
 // its Connection ID in the database, writes its own sequence reservation and serves the device: a function call
 // and an event, with no second handshake. @see issue 12 "Sessions that survive"
-import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { RemoteInfo } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +11,15 @@ import type { RunningCloud } from "@roost/cloud";
 import type { SavedCloudSession } from "@roost/device";
 import { CloudLink } from "@roost/device";
 import type { EventWatch } from "@roost/tests/support";
-import { api, createTemporaryDatabase, newUser, startTestCloud, until, watch } from "@roost/tests/support";
+import {
+  api,
+  createTemporaryDatabase,
+  newUser,
+  registeredGen3Device,
+  startTestCloud,
+  until,
+  watch,
+} from "@roost/tests/support";
 
 const POSTGRES_URL = process.env.ROOST_TEST_POSTGRES_URL;
 const NATS_URL = process.env.ROOST_TEST_NATS_URL;
@@ -71,15 +78,7 @@ describe.skipIf(!POSTGRES_URL || !NATS_URL)(
     });
 
     it("node B serves a function call and an event over node A's session, without a handshake", async () => {
-      const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-      const id = randomBytes(12).toString("hex");
-      const registered = await api(a, {
-        method: "POST",
-        path: `/v1/provisioning/${id}`,
-        token,
-        json: { publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(), algorithm: "ecc" },
-      });
-      expect(registered.status).toBe(200);
+      const { id, privateKey } = await registeredGen3Device(a, token);
 
       relay = await startRelay(a.gateway?.udpPort ?? 0);
       let saved: SavedCloudSession | undefined;

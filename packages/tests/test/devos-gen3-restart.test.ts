@@ -1,7 +1,6 @@
 // A restarted Roost continues a real Device OS v5.1.0's DTLS session: the session state is in the database, the
 // device never learns the server restarted, and a function call after the restart reaches it over the session
 // it already had, with no second handshake. @see issue 12 "Sessions that survive"
-import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,9 +10,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { RunningCloud } from "@roost/cloud";
 import { encodeServerKeyFile } from "@roost/protocol";
 import {
-  api,
   DEVOS_AVAILABLE,
   newUser,
+  registeredGen3Device,
   startCloudOnOwnLoopback,
   startDevos,
   until,
@@ -36,15 +35,7 @@ describe.skipIf(!DEVOS_AVAILABLE)("a restarted cloud keeps real Gen 3 devices' D
       const first = await startCloudOnOwnLoopback({ dataDir, deviceRequestTimeoutMs: 5000 });
       clouds.push(first);
       const { token } = await newUser(first);
-      const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-      const id = randomBytes(12).toString("hex");
-      const sent = await api(first, {
-        method: "POST",
-        path: `/v1/provisioning/${id}`,
-        token,
-        json: { publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(), algorithm: "ecc" },
-      });
-      expect(sent.status).toBe(200);
+      const { id, privateKey } = await registeredGen3Device(first, token);
       await using firmware = startDevos({
         version: "v5.1.0",
         protocol: "udp",

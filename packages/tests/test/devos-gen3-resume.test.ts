@@ -2,7 +2,7 @@
 // the cloud follows it by its Connection ID, because the record authenticates; a forged record carrying the
 // same CID from elsewhere is dropped and moves nothing. The NAT is a small UDP relay on the address the
 // firmware dials. @see docs/gen3-wire-format.md §2, §5
-import { generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { Socket } from "node:dgram";
 import Particle from "particle-api-js";
@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCloud } from "@roost/cloud";
 import { encodeServerKeyFile } from "@roost/protocol";
 import {
-  api,
   DEVOS_AVAILABLE,
   newUser,
+  registeredGen3Device,
   startCloudOnOwnLoopback,
   startDevos,
   until,
@@ -117,15 +117,7 @@ describe.skipIf(!DEVOS_AVAILABLE)(
       "v5.1.0: after the NAT rebinds, the gateway follows the device to its new port by its CID; a forged record with its CID changes nothing",
       { timeout: 180_000 },
       async () => {
-        const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-        const id = randomBytes(12).toString("hex");
-        const sent = await api(cloud, {
-          method: "POST",
-          path: `/v1/provisioning/${id}`,
-          token,
-          json: { publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(), algorithm: "ecc" },
-        });
-        expect(sent.status).toBe(200);
+        const { id, privateKey } = await registeredGen3Device(cloud, token);
         await using firmware = startDevos({
           version: "v5.1.0",
           protocol: "udp",

@@ -1,7 +1,6 @@
 // Particle's own Device OS (gcc builds v2.3.1 and v5.1.0, /work/shared/devos) against a real Roost cloud over
 // the Gen 3 protocol: DTLS 1.2 over UDP with P-256 raw public keys (v5.1.0 with the Connection ID), then the
 // same CoAP session as Gen 2. @see docs/gen3-wire-format.md
-import { generateKeyPairSync, randomBytes } from "node:crypto";
 import Particle from "particle-api-js";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 
@@ -12,6 +11,7 @@ import {
   api,
   DEVOS_AVAILABLE,
   newUser,
+  registeredGen3Device,
   startCloudOnOwnLoopback,
   startDevos,
   until,
@@ -38,19 +38,7 @@ describe.skipIf(!DEVOS_AVAILABLE)("real Device OS over UDP (Gen 3 protocol: DTLS
 
   /** A P-256 device registered as `particle keys send` does, and the two key files the firmware reads. */
   async function gen3Device(): Promise<{ id: string; deviceKeyDer: Uint8Array; serverKeyFile: Uint8Array }> {
-    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-    const id = randomBytes(12).toString("hex");
-    const sent = await api(cloud, {
-      method: "POST",
-      path: `/v1/provisioning/${id}`,
-      token,
-      json: {
-        publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
-        algorithm: "ecc",
-        platform_id: 12,
-      },
-    });
-    expect(sent.status).toBe(200);
+    const { id, privateKey } = await registeredGen3Device(cloud, token, { platformId: 12 });
     return {
       id,
       deviceKeyDer: new Uint8Array(privateKey.export({ type: "sec1", format: "der" })),

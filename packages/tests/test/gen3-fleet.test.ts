@@ -1,7 +1,7 @@
 // A fleet of 1,000 virtual Gen 3 devices (the DTLS client, one UDP socket each) connects to a real cloud and
 // stays connected: each completes a full handshake with a CID and a Hello, and each answers the gateway's
 // CoAP ping when it has been silent for the idle timeout (Gen 3 devices need not ping). Bounded in count.
-import { generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { Socket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCloud } from "@roost/cloud";
 import { DtlsClient } from "@roost/device";
 import { decodeMessage, encodeMessage } from "@roost/protocol";
-import { api, newUser, startTestCloud, until } from "@roost/tests/support";
+import { newUser, registeredGen3Device, startTestCloud, until } from "@roost/tests/support";
 
 const FLEET = 1000;
 const BATCH = 50;
@@ -36,15 +36,7 @@ describe("a Gen 3 fleet", () => {
 
   /** Registers a P-256 device, handshakes, says Hello and waits for its ACK; then answers pings. */
   async function connect(): Promise<Gen3Device> {
-    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-    const id = randomBytes(12).toString("hex");
-    const registered = await api(cloud, {
-      method: "POST",
-      path: `/v1/provisioning/${id}`,
-      token,
-      json: { publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(), algorithm: "ecc" },
-    });
-    expect(registered.status).toBe(200);
+    const { id, privateKey } = await registeredGen3Device(cloud, token);
     const socket = createSocket("udp4");
     await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
     const device: Gen3Device = { id, socket, pings: 0 };

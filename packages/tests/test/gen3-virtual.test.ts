@@ -1,7 +1,7 @@
 // A virtual Gen 3 device: the DTLS client written on the same codecs and crypto as the server, over a real UDP
 // socket to a real Roost cloud: handshake with the CID, Hello over UDP, claimed by a code made through the API,
 // and particle-api-js sees its `spark/status`. @see docs/gen3-wire-format.md
-import { generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import { createSocket } from "node:dgram";
 import Particle from "particle-api-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCloud } from "@roost/cloud";
 import { DtlsClient } from "@roost/device";
 import { decodeMessage, encodeMessage } from "@roost/protocol";
-import { api, newUser, startTestCloud, until, watch } from "@roost/tests/support";
+import { api, newUser, registeredGen3Device, startTestCloud, until, watch } from "@roost/tests/support";
 
 describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
   let cloud: RunningCloud;
@@ -28,19 +28,7 @@ describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
     const seen: { name: string; data: string; coreid: string }[] = [];
     stream.on("event", (event: { name: string; data: string; coreid: string }) => seen.push(event));
 
-    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-    const id = randomBytes(12).toString("hex");
-    const registered = await api(cloud, {
-      method: "POST",
-      path: `/v1/provisioning/${id}`,
-      token: user.token,
-      json: {
-        publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
-        algorithm: "ecc",
-        platform_id: 32,
-      },
-    });
-    expect(registered.status).toBe(200);
+    const { id, privateKey } = await registeredGen3Device(cloud, user.token, { platformId: 32 });
     const code = (await api(cloud, { method: "POST", path: "/v1/device_claims", token: user.token })).body
       .claim_code as string;
 
@@ -114,18 +102,7 @@ describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
   });
 
   it("answers a repeated CON (its ACK was lost) with the same ACK, and handles it once", async () => {
-    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-    const id = randomBytes(12).toString("hex");
-    expect(
-      (
-        await api(cloud, {
-          method: "POST",
-          path: `/v1/provisioning/${id}`,
-          token: user.token,
-          json: { publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(), algorithm: "ecc" },
-        })
-      ).status,
-    ).toBe(200);
+    const { id, privateKey } = await registeredGen3Device(cloud, user.token);
     let stream: ReturnType<typeof watch> | undefined;
     const socket = createSocket("udp4");
     await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));

@@ -70,7 +70,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
     device: RunningDevice,
     options: { protocol: "tcp" | "http"; claimCode: string | undefined; password: string },
   ): Promise<{ id: string; claimed: boolean } | undefined> {
-    const port = options.protocol === "tcp" ? device.softapPort : (device.softapHttpPort ?? 0);
+    const port = (options.protocol === "tcp" ? device.softapPort : device.softapHttpPort) ?? 0;
     const softap = SoftAPSetup({ host: "127.0.0.1", port, protocol: options.protocol, timeout: 3000 });
     const info = await promised<{ id: string; claimed: boolean }>((cb) => softap.deviceInfo(cb));
     await promised<string>((cb) => softap.publicKey(cb));
@@ -111,7 +111,7 @@ describe("the virtual device, set up by the official softap-setup client, claime
       // The device now reports itself claimed over SoftAP (c = "1").
       const softap = SoftAPSetup({
         host: "127.0.0.1",
-        port: device.softapPort,
+        port: device.softapPort ?? 0,
         protocol: "tcp",
         timeout: 3000,
       });
