@@ -1,9 +1,11 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
+import { createSocket } from "node:dgram";
+import type { Socket as UdpSocket } from "node:dgram";
 import { expect } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { CloudLink } from "@roost/device";
+import { CloudLink, DtlsClient } from "@roost/device";
 import type { CloudLinkOptions } from "@roost/device";
 
 import { api } from "./http.js";
@@ -89,4 +91,24 @@ export async function registeredGen3Device(
   });
   expect(response.status).toBe(200);
   return { id, privateKey, publicKey };
+}
+
+/**
+ * A DTLS client of the device `privateKey` on a UDP socket of its own (127.0.0.1, a port from the kernel),
+ * talking to the cloud's Gen 3 gateway; not started. Close the socket when done.
+ */
+export async function dtlsClientTo(
+  cloud: Pick<RunningCloud, "gateway" | "serverKey">,
+  privateKey: KeyObject,
+): Promise<{ socket: UdpSocket; client: DtlsClient }> {
+  const socket = createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
+  const port = cloud.gateway?.udpPort ?? 0;
+  const client = new DtlsClient({
+    privateKey,
+    serverPublicKey: cloud.serverKey.ec.publicKey,
+    send: (datagram) => socket.send(datagram, port, "127.0.0.1"),
+  });
+  socket.on("message", (datagram) => client.receive(new Uint8Array(datagram)));
+  return { socket, client };
 }

@@ -2,14 +2,12 @@
 // stays connected: each completes a full handshake with a CID and a Hello, and each answers the gateway's
 // CoAP ping when it has been silent for the idle timeout (Gen 3 devices need not ping). Bounded in count.
 import { randomInt } from "node:crypto";
-import { createSocket } from "node:dgram";
 import type { Socket } from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { DtlsClient } from "@roost/device";
 import { decodeMessage, encodeMessage } from "@roost/protocol";
-import { newUser, registeredGen3Device, startTestCloud, until } from "@roost/tests/support";
+import { dtlsClientTo, newUser, registeredGen3Device, startTestCloud, until } from "@roost/tests/support";
 
 const FLEET = 1000;
 const BATCH = 50;
@@ -37,17 +35,9 @@ describe("a Gen 3 fleet", () => {
   /** Registers a P-256 device, handshakes, says Hello and waits for its ACK; then answers pings. */
   async function connect(): Promise<Gen3Device> {
     const { id, privateKey } = await registeredGen3Device(cloud, token);
-    const socket = createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
+    const { socket, client } = await dtlsClientTo(cloud, privateKey);
     const device: Gen3Device = { id, socket, pings: 0 };
     devices.push(device);
-    const port = cloud.gateway?.udpPort ?? 0;
-    const client = new DtlsClient({
-      privateKey,
-      serverPublicKey: cloud.serverKey.ec.publicKey,
-      send: (datagram) => socket.send(datagram, port, "127.0.0.1"),
-    });
-    socket.on("message", (datagram) => client.receive(new Uint8Array(datagram)));
     let helloAcked: (() => void) | undefined;
     const acked = new Promise<void>((resolve) => (helloAcked = resolve));
     const helloId = randomInt(0x10000);

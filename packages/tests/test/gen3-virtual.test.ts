@@ -2,14 +2,20 @@
 // socket to a real Roost cloud: handshake with the CID, Hello over UDP, claimed by a code made through the API,
 // and particle-api-js sees its `spark/status`. @see docs/gen3-wire-format.md
 import { randomInt } from "node:crypto";
-import { createSocket } from "node:dgram";
 import Particle from "particle-api-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "@roost/cloud";
-import { DtlsClient } from "@roost/device";
 import { decodeMessage, encodeMessage } from "@roost/protocol";
-import { api, newUser, registeredGen3Device, startTestCloud, until, watch } from "@roost/tests/support";
+import {
+  api,
+  dtlsClientTo,
+  newUser,
+  registeredGen3Device,
+  startTestCloud,
+  until,
+  watch,
+} from "@roost/tests/support";
 
 describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
   let cloud: RunningCloud;
@@ -32,15 +38,7 @@ describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
     const code = (await api(cloud, { method: "POST", path: "/v1/device_claims", token: user.token })).body
       .claim_code as string;
 
-    const socket = createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
-    const port = cloud.gateway?.udpPort ?? 0;
-    const client = new DtlsClient({
-      privateKey,
-      serverPublicKey: cloud.serverKey.ec.publicKey,
-      send: (datagram) => socket.send(datagram, port, "127.0.0.1"),
-    });
-    socket.on("message", (datagram) => client.receive(new Uint8Array(datagram)));
+    const { socket, client } = await dtlsClientTo(cloud, privateKey);
     const acks = new Set<number>();
     client.onData = (content) => {
       const message = decodeMessage(content, "server");
@@ -104,15 +102,7 @@ describe("a virtual Gen 3 device (DTLS client) against a real cloud", () => {
   it("answers a repeated CON (its ACK was lost) with the same ACK, and handles it once", async () => {
     const { id, privateKey } = await registeredGen3Device(cloud, user.token);
     let stream: ReturnType<typeof watch> | undefined;
-    const socket = createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
-    const port = cloud.gateway?.udpPort ?? 0;
-    const client = new DtlsClient({
-      privateKey,
-      serverPublicKey: cloud.serverKey.ec.publicKey,
-      send: (datagram) => socket.send(datagram, port, "127.0.0.1"),
-    });
-    socket.on("message", (datagram) => client.receive(new Uint8Array(datagram)));
+    const { socket, client } = await dtlsClientTo(cloud, privateKey);
     const acks: number[] = [];
     client.onData = (content) => {
       const message = decodeMessage(content, "server");
