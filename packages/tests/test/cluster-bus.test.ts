@@ -36,7 +36,14 @@ describe.skipIf(!POSTGRES_URL)("the bus between nodes survives a NATS outage (is
   beforeAll(async () => {
     nats = await startOwnNatsServer();
     database = await createTemporaryDatabase(POSTGRES_URL ?? "");
-    const options = { databaseUrl: database.url, natsUrl: nats.url, gatewayHeartbeatMs: 500 } as const;
+    // Beats every 500 ms (so a node reconciles its sessions quickly), but a node is declared dead only after
+    // a minute: a loaded machine's stalls must not pass for a death, which is not what this test is about.
+    const options = {
+      databaseUrl: database.url,
+      natsUrl: nats.url,
+      gatewayHeartbeatMs: 500,
+      deadAfterMs: 60_000,
+    } as const;
     a = await startTestCloud(options);
     b = await startTestCloud(options);
   }, 60_000);

@@ -378,7 +378,8 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
   });
 
   it("takes the devices of a gateway node that stopped beating for offline, and tells their owners", async () => {
-    const node = await startTestCloud({ gatewayHeartbeatMs: 100 });
+    // The dead node's last beat is a minute old; the living node is never silent for 30 s, however loaded.
+    const node = await startTestCloud({ gatewayHeartbeatMs: 100, deadAfterMs: 30_000 });
     try {
       const { token } = await newUser(node);
       const device = newDevice();
