@@ -45,13 +45,25 @@ export function decodeHandshakeFragments(fragment: Uint8Array): HandshakeFragmen
 
 /** Encodes one fragment with its header. */
 export function encodeHandshakeFragment(fragment: HandshakeFragment): Uint8Array {
-  return new WireWriter()
-    .uint(1, fragment.msgType)
-    .uint(3, fragment.length)
-    .uint(2, fragment.messageSeq)
-    .uint(3, fragment.fragmentOffset)
-    .vector(3, fragment.body)
-    .finish();
+  // Written in place (one allocation of the exact size): every handshake message passes here, some twice.
+  const { body } = fragment;
+  const msgType = fits(1, fragment.msgType);
+  const length = fits(3, fragment.length);
+  const messageSeq = fits(2, fragment.messageSeq);
+  const offset = fits(3, fragment.fragmentOffset);
+  const bodyLength = fits(3, body.length);
+  const out = new Uint8Array(HANDSHAKE_HEADER_LENGTH + body.length);
+  out.set([msgType, length >>> 16, length >>> 8, length, messageSeq >>> 8, messageSeq]);
+  out.set([offset >>> 16, offset >>> 8, offset, bodyLength >>> 16, bodyLength >>> 8, bodyLength], 6);
+  out.set(body, HANDSHAKE_HEADER_LENGTH);
+  return out;
+}
+
+/** `value` if it is an unsigned integer of at most `size` bytes; throws as {@link WireWriter.uint} does. */
+function fits(size: 1 | 2 | 3, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * size))
+    throw new MalformedFrameError(`${value} does not fit ${size} bytes`);
+  return value;
 }
 
 /**

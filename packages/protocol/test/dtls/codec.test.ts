@@ -172,6 +172,19 @@ describe("DTLS handshake messages from the real firmware (RFC 6347 §4.2, RFC 52
     expect(encodeConnectionIdExtension(hex`0102030405060708`)).toEqual(hex`08 0102030405060708`);
   });
 
+  it("encodes a fragment header (type, length, message_seq, offset, fragment length) and refuses a field that does not fit", () => {
+    const fragment = {
+      msgType: 11,
+      length: 0x012345,
+      messageSeq: 0x0203,
+      fragmentOffset: 0x000102,
+      body: hex`aabb`,
+    };
+    expect(encodeHandshakeFragment(fragment)).toEqual(hex`0b 012345 0203 000102 000002 aabb`);
+    for (const bad of [{ messageSeq: 0x10000 }, { length: -1 }, { msgType: 256 }, { fragmentOffset: 1.5 }])
+      expect(() => encodeHandshakeFragment({ ...fragment, ...bad })).toThrow(MalformedFrameError);
+  });
+
   it("encodes a HelloVerifyRequest exactly as the one the device accepted", () => {
     const { record, message } = onlyMessage(V2_3_1.helloVerifyRequest);
     const request = decodeHelloVerifyRequest(message.body);
