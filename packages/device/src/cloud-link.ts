@@ -417,9 +417,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       const leftover = Buffer.concat(incoming, incomingLength);
       if (leftover.length > 0) take(new Uint8Array(leftover));
       await serverHello;
-      this.#connectSequence();
-      this.#startKeepAlive();
-      this.emit("connected");
+      this.#opened();
     } catch (error) {
       this.#shutdown(error instanceof Error ? error.message : String(error));
       throw error;
@@ -551,9 +549,7 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
         hello: this.#hello(),
       });
       if (!helloAcked) throw new Error("the cloud did not acknowledge the Hello");
-      this.#connectSequence();
-      this.#startKeepAlive();
-      this.emit("connected");
+      this.#opened();
     } catch (error) {
       this.#shutdown(error instanceof Error ? error.message : String(error));
       throw error;
@@ -599,6 +595,13 @@ export class CloudLink extends EventEmitter<CloudLinkEvents> {
       return;
     }
     void this.#handle(message).catch((error: unknown) => this.#shutdown(`bad message: ${String(error)}`));
+  }
+
+  /** The session is up (Hello answered): the connect sequence, then keep-alive; `connected`. */
+  #opened(): void {
+    this.#connectSequence();
+    this.#startKeepAlive();
+    this.emit("connected");
   }
 
   #startKeepAlive(): void {

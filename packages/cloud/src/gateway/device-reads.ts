@@ -4,8 +4,8 @@ import { CompiledQuery } from "kysely";
 import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
 import type { DeviceRow } from "../services/devices.js";
+import { Batcher, dialectOf } from "../storage/batch.js";
 import type { Database } from "../storage/schema.js";
-import { Batcher, dialectOf } from "./presence.js";
 
 /** What a live session keeps of its device: who owns it (event routing, publishing) and its variables' types. */
 export type SessionDevice = Pick<
@@ -17,6 +17,9 @@ export type SessionDevice = Pick<
 export type HandshakeDevice = SessionDevice & Pick<DeviceRow, "public_key">;
 
 const SESSION_COLUMNS = "id, owner_user_id, owner_customer_id, product_id, variables";
+
+/** Describes written in one statement at most (one JSON parameter, whatever the count). */
+const DESCRIBE_BATCH_LIMIT = 1000;
 
 /**
  * The gateway's statements on its hot path, written once as SQL text: a connecting device costs a Kysely query
@@ -47,7 +50,7 @@ export class GatewayDevices {
     this.#describes = new Batcher(async (rows) => {
       await this.#db.executeQuery(CompiledQuery.raw(this.#sql.describe, [JSON.stringify(rows)]));
       return rows.map(() => undefined);
-    });
+    }, DESCRIBE_BATCH_LIMIT);
   }
 
   /** Describe statements written so far (tests and benchmarks count them). */

@@ -1,6 +1,7 @@
 import type { Kysely, Updateable } from "kysely";
-import { CompiledQuery, PostgresAdapter, sql } from "kysely";
+import { CompiledQuery, sql } from "kysely";
 
+import { Batcher, dialectOf } from "../storage/batch.js";
 import type { Database, DevicesTable } from "../storage/schema.js";
 
 /**
@@ -274,77 +275,6 @@ const PRESENCE_SQL = {
   },
 } as const;
 
-/** The SQL dialect a Kysely instance speaks, from its adapter. */
-export function dialectOf(db: Kysely<Database>): "sqlite" | "postgres" {
-  return db.getExecutor().adapter instanceof PostgresAdapter ? "postgres" : "sqlite";
-}
-
-interface Waiting<TRow, TResult> {
-  readonly row: TRow;
-  resolve(result: TResult): void;
-  reject(error: unknown): void;
-}
-
-/**
- * Group writes: rows queued during one turn of the event loop leave together, in one statement, at the next
- * turn (`setImmediate`); while a statement runs, new rows wait for the next one. A device appears at most
- * once per statement (a second row for it waits for the following statement), so each statement's effect
- * is the same as running its rows one by one in queue order.
- */
-export class Batcher<TRow extends { readonly id: string }, TResult> {
-  #queue: Waiting<TRow, TResult>[] = [];
-  #scheduled = false;
-  #running = false;
-  readonly #run: (rows: readonly TRow[]) => Promise<TResult[]>;
-  /** Statements run so far (tests and benchmarks count them). */
-  statements = 0;
-
-  constructor(run: (rows: readonly TRow[]) => Promise<TResult[]>) {
-    this.#run = run;
-  }
-
-  add(row: TRow): Promise<TResult> {
-    return new Promise<TResult>((resolve, reject) => {
-      this.#queue.push({ row, resolve, reject });
-      this.#schedule();
-    });
-  }
-
-  #schedule(): void {
-    if (this.#scheduled || this.#running) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.#flush();
-    });
-  }
-
-  async #flush(): Promise<void> {
-    if (this.#queue.length === 0) return;
-    this.#running = true;
-    const batch: Waiting<TRow, TResult>[] = [];
-    const rest: Waiting<TRow, TResult>[] = [];
-    const ids = new Set<string>();
-    for (const waiting of this.#queue) {
-      if (batch.length < PRESENCE_BATCH_LIMIT && !ids.has(waiting.row.id)) {
-        ids.add(waiting.row.id);
-        batch.push(waiting);
-      } else rest.push(waiting);
-    }
-    this.#queue = rest;
-    try {
-      this.statements += 1;
-      const results = await this.#run(batch.map((waiting) => waiting.row));
-      batch.forEach((waiting, index) => waiting.resolve(results[index] as TResult));
-    } catch (error) {
-      for (const waiting of batch) waiting.reject(error);
-    } finally {
-      this.#running = false;
-      if (this.#queue.length > 0) this.#schedule();
-    }
-  }
-}
-
 interface ClaimRow {
   readonly id: string;
   readonly facts: PresenceFacts;
@@ -375,9 +305,12 @@ export class PresenceWriter {
     this.#nodeId = nodeId;
     this.#postgres = dialectOf(db) === "postgres";
     this.#sql = PRESENCE_SQL[this.#postgres ? "postgres" : "sqlite"];
-    this.#claims = new Batcher((rows) => this.#claimAll(rows));
-    this.#touches = new Batcher((rows) => this.#fenced(this.#sql.touch, rows));
-    this.#releases = new Batcher((rows) => this.#fenced(this.#sql.release, rows, this.#nodeId));
+    this.#claims = new Batcher((rows) => this.#claimAll(rows), PRESENCE_BATCH_LIMIT);
+    this.#touches = new Batcher((rows) => this.#fenced(this.#sql.touch, rows), PRESENCE_BATCH_LIMIT);
+    this.#releases = new Batcher(
+      (rows) => this.#fenced(this.#sql.release, rows, this.#nodeId),
+      PRESENCE_BATCH_LIMIT,
+    );
   }
 
   /** Statements written so far, by kind. */

@@ -9,6 +9,7 @@ import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
+import { Batcher } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
@@ -249,12 +250,20 @@ export class ClaimService {
   readonly #statements: ReturnType<typeof claimStatements>;
   /** Owners whose device IDs are asked for in this turn of the event loop, with the read that answers. */
   #idReads = new Map<string, Promise<string[]>>();
-  /** Fresh claim codes waiting for the next group insert, with their callers. */
-  #codesToInsert: {
-    row: Insertable<ClaimCodesTable>;
-    resolve: () => void;
-    reject: (error: unknown) => void;
-  }[] = [];
+  /**
+   * Fresh (random) claim codes asked for in the same turn of the event loop, inserted in one statement: one
+   * commit and one WAL append for all of them (group commit; bench api scenario). A random code or id
+   * colliding with a stored one (2^-378, 2^-122) would fail the whole group with a unique violation, which
+   * each caller reports as the usual 409 "try again". At most 200 rows (2,200 parameters) per statement,
+   * within both databases' limits.
+   */
+  readonly #freshCodes = new Batcher<Insertable<ClaimCodesTable> & { id: string }, undefined>(
+    async (rows) => {
+      await this.#db.insertInto("claim_codes").values(rows).execute();
+      return rows.map(() => undefined);
+    },
+    200,
+  );
 
   constructor(options: {
     db: Kysely<Database>;
@@ -362,7 +371,7 @@ export class ClaimService {
     if (options.presetCode === undefined) {
       // The owner's device IDs do not depend on the new code: read them while it is inserted (on
       // PostgreSQL two connections of the pool, one round trip instead of two).
-      const [deviceIds] = await Promise.all([this.#ownedIdsThisTurn(owner), this.#insertFresh(row)]);
+      const [deviceIds] = await Promise.all([this.#ownedIdsThisTurn(owner), this.#freshCodes.add(row)]);
       return { claim_code: code, device_ids: deviceIds, claim_id: id };
     }
     await this.#db
@@ -388,19 +397,6 @@ export class ClaimService {
   }
 
   /**
-   * Inserts a fresh (random) claim code together with the others asked for in the same turn of the event
-   * loop: one statement, so one commit and one WAL append for all of them (group commit; bench api
-   * scenario). A random code or id colliding with a stored one (2^-378, 2^-122) would fail the whole group
-   * with a unique violation, which each caller reports as the usual 409 "try again".
-   */
-  #insertFresh(row: Insertable<ClaimCodesTable>): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#codesToInsert.push({ row, resolve, reject });
-      if (this.#codesToInsert.length === 1) setImmediate(() => void this.#insertGroup());
-    });
-  }
-
-  /**
    * The owner's device IDs, read once for every claim-code request of the same owner that arrived in this
    * turn of the event loop: the read starts after all of them arrived (at the end of the turn), so each
    * sees the devices as they were after its request came in.
@@ -414,24 +410,6 @@ export class ClaimService {
       this.#idReads.set(key, read);
     }
     return read.then((ids) => [...ids]);
-  }
-
-  async #insertGroup(): Promise<void> {
-    const group = this.#codesToInsert;
-    this.#codesToInsert = [];
-    // At most 200 rows (2,200 parameters) per statement, within both databases' limits.
-    for (let start = 0; start < group.length; start += 200) {
-      const part = group.slice(start, start + 200);
-      try {
-        await this.#db
-          .insertInto("claim_codes")
-          .values(part.map((entry) => entry.row))
-          .execute();
-        for (const entry of part) entry.resolve();
-      } catch (error) {
-        for (const entry of part) entry.reject(error);
-      }
-    }
   }
 
   /**

@@ -1,0 +1,78 @@
+import type { Kysely } from "kysely";
+import { PostgresAdapter } from "kysely";
+
+import type { Database } from "./schema.js";
+
+/** The SQL dialect a Kysely instance speaks, from its adapter. */
+export function dialectOf(db: Kysely<Database>): "sqlite" | "postgres" {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? "postgres" : "sqlite";
+}
+
+interface Waiting<TRow, TResult> {
+  readonly row: TRow;
+  resolve(result: TResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Group writes: rows queued during one turn of the event loop leave together, in one statement, at the next
+ * turn (`setImmediate`); while a statement runs, new rows wait for the next one. An ID appears at most once
+ * per statement (a second row with it waits for the following statement), so each statement's effect is the
+ * same as running its rows one by one in queue order.
+ */
+export class Batcher<TRow extends { readonly id: string }, TResult> {
+  #queue: Waiting<TRow, TResult>[] = [];
+  #scheduled = false;
+  #running = false;
+  readonly #run: (rows: readonly TRow[]) => Promise<TResult[]>;
+  readonly #limit: number;
+  /** Statements run so far (tests and benchmarks count them). */
+  statements = 0;
+
+  /** `run` writes one batch of at most `limit` rows and answers each row's result, in order. */
+  constructor(run: (rows: readonly TRow[]) => Promise<TResult[]>, limit: number) {
+    this.#run = run;
+    this.#limit = limit;
+  }
+
+  add(row: TRow): Promise<TResult> {
+    return new Promise<TResult>((resolve, reject) => {
+      this.#queue.push({ row, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#running) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#queue.length === 0) return;
+    this.#running = true;
+    const batch: Waiting<TRow, TResult>[] = [];
+    const rest: Waiting<TRow, TResult>[] = [];
+    const ids = new Set<string>();
+    for (const waiting of this.#queue) {
+      if (batch.length < this.#limit && !ids.has(waiting.row.id)) {
+        ids.add(waiting.row.id);
+        batch.push(waiting);
+      } else rest.push(waiting);
+    }
+    this.#queue = rest;
+    try {
+      this.statements += 1;
+      const results = await this.#run(batch.map((waiting) => waiting.row));
+      batch.forEach((waiting, index) => waiting.resolve(results[index] as TResult));
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error);
+    } finally {
+      this.#running = false;
+      if (this.#queue.length > 0) this.#schedule();
+    }
+  }
+}
