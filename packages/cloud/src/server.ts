@@ -203,6 +203,12 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     port: undefined as number | undefined,
     udpPort: undefined as number | undefined,
   };
+  storage.checkpointer?.on("failure", (error) =>
+    logger.warn(
+      { err: error },
+      "SQLite checkpoint off the event loop failed; the serving connection will checkpoint",
+    ),
+  );
   const streamSlots = new StreamSlots({ db: storage.db, nodeId, logger, maxPerIp: config.sseMaxPerIp });
   membership.onBeat((beat) => streamSlots.sweep(beat.rejoined));
   if (storage.dialect === "postgres")

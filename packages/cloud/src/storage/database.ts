@@ -3,6 +3,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
 import type { SqliteDatabase, SqliteStatement } from "kysely";
 import pg from "pg";
 
+import { FALLBACK_AUTOCHECKPOINT_PAGES, WalCheckpointer } from "./checkpointer.js";
 import type { Dialect } from "./migrations.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { Database } from "./schema.js";
@@ -11,6 +12,8 @@ import type { Database } from "./schema.js";
 export interface Storage {
   readonly db: Kysely<Database>;
   readonly dialect: Dialect;
+  /** The thread that checkpoints an SQLite file's log off the event loop (none for PostgreSQL or `:memory:`). */
+  readonly checkpointer?: WalCheckpointer | undefined;
   close(): Promise<void>;
 }
 
@@ -58,6 +61,7 @@ export async function openStorage({
 }: StorageOptions): Promise<Storage> {
   let db: Kysely<Database>;
   let dialect: Dialect;
+  let checkpointer: WalCheckpointer | undefined;
   if (databaseUrl) {
     dialect = "postgres";
     const pool = new pg.Pool({
@@ -87,15 +91,26 @@ export async function openStorage({
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
+    if (sqliteFile !== ":memory:" && sqliteFile !== "") {
+      // Checkpoints run on a thread of their own (checkpointer.ts); this connection only steps in if that
+      // thread falls far behind.
+      sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+      checkpointer = new WalCheckpointer(sqliteFile);
+    }
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   const migrator = new Migrator({ db, provider: createMigrationProvider(dialect) });
   const { error } = await migrator.migrateToLatest();
-  if (error) {
+  const close = async () => {
+    // The checkpointer's connection first: the serving connection, closing last, checkpoints what is left.
+    await checkpointer?.close();
     await db.destroy();
+  };
+  if (error) {
+    await close();
     throw error instanceof Error ? error : new Error("migration failed", { cause: error });
   }
-  return { db, dialect, close: () => db.destroy() };
+  return { db, dialect, checkpointer, close };
 }
 
 /**
