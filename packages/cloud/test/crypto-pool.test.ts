@@ -13,7 +13,7 @@ import {
 } from "@roost/protocol/node";
 
 import type { HandshakeCrypto } from "../src/gateway/crypto-pool.js";
-import { inThreadCrypto, startCryptoPool } from "../src/gateway/crypto-pool.js";
+import { DeviceKeyRefused, inThreadCrypto, startCryptoPool } from "../src/gateway/crypto-pool.js";
 
 const credentials = () => ({
   key: new Uint8Array(randomBytes(16)),
@@ -51,7 +51,7 @@ describe("handshake crypto: worker pool and event loop alike", () => {
       expect(plaintext).toEqual(await inThread.openCiphertext(ciphertextFor(nonce, deviceId), nonce));
       expect(plaintext.deviceId).toBe(deviceId);
       const sent = credentials();
-      const reply = await pool.reply(device.publicKey, sent);
+      const reply = await pool.reply(exportPublicKeyDer(device.publicKey), sent);
       const received = openHandshakeReply({
         reply,
         devicePrivateKey: device.privateKey,
@@ -72,9 +72,24 @@ describe("handshake crypto: worker pool and event loop alike", () => {
     expect((await pool.openCiphertext(ciphertext, nonce)).nonce).toEqual(nonce);
   });
 
+  it("refuses a device key it cannot import as a key refusal, in the pool and on the event loop, and keeps serving", async () => {
+    const der = exportPublicKeyDer(device.publicKey);
+    const garbage = new Uint8Array(der.length);
+    for (const crypto of [pool, inThread]) {
+      await expect(crypto.reply(garbage, credentials())).rejects.toBeInstanceOf(DeviceKeyRefused);
+      const sent = credentials();
+      const reply = await crypto.reply(der, sent);
+      expect(
+        openHandshakeReply({ reply, devicePrivateKey: device.privateKey, serverPublicKey: server.publicKey }),
+      ).toEqual(sent);
+    }
+  });
+
   it("refuses work once closed", async () => {
     const closing = startCryptoPool({ serverPrivateKey: server.privateKey, size: 1 });
     await closing.close();
-    await expect(closing.reply(device.publicKey, credentials())).rejects.toThrow(/closed/);
+    await expect(closing.reply(exportPublicKeyDer(device.publicKey), credentials())).rejects.toThrow(
+      /closed/,
+    );
   });
 });

@@ -6,7 +6,11 @@ import type { HandshakePlaintext, SessionCredentials } from "@roost/protocol";
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
 import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import { importDevicePublicKey } from "./device-key.js";
 import { HandshakeQueue } from "./handshake-queue.js";
+
+/** The device's public key could not be imported: the handshake ends as a key mismatch, not a server fault. */
+export class DeviceKeyRefused extends Error {}
 
 /**
  * The asymmetric work of a device handshake (RSA today; ECDSA/ECDH for Gen 3 next), wherever it runs.
@@ -15,8 +19,12 @@ import { HandshakeQueue } from "./handshake-queue.js";
 export interface HandshakeCrypto {
   /** Decrypts the handshake ciphertext with the server key and checks the nonce (step 3). */
   openCiphertext(ciphertext: Uint8Array, nonce: Uint8Array): Promise<HandshakePlaintext>;
-  /** Encrypts the session credentials to the device and signs them with the server key (step 4). */
-  reply(devicePublicKey: KeyObject, credentials: SessionCredentials): Promise<Uint8Array>;
+  /**
+   * Imports the device's public key (SPKI DER, as offered and registered), encrypts the session credentials to
+   * it and signs them with the server key (step 4). Every handshake imports its device's key afresh: no parsed
+   * key is kept (bench/README.md, handshake). Rejects with {@link DeviceKeyRefused} when the key cannot be read.
+   */
+  reply(devicePublicKeyDer: Uint8Array, credentials: SessionCredentials): Promise<Uint8Array>;
   /** Worker threads doing the work; 0 when it runs on the event loop. */
   readonly workers: number;
   close(): Promise<void>;
@@ -35,8 +43,18 @@ export function inThreadCrypto(serverPrivateKey: KeyObject): HandshakeCrypto {
     workers: 0,
     openCiphertext: (ciphertext, nonce) =>
       queue.run(() => openHandshakeCiphertext({ ciphertext, serverPrivateKey, nonce })),
-    reply: (devicePublicKey, credentials) =>
-      queue.run(() => createHandshakeReply({ devicePublicKey, serverPrivateKey, credentials })),
+    reply: (devicePublicKeyDer, credentials) =>
+      queue.run(() => {
+        let devicePublicKey: KeyObject;
+        try {
+          devicePublicKey = importDevicePublicKey(devicePublicKeyDer);
+        } catch (error) {
+          throw new DeviceKeyRefused(
+            `device public key: ${error instanceof Error ? error.message : String(error)}`,
+          );
+        }
+        return createHandshakeReply({ devicePublicKey, serverPrivateKey, credentials });
+      }),
     close: () => Promise.resolve(),
   };
 }
@@ -129,7 +147,8 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
   }
 
   function unwrap(result: CryptoJobResult): CryptoJobResult & { ok: true } {
-    if (!result.ok) throw new Error(result.message);
+    if (!result.ok)
+      throw result.keyRefused ? new DeviceKeyRefused(result.message) : new Error(result.message);
     return result;
   }
 
@@ -140,9 +159,9 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
       if (!("plaintext" in result)) throw new Error("crypto worker answered the wrong job");
       return result.plaintext;
     },
-    async reply(devicePublicKey, credentials) {
+    async reply(devicePublicKeyDer, credentials) {
       const result = unwrap(
-        await submit({ id: nextId++, kind: "handshake-reply", devicePublicKey, credentials }),
+        await submit({ id: nextId++, kind: "handshake-reply", devicePublicKeyDer, credentials }),
       );
       if (!("reply" in result)) throw new Error("crypto worker answered the wrong job");
       return result.reply;

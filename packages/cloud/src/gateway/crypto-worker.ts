@@ -8,6 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
 import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import { importDevicePublicKey } from "./device-key.js";
 
 const { serverPrivateKey, niceness } = workerData as CryptoWorkerData;
 
@@ -33,16 +34,24 @@ function run(job: CryptoJob, key: KeyObject): CryptoJobResult {
           nonce: job.nonce,
         }),
       };
-    case "handshake-reply":
+    case "handshake-reply": {
+      let devicePublicKey: KeyObject;
+      try {
+        devicePublicKey = importDevicePublicKey(job.devicePublicKeyDer);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        return { id: job.id, ok: false, message: `device public key: ${reason}`, keyRefused: true };
+      }
       return {
         id: job.id,
         ok: true,
         reply: createHandshakeReply({
-          devicePublicKey: job.devicePublicKey,
+          devicePublicKey,
           serverPrivateKey: key,
           credentials: job.credentials,
         }),
       };
+    }
   }
 }
 
