@@ -1,8 +1,8 @@
 // The floor of the handshake scenario: what Node's TCP stack costs a server for one Gen 2 connection when it
 // does nothing else. A bare `net` server (its own process, started like bare-server.ts) plays the gateway's
-// side of a Photon's start byte for byte: the same reads and writes (system calls), of the same sizes, in the same order, as
-// a real handshake and connect sequence, with the gateway's socket options, but no crypto, no protocol and no
-// database. The same file, started a second time, plays the devices' side.
+// side of a Photon's start byte for byte: the same reads and writes (system calls), of the same sizes, in the
+// same order, as a real handshake and connect sequence, with the gateway's socket options, but no crypto, no
+// protocol and no database. The same file, started a second time, plays the devices' side.
 import { connect, createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 
