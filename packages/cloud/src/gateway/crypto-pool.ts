@@ -73,6 +73,8 @@ function workerEntry(): URL {
 interface PooledWorker {
   worker: Worker;
   inFlight: number;
+  /** Jobs of this turn of the event loop, not yet posted: they leave in one message. */
+  outbox: CryptoJob[];
 }
 
 interface PendingJob {
@@ -87,6 +89,10 @@ interface PendingJob {
  * worker with the fewest jobs in flight; the workers run at a lower priority than the event loop (Linux), so
  * that in a reconnect storm connected devices' claims, events and pings still come first. A worker that dies
  * fails its jobs (those handshakes end) and is replaced. Threads start with the first job.
+ *
+ * The jobs submitted during one turn of the event loop go to each worker in one message, and the worker
+ * answers a message's jobs in one message: in a storm each message costs both threads a system call and a
+ * wake-up, more than the structured clone of a job (bench/README.md, handshake).
  */
 export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: number }): HandshakeCrypto {
   const size = options.size ?? availableParallelism();
@@ -104,16 +110,20 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
       // No inherited flags: a source-mode parent's export conditions would point the build at TypeScript.
       worker: new Worker(entry, { workerData: data, execArgv: [] }),
       inFlight: 0,
+      outbox: [],
     };
     pooled.worker.unref();
-    pooled.worker.on("message", (result: CryptoJobResult) => {
-      const job = pending.get(result.id);
-      if (!job) return;
-      pending.delete(result.id);
-      pooled.inFlight -= 1;
-      job.resolve(result);
+    pooled.worker.on("message", (results: CryptoJobResult[]) => {
+      for (const result of results) {
+        const job = pending.get(result.id);
+        if (!job) continue;
+        pending.delete(result.id);
+        pooled.inFlight -= 1;
+        job.resolve(result);
+      }
     });
     const fail = (error: Error) => {
+      pooled.outbox = [];
       for (const [id, job] of pending)
         if (job.owner === pooled) {
           pending.delete(id);
@@ -130,6 +140,18 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
     return pooled;
   }
 
+  let flushing = false;
+  /** Posts each worker's jobs of this turn as one message. */
+  function flush(): void {
+    flushing = false;
+    for (const pooled of pool) {
+      if (pooled.outbox.length === 0) continue;
+      const jobs = pooled.outbox;
+      pooled.outbox = [];
+      pooled.worker.postMessage(jobs);
+    }
+  }
+
   function submit(job: CryptoJob): Promise<CryptoJobResult> {
     if (closed) return Promise.reject(new Error("crypto pool closed"));
     // Threads start with the first handshake: a node that serves only the API never pays for them.
@@ -142,7 +164,12 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
     return new Promise<CryptoJobResult>((resolve, reject) => {
       pending.set(job.id, { resolve, reject, owner: chosen });
       chosen.inFlight += 1;
-      chosen.worker.postMessage(job);
+      chosen.outbox.push(job);
+      if (!flushing) {
+        flushing = true;
+        // After the poll phase: every socket read of this turn has submitted its job by then.
+        setImmediate(flush);
+      }
     });
   }
 
@@ -168,7 +195,9 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
     },
     async close() {
       closed = true;
-      const workers = pool.splice(0).map((pooled) => pooled.worker);
+      const closing = pool.splice(0);
+      for (const pooled of closing) pooled.outbox = [];
+      const workers = closing.map((pooled) => pooled.worker);
       for (const job of pending.values()) job.reject(new Error("crypto pool closed"));
       pending.clear();
       await Promise.all(workers.map((worker) => worker.terminate()));

@@ -55,12 +55,19 @@ function run(job: CryptoJob, key: KeyObject): CryptoJobResult {
   }
 }
 
-parentPort?.on("message", (job: CryptoJob) => {
-  let result: CryptoJobResult;
-  try {
-    result = run(job, serverPrivateKey);
-  } catch (error) {
-    result = { id: job.id, ok: false, message: error instanceof Error ? error.message : String(error) };
+// A message carries the jobs of one turn of the gateway's event loop; their results go back in one message.
+parentPort?.on("message", (jobs: CryptoJob[]) => {
+  const results: CryptoJobResult[] = [];
+  for (const job of jobs) {
+    try {
+      results.push(run(job, serverPrivateKey));
+    } catch (error) {
+      results.push({
+        id: job.id,
+        ok: false,
+        message: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
-  parentPort?.postMessage(result);
+  parentPort?.postMessage(results);
 });
