@@ -1,7 +1,8 @@
 // The gateway's handshake crypto in worker threads must do exactly what it does on the event loop: the device
 // side of the real protocol code opens what the pool produces, and bad input fails one job, not the pool.
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Worker } from "node:worker_threads";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 import type { RsaKeyPair } from "@roost/protocol/node";
 import {
@@ -82,6 +83,26 @@ describe("handshake crypto: worker pool and event loop alike", () => {
       expect(
         openHandshakeReply({ reply, devicePrivateKey: device.privateKey, serverPublicKey: server.publicKey }),
       ).toEqual(sent);
+    }
+  });
+
+  it("sends the jobs of one event-loop turn to each worker in one message", async () => {
+    const batching = startCryptoPool({ serverPrivateKey: server.privateKey, size: 2 });
+    const posted = vi.spyOn(Worker.prototype, "postMessage");
+    try {
+      const jobs = Array.from({ length: 20 }, () => {
+        const nonce = new Uint8Array(randomBytes(40));
+        const deviceId = randomBytes(12).toString("hex");
+        return batching.openCiphertext(ciphertextFor(nonce, deviceId), nonce).then((plaintext) => {
+          expect(plaintext.deviceId).toBe(deviceId);
+        });
+      });
+      await Promise.all(jobs);
+      expect(posted).toHaveBeenCalledTimes(2);
+      expect(posted.mock.calls.map(([jobs]) => (jobs as unknown[]).length)).toEqual([10, 10]);
+    } finally {
+      posted.mockRestore();
+      await batching.close();
     }
   });
 
