@@ -153,9 +153,9 @@ const api: SocketFloorApi = {
   },
 
   async closeAll() {
-    const closing = [...open].map((socket) =>
-      socket.closed ? undefined : new Promise<void>((resolve) => socket.once("close", () => resolve()).end()),
-    );
+    const closing = [...open]
+      .filter((socket) => !socket.closed)
+      .map((socket) => new Promise<void>((resolve) => socket.once("close", () => resolve()).end()));
     await Promise.all(closing);
   },
 };
