@@ -86,11 +86,11 @@ describe("handshake crypto: worker pool and event loop alike", () => {
     }
   });
 
-  it("sends the jobs of one event-loop turn to each worker in one message", async () => {
+  it("sends the jobs of one event-loop turn to each worker in one message (16 at most)", async () => {
     const batching = startCryptoPool({ serverPrivateKey: server.privateKey, size: 2 });
     const posted = vi.spyOn(Worker.prototype, "postMessage");
     try {
-      const jobs = Array.from({ length: 20 }, () => {
+      const jobs = Array.from({ length: 40 }, () => {
         const nonce = new Uint8Array(randomBytes(40));
         const deviceId = randomBytes(12).toString("hex");
         return batching.openCiphertext(ciphertextFor(nonce, deviceId), nonce).then((plaintext) => {
@@ -98,8 +98,9 @@ describe("handshake crypto: worker pool and event loop alike", () => {
         });
       });
       await Promise.all(jobs);
-      expect(posted).toHaveBeenCalledTimes(2);
-      expect(posted.mock.calls.map(([jobs]) => (jobs as unknown[]).length)).toEqual([10, 10]);
+      expect(posted.mock.calls.map(([jobs]) => (jobs as unknown[]).length).sort((a, b) => a - b)).toEqual([
+        4, 4, 16, 16,
+      ]);
     } finally {
       posted.mockRestore();
       await batching.close();
