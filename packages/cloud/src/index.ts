@@ -25,6 +25,7 @@ export type {
   ClaimStatus,
 } from "./services/claims.js";
 export { CLAIM_ATTEMPT_EVENT } from "./gateway/connection.js";
+export { importDevicePublicKey } from "./gateway/device-key.js";
 export type { Principal, Owner } from "./services/principal.js";
 export { InProcessEventBus } from "./events/bus.js";
 export type { DeviceCommand, DeviceCommandResult, EventBus } from "./events/bus.js";

@@ -1,7 +1,8 @@
 // The gateway's handshake crypto in worker threads must do exactly what it does on the event loop: the device
 // side of the real protocol code opens what the pool produces, and bad input fails one job, not the pool.
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Worker } from "node:worker_threads";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 import type { RsaKeyPair } from "@roost/protocol/node";
 import {
@@ -13,7 +14,7 @@ import {
 } from "@roost/protocol/node";
 
 import type { HandshakeCrypto } from "../src/gateway/crypto-pool.js";
-import { inThreadCrypto, startCryptoPool } from "../src/gateway/crypto-pool.js";
+import { DeviceKeyRefused, inThreadCrypto, startCryptoPool } from "../src/gateway/crypto-pool.js";
 
 const credentials = () => ({
   key: new Uint8Array(randomBytes(16)),
@@ -51,7 +52,7 @@ describe("handshake crypto: worker pool and event loop alike", () => {
       expect(plaintext).toEqual(await inThread.openCiphertext(ciphertextFor(nonce, deviceId), nonce));
       expect(plaintext.deviceId).toBe(deviceId);
       const sent = credentials();
-      const reply = await pool.reply(device.publicKey, sent);
+      const reply = await pool.reply(exportPublicKeyDer(device.publicKey), sent);
       const received = openHandshakeReply({
         reply,
         devicePrivateKey: device.privateKey,
@@ -72,9 +73,45 @@ describe("handshake crypto: worker pool and event loop alike", () => {
     expect((await pool.openCiphertext(ciphertext, nonce)).nonce).toEqual(nonce);
   });
 
+  it("refuses a device key it cannot import as a key refusal, in the pool and on the event loop, and keeps serving", async () => {
+    const der = exportPublicKeyDer(device.publicKey);
+    const garbage = new Uint8Array(der.length);
+    for (const crypto of [pool, inThread]) {
+      await expect(crypto.reply(garbage, credentials())).rejects.toBeInstanceOf(DeviceKeyRefused);
+      const sent = credentials();
+      const reply = await crypto.reply(der, sent);
+      expect(
+        openHandshakeReply({ reply, devicePrivateKey: device.privateKey, serverPublicKey: server.publicKey }),
+      ).toEqual(sent);
+    }
+  });
+
+  it("sends the jobs of one event-loop turn to each worker in one message (16 at most)", async () => {
+    const batching = startCryptoPool({ serverPrivateKey: server.privateKey, size: 2 });
+    const posted = vi.spyOn(Worker.prototype, "postMessage");
+    try {
+      const jobs = Array.from({ length: 40 }, () => {
+        const nonce = new Uint8Array(randomBytes(40));
+        const deviceId = randomBytes(12).toString("hex");
+        return batching.openCiphertext(ciphertextFor(nonce, deviceId), nonce).then((plaintext) => {
+          expect(plaintext.deviceId).toBe(deviceId);
+        });
+      });
+      await Promise.all(jobs);
+      expect(posted.mock.calls.map(([jobs]) => (jobs as unknown[]).length).sort((a, b) => a - b)).toEqual([
+        4, 4, 16, 16,
+      ]);
+    } finally {
+      posted.mockRestore();
+      await batching.close();
+    }
+  });
+
   it("refuses work once closed", async () => {
     const closing = startCryptoPool({ serverPrivateKey: server.privateKey, size: 1 });
     await closing.close();
-    await expect(closing.reply(device.publicKey, credentials())).rejects.toThrow(/closed/);
+    await expect(closing.reply(exportPublicKeyDer(device.publicKey), credentials())).rejects.toThrow(
+      /closed/,
+    );
   });
 });

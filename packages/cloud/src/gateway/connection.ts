@@ -1,5 +1,4 @@
 import { createPublicKey, randomBytes, randomInt } from "node:crypto";
-import type { KeyObject } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 
@@ -25,6 +24,7 @@ import type { ClaimResult } from "../services/claims.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
 import type { HandshakeCrypto } from "./crypto-pool.js";
+import { DeviceKeyRefused } from "./crypto-pool.js";
 import { importDevicePublicKey } from "./device-key.js";
 import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import type { SubscriptionIndex } from "./event-routing.js";
@@ -520,16 +520,15 @@ function pemBody(pem: string): Buffer {
 }
 
 /**
- * The registered key as a key object if the device offered that very key, else undefined. Keys are stored
- * as SPKI PEM and offered as SPKI DER, so equal bytes decide it without parsing the stored key: OpenSSL 3
- * takes ~0.1 ms per SPKI parse (bench/README.md, handshake). Other encodings of the same key still match
- * through a parsed comparison.
+ * The key to encrypt the session credentials to, as SPKI DER, if the device offered its registered key; else
+ * undefined. Keys are stored as SPKI PEM and offered as SPKI DER, so equal bytes decide it without parsing
+ * either key (the crypto worker imports the offered one, bench/README.md, handshake). Other encodings of the
+ * same key still match through a parsed comparison.
  */
-function registeredKeyIfOffered(storedPem: string, offeredDer: Uint8Array): KeyObject | undefined {
+function registeredKeyIfOffered(storedPem: string, offeredDer: Uint8Array): Uint8Array | undefined {
   try {
-    const offered = importDevicePublicKey(offeredDer);
-    if (pemBody(storedPem).equals(offeredDer)) return offered;
-    return createPublicKey(storedPem).equals(offered) ? offered : undefined;
+    if (pemBody(storedPem).equals(offeredDer)) return offeredDer;
+    return createPublicKey(storedPem).equals(importDevicePublicKey(offeredDer)) ? offeredDer : undefined;
   } catch {
     return undefined;
   }
@@ -777,7 +776,7 @@ async function handshake(
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
     let device = await context.devices.forHandshake(id);
-    let devicePublicKey: KeyObject | undefined;
+    let devicePublicKey: Uint8Array | undefined;
     if (!device) {
       if (!limits.autoRegister || !offered) {
         await recordAttempt(services, { deviceId: id, ip, reason: "unknown_device" });
@@ -787,7 +786,9 @@ async function handshake(
       device = await context.devices.forHandshake(id);
       if (!device) throw new SessionEnd("unknown_device");
       log.warn({ ip, deviceId: id }, "registered an unknown device's key (--auto-register-devices)");
-      devicePublicKey = createPublicKey(device.public_key);
+      devicePublicKey = new Uint8Array(
+        createPublicKey(device.public_key).export({ type: "spki", format: "der" }),
+      );
     } else {
       devicePublicKey = offered && registeredKeyIfOffered(device.public_key, offered);
       if (!devicePublicKey) {
@@ -801,7 +802,15 @@ async function handshake(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
-    socket.write(await context.crypto.reply(devicePublicKey, credentials));
+    let reply: Uint8Array;
+    try {
+      reply = await context.crypto.reply(devicePublicKey, credentials);
+    } catch (error) {
+      if (!(error instanceof DeviceKeyRefused)) throw error;
+      await recordAttempt(services, { deviceId: id, ip, reason: "key_mismatch" });
+      throw new SessionEnd("key_mismatch", error.message);
+    }
+    socket.write(reply);
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on; the first message must be the Hello.
     const transport = new TcpTransport({
       socket,

@@ -21,7 +21,11 @@ export type CryptoJob =
   | {
       readonly id: number;
       readonly kind: "handshake-reply";
-      readonly devicePublicKey: KeyObject;
+      /**
+       * The device's public key as SPKI DER: the worker imports it (a few µs, and part of the handshake's
+       * crypto), which is cheaper to send than a KeyObject and keeps the import off the event loop.
+       */
+      readonly devicePublicKeyDer: Uint8Array;
       readonly credentials: SessionCredentials;
     };
 
@@ -29,4 +33,10 @@ export type CryptoJob =
 export type CryptoJobResult =
   | { readonly id: number; readonly ok: true; readonly plaintext: HandshakePlaintext }
   | { readonly id: number; readonly ok: true; readonly reply: Uint8Array }
-  | { readonly id: number; readonly ok: false; readonly message: string };
+  | {
+      readonly id: number;
+      readonly ok: false;
+      readonly message: string;
+      /** The device key could not be imported (the handshake ends as a key mismatch). */
+      readonly keyRefused?: boolean;
+    };

@@ -6,7 +6,11 @@ import type { HandshakePlaintext, SessionCredentials } from "@roost/protocol";
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
 import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import { importDevicePublicKey } from "./device-key.js";
 import { HandshakeQueue } from "./handshake-queue.js";
+
+/** The device's public key could not be imported: the handshake ends as a key mismatch, not a server fault. */
+export class DeviceKeyRefused extends Error {}
 
 /**
  * The asymmetric work of a device handshake (RSA today; ECDSA/ECDH for Gen 3 next), wherever it runs.
@@ -15,12 +19,22 @@ import { HandshakeQueue } from "./handshake-queue.js";
 export interface HandshakeCrypto {
   /** Decrypts the handshake ciphertext with the server key and checks the nonce (step 3). */
   openCiphertext(ciphertext: Uint8Array, nonce: Uint8Array): Promise<HandshakePlaintext>;
-  /** Encrypts the session credentials to the device and signs them with the server key (step 4). */
-  reply(devicePublicKey: KeyObject, credentials: SessionCredentials): Promise<Uint8Array>;
+  /**
+   * Imports the device's public key (SPKI DER, as offered and registered), encrypts the session credentials to
+   * it and signs them with the server key (step 4). Every handshake imports its device's key afresh: no parsed
+   * key is kept (bench/README.md, handshake). Rejects with {@link DeviceKeyRefused} when the key cannot be read.
+   */
+  reply(devicePublicKeyDer: Uint8Array, credentials: SessionCredentials): Promise<Uint8Array>;
   /** Worker threads doing the work; 0 when it runs on the event loop. */
   readonly workers: number;
   close(): Promise<void>;
 }
+
+/**
+ * Most jobs in one message: a worker answers a message's jobs together, so a storm's first handshakes wait
+ * for at most this many (~5 ms of RSA) rather than for a whole turn's worth.
+ */
+const MAX_JOBS_PER_MESSAGE = 16;
 
 /** Nice value of the worker threads: connected devices' traffic on the event loop goes first. */
 const WORKER_NICENESS = 10;
@@ -35,8 +49,18 @@ export function inThreadCrypto(serverPrivateKey: KeyObject): HandshakeCrypto {
     workers: 0,
     openCiphertext: (ciphertext, nonce) =>
       queue.run(() => openHandshakeCiphertext({ ciphertext, serverPrivateKey, nonce })),
-    reply: (devicePublicKey, credentials) =>
-      queue.run(() => createHandshakeReply({ devicePublicKey, serverPrivateKey, credentials })),
+    reply: (devicePublicKeyDer, credentials) =>
+      queue.run(() => {
+        let devicePublicKey: KeyObject;
+        try {
+          devicePublicKey = importDevicePublicKey(devicePublicKeyDer);
+        } catch (error) {
+          throw new DeviceKeyRefused(
+            `device public key: ${error instanceof Error ? error.message : String(error)}`,
+          );
+        }
+        return createHandshakeReply({ devicePublicKey, serverPrivateKey, credentials });
+      }),
     close: () => Promise.resolve(),
   };
 }
@@ -55,6 +79,8 @@ function workerEntry(): URL {
 interface PooledWorker {
   worker: Worker;
   inFlight: number;
+  /** Jobs of this turn of the event loop, not yet posted: they leave in one message. */
+  outbox: CryptoJob[];
 }
 
 interface PendingJob {
@@ -69,6 +95,10 @@ interface PendingJob {
  * worker with the fewest jobs in flight; the workers run at a lower priority than the event loop (Linux), so
  * that in a reconnect storm connected devices' claims, events and pings still come first. A worker that dies
  * fails its jobs (those handshakes end) and is replaced. Threads start with the first job.
+ *
+ * The jobs submitted during one turn of the event loop go to each worker in one message, and the worker
+ * answers a message's jobs in one message: in a storm each message costs both threads a system call and a
+ * wake-up, more than the structured clone of a job (bench/README.md, handshake).
  */
 export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: number }): HandshakeCrypto {
   const size = options.size ?? availableParallelism();
@@ -86,16 +116,20 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
       // No inherited flags: a source-mode parent's export conditions would point the build at TypeScript.
       worker: new Worker(entry, { workerData: data, execArgv: [] }),
       inFlight: 0,
+      outbox: [],
     };
     pooled.worker.unref();
-    pooled.worker.on("message", (result: CryptoJobResult) => {
-      const job = pending.get(result.id);
-      if (!job) return;
-      pending.delete(result.id);
-      pooled.inFlight -= 1;
-      job.resolve(result);
+    pooled.worker.on("message", (results: CryptoJobResult[]) => {
+      for (const result of results) {
+        const job = pending.get(result.id);
+        if (!job) continue;
+        pending.delete(result.id);
+        pooled.inFlight -= 1;
+        job.resolve(result);
+      }
     });
     const fail = (error: Error) => {
+      pooled.outbox = [];
       for (const [id, job] of pending)
         if (job.owner === pooled) {
           pending.delete(id);
@@ -112,6 +146,19 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
     return pooled;
   }
 
+  let flushing = false;
+  /** Posts each worker's jobs of this turn as one message. */
+  function flush(): void {
+    flushing = false;
+    for (const pooled of pool) {
+      if (pooled.outbox.length === 0) continue;
+      const jobs = pooled.outbox;
+      pooled.outbox = [];
+      for (let start = 0; start < jobs.length; start += MAX_JOBS_PER_MESSAGE)
+        pooled.worker.postMessage(jobs.slice(start, start + MAX_JOBS_PER_MESSAGE));
+    }
+  }
+
   function submit(job: CryptoJob): Promise<CryptoJobResult> {
     if (closed) return Promise.reject(new Error("crypto pool closed"));
     // Threads start with the first handshake: a node that serves only the API never pays for them.
@@ -124,12 +171,18 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
     return new Promise<CryptoJobResult>((resolve, reject) => {
       pending.set(job.id, { resolve, reject, owner: chosen });
       chosen.inFlight += 1;
-      chosen.worker.postMessage(job);
+      chosen.outbox.push(job);
+      if (!flushing) {
+        flushing = true;
+        // After the poll phase: every socket read of this turn has submitted its job by then.
+        setImmediate(flush);
+      }
     });
   }
 
   function unwrap(result: CryptoJobResult): CryptoJobResult & { ok: true } {
-    if (!result.ok) throw new Error(result.message);
+    if (!result.ok)
+      throw result.keyRefused ? new DeviceKeyRefused(result.message) : new Error(result.message);
     return result;
   }
 
@@ -140,16 +193,18 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
       if (!("plaintext" in result)) throw new Error("crypto worker answered the wrong job");
       return result.plaintext;
     },
-    async reply(devicePublicKey, credentials) {
+    async reply(devicePublicKeyDer, credentials) {
       const result = unwrap(
-        await submit({ id: nextId++, kind: "handshake-reply", devicePublicKey, credentials }),
+        await submit({ id: nextId++, kind: "handshake-reply", devicePublicKeyDer, credentials }),
       );
       if (!("reply" in result)) throw new Error("crypto worker answered the wrong job");
       return result.reply;
     },
     async close() {
       closed = true;
-      const workers = pool.splice(0).map((pooled) => pooled.worker);
+      const closing = pool.splice(0);
+      for (const pooled of closing) pooled.outbox = [];
+      const workers = closing.map((pooled) => pooled.worker);
       for (const job of pending.values()) job.reject(new Error("crypto pool closed"));
       pending.clear();
       await Promise.all(workers.map((worker) => worker.terminate()));

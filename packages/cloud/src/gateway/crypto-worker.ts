@@ -8,6 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
 import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import { importDevicePublicKey } from "./device-key.js";
 
 const { serverPrivateKey, niceness } = workerData as CryptoWorkerData;
 
@@ -33,25 +34,40 @@ function run(job: CryptoJob, key: KeyObject): CryptoJobResult {
           nonce: job.nonce,
         }),
       };
-    case "handshake-reply":
+    case "handshake-reply": {
+      let devicePublicKey: KeyObject;
+      try {
+        devicePublicKey = importDevicePublicKey(job.devicePublicKeyDer);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        return { id: job.id, ok: false, message: `device public key: ${reason}`, keyRefused: true };
+      }
       return {
         id: job.id,
         ok: true,
         reply: createHandshakeReply({
-          devicePublicKey: job.devicePublicKey,
+          devicePublicKey,
           serverPrivateKey: key,
           credentials: job.credentials,
         }),
       };
+    }
   }
 }
 
-parentPort?.on("message", (job: CryptoJob) => {
-  let result: CryptoJobResult;
-  try {
-    result = run(job, serverPrivateKey);
-  } catch (error) {
-    result = { id: job.id, ok: false, message: error instanceof Error ? error.message : String(error) };
+// A message carries the jobs of one turn of the gateway's event loop; their results go back in one message.
+parentPort?.on("message", (jobs: CryptoJob[]) => {
+  const results: CryptoJobResult[] = [];
+  for (const job of jobs) {
+    try {
+      results.push(run(job, serverPrivateKey));
+    } catch (error) {
+      results.push({
+        id: job.id,
+        ok: false,
+        message: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
-  parentPort?.postMessage(result);
+  parentPort?.postMessage(results);
 });
