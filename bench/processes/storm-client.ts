@@ -40,6 +40,8 @@ import type { DeviceConnectResult, FleetConnectParams, FleetPingReport } from ".
 export type StormClientApi = {
   connect(params: FleetConnectParams): Promise<DeviceConnectResult[]>;
   pings(params: Record<string, never>): Promise<FleetPingReport>;
+  /** This process's CPU time so far, user and system (the kernel's TCP work on loopback lands here), µs. */
+  cpu(params: Record<string, never>): Promise<{ user: number; system: number }>;
   closeAll(params: Record<string, never>): Promise<void>;
 };
 
@@ -146,21 +148,25 @@ function checkTemplates(built: ReturnType<typeof connectSequence>): void {
     const expected = encodeMessage({
       ...message,
       messageId: (seed + template.offset) & 0xffff,
-    } as DeviceMessage);
+    });
     if (Buffer.compare(Buffer.from(patched), Buffer.from(expected)) !== 0)
       throw new Error(`storm client: template of ${message.kind} does not match its encoding`);
   }
 }
 
+/** Where and with what the devices connect: the gateway, its key, the connect sequence's templates. */
+interface Target {
+  readonly host: string;
+  readonly port: number;
+  readonly serverPublicKey: KeyObject;
+  readonly built: ReturnType<typeof connectSequence>;
+}
+
 /** Runs one device's connection; resolves when the connect sequence is written (as `CloudLink.connect`). */
-function connectOne(
-  params: FleetConnectParams,
-  device: DeviceMaterial,
-  serverPublicKey: KeyObject,
-  built: ReturnType<typeof connectSequence>,
-): Promise<void> {
+function connectOne(target: Target, device: DeviceMaterial): Promise<void> {
+  const { serverPublicKey, built } = target;
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: params.host, port: params.port, noDelay: true });
+    const socket = connect({ host: target.host, port: target.port, noDelay: true });
     sockets.add(socket);
     let stage: "nonce" | "reply" | "hello" | "open" = "nonce";
     let pending: Buffer | undefined;
@@ -273,7 +279,7 @@ const api: StormClientApi = {
       checkTemplates(built);
       templates = built;
     }
-    const built = templates;
+    const target: Target = { host: params.host, port: params.port, serverPublicKey, built: templates };
     // Set-up, before any connection: each device's handshake plaintext around an empty nonce.
     const material: DeviceMaterial[] = params.devices.map((device) => {
       const key = keys[device.key];
@@ -297,7 +303,7 @@ const api: StormClientApi = {
         if (!device) break;
         const startedAt = wallClock();
         try {
-          await connectOne(params, device, serverPublicKey, built);
+          await connectOne(target, device);
           results.push({ id: device.id, startedAt, connectedAt: wallClock() });
         } catch (error) {
           results.push({
@@ -322,6 +328,11 @@ const api: StormClientApi = {
       cpuMicros: cpu.user + cpu.system,
       loopDelayMs: { p99: 0, max: 0 },
     });
+  },
+
+  cpu() {
+    const { user, system } = process.cpuUsage();
+    return Promise.resolve({ user, system });
   },
 
   closeAll() {

@@ -39,7 +39,7 @@ export async function runHandshake(context: ScenarioContext): Promise<ScenarioRe
   return {
     name: "handshake",
     profiles: [all.result.profiles?.[0]],
-    rows: [...all.result.rows, ...scalingRows(single, all, cloudLink, scaling, cores)],
+    rows: [...all.result.rows, ...scalingRows({ single, all, cloudLink }, scaling, cores)],
     raw: {
       placements,
       runs: { oneCore: single.result.raw, allCores: all.result.raw, cloudLink: cloudLink.result.raw },
@@ -89,7 +89,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
           ? `, server on CPU ${placement.server}, devices on CPU ${placement.devices} at nice ${placement.devicesNice}`
           : ""),
     );
-    const fleetCpuBefore = await Promise.all(fleets.map((fleet) => fleet.cpuMicros()));
+    const fleetCpuBefore = await Promise.all(fleets.map((fleet) => fleet.cpu()));
     const loadBefore = loadavg()[0] ?? 0;
     const before = await server.call("stats", {});
     const { result: measured, profile } = await profiled(context, {
@@ -100,7 +100,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         const results = await connectStorm({ ...storm, devices: assigned.slice(warmup) });
         const wallMs = performance.now() - started;
         const atEnd = await server.call("stats", {});
-        const fleetCpuAfter = await Promise.all(fleets.map((fleet) => fleet.cpuMicros()));
+        const fleetCpuAfter = await Promise.all(fleets.map((fleet) => fleet.cpu()));
         const connected = results.filter((result) => result.connectedAt !== undefined).length;
         // Let the server finish each session's connect sequence (describe, events, subscriptions): that work
         // is part of what a connecting device costs it.
@@ -128,7 +128,16 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
     const achieved = connected / (wallMs / 1000);
     const serverUtilization = (atEnd.cpuMicros - before.cpuMicros) / 1000 / wallMs;
     const clientCpuMicros = fleetCpuAfter.reduce(
-      (sum, micros, index) => sum + micros - (fleetCpuBefore[index] ?? 0),
+      (sum, cpu, index) =>
+        sum +
+        cpu.user +
+        cpu.system -
+        (fleetCpuBefore[index]?.user ?? 0) -
+        (fleetCpuBefore[index]?.system ?? 0),
+      0,
+    );
+    const clientSystemMicros = fleetCpuAfter.reduce(
+      (sum, cpu, index) => sum + cpu.system - (fleetCpuBefore[index]?.system ?? 0),
       0,
     );
     const clientUtilization = clientCpuMicros / 1000 / wallMs;
@@ -213,6 +222,8 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         client,
         placement,
         deviceCpuMsPerHandshake: clientCpuMicros / 1000 / connected,
+        // The kernel's part of it (system time: TCP on loopback, both directions' delivery in part).
+        deviceSystemCpuMsPerHandshake: clientSystemMicros / 1000 / connected,
         threadUtilizationCores: threadCores,
         loadAverage: { start: loadBefore, end: loadAfter },
         ceiling,
@@ -305,8 +316,8 @@ function pin(pid: number, cpus: string, nice = 0): void {
 interface StormFleet {
   readonly pid: number;
   connect(params: Parameters<StormClientApi["connect"]>[0]): Promise<DeviceConnectResult[]>;
-  /** The process's CPU time so far, µs. */
-  cpuMicros(): Promise<number>;
+  /** The process's CPU time so far, user and system, µs. */
+  cpu(): Promise<{ user: number; system: number }>;
   closeAll(): Promise<void>;
   exit(): Promise<void>;
 }
@@ -328,7 +339,7 @@ function launchStormFleets(client: StormClient, count: number): StormFleet[] {
     return {
       pid: handle.pid,
       connect: (params) => handle.call("connect", params),
-      cpuMicros: async () => (await handle.call("pings", {})).cpuMicros,
+      cpu: () => handle.call("cpu", {}),
       closeAll: () => handle.call("closeAll", {}),
       exit: () => handle.exit(),
     };
@@ -395,12 +406,11 @@ function summarizeStorm(storm: StormOutcome) {
 
 /** The scaling rows: rates, server CPU per handshake and cores busy at 1 and all cores; the devices' cost. */
 function scalingRows(
-  single: StormOutcome,
-  all: StormOutcome,
-  cloudLink: StormOutcome,
+  storms: { single: StormOutcome; all: StormOutcome; cloudLink: StormOutcome },
   scaling: ReturnType<typeof scalingFigures>,
   cores: number,
 ): ScenarioResult["rows"] {
+  const { single, all, cloudLink } = storms;
   const main = (storm: StormOutcome) => storm.threadCores.find((thread) => thread.main)?.cores ?? 0;
   const load = (storm: StormOutcome) => `load ${round(storm.load.start, 1)}–${round(storm.load.end, 1)}`;
   return [
