@@ -94,7 +94,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
     const before = await server.call("stats", {});
     const { result: measured, profile } = await profiled(context, {
       cloud,
-      name: "handshake",
+      name: `handshake-${placement?.label ?? client}`,
       measure: async () => {
         const started = performance.now();
         const results = await connectStorm({ ...storm, devices: assigned.slice(warmup) });
