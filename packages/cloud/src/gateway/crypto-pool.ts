@@ -5,7 +5,7 @@ import { Worker } from "node:worker_threads";
 import type { HandshakePlaintext, SessionCredentials } from "@roost/protocol";
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
-import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import type { CryptoJob, CryptoJobResult, CryptoWorkerData, CryptoWorkerStarted } from "./crypto-jobs.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 
 /**
@@ -19,11 +19,20 @@ export interface HandshakeCrypto {
   reply(devicePublicKey: KeyObject, credentials: SessionCredentials): Promise<Uint8Array>;
   /** Worker threads doing the work; 0 when it runs on the event loop. */
   readonly workers: number;
+  /**
+   * The worker threads that have started: kernel thread id (Linux) and the nice value each took (undefined
+   * when none was set). For tests and the bench.
+   */
+  threads?(): readonly { readonly tid: number | undefined; readonly niceness: number | undefined }[];
   close(): Promise<void>;
 }
 
-/** Nice value of the worker threads: connected devices' traffic on the event loop goes first. */
-const WORKER_NICENESS = 10;
+/**
+ * Default nice value of the worker threads (Linux; the event loop stays at the process's): when the cores are
+ * busy, the kernel gives the event loop serving connected devices ~10× a worker's share of a contended core
+ * (weights 1024 against 110), so a reconnect storm's RSA does not delay connected devices' traffic.
+ */
+export const DEFAULT_CRYPTO_NICENESS = 10;
 
 /**
  * The work on the event loop itself, one job per turn so that connected devices' traffic is read between
@@ -55,6 +64,7 @@ function workerEntry(): URL {
 interface PooledWorker {
   worker: Worker;
   inFlight: number;
+  started?: { tid: number | undefined; niceness: number | undefined };
 }
 
 interface PendingJob {
@@ -70,12 +80,23 @@ interface PendingJob {
  * that in a reconnect storm connected devices' claims, events and pings still come first. A worker that dies
  * fails its jobs (those handshakes end) and is replaced. Threads start with the first job.
  */
-export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: number }): HandshakeCrypto {
+export function startCryptoPool(options: {
+  serverPrivateKey: KeyObject;
+  size?: number | undefined;
+  /**
+   * Nice value of each worker thread, 0–19 (Linux only; the event loop keeps its own): higher yields more of
+   * a busy core to the event loop. 0 leaves the threads as the event loop. @default DEFAULT_CRYPTO_NICENESS
+   */
+  niceness?: number | undefined;
+}): HandshakeCrypto {
   const size = options.size ?? availableParallelism();
   if (!Number.isInteger(size) || size < 1)
     throw new RangeError("crypto pool size must be a positive integer");
+  const niceness = options.niceness ?? DEFAULT_CRYPTO_NICENESS;
+  if (!Number.isInteger(niceness) || niceness < 0 || niceness > 19)
+    throw new RangeError("crypto pool niceness must be an integer from 0 to 19");
   const entry = workerEntry();
-  const data: CryptoWorkerData = { serverPrivateKey: options.serverPrivateKey, niceness: WORKER_NICENESS };
+  const data: CryptoWorkerData = { serverPrivateKey: options.serverPrivateKey, niceness };
   const pending = new Map<number, PendingJob>();
   const pool: PooledWorker[] = [];
   let nextId = 1;
@@ -88,7 +109,11 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
       inFlight: 0,
     };
     pooled.worker.unref();
-    pooled.worker.on("message", (result: CryptoJobResult) => {
+    pooled.worker.on("message", (result: CryptoJobResult | CryptoWorkerStarted) => {
+      if ("kind" in result) {
+        pooled.started = { tid: result.tid, niceness: result.niceness };
+        return;
+      }
       const job = pending.get(result.id);
       if (!job) return;
       pending.delete(result.id);
@@ -135,6 +160,7 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
 
   return {
     workers: size,
+    threads: () => pool.flatMap((pooled) => (pooled.started ? [{ ...pooled.started }] : [])),
     async openCiphertext(ciphertext, nonce) {
       const result = unwrap(await submit({ id: nextId++, kind: "open-handshake", ciphertext, nonce }));
       if (!("plaintext" in result)) throw new Error("crypto worker answered the wrong job");

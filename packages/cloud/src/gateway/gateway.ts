@@ -39,6 +39,8 @@ export interface GatewayOptions {
    * @default the machine's cores (`os.availableParallelism()`)
    */
   readonly cryptoWorkers?: number | undefined;
+  /** Nice value of the crypto worker threads (Linux). @default DEFAULT_CRYPTO_NICENESS (10) */
+  readonly cryptoNiceness?: number | undefined;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -114,7 +116,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const crypto =
     options.cryptoWorkers === 0
       ? inThreadCrypto(options.serverKey.privateKey)
-      : startCryptoPool({ serverPrivateKey: options.serverKey.privateKey, size: options.cryptoWorkers });
+      : startCryptoPool({
+          serverPrivateKey: options.serverKey.privateKey,
+          size: options.cryptoWorkers,
+          niceness: options.cryptoNiceness,
+        });
   const context: ConnectionContext = {
     nodeId,
     services,
