@@ -167,7 +167,7 @@ export class DeviceSession {
   }
 
   /** Takes the owner the session's registration found (the row may have changed since the handshake read it). */
-  registered(claimed: ClaimedDevice): void {
+  registered(claimed: Pick<ClaimedDevice, "owner_user_id" | "owner_customer_id" | "product_id">): void {
     const device = this.#device;
     if (
       device.owner_user_id !== claimed.owner_user_id ||
@@ -436,19 +436,26 @@ export class DeviceSession {
       deviceId: this.deviceId,
       code: code.trim(),
       source: "gateway",
+      online: true,
     });
     this.#log.info(
       { deviceId: this.deviceId, ok: result.ok, reason: result.reason, claimId: result.claimId },
       "claim code presented",
     );
+    const { bus } = this.#context.services;
     if (result.ok) {
-      await this.refresh();
+      // The ownership the claim committed: no re-read (on PostgreSQL a round trip behind every other
+      // device's statements in the pool). The row's other columns are not changed by a claim.
+      if (result.device) this.registered(result.device);
+      else await this.refresh();
       this.sendEvent({ name: CLAIM_CONFIRM_EVENT, data: "", isPublic: false });
-      await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+      // Its webhook deliveries were queued in the claim's transaction: straight to the streams.
+      if (result.online) await bus.publish(result.online);
+      else await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
     }
     // The code's owner hears of every attempt (Roost's claim timeline), and of the claim itself; their
     // webhook deliveries were queued in the claim's transaction.
-    for (const event of result.events) await this.#context.services.bus.publish(event);
+    for (const event of result.events) await bus.publish(event);
     return result;
   }
 
