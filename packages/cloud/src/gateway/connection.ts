@@ -29,6 +29,7 @@ import { importDevicePublicKey } from "./device-key.js";
 import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
+import type { HandshakeQueue } from "./handshake-queue.js";
 import type { ClaimedDevice, SessionLease } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
 import type { SessionRegistry } from "./session-registry.js";
@@ -74,6 +75,13 @@ export interface ConnectionContext {
   readonly nodeId: string;
   /** Where the asymmetric work of handshakes runs: worker threads, or the event loop after devices' traffic. */
   readonly crypto: HandshakeCrypto;
+  /**
+   * The main-thread steps of handshakes (the device read and key check once the RSA is done, the reply and
+   * the session's cipher), one per turn of the event loop: what devices already in session sent is read
+   * and handled first, so that a storm of connecting devices does not delay their claims, events and pings.
+   * Each handshake still takes its turn in order, so none starves. @default every step at once
+   */
+  readonly handshakeSteps?: HandshakeQueue | undefined;
   /** The sessions of this node, fenced by the device's session epoch across the cluster. */
   readonly registry: SessionRegistry<DeviceSession>;
   /** The subscriptions of this node's sessions, which route bus events to devices. */
@@ -750,6 +758,9 @@ class HandshakeFailure extends SessionEnd {
   }
 }
 
+/** A turn in {@link ConnectionContext.handshakeSteps}: the work is what follows the `await`. */
+function noStep(): void {}
+
 /** The handshake (spec B.2): the device authenticated, and the encrypted transport of its session. */
 async function handshake(
   socket: Duplex,
@@ -780,6 +791,8 @@ async function handshake(
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
+    // Devices in session first: this handshake's next main-thread work waits for its turn.
+    await context.handshakeSteps?.run(noStep);
     deviceId = plaintext.deviceId;
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
@@ -808,7 +821,9 @@ async function handshake(
       iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
       salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
     };
-    socket.write(await context.crypto.reply(devicePublicKey, credentials));
+    const reply = await context.crypto.reply(devicePublicKey, credentials);
+    await context.handshakeSteps?.run(noStep);
+    socket.write(reply);
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on; the first message must be the Hello.
     const transport = new TcpTransport({
       socket,

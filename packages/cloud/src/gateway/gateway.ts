@@ -11,6 +11,7 @@ import { handleDeviceConnection } from "./connection.js";
 import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
 import { GatewayDevices } from "./device-reads.js";
 import { SubscriptionIndex } from "./event-routing.js";
+import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
 import type { UdpGateway } from "./udp-gateway.js";
@@ -129,6 +130,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     limits,
     crypto,
+    handshakeSteps: new HandshakeQueue(),
     registry,
     routes,
     onSocketError(this: Duplex, error: Error) {
