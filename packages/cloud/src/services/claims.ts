@@ -535,6 +535,8 @@ export class ClaimService {
         } else {
           const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
           if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
+          // The conditional bind can still lose to a concurrent claim of the same device with another code
+          // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
           if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
             throw new ClaimRefused("owned_by_other");
           await this.#record(trx, attempt, logged);
