@@ -1,5 +1,7 @@
 import { fork } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { setPriority } from "node:os";
 
 /** The methods a child process serves: each takes one parameter object and returns a promise. */
 export type ChildApi = Record<string, (params: any) => Promise<unknown>>;
@@ -12,6 +14,9 @@ interface Request {
 
 type Response =
   { readonly id: number; readonly result: unknown } | { readonly id: number; readonly error: string };
+
+/** The environment variable that tells a child the nice value to take (see {@link StartChildOptions}). */
+const NICENESS_VARIABLE = "ROOST_BENCH_NICENESS";
 
 /** The method a parent calls last: the child cleans up, answers, then exits. */
 const EXIT_METHOD = "__exit";
@@ -40,6 +45,12 @@ export interface StartChildOptions {
    * @default "source"
    */
   readonly packages?: "source" | "built";
+  /**
+   * Nice value the whole child process takes as it starts (every thread it has then; later threads inherit
+   * it), Linux only: for processes that stand in for machines other than the one under test (device
+   * fleets), so that they do not take the server's CPU when the cores are saturated. @default 0 (as the parent)
+   */
+  readonly niceness?: number;
 }
 
 /** `--conditions=roost-source` and its spellings, as tsx passes them on. */
@@ -61,6 +72,7 @@ export function startChild<TApi extends ChildApi>(options: StartChildOptions): C
   const execArgv = [...inherited, "--expose-gc"];
   const child: ChildProcess = fork(options.entry, [], {
     execArgv,
+    env: options.niceness ? { ...process.env, [NICENESS_VARIABLE]: String(options.niceness) } : process.env,
     serialization: "advanced",
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -109,6 +121,7 @@ export function startChild<TApi extends ChildApi>(options: StartChildOptions): C
  * process exits on the parent's request; the process also exits when the parent goes away.
  */
 export function serveChild(api: ChildApi, onExit: () => Promise<void> = () => Promise.resolve()): void {
+  lowerOwnPriority();
   const reply = (response: Response) => process.send?.(response);
   process.on("message", (message: Request) => {
     if (message.method === EXIT_METHOD) {
@@ -140,4 +153,23 @@ export function serveChild(api: ChildApi, onExit: () => Promise<void> = () => Pr
 /** Milliseconds since the epoch with sub-millisecond precision, comparable across the bench's processes. */
 export function wallClock(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/** Takes the nice value the parent asked for, on every thread of this process (Linux: nice is per thread). */
+function lowerOwnPriority(): void {
+  const niceness = Number(process.env[NICENESS_VARIABLE] ?? 0);
+  if (!Number.isInteger(niceness) || niceness <= 0) return;
+  let threads: string[] = [];
+  try {
+    threads = readdirSync("/proc/self/task");
+  } catch {
+    threads = [String(process.pid)];
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(Number(tid), niceness);
+    } catch {
+      // A thread that has ended, or not allowed: the bench runs on, without the priority.
+    }
+  }
 }

@@ -76,12 +76,19 @@ export async function profiled<T>(
   }
 }
 
-/** Starts `count` device processes. */
-export function launchFleets(count: number): ChildHandle<DeviceFleetApi>[] {
+/**
+ * Starts `count` device processes. `niceness` (Linux): they run at that lower priority, standing in for
+ * devices on other machines that do not share the server's cores (see bench/README.md, "How it measures").
+ */
+export function launchFleets(
+  count: number,
+  options: { niceness?: number } = {},
+): ChildHandle<DeviceFleetApi>[] {
   return Array.from({ length: count }, (_, index) =>
     startChild<DeviceFleetApi>({
       entry: new URL("../processes/device-fleet.ts", import.meta.url),
       name: `device fleet ${index + 1}`,
+      ...(options.niceness ? { niceness: options.niceness } : {}),
     }),
   );
 }

@@ -57,6 +57,8 @@ export interface StartCloudOptions extends CloudOptions {
   deviceLimits?: Partial<Omit<ConnectionLimits, "autoRegister">>;
   /** Worker threads for handshake crypto; 0 keeps it on the event loop. @default the machine's cores */
   cryptoWorkers?: number | undefined;
+  /** Nice value of the crypto worker threads, 0–19 (Linux): connected devices' traffic first. @default 10 */
+  cryptoNiceness?: number | undefined;
   /** Folder of the built web console (`@roost/console`'s `dist`), served at `/console/`. @default none */
   consoleDir?: string | undefined;
   /** Run this node's webhook dispatcher (every node of a cluster may; each delivery goes out once). @default true */
@@ -109,6 +111,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
     gatewayHeartbeatMs,
     deadAfterMs,
     cryptoWorkers,
+    cryptoNiceness,
     consoleDir,
     deliverWebhooks = true,
     ...cloudOptions
@@ -244,6 +247,7 @@ export async function startCloud(options: StartCloudOptions = {}): Promise<Runni
         limits: { ...deviceLimits, autoRegister: autoRegisterDevices },
         membership,
         cryptoWorkers,
+        cryptoNiceness,
       });
       gatewayAddress.port = gateway.port;
       gatewayAddress.udpPort = gateway.udpPort;

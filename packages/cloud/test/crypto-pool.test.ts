@@ -1,6 +1,7 @@
 // The gateway's handshake crypto in worker threads must do exactly what it does on the event loop: the device
 // side of the real protocol code opens what the pool produces, and bad input fails one job, not the pool.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
@@ -14,7 +15,12 @@ import {
 } from "@roost/protocol/node";
 
 import type { HandshakeCrypto } from "../src/gateway/crypto-pool.js";
-import { DeviceKeyRefused, inThreadCrypto, startCryptoPool } from "../src/gateway/crypto-pool.js";
+import {
+  DEFAULT_CRYPTO_NICENESS,
+  DeviceKeyRefused,
+  inThreadCrypto,
+  startCryptoPool,
+} from "../src/gateway/crypto-pool.js";
 
 const credentials = () => ({
   key: new Uint8Array(randomBytes(16)),
@@ -113,5 +119,45 @@ describe("handshake crypto: worker pool and event loop alike", () => {
     await expect(closing.reply(exportPublicKeyDer(device.publicKey), credentials())).rejects.toThrow(
       /closed/,
     );
+  });
+
+  /** A thread's nice value as the kernel reports it: field 19 of /proc/<pid>/task/<tid>/stat. */
+  function kernelNice(tid: number): number {
+    const stat = readFileSync(`/proc/${process.pid}/task/${tid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  }
+
+  it.runIf(process.platform === "linux")(
+    "runs its worker threads at the nice value asked for, and only them (Linux)",
+    async () => {
+      const ownNice = kernelNice(process.pid);
+      for (const niceness of [undefined, 15, 0]) {
+        const niced = startCryptoPool({ serverPrivateKey: server.privateKey, size: 2, niceness });
+        try {
+          // Each worker reports its thread before its first answer: two jobs at once reach both workers.
+          await Promise.all([
+            niced.reply(exportPublicKeyDer(device.publicKey), credentials()),
+            niced.reply(exportPublicKeyDer(device.publicKey), credentials()),
+          ]);
+          const threads = niced.threads?.() ?? [];
+          expect(threads).toHaveLength(2);
+          const expected = niceness ?? DEFAULT_CRYPTO_NICENESS;
+          for (const thread of threads) {
+            expect(thread.tid).toBeGreaterThan(0);
+            expect(thread.tid).not.toBe(process.pid);
+            expect(kernelNice(thread.tid ?? 0)).toBe(expected === 0 ? ownNice : expected);
+          }
+          // The event loop's thread keeps its priority.
+          expect(kernelNice(process.pid)).toBe(ownNice);
+        } finally {
+          await niced.close();
+        }
+      }
+    },
+  );
+
+  it("refuses a nice value outside 0–19", () => {
+    expect(() => startCryptoPool({ serverPrivateKey: server.privateKey, niceness: -1 })).toThrow(RangeError);
+    expect(() => startCryptoPool({ serverPrivateKey: server.privateKey, niceness: 20 })).toThrow(RangeError);
   });
 });

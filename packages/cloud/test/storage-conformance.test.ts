@@ -1609,6 +1609,75 @@ function defineStorageConformance(backend: BackendFactory): void {
         ]);
       });
 
+      it("queues a connected device's spark/status online in its claim's transaction and returns it with the new ownership", async () => {
+        const { principal, owner, user } = await newUser();
+        const hooks = await Promise.all(
+          ["roost/", "spark/status"].map((event) =>
+            services.webhooks.create({
+              owner: { kind: "user", userId: user.id },
+              fields: { event, url: "https://example.com/claims" },
+              resolveDevice: () => Promise.reject(new Error("no device filter")),
+            }),
+          ),
+        );
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        const result = await services.claims.claimByCode({
+          deviceId: device.id,
+          code: code.claim_code,
+          online: true,
+        });
+        expect(result).toMatchObject({
+          ok: true,
+          reason: "claimed",
+          device: { owner_user_id: user.id, owner_customer_id: null, product_id: null },
+          online: {
+            name: "spark/status",
+            data: "online",
+            coreid: device.id,
+            ownerUserId: user.id,
+            ownerCustomerId: null,
+            productId: null,
+            webhooksQueued: true,
+          },
+        });
+        expect(result.events.map((event) => event.name)).toEqual([
+          "roost/claim/attempt",
+          "roost/device/claimed",
+        ]);
+        const queued = await storage.db
+          .selectFrom("webhook_deliveries")
+          .select(["hook_id", "event_name"])
+          .where(
+            "hook_id",
+            "in",
+            hooks.map((hook) => hook.row.id),
+          )
+          .orderBy("seq")
+          .execute();
+        expect(queued).toEqual([
+          { hook_id: hooks[0]?.row.id, event_name: "roost/claim/attempt" },
+          { hook_id: hooks[0]?.row.id, event_name: "roost/device/claimed" },
+          { hook_id: hooks[1]?.row.id, event_name: "spark/status" },
+        ]);
+        const row = await storage.db
+          .selectFrom("devices")
+          .selectAll()
+          .where("id", "=", device.id)
+          .executeTakeFirstOrThrow();
+        expect(row.owner_user_id).toBe(user.id);
+        expect(row.name).not.toBeNull();
+        // A refused presentation returns neither.
+        const refused = await services.claims.claimByCode({
+          deviceId: device.id,
+          code: "NOTACODE",
+          online: true,
+        });
+        expect(refused.ok).toBe(false);
+        expect(refused.online).toBeUndefined();
+        expect(refused.device).toBeUndefined();
+      });
+
       it("leaves no delivery behind when the transaction it was queued in rolls back", async () => {
         const { principal, owner, user } = await newUser();
         await services.webhooks.create({

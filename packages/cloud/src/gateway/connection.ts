@@ -29,6 +29,7 @@ import { importDevicePublicKey } from "./device-key.js";
 import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
+import type { HandshakeQueue } from "./handshake-queue.js";
 import type { ClaimedDevice, SessionLease } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
 import type { SessionRegistry } from "./session-registry.js";
@@ -74,6 +75,13 @@ export interface ConnectionContext {
   readonly nodeId: string;
   /** Where the asymmetric work of handshakes runs: worker threads, or the event loop after devices' traffic. */
   readonly crypto: HandshakeCrypto;
+  /**
+   * The main-thread steps of handshakes (the device read and key check once the RSA is done, the reply and
+   * the session's cipher), one per turn of the event loop: what devices already in session sent is read
+   * and handled first, so that a storm of connecting devices does not delay their claims, events and pings.
+   * Each handshake still takes its turn in order, so none starves. @default every step at once
+   */
+  readonly handshakeSteps?: HandshakeQueue | undefined;
   /** The sessions of this node, fenced by the device's session epoch across the cluster. */
   readonly registry: SessionRegistry<DeviceSession>;
   /** The subscriptions of this node's sessions, which route bus events to devices. */
@@ -167,7 +175,7 @@ export class DeviceSession {
   }
 
   /** Takes the owner the session's registration found (the row may have changed since the handshake read it). */
-  registered(claimed: ClaimedDevice): void {
+  registered(claimed: Pick<ClaimedDevice, "owner_user_id" | "owner_customer_id" | "product_id">): void {
     const device = this.#device;
     if (
       device.owner_user_id !== claimed.owner_user_id ||
@@ -436,19 +444,26 @@ export class DeviceSession {
       deviceId: this.deviceId,
       code: code.trim(),
       source: "gateway",
+      online: true,
     });
     this.#log.info(
       { deviceId: this.deviceId, ok: result.ok, reason: result.reason, claimId: result.claimId },
       "claim code presented",
     );
+    const { bus } = this.#context.services;
     if (result.ok) {
-      await this.refresh();
+      // The ownership the claim committed: no re-read (on PostgreSQL a round trip behind every other
+      // device's statements in the pool). The row's other columns are not changed by a claim.
+      if (result.device) this.registered(result.device);
+      else await this.refresh();
       this.sendEvent({ name: CLAIM_CONFIRM_EVENT, data: "", isPublic: false });
-      await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
+      // Its webhook deliveries were queued in the claim's transaction: straight to the streams.
+      if (result.online) await bus.publish(result.online);
+      else await this.publish({ name: "spark/status", data: "online", ttl: 60, isPublic: false });
     }
     // The code's owner hears of every attempt (Roost's claim timeline), and of the claim itself; their
     // webhook deliveries were queued in the claim's transaction.
-    for (const event of result.events) await this.#context.services.bus.publish(event);
+    for (const event of result.events) await bus.publish(event);
     return result;
   }
 
@@ -742,6 +757,9 @@ class HandshakeFailure extends SessionEnd {
   }
 }
 
+/** A turn in {@link ConnectionContext.handshakeSteps}: the work is what follows the `await`. */
+function noStep(): void {}
+
 /** The handshake (spec B.2): the device authenticated, and the encrypted transport of its session. */
 async function handshake(
   socket: Duplex,
@@ -772,6 +790,8 @@ async function handshake(
     } catch (error) {
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
+    // Devices in session first: this handshake's next main-thread work waits for its turn.
+    await context.handshakeSteps?.run(noStep);
     deviceId = plaintext.deviceId;
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
@@ -810,6 +830,7 @@ async function handshake(
       await recordAttempt(services, { deviceId: id, ip, reason: "key_mismatch" });
       throw new SessionEnd("key_mismatch", error.message);
     }
+    await context.handshakeSteps?.run(noStep);
     socket.write(reply);
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on; the first message must be the Hello.
     const transport = new TcpTransport({

@@ -29,6 +29,13 @@ export type CryptoJob =
       readonly credentials: SessionCredentials;
     };
 
+/** A worker's first message: its thread's kernel id (Linux, undefined elsewhere) and the nice value it got. */
+export interface CryptoWorkerStarted {
+  readonly kind: "started";
+  readonly tid: number | undefined;
+  readonly niceness: number | undefined;
+}
+
 /** A worker's answer to the job with the same id. */
 export type CryptoJobResult =
   | { readonly id: number; readonly ok: true; readonly plaintext: HandshakePlaintext }

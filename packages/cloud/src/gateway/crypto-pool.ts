@@ -5,7 +5,7 @@ import { Worker } from "node:worker_threads";
 import type { HandshakePlaintext, SessionCredentials } from "@roost/protocol";
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
-import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import type { CryptoJob, CryptoJobResult, CryptoWorkerData, CryptoWorkerStarted } from "./crypto-jobs.js";
 import { importDevicePublicKey } from "./device-key.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 
@@ -27,6 +27,11 @@ export interface HandshakeCrypto {
   reply(devicePublicKeyDer: Uint8Array, credentials: SessionCredentials): Promise<Uint8Array>;
   /** Worker threads doing the work; 0 when it runs on the event loop. */
   readonly workers: number;
+  /**
+   * The worker threads that have started: kernel thread id (Linux) and the nice value each took (undefined
+   * when none was set). For tests and the bench.
+   */
+  threads?(): readonly { readonly tid: number | undefined; readonly niceness: number | undefined }[];
   close(): Promise<void>;
 }
 
@@ -36,8 +41,12 @@ export interface HandshakeCrypto {
  */
 const MAX_JOBS_PER_MESSAGE = 16;
 
-/** Nice value of the worker threads: connected devices' traffic on the event loop goes first. */
-const WORKER_NICENESS = 10;
+/**
+ * Default nice value of the worker threads (Linux; the event loop stays at the process's): when the cores are
+ * busy, the kernel gives the event loop serving connected devices ~10× a worker's share of a contended core
+ * (weights 1024 against 110), so a reconnect storm's RSA does not delay connected devices' traffic.
+ */
+export const DEFAULT_CRYPTO_NICENESS = 10;
 
 /**
  * The work on the event loop itself, one job per turn so that connected devices' traffic is read between
@@ -81,6 +90,7 @@ interface PooledWorker {
   inFlight: number;
   /** Jobs of this turn of the event loop, not yet posted: they leave in one message. */
   outbox: CryptoJob[];
+  started?: { tid: number | undefined; niceness: number | undefined };
 }
 
 interface PendingJob {
@@ -100,12 +110,23 @@ interface PendingJob {
  * answers a message's jobs in one message: in a storm each message costs both threads a system call and a
  * wake-up, more than the structured clone of a job (bench/README.md, handshake).
  */
-export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: number }): HandshakeCrypto {
+export function startCryptoPool(options: {
+  serverPrivateKey: KeyObject;
+  size?: number | undefined;
+  /**
+   * Nice value of each worker thread, 0–19 (Linux only; the event loop keeps its own): higher yields more of
+   * a busy core to the event loop. 0 leaves the threads as the event loop. @default DEFAULT_CRYPTO_NICENESS
+   */
+  niceness?: number | undefined;
+}): HandshakeCrypto {
   const size = options.size ?? availableParallelism();
   if (!Number.isInteger(size) || size < 1)
     throw new RangeError("crypto pool size must be a positive integer");
+  const niceness = options.niceness ?? DEFAULT_CRYPTO_NICENESS;
+  if (!Number.isInteger(niceness) || niceness < 0 || niceness > 19)
+    throw new RangeError("crypto pool niceness must be an integer from 0 to 19");
   const entry = workerEntry();
-  const data: CryptoWorkerData = { serverPrivateKey: options.serverPrivateKey, niceness: WORKER_NICENESS };
+  const data: CryptoWorkerData = { serverPrivateKey: options.serverPrivateKey, niceness };
   const pending = new Map<number, PendingJob>();
   const pool: PooledWorker[] = [];
   let nextId = 1;
@@ -119,8 +140,12 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
       outbox: [],
     };
     pooled.worker.unref();
-    pooled.worker.on("message", (results: CryptoJobResult[]) => {
-      for (const result of results) {
+    pooled.worker.on("message", (message: CryptoJobResult[] | CryptoWorkerStarted) => {
+      if (!Array.isArray(message)) {
+        pooled.started = { tid: message.tid, niceness: message.niceness };
+        return;
+      }
+      for (const result of message) {
         const job = pending.get(result.id);
         if (!job) continue;
         pending.delete(result.id);
@@ -188,6 +213,7 @@ export function startCryptoPool(options: { serverPrivateKey: KeyObject; size?: n
 
   return {
     workers: size,
+    threads: () => pool.flatMap((pooled) => (pooled.started ? [{ ...pooled.started }] : [])),
     async openCiphertext(ciphertext, nonce) {
       const result = unwrap(await submit({ id: nextId++, kind: "open-handshake", ciphertext, nonce }));
       if (!("plaintext" in result)) throw new Error("crypto worker answered the wrong job");

@@ -2,25 +2,39 @@
 // with the server key it was started with, one job at a time, at a lower scheduling priority than the
 // thread that serves connected devices.
 import type { KeyObject } from "node:crypto";
-import { setPriority } from "node:os";
+import { readlinkSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 
 import { createHandshakeReply, openHandshakeCiphertext } from "@roost/protocol/node";
 
-import type { CryptoJob, CryptoJobResult, CryptoWorkerData } from "./crypto-jobs.js";
+import type { CryptoJob, CryptoJobResult, CryptoWorkerData, CryptoWorkerStarted } from "./crypto-jobs.js";
 import { importDevicePublicKey } from "./device-key.js";
 
 const { serverPrivateKey, niceness } = workerData as CryptoWorkerData;
 
-// On Linux a thread's nice value is its own: the event loop that serves connected devices keeps its priority
-// and handshakes take the CPU it leaves. Elsewhere this may apply to the whole process or be refused.
-if (process.platform === "linux" && niceness > 0) {
+// On Linux a thread's nice value is its own: lower this thread only (its kernel id from /proc/thread-self,
+// `<pid>/task/<tid>`), so that the event loop serving connected devices keeps its priority and handshakes
+// take the CPU it leaves. Elsewhere (no /proc) the pool runs without the priority.
+function lowerPriority(): CryptoWorkerStarted {
+  let tid: number | undefined;
   try {
-    setPriority(niceness);
+    tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (!Number.isInteger(tid) || tid <= 0) tid = undefined;
   } catch {
-    // Not allowed here: the pool still works, without the priority.
+    tid = undefined;
+  }
+  if (tid === undefined || niceness === 0) return { kind: "started", tid, niceness: undefined };
+  try {
+    setPriority(tid, niceness);
+    return { kind: "started", tid, niceness: getPriority(tid) };
+  } catch {
+    // Not allowed here (a negative value without the capability): the pool still works, at its priority.
+    return { kind: "started", tid, niceness: undefined };
   }
 }
+
+parentPort?.postMessage(lowerPriority());
 
 function run(job: CryptoJob, key: KeyObject): CryptoJobResult {
   switch (job.kind) {

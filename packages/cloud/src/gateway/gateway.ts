@@ -11,6 +11,7 @@ import { handleDeviceConnection } from "./connection.js";
 import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
 import { GatewayDevices } from "./device-reads.js";
 import { SubscriptionIndex } from "./event-routing.js";
+import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
 import type { UdpGateway } from "./udp-gateway.js";
@@ -39,6 +40,8 @@ export interface GatewayOptions {
    * @default the machine's cores (`os.availableParallelism()`)
    */
   readonly cryptoWorkers?: number | undefined;
+  /** Nice value of the crypto worker threads (Linux). @default DEFAULT_CRYPTO_NICENESS (10) */
+  readonly cryptoNiceness?: number | undefined;
 }
 
 /** Counters of a running gateway, for logs, tests and benchmarks. */
@@ -114,7 +117,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const crypto =
     options.cryptoWorkers === 0
       ? inThreadCrypto(options.serverKey.privateKey)
-      : startCryptoPool({ serverPrivateKey: options.serverKey.privateKey, size: options.cryptoWorkers });
+      : startCryptoPool({
+          serverPrivateKey: options.serverKey.privateKey,
+          size: options.cryptoWorkers,
+          niceness: options.cryptoNiceness,
+        });
   const context: ConnectionContext = {
     nodeId,
     services,
@@ -123,6 +130,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     limits,
     crypto,
+    handshakeSteps: new HandshakeQueue(),
     registry,
     routes,
     onSocketError(this: Duplex, error: Error) {

@@ -1,5 +1,5 @@
 import type { Insertable, Kysely, Transaction } from "kysely";
-import { sql } from "kysely";
+import { CompiledQuery, sql } from "kysely";
 
 import { normalizeDeviceId } from "@roost/protocol";
 
@@ -9,7 +9,7 @@ import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
-import { Batcher } from "../storage/batch.js";
+import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
@@ -57,6 +57,20 @@ export interface ClaimResult {
    * Their webhook deliveries are already queued (in the claim's transaction).
    */
   readonly events: readonly CloudEvent[];
+  /**
+   * With the `online` option, on success: the device's ownership as the claim left it (the session takes it
+   * without a re-read).
+   */
+  readonly device?: {
+    readonly owner_user_id: string | null;
+    readonly owner_customer_id: string | null;
+    readonly product_id: number | null;
+  };
+  /**
+   * With the `online` option, on success: the device's `spark/status online` for its new owner, its webhook
+   * deliveries queued in the claim's transaction; to publish once committed, after {@link events}.
+   */
+  readonly online?: CloudEvent;
 }
 
 /** Where a claim code stands. @see DESIGN.md "Beyond the anchors" 1–2 */
@@ -184,6 +198,34 @@ function claimStatements(db: Kysely<Database>) {
 }
 
 /**
+ * PostgreSQL's spend + bind + record of a claim in one statement (see ClaimService #spendBindRecord).
+ * $1 now, $2 device, $3 code id, $4 user owner or null, $5 customer owner or null, $6 name candidate,
+ * $7 bind (false when the device is already the owner's), $8 attempt id, $9 reason, $10 source, $11 at.
+ * The name rule is the bind statement's: a device without a name takes the candidate unless another device
+ * of the same owner has it (one of $4, $5 is null, so one comparison holds at most).
+ */
+const SPEND_BIND_RECORD_POSTGRES = `with spent as (
+    update claim_codes set used_at = $1, device_id = $2
+    where id = $3 and used_at is null and revoked_at is null
+    returning id
+  ), bound as (
+    update devices set owner_user_id = $4, owner_customer_id = $5, claimed_at = $1, updated_at = $1,
+      name = coalesce(name, case when exists (select 1 from devices as others
+        where others.name = $6 and others.id <> $2
+          and (others.owner_user_id = $4 or others.owner_customer_id = $5)) then null else $6 end)
+    where id = $2 and owner_user_id is null and owner_customer_id is null and $7::boolean
+      and exists (select 1 from spent)
+    returning name
+  ), recorded as (
+    insert into claim_attempts (id, claim_code_id, device_id, outcome, reason, source, at)
+    select $8, $3, $2, 'claimed', $9, $10, $11
+    where exists (select 1 from spent) and (not $7::boolean or exists (select 1 from bound))
+    returning id
+  )
+  select (select count(*) from spent)::int as spent, (select count(*) from bound)::int as bound,
+    (select name from bound) as name`;
+
+/**
  * What a presented code is checked against: the code's columns (null when unknown) with its owner's name
  * and attempt counts, the device's attempt counts and ownership (`device_found` null when unknown).
  * Counts are numbers (PostgreSQL's `bigint` is read as a number by the pool).
@@ -248,6 +290,7 @@ export class ClaimService {
   readonly #bus: EventBus | undefined;
   readonly #retention: RetentionService;
   readonly #statements: ReturnType<typeof claimStatements>;
+  readonly #postgres: boolean;
   /** Owners whose device IDs are asked for in this turn of the event loop, with the read that answers. */
   #idReads = new Map<string, Promise<string[]>>();
   /**
@@ -284,6 +327,7 @@ export class ClaimService {
     this.#bus = options.bus;
     this.#retention = options.retention;
     this.#statements = claimStatements(options.db);
+    this.#postgres = dialectOf(options.db) === "postgres";
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -313,7 +357,7 @@ export class ClaimService {
    */
   async #queue(trx: Kysely<Database>, events: CloudEvent[]): Promise<CloudEvent[]> {
     if (!this.#webhooks) return events;
-    for (const event of events) await this.#webhooks.enqueue(event, trx);
+    await this.#webhooks.enqueueAll(events, trx);
     return events.map((event) => ({ ...event, webhooksQueued: true }));
   }
 
@@ -415,10 +459,18 @@ export class ClaimService {
   /**
    * A device (already authenticated by its key) presents a claim code. In one transaction: the code must
    * exist, be unexpired, unused and unrevoked; a product code needs the device in that product; the device
-   * must be unowned or already the code owner's. Then the device is bound and the code spent.
+   * must be unowned or already the code owner's. Then the device is bound and the code spent. `online`: the
+   * device is connected and presents the code in its session; its `spark/status online` for the new owner
+   * is queued for webhooks in the same transaction and returned as `online` (the gateway then publishes it
+   * without another round trip to the database).
    * @see spec/cloud-api.md §3.3–§3.5, DESIGN.md security rules
    */
-  async claimByCode(options: { deviceId: string; code: string; source?: ClaimSource }): Promise<ClaimResult> {
+  async claimByCode(options: {
+    deviceId: string;
+    code: string;
+    source?: ClaimSource;
+    online?: boolean;
+  }): Promise<ClaimResult> {
     const deviceId = normalizeDeviceId(options.deviceId);
     const source = options.source ?? "gateway";
     const now = this.#config.clock();
@@ -465,18 +517,30 @@ export class ClaimService {
         const alreadyMine = sameOwner(owner, device);
         if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
           throw new ClaimRefused("owned_by_other");
-        const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
-        if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
-        // The conditional bind can still lose to a concurrent claim of the same device with another code
-        // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
-        if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
-          throw new ClaimRefused("owned_by_other");
         const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
-        await this.#record(
-          trx,
-          { claimId: code.id, deviceId, outcome: "claimed", reason, source },
-          { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) },
-        );
+        const attempt = { claimId: code.id, deviceId, outcome: "claimed", reason, source };
+        const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
+        if (this.#postgres) {
+          // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
+          await this.#spendBindRecord(trx, {
+            now,
+            deviceId,
+            owner,
+            codeId: code.id,
+            bind: !alreadyMine,
+            reason,
+            source,
+          });
+          await this.#capLogs(trx, attempt, logged);
+        } else {
+          const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
+          if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
+          // The conditional bind can still lose to a concurrent claim of the same device with another code
+          // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
+          if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
+            throw new ClaimRefused("owned_by_other");
+          await this.#record(trx, attempt, logged);
+        }
         const described =
           owner.kind === "user"
             ? { kind: "user", user_id: owner.userId, username: code.owner_username }
@@ -503,13 +567,41 @@ export class ClaimService {
               data: { device_id: deviceId, claim_id: code.id, source, owner: described },
             }),
           );
+        const bound = {
+          owner_user_id: owner.kind === "user" ? owner.userId : null,
+          owner_customer_id: owner.kind === "customer" ? owner.customerId : null,
+          product_id: device.product_id,
+        };
+        if (!options.online)
+          return {
+            ok: true,
+            reason,
+            claimId: code.id,
+            owner,
+            codeOwner: owner,
+            events: await this.#queue(trx, events),
+          };
+        const online: CloudEvent = {
+          name: "spark/status",
+          data: "online",
+          ttl: 60,
+          publishedAt: new Date(this.#config.clock()).toISOString(),
+          coreid: deviceId,
+          isPublic: false,
+          ownerUserId: bound.owner_user_id,
+          ownerCustomerId: bound.owner_customer_id,
+          productId: bound.product_id,
+        };
+        const queued = await this.#queue(trx, [...events, online]);
         return {
           ok: true,
           reason,
           claimId: code.id,
           owner,
           codeOwner: owner,
-          events: await this.#queue(trx, events),
+          events: queued.slice(0, events.length),
+          device: bound,
+          online: queued[events.length],
         };
       });
     } catch (error) {
@@ -620,6 +712,61 @@ export class ClaimService {
   }
 
   /** Sets the owner only if the device has none (so two claims can never both win); names it if unnamed. */
+  /**
+   * PostgreSQL: the code spent, the device bound (unless already the owner's) and the attempt recorded, by
+   * one statement whose parts each depend on the one before (data-modifying CTEs, one snapshot): the code
+   * is spent only if unused and unrevoked, the device bound only if the code was spent and the device is
+   * still unowned, the attempt recorded only if both happened. Refuses as the separate statements did: a
+   * code spent meanwhile is "used_code"; a device bound meanwhile by a concurrent claim with another code
+   * (READ COMMITTED) is "owned_by_other", and the refusal rolls the spent code back with the transaction.
+   */
+  async #spendBindRecord(
+    trx: Transaction<Database>,
+    options: {
+      now: number;
+      deviceId: string;
+      owner: Owner;
+      codeId: string;
+      bind: boolean;
+      reason: ClaimReason;
+      source: ClaimSource;
+    },
+  ): Promise<void> {
+    const { owner } = options;
+    const result = await trx.executeQuery<{ spent: number; bound: number; name: string | null }>(
+      CompiledQuery.raw(SPEND_BIND_RECORD_POSTGRES, [
+        options.now,
+        options.deviceId,
+        options.codeId,
+        owner.kind === "user" ? owner.userId : null,
+        owner.kind === "customer" ? owner.customerId : null,
+        this.#devices.nameCandidate(),
+        options.bind,
+        newId(),
+        options.reason,
+        options.source,
+        this.#config.clock(),
+      ]),
+    );
+    const row = result.rows[0];
+    if (!row || Number(row.spent) === 0) throw new ClaimRefused("used_code");
+    if (!options.bind) return;
+    if (Number(row.bound) === 0) throw new ClaimRefused("owned_by_other");
+    // The candidate was another device's name: draw until one is free (rare: 40,000 names).
+    if (row.name === null) {
+      const device = await trx
+        .selectFrom("devices")
+        .selectAll()
+        .where("id", "=", options.deviceId)
+        .executeTakeFirstOrThrow();
+      await trx
+        .updateTable("devices")
+        .set({ name: await this.#devices.generateName(device, trx) })
+        .where("id", "=", device.id)
+        .execute();
+    }
+  }
+
   async #bind(trx: Transaction<Database>, options: { deviceId: string; owner: Owner }): Promise<boolean> {
     const { owner } = options;
     const params = {
@@ -674,6 +821,15 @@ export class ClaimService {
       },
       db,
     );
+    await this.#capLogs(db, attempt, logged);
+  }
+
+  /** Caps the device's and the code's attempt logs after one more attempt (see {@link #record}). */
+  async #capLogs(
+    db: Kysely<Database>,
+    attempt: { claimId: string | null; deviceId: string },
+    logged?: { device: number; code: number },
+  ): Promise<void> {
     const keep = this.#config.retention.maxClaimAttemptsPerKey;
     if (!logged || logged.device + 1 > keep)
       await this.#retention.capKey({

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Kysely, Selectable } from "kysely";
+import type { Insertable, Kysely, Selectable } from "kysely";
 
 import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
@@ -369,51 +369,74 @@ export class WebhookService {
    * devices; a hook with a device ID takes only that device's events. Pass the transaction of the state
    * change the event reports, so that both commit or neither does. Returns how many were queued.
    */
-  async enqueue(event: CloudEvent, db: Kysely<Database> = this.#db): Promise<number> {
-    if (HOOK_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix))) return 0;
-    if (event.ownerUserId === null && event.productId === null) return 0;
-    const hooks = await db
-      .selectFrom("webhooks")
-      .select(["id", "event", "device_id"])
-      .where("disabled", "=", 0)
-      .where((eb) => {
-        const scopes = [];
-        if (event.ownerUserId !== null) scopes.push(eb("user_id", "=", event.ownerUserId));
-        if (event.productId !== null) scopes.push(eb("product_id", "=", event.productId));
-        return eb.or(scopes);
-      })
-      .execute();
-    const matching = hooks.filter(
-      (hook) =>
-        event.name.startsWith(hook.event) && (hook.device_id === null || hook.device_id === event.coreid),
-    );
-    if (matching.length === 0) return 0;
-    let productVersion: number | null = null;
-    if (isDeviceId(event.coreid)) {
-      const device = await db
-        .selectFrom("devices")
-        .select("firmware_version")
-        .where("id", "=", normalizeDeviceId(event.coreid))
-        .executeTakeFirst();
-      productVersion = device?.firmware_version ?? null;
-    }
-    const carried: HookEvent = {
-      name: event.name,
-      data: event.data,
-      coreid: event.coreid,
-      publishedAt: event.publishedAt,
-      productId: event.productId,
-      productVersion,
-      isPublic: event.isPublic,
-      ownerUserId: event.ownerUserId,
-      ownerCustomerId: event.ownerCustomerId,
-    };
+  enqueue(event: CloudEvent, db: Kysely<Database> = this.#db): Promise<number> {
+    return this.enqueueAll([event], db);
+  }
+
+  /**
+   * {@link enqueue} for several events at once: the hooks of events with the same owner and product are
+   * read once, and every delivery is inserted by one statement (a claim queues three events of one owner:
+   * one round trip instead of three on PostgreSQL, inside the claim's transaction).
+   */
+  async enqueueAll(events: readonly CloudEvent[], db: Kysely<Database> = this.#db): Promise<number> {
+    const hooksOf = new Map<string, Promise<{ id: string; event: string; device_id: string | null }[]>>();
+    const versions = new Map<string, Promise<number | null>>();
     const now = this.#config.clock();
-    const text = JSON.stringify(carried);
-    await db
-      .insertInto("webhook_deliveries")
-      .values(
-        matching.map((hook) => ({
+    const rows: Insertable<Database["webhook_deliveries"]>[] = [];
+    const ids: string[] = [];
+    for (const event of events) {
+      if (HOOK_EVENT_PREFIXES.some((prefix) => event.name.startsWith(prefix))) continue;
+      if (event.ownerUserId === null && event.productId === null) continue;
+      const scope = `${event.ownerUserId ?? ""}\u0000${event.productId ?? ""}`;
+      let read = hooksOf.get(scope);
+      if (!read) {
+        read = db
+          .selectFrom("webhooks")
+          .select(["id", "event", "device_id"])
+          .where("disabled", "=", 0)
+          .where((eb) => {
+            const scopes = [];
+            if (event.ownerUserId !== null) scopes.push(eb("user_id", "=", event.ownerUserId));
+            if (event.productId !== null) scopes.push(eb("product_id", "=", event.productId));
+            return eb.or(scopes);
+          })
+          .execute();
+        hooksOf.set(scope, read);
+      }
+      const matching = (await read).filter(
+        (hook) =>
+          event.name.startsWith(hook.event) && (hook.device_id === null || hook.device_id === event.coreid),
+      );
+      if (matching.length === 0) continue;
+      let productVersion: number | null = null;
+      if (isDeviceId(event.coreid)) {
+        const id = normalizeDeviceId(event.coreid);
+        let version = versions.get(id);
+        if (!version) {
+          version = db
+            .selectFrom("devices")
+            .select("firmware_version")
+            .where("id", "=", id)
+            .executeTakeFirst()
+            .then((device) => device?.firmware_version ?? null);
+          versions.set(id, version);
+        }
+        productVersion = await version;
+      }
+      const carried: HookEvent = {
+        name: event.name,
+        data: event.data,
+        coreid: event.coreid,
+        publishedAt: event.publishedAt,
+        productId: event.productId,
+        productVersion,
+        isPublic: event.isPublic,
+        ownerUserId: event.ownerUserId,
+        ownerCustomerId: event.ownerCustomerId,
+      };
+      const text = JSON.stringify(carried);
+      for (const hook of matching) {
+        rows.push({
           id: newId(),
           hook_id: hook.id,
           event: text,
@@ -425,14 +448,16 @@ export class WebhookService {
           replay_of: null,
           created_at: now,
           completed_at: null,
-        })),
-      )
-      .execute();
-    const ids = matching.map((hook) => hook.id);
+        });
+        ids.push(hook.id);
+      }
+    }
+    if (rows.length === 0) return 0;
+    await db.insertInto("webhook_deliveries").values(rows).execute();
     // Inside a transaction the rows are not visible yet: whoever commits calls `notifyQueued` (or the poll finds them).
     if (db === this.#db) this.#notify(ids);
     else for (const id of ids) this.#uncommitted.add(id);
-    return matching.length;
+    return rows.length;
   }
 
   /** Tells the dispatcher that deliveries queued inside a transaction are now committed. */
