@@ -3,6 +3,8 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
 import type { SqliteDatabase, SqliteStatement } from "kysely";
 import pg from "pg";
 
+import type { Checkpointer } from "./checkpointer.js";
+import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from "./checkpointer.js";
 import type { Dialect } from "./migrations.js";
 import { createMigrationProvider } from "./migrations.js";
 import type { Database } from "./schema.js";
@@ -58,6 +60,7 @@ export async function openStorage({
 }: StorageOptions): Promise<Storage> {
   let db: Kysely<Database>;
   let dialect: Dialect;
+  let checkpointer: Checkpointer | undefined;
   if (databaseUrl) {
     dialect = "postgres";
     const pool = new pg.Pool({
@@ -87,15 +90,24 @@ export async function openStorage({
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
+    if (sqliteFile !== ":memory:" && sqliteFile !== "") {
+      // Checkpoints run in a thread of their own (storage/checkpointer.ts), off the event loop.
+      sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+      checkpointer = startCheckpointer({ file: sqliteFile });
+    }
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   const migrator = new Migrator({ db, provider: createMigrationProvider(dialect) });
   const { error } = await migrator.migrateToLatest();
-  if (error) {
+  const close = async () => {
+    await checkpointer?.close();
     await db.destroy();
+  };
+  if (error) {
+    await close();
     throw error instanceof Error ? error : new Error("migration failed", { cause: error });
   }
-  return { db, dialect, close: () => db.destroy() };
+  return { db, dialect, close };
 }
 
 /**
