@@ -9,7 +9,7 @@ import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
-import { Batcher, dialectOf } from "../storage/batch.js";
+import { Batcher } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
@@ -235,9 +235,6 @@ function sameOwner(
   return a.kind === "user" ? device.owner_user_id === a.userId : device.owner_customer_id === a.customerId;
 }
 
-/** Group inserts of claim codes running at once on PostgreSQL. */
-const CLAIM_INSERTS_IN_FLIGHT = 4;
-
 /** Every column of a claim code row, in the order the group insert sends them. */
 const CLAIM_CODE_COLUMNS = [
   "id",
@@ -274,9 +271,7 @@ export class ClaimService {
    * commit and one WAL append for all of them (group commit; bench api scenario). A random code or id
    * colliding with a stored one (2^-378, 2^-122) would fail the whole group with a unique violation, which
    * each caller reports as the usual 409 "try again". At most 200 rows (2,200 parameters) per statement,
-   * within both databases' limits. Random codes do not depend on one another's order: on PostgreSQL up to
-   * CLAIM_INSERTS_IN_FLIGHT statements run at once, on connections of the pool, and their commits can share
-   * WAL flushes; SQLite's one connection runs them one after another anyway.
+   * within both databases' limits.
    */
   readonly #freshCodes: Batcher<ClaimCodesTable, undefined>;
 
@@ -300,14 +295,10 @@ export class ClaimService {
     this.#retention = options.retention;
     this.#statements = claimStatements(options.db);
     this.#insertCodes = prepareInsertMany(options.db, "claim_codes", CLAIM_CODE_COLUMNS);
-    this.#freshCodes = new Batcher<ClaimCodesTable, undefined>(
-      async (rows) => {
-        await this.#insertCodes(rows);
-        return rows.map(() => undefined);
-      },
-      200,
-      { concurrency: dialectOf(options.db) === "postgres" ? CLAIM_INSERTS_IN_FLIGHT : 1 },
-    );
+    this.#freshCodes = new Batcher<ClaimCodesTable, undefined>(async (rows) => {
+      await this.#insertCodes(rows);
+      return rows.map(() => undefined);
+    }, 200);
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */

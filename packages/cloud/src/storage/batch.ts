@@ -19,31 +19,20 @@ interface Waiting<TRow, TResult> {
  * turn (`setImmediate`); while a statement runs, new rows wait for the next one. An ID appears at most once
  * per statement (a second row with it waits for the following statement), so each statement's effect is the
  * same as running its rows one by one in queue order.
- *
- * With `concurrency` above 1, up to that many statements run at once (each with the rows queued while the
- * others run): only for rows whose order does not matter, as order between statements is then lost. On
- * PostgreSQL, concurrent statements' commits share one WAL flush; with one statement at a time, rows queued
- * behind it wait for its round trip and its flush (bench api scenario: the server was half idle).
  */
 export class Batcher<TRow extends { readonly id: string }, TResult> {
   #queue: Waiting<TRow, TResult>[] = [];
   #scheduled = false;
-  #running = 0;
+  #running = false;
   readonly #run: (rows: readonly TRow[]) => Promise<TResult[]>;
   readonly #limit: number;
-  readonly #concurrency: number;
   /** Statements run so far (tests and benchmarks count them). */
   statements = 0;
 
   /** `run` writes one batch of at most `limit` rows and answers each row's result, in order. */
-  constructor(
-    run: (rows: readonly TRow[]) => Promise<TResult[]>,
-    limit: number,
-    options?: { concurrency?: number },
-  ) {
+  constructor(run: (rows: readonly TRow[]) => Promise<TResult[]>, limit: number) {
     this.#run = run;
     this.#limit = limit;
-    this.#concurrency = options?.concurrency ?? 1;
   }
 
   add(row: TRow): Promise<TResult> {
@@ -54,7 +43,7 @@ export class Batcher<TRow extends { readonly id: string }, TResult> {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#running >= this.#concurrency) return;
+    if (this.#scheduled || this.#running) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -63,8 +52,8 @@ export class Batcher<TRow extends { readonly id: string }, TResult> {
   }
 
   async #flush(): Promise<void> {
-    if (this.#queue.length === 0 || this.#running >= this.#concurrency) return;
-    this.#running += 1;
+    if (this.#queue.length === 0) return;
+    this.#running = true;
     const batch: Waiting<TRow, TResult>[] = [];
     const rest: Waiting<TRow, TResult>[] = [];
     const ids = new Set<string>();
@@ -82,7 +71,7 @@ export class Batcher<TRow extends { readonly id: string }, TResult> {
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);
     } finally {
-      this.#running -= 1;
+      this.#running = false;
       if (this.#queue.length > 0) this.#schedule();
     }
   }
