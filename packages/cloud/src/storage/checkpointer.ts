@@ -73,6 +73,8 @@ export function startCheckpointer(options: {
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   return {
     async close() {
+      // Held until it has exited: with nothing else keeping the process alive, the wait would not end.
+      worker.ref();
       worker.postMessage("close");
       await exited;
     },
