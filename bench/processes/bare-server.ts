@@ -1,6 +1,11 @@
 // The limit of the API scenario: a bare Fastify route, served the same way as Roost's API (its own
 // process, 127.0.0.1, no logging), that sends a fixed body of the same shape and size as Roost's answer.
 // What Roost adds on top (authentication, rate limiting, body parsing, the database) is what the ratio shows.
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Sqlite from "better-sqlite3";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 
@@ -11,6 +16,12 @@ export interface BareRoute {
   readonly method: "GET" | "POST";
   readonly url: string;
   readonly body: unknown;
+  /**
+   * Also store a claim code before answering, as Roost's floor: a fresh random code, its SHA-256, and the
+   * row inserted into an SQLite file (WAL, synchronous NORMAL, Roost's table and indexes) in one statement
+   * per event-loop turn, answered after its commit. No checkpoint runs during the measure (the log grows).
+   */
+  readonly insertClaimCode?: boolean;
 }
 
 /** The methods of this process. */
@@ -21,12 +32,60 @@ export type BareServerApi = {
 };
 
 let app: FastifyInstance | undefined;
+let sqlite: Sqlite.Database | undefined;
+let dataDir: string | undefined;
+
+/** Roost's claim_codes table (packages/cloud/src/storage/migrations.ts). */
+const CLAIM_CODES_TABLE = `create table claim_codes (id text primary key, code_hash text not null unique,
+  principal_kind text not null, user_id text, customer_id text, product_id integer, created_at bigint not null,
+  expires_at bigint not null, used_at bigint, revoked_at bigint, device_id text)`;
+
+/** A handler that stores a claim code per request, one insert statement per event-loop turn. */
+function claimCodeInserter(body: unknown): () => Promise<unknown> {
+  dataDir = mkdtempSync(join(tmpdir(), "roost-bare-"));
+  const db = new Sqlite(join(dataDir, "bare.db"));
+  sqlite = db;
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("wal_autocheckpoint = 0");
+  db.exec(CLAIM_CODES_TABLE);
+  const statements = new Map<number, Sqlite.Statement>();
+  const userId = randomUUID();
+  let queue: { row: unknown[]; done: () => void }[] = [];
+  const flush = () => {
+    const batch = queue;
+    queue = [];
+    let statement = statements.get(batch.length);
+    if (!statement) {
+      statement = db.prepare(
+        `insert into claim_codes values ${Array(batch.length).fill("(?,?,?,?,?,?,?,?,?,?,?)").join(",")}`,
+      );
+      statements.set(batch.length, statement);
+    }
+    statement.run(batch.flatMap((waiting) => waiting.row));
+    for (const waiting of batch) waiting.done();
+  };
+  return () => {
+    const code = randomBytes(48).toString("base64").slice(0, 63);
+    const now = Date.now();
+    const row: unknown[] = [randomUUID(), createHash("sha256").update(code).digest("hex"), "user", userId];
+    row.push(null, null, now, now + 3_600_000, null, null, null);
+    return new Promise<void>((resolve) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ row, done: resolve });
+    }).then(() => ({ ...(body as object), claim_code: code }));
+  };
+}
 
 const api: BareServerApi = {
   async start(params) {
     app = Fastify({ logger: false });
     for (const route of params.routes)
-      app.route({ method: route.method, url: route.url, handler: () => route.body });
+      app.route({
+        method: route.method,
+        url: route.url,
+        handler: route.insertClaimCode ? claimCodeInserter(route.body) : () => route.body,
+      });
     const url = await app.listen({ port: 0, host: "127.0.0.1" });
     return { url };
   },
@@ -38,4 +97,6 @@ const api: BareServerApi = {
 
 serveChild(api, async () => {
   await app?.close();
+  sqlite?.close();
+  if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
 });

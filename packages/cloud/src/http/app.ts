@@ -177,17 +177,6 @@ export async function createHttpApp(options: {
       );
     done();
   });
-  // The import reads its parts itself (readUpload), so that a file over the limit ends the request there.
-  await app.register(multipart, {
-    limits: {
-      fileSize: MAX_IMPORT_FILE_BYTES,
-      files: 1,
-      fields: 20,
-      parts: 21,
-      fieldSize: MAX_IMPORT_FIELD_BYTES,
-      headerPairs: 20,
-    },
-  });
   // Anything else (no or odd content type): JSON when it looks like JSON, else form encoding.
   app.addContentTypeParser("*", { parseAs: "buffer" }, (request, body, done) => {
     const bytes = body as Buffer;
@@ -229,7 +218,22 @@ export async function createHttpApp(options: {
   registerCustomerRoutes(app, services);
   registerClaimRoutes(app, services);
   registerDeviceRoutes(app, services);
-  registerProductDeviceRoutes(app, services);
+  // The import reads its parts itself (readUpload), so that a file over the limit ends the request there.
+  // The multipart plugin lives in a context of its own with the product device routes: its hooks (three
+  // per request) are not run by every other route, which refuse multipart bodies above anyway.
+  await app.register(async (products) => {
+    await products.register(multipart, {
+      limits: {
+        fileSize: MAX_IMPORT_FILE_BYTES,
+        files: 1,
+        fields: 20,
+        parts: 21,
+        fieldSize: MAX_IMPORT_FIELD_BYTES,
+        headerPairs: 20,
+      },
+    });
+    registerProductDeviceRoutes(products, services);
+  });
   registerEventRoutes(app, services, { streamSlots: options.limits.streamSlots });
   registerRoostRoutes(app, { serverKey: options.serverKey, gateway: options.gateway });
   registerHealthRoutes(app, services);

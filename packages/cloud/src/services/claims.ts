@@ -1,4 +1,4 @@
-import type { Insertable, Kysely, Transaction } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import { CompiledQuery, sql } from "kysely";
 
 import { normalizeDeviceId } from "@roost/protocol";
@@ -13,7 +13,7 @@ import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
-import { prepareQuery } from "./prepared.js";
+import { prepareInsertMany, prepareQuery } from "./prepared.js";
 import type { Owner } from "./principal.js";
 import type { RetentionService } from "./retention.js";
 import type { TransferService } from "./transfers.js";
@@ -277,6 +277,21 @@ function sameOwner(
   return a.kind === "user" ? device.owner_user_id === a.userId : device.owner_customer_id === a.customerId;
 }
 
+/** Every column of a claim code row, in the order the group insert sends them. */
+const CLAIM_CODE_COLUMNS = [
+  "id",
+  "code_hash",
+  "principal_kind",
+  "user_id",
+  "customer_id",
+  "product_id",
+  "created_at",
+  "expires_at",
+  "used_at",
+  "revoked_at",
+  "device_id",
+] as const satisfies readonly (keyof ClaimCodesTable)[];
+
 /**
  * Claim codes and claiming. `claimByCode` is the one transaction both the device gateway and tests use:
  * it checks the code, binds the device and spends the code, or changes nothing and records why not.
@@ -291,6 +306,7 @@ export class ClaimService {
   readonly #retention: RetentionService;
   readonly #statements: ReturnType<typeof claimStatements>;
   readonly #postgres: boolean;
+  readonly #insertCodes: ReturnType<typeof prepareInsertMany<"claim_codes", keyof ClaimCodesTable>>;
   /** Owners whose device IDs are asked for in this turn of the event loop, with the read that answers. */
   #idReads = new Map<string, Promise<string[]>>();
   /**
@@ -300,13 +316,7 @@ export class ClaimService {
    * each caller reports as the usual 409 "try again". At most 200 rows (2,200 parameters) per statement,
    * within both databases' limits.
    */
-  readonly #freshCodes = new Batcher<Insertable<ClaimCodesTable> & { id: string }, undefined>(
-    async (rows) => {
-      await this.#db.insertInto("claim_codes").values(rows).execute();
-      return rows.map(() => undefined);
-    },
-    200,
-  );
+  readonly #freshCodes: Batcher<ClaimCodesTable, undefined>;
 
   constructor(options: {
     db: Kysely<Database>;
@@ -328,6 +338,11 @@ export class ClaimService {
     this.#retention = options.retention;
     this.#statements = claimStatements(options.db);
     this.#postgres = dialectOf(options.db) === "postgres";
+    this.#insertCodes = prepareInsertMany(options.db, "claim_codes", CLAIM_CODE_COLUMNS);
+    this.#freshCodes = new Batcher<ClaimCodesTable, undefined>(async (rows) => {
+      await this.#insertCodes(rows);
+      return rows.map(() => undefined);
+    }, 200);
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */

@@ -40,3 +40,48 @@ export function prepareQuery<P extends Record<string, unknown>, R>(
     return executor.executeQuery<R>(CompiledQuery.raw(compiled.sql, parameters));
   };
 }
+
+/**
+ * A multi-row insert of `columns` into `table`, compiled once per row count (at most `limit` texts) and run
+ * with each call's rows: the group insert of claim codes (storage/batch.ts) built and compiled the same
+ * statement through Kysely per group. Every row must have every column.
+ */
+export function prepareInsertMany<T extends keyof Database, C extends string>(
+  db: Kysely<Database>,
+  table: T,
+  columns: readonly C[],
+): (
+  rows: readonly Readonly<Record<C, unknown>>[],
+  executor?: Kysely<Database>,
+) => Promise<QueryResult<never>> {
+  const texts = new Map<number, { sql: string; order: { row: number; column: C }[] }>();
+  const compile = (count: number) => {
+    const marked = Array.from({ length: count }, (_, row) =>
+      Object.fromEntries(columns.map((column) => [column, `${SLOT_MARK}${row}:${column}`])),
+    );
+    const compiled = db
+      .insertInto(table)
+      .values(marked as never)
+      .compile();
+    const order = compiled.parameters.map((value) => {
+      const text =
+        typeof value === "string" && value.startsWith(SLOT_MARK) ? value.slice(SLOT_MARK.length) : "";
+      const colon = text.indexOf(":");
+      const column = text.slice(colon + 1) as C;
+      if (colon < 0 || !columns.includes(column))
+        throw new Error(`prepareInsertMany: unexpected parameter in ${compiled.sql}`);
+      return { row: Number(text.slice(0, colon)), column };
+    });
+    if (compiled.sql.includes(SLOT_MARK)) throw new Error(`prepareInsertMany: a value is not a parameter`);
+    return { sql: compiled.sql, order };
+  };
+  return (rows, executor = db) => {
+    let text = texts.get(rows.length);
+    if (!text) {
+      text = compile(rows.length);
+      texts.set(rows.length, text);
+    }
+    const parameters = text.order.map(({ row, column }) => rows[row]?.[column]);
+    return executor.executeQuery<never>(CompiledQuery.raw(text.sql, parameters));
+  };
+}

@@ -12,6 +12,9 @@ export interface CheckpointResult {
   readonly checkpointed: number;
 }
 
+/** How often the thread checkpoints: often enough that each copies a few hundred pages under a write load. */
+export const CHECKPOINT_INTERVAL_MS = 200;
+
 /** Events of a {@link WalCheckpointer}. */
 interface CheckpointerEvents {
   checkpoint: [result: CheckpointResult];
@@ -60,7 +63,7 @@ type WorkerReply = { ok: true; result: CheckpointResult } | { ok: false; message
  * database file and syncs it, inside that commit: 20–90 ms on this project's machine, on the event loop that
  * serves every device and request (a stall seen as the tail of ping and claim latencies, bench/README.md). The
  * serving connection is therefore opened with a far larger limit ({@link FALLBACK_AUTOCHECKPOINT_PAGES}), and this
- * thread, with its own connection to the same file, runs a passive checkpoint at an interval: it copies what no
+ * thread, with its own connection to the same file, runs a passive checkpoint every {@link CHECKPOINT_INTERVAL_MS}: it copies what no
  * reader still needs and never blocks the writer (https://www.sqlite.org/wal.html#checkpointing). The
  * durability of `synchronous = NORMAL` is unchanged: the log is synced whenever a checkpoint runs, wherever it runs.
  */
@@ -93,7 +96,7 @@ export class WalCheckpointer extends EventEmitter<CheckpointerEvents> {
     this.#timer = setInterval(() => {
       // One at a time: a slow disk must not pile up requests.
       if (!this.#inFlight) void this.checkpoint().catch(() => undefined);
-    }, options.intervalMs ?? 1000);
+    }, options.intervalMs ?? CHECKPOINT_INTERVAL_MS);
     this.#timer.unref();
   }
 
