@@ -18,8 +18,11 @@ import { floorRow, measureSocketFloor } from "./handshake-floor.js";
 /** Ratio of achieved handshakes per core to the crypto ceiling that the issue asks for. */
 const TARGET_RATIO = 0.85;
 
-/** Handshakes in flight at once per device process: enough to keep the server's queue full. */
-const CONCURRENCY = 64;
+/**
+ * Handshakes in flight at once per device process. At 64 the 2-core storm leaves 0.4–0.5 of the cores idle
+ * (bench/README.md, "Latest figures"); `ROOST_BENCH_STORM_CONCURRENCY` sets another value to see what bounds it.
+ */
+const CONCURRENCY = Number(process.env.ROOST_BENCH_STORM_CONCURRENCY ?? 64);
 
 /** Wall-clock rate with a worker per core ÷ with one worker that issue 11 asks for (2 cores). */
 const TARGET_SCALING = 1.6;
