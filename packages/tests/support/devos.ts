@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { randomInt } from "node:crypto";
+import { generateKeyPairSync, randomInt } from "node:crypto";
+import type { KeyPairKeyObjectResult } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,6 +54,29 @@ export async function startCloudOnOwnLoopback(
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || attempt >= 20) throw error;
     }
+  }
+}
+
+/**
+ * An RSA-1024 device key that Gen 2 Device OS can load. Device OS's key loader reads the integers of the
+ * PKCS#1 DER at their full lengths (128 bytes for the modulus and private exponent, 64 for the primes and CRT
+ * values), and DER writes an integer whose top byte is zero one byte shorter (about one random key in 64 has
+ * such a private exponent or CRT value). Seen with the v2.3.1 build: keys with a short `dq` or `qInv` can fail
+ * every handshake ("decryption failed with code -34432"), keys with a short `d` or `dP` did not. A Particle
+ * device's own keys have the full lengths; a test key is drawn again until every integer has its full length.
+ */
+export function firmwareRsaKeyPair(): KeyPairKeyObjectResult {
+  for (;;) {
+    const pair = generateKeyPairSync("rsa", { modulusLength: 1024, publicExponent: 65537 });
+    const jwk = pair.privateKey.export({ format: "jwk" });
+    // JWK writes each integer without leading zeros: its length is the integer's own.
+    const bytes = (value: string | undefined) => Buffer.from(value ?? "", "base64url").length;
+    if (
+      bytes(jwk.n) === 128 &&
+      bytes(jwk.d) === 128 &&
+      [jwk.p, jwk.q, jwk.dp, jwk.dq, jwk.qi].every((value) => bytes(value) === 64)
+    )
+      return pair;
   }
 }
 

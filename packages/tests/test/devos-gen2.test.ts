@@ -1,7 +1,7 @@
 // Particle's own Device OS (gcc builds v2.3.1 and v5.1.0, /work/shared/devos) against a real Roost cloud over
 // the Gen 2 TCP protocol: handshake, Hello, describe, presence with the platform, claim by ID, and a function
 // call from particle-api-js that the firmware itself answers. @see spec/device-protocols.md Part B
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import Particle from "particle-api-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -10,6 +10,7 @@ import { encodeServerKeyFile } from "@roost/protocol";
 import type { DevosVersion } from "@roost/tests/support";
 import {
   DEVOS_AVAILABLE,
+  firmwareRsaKeyPair,
   newUser,
   register,
   startCloudOnOwnLoopback,
@@ -37,10 +38,7 @@ describe.skipIf(!DEVOS_AVAILABLE)("real Device OS over TCP (Gen 2 protocol)", ()
 
   /** A registered RSA-1024 device identity and the two key files the firmware reads. */
   async function gen2Device(): Promise<{ id: string; deviceKeyDer: Uint8Array; serverKeyFile: Uint8Array }> {
-    const { privateKey, publicKey } = generateKeyPairSync("rsa", {
-      modulusLength: 1024,
-      publicExponent: 65537,
-    });
+    const { privateKey, publicKey } = firmwareRsaKeyPair();
     const id = randomBytes(12).toString("hex");
     await register(cloud, token, {
       device: { id, publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString() },
