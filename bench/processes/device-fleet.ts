@@ -8,6 +8,7 @@ import { CloudLink } from "@roost/device";
 import type { SavedCloudSession } from "@roost/device";
 
 import { serveChild, wallClock } from "../lib/child.js";
+import { connectEach } from "../lib/connect-each.js";
 
 /** What to connect. */
 export interface FleetConnectParams {
@@ -82,70 +83,53 @@ const api: DeviceFleetApi = {
   async connect(params) {
     const serverPublicKey = createPublicKey(params.serverPublicKeyPem);
     const keys: KeyObject[] = params.keys.map((pem) => createPrivateKey(pem));
-    const results: DeviceConnectResult[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < params.devices.length) {
-        const device = params.devices[next++];
-        if (!device) break;
-        const privateKey = keys[device.key];
-        if (!privateKey) throw new Error(`no key ${device.key}`);
-        let claimCode = device.claimCode;
-        const sources = params.localAddresses ?? [];
-        const localAddress = sources[(next - 1) % Math.max(1, sources.length)];
-        let saved: SavedCloudSession | undefined;
-        const link = new CloudLink({
-          ...(localAddress ? { localAddress } : {}),
-          ...(params.gen3
-            ? {
-                protocol: "udp" as const,
-                platformId: params.gen3.platformId,
-                sessionStore: {
-                  load: () => saved,
-                  save: (session: SavedCloudSession | undefined) => {
-                    saved = session;
-                  },
+    return connectEach(params.devices, params.concurrency, (device, index) => {
+      const privateKey = keys[device.key];
+      if (!privateKey) throw new Error(`no key ${device.key}`);
+      let claimCode = device.claimCode;
+      const sources = params.localAddresses ?? [];
+      const localAddress = sources[index % Math.max(1, sources.length)];
+      let saved: SavedCloudSession | undefined;
+      const link = new CloudLink({
+        ...(localAddress ? { localAddress } : {}),
+        ...(params.gen3
+          ? {
+              protocol: "udp" as const,
+              platformId: params.gen3.platformId,
+              sessionStore: {
+                load: () => saved,
+                save: (session: SavedCloudSession | undefined) => {
+                  saved = session;
                 },
-              }
-            : {}),
-          host: params.host,
-          port: params.port,
-          deviceId: device.id,
-          privateKey,
-          serverPublicKey,
-          pingIntervalMs: params.pingIntervalMs,
-          subscriptions: (params.subscriptions ?? []).map((prefix) => ({ prefix })),
-          claimCode: () => claimCode,
-          onClaimed: () => {
-            claimCode = undefined;
-            claimedAt[device.id] = wallClock();
-          },
+              },
+            }
+          : {}),
+        host: params.host,
+        port: params.port,
+        deviceId: device.id,
+        privateKey,
+        serverPublicKey,
+        pingIntervalMs: params.pingIntervalMs,
+        subscriptions: (params.subscriptions ?? []).map((prefix) => ({ prefix })),
+        claimCode: () => claimCode,
+        onClaimed: () => {
+          claimCode = undefined;
+          claimedAt[device.id] = wallClock();
+        },
+      });
+      link.on("pong", (roundTripMs) => roundTrips.push(roundTripMs));
+      if (params.subscriptions?.length) link.on("event", () => (receivedEvents += 1));
+      return async () => {
+        await link.connect();
+        links.set(device.id, link);
+        link.once("disconnected", (reason) => {
+          links.delete(device.id);
+          if (closing) return;
+          disconnected += 1;
+          disconnectReasons[reason] = (disconnectReasons[reason] ?? 0) + 1;
         });
-        link.on("pong", (roundTripMs) => roundTrips.push(roundTripMs));
-        if (params.subscriptions?.length) link.on("event", () => (receivedEvents += 1));
-        const startedAt = wallClock();
-        try {
-          await link.connect();
-          const connectedAt = wallClock();
-          links.set(device.id, link);
-          link.once("disconnected", (reason) => {
-            links.delete(device.id);
-            if (closing) return;
-            disconnected += 1;
-            disconnectReasons[reason] = (disconnectReasons[reason] ?? 0) + 1;
-          });
-          results.push({ id: device.id, startedAt, connectedAt });
-        } catch (error) {
-          results.push({
-            id: device.id,
-            startedAt,
-            error: error instanceof Error ? error.message : String(error),
-          });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, params.concurrency) }, worker));
-    return results;
+      };
+    });
   },
 
   claimed() {

@@ -3,7 +3,8 @@
 // server's. Same methods as the device fleet's for a storm.
 import { createPrivateKey, createPublicKey } from "node:crypto";
 
-import { serveChild, wallClock } from "../lib/child.js";
+import { serveChild } from "../lib/child.js";
+import { connectEach } from "../lib/connect-each.js";
 import type { StormDevice, StormTarget } from "../lib/storm-connect.js";
 import { connectStormDevice, stormDevice, stormTarget } from "../lib/storm-connect.js";
 import type { DeviceConnectResult, FleetConnectParams, FleetPingReport } from "./device-fleet.js";
@@ -39,27 +40,7 @@ const api: StormClientApi = {
       if (device.claimCode) throw new Error("the storm client sends no claim codes");
       return stormDevice(device.id, key);
     });
-    const results: DeviceConnectResult[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < material.length) {
-        const device = material[next++];
-        if (!device) break;
-        const startedAt = wallClock();
-        try {
-          await connectStormDevice(target, device);
-          results.push({ id: device.id, startedAt, connectedAt: wallClock() });
-        } catch (error) {
-          results.push({
-            id: device.id,
-            startedAt,
-            error: error instanceof Error ? error.message : String(error),
-          });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, params.concurrency) }, worker));
-    return results;
+    return connectEach(material, params.concurrency, (device) => () => connectStormDevice(target, device));
   },
 
   pings() {

@@ -587,27 +587,21 @@ export class ClaimService {
           owner_customer_id: owner.kind === "customer" ? owner.customerId : null,
           product_id: device.product_id,
         };
-        if (!options.online)
-          return {
-            ok: true,
-            reason,
-            claimId: code.id,
-            owner,
-            codeOwner: owner,
-            events: await this.#queue(trx, events),
-          };
-        const online: CloudEvent = {
-          name: "spark/status",
-          data: "online",
-          ttl: 60,
-          publishedAt: new Date(this.#config.clock()).toISOString(),
-          coreid: deviceId,
-          isPublic: false,
-          ownerUserId: bound.owner_user_id,
-          ownerCustomerId: bound.owner_customer_id,
-          productId: bound.product_id,
-        };
-        const queued = await this.#queue(trx, [...events, online]);
+        // A device claiming in session: its `online` event goes to the new owner, queued with the others.
+        const online: CloudEvent | undefined = options.online
+          ? {
+              name: "spark/status",
+              data: "online",
+              ttl: 60,
+              publishedAt: new Date(this.#config.clock()).toISOString(),
+              coreid: deviceId,
+              isPublic: false,
+              ownerUserId: bound.owner_user_id,
+              ownerCustomerId: bound.owner_customer_id,
+              productId: bound.product_id,
+            }
+          : undefined;
+        const queued = await this.#queue(trx, online ? [...events, online] : events);
         return {
           ok: true,
           reason,
@@ -615,8 +609,7 @@ export class ClaimService {
           owner,
           codeOwner: owner,
           events: queued.slice(0, events.length),
-          device: bound,
-          online: queued[events.length],
+          ...(online ? { device: bound, online: queued[events.length] } : {}),
         };
       });
     } catch (error) {
