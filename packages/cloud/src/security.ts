@@ -31,6 +31,14 @@ function randomPooled(length: number): Buffer {
 }
 
 /**
+ * `length` fresh random bytes of their own (not a view of the pool): the handshake's nonce and session
+ * credentials, five draws per connecting device, each a call into OpenSSL before (bench handshake profile).
+ */
+export function randomBytesPooled(length: number): Uint8Array {
+  return new Uint8Array(randomPooled(length));
+}
+
+/**
  * A fresh claim code: 48 random bytes in base64 (64 characters) cut to 63, so 378 bits of entropy
  * from the base64 alphabet. @see spec/cloud-api.md §3.2, DESIGN.md security rules
  */

@@ -20,6 +20,7 @@ import {
 
 import type { DeviceCommand, DeviceCommandResult } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
+import { randomBytesPooled } from "../security.js";
 import type { ClaimResult } from "../services/claims.js";
 import type { Services } from "../services/index.js";
 import { ByteReader, DeviceTimeoutError } from "./byte-reader.js";
@@ -771,7 +772,7 @@ async function handshake(
   let deviceId: string | undefined;
   try {
     // B.2 step 1: the nonce, at once.
-    const nonce = new Uint8Array(randomBytes(HANDSHAKE_NONCE_LENGTH));
+    const nonce = randomBytesPooled(HANDSHAKE_NONCE_LENGTH);
     socket.write(nonce);
     const ciphertext = await reader
       .read(HANDSHAKE_CIPHERTEXT_LENGTH, {
@@ -818,9 +819,9 @@ async function handshake(
     }
     // B.2 step 4: session credentials, encrypted to the device and signed by the server.
     const credentials = {
-      key: new Uint8Array(randomBytes(SESSION_KEY_LENGTH)),
-      iv: new Uint8Array(randomBytes(SESSION_IV_LENGTH)),
-      salt: new Uint8Array(randomBytes(SESSION_SALT_LENGTH)),
+      key: randomBytesPooled(SESSION_KEY_LENGTH),
+      iv: randomBytesPooled(SESSION_IV_LENGTH),
+      salt: randomBytesPooled(SESSION_SALT_LENGTH),
     };
     let reply: Uint8Array;
     try {

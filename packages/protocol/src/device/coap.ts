@@ -1,13 +1,12 @@
 /**
- * The CoAP (RFC 7252) message codec used inside the encrypted Gen 2 frames, a thin adapter over `coap-packet`:
- * Uint8Array in and out, explicit message ids (never the library's module-level counter) and strict input
- * checks, since the library parses leniently.
+ * The CoAP (RFC 7252 §3) message codec used inside the encrypted Gen 2 frames: Uint8Array in and out, explicit
+ * message ids, and a strict decoder that accepts only the one encoding this encoder would write (plus the empty
+ * payload marker Device OS sends). Written for the gateway's hot path: every message a device sends or receives
+ * passes through it, and the adapter over `coap-packet` it replaced parsed, re-encoded and compared each message
+ * (bench/README.md, handshake profile). The tests check it against `coap-packet` on random messages and bytes.
  * @see spec/device-protocols.md B.4
  */
-import { generate, parse, type ParsedPacket } from "coap-packet";
-
 import { FrameTooLargeError, MalformedFrameError, TruncatedFrameError } from "../errors.js";
-import { concatBytes } from "./bytes.js";
 import { AES_BLOCK_LENGTH, MAX_FRAME_BODY_LENGTH } from "./frame.js";
 
 /** CoAP protocol version carried in the top two bits of byte 0 (RFC 7252 §3). @see spec B.4 */
@@ -74,13 +73,18 @@ export const COAP_OPTIONS = {
 /** One of the option numbers in {@link COAP_OPTIONS}. */
 export type CoapOptionNumber = (typeof COAP_OPTIONS)[keyof typeof COAP_OPTIONS];
 
-/** The names `coap-packet` gives the options of {@link COAP_OPTIONS} when it parses. */
-const PARSED_OPTION_NUMBERS: Readonly<Record<string, CoapOptionNumber>> = {
-  "Uri-Path": COAP_OPTIONS.URI_PATH,
-  "Max-Age": COAP_OPTIONS.MAX_AGE,
-  "Uri-Query": COAP_OPTIONS.URI_QUERY,
-  "No-Response": COAP_OPTIONS.NO_RESPONSE,
-};
+/** CoAP types by the value of the 2-bit field `T`. */
+const TYPES_BY_BITS: readonly CoapType[] = ["CON", "NON", "ACK", "RST"];
+
+/** Whether an option number is one of {@link COAP_OPTIONS}. */
+function isParticleOption(number: number): number is CoapOptionNumber {
+  return (
+    number === COAP_OPTIONS.URI_PATH ||
+    number === COAP_OPTIONS.MAX_AGE ||
+    number === COAP_OPTIONS.URI_QUERY ||
+    number === COAP_OPTIONS.NO_RESPONSE
+  );
+}
 
 /** Bit layout of byte 0 and of the code byte (RFC 7252 §3). */
 const VERSION_SHIFT = 6;
@@ -90,6 +94,15 @@ const CODE_DETAIL_MASK = 0x1f;
 const MAX_CODE = 0xff;
 /** Marks the start of the payload (RFC 7252 §3). */
 const PAYLOAD_MARKER = 0xff;
+/**
+ * An option's delta and length are a 4-bit nibble, or the nibble 13 followed by one byte (value − 13), or 14
+ * followed by two bytes (value − 269); 15 is reserved (RFC 7252 §3.1).
+ */
+const ONE_BYTE_NIBBLE = 13;
+const TWO_BYTE_NIBBLE = 14;
+const RESERVED_NIBBLE = 15;
+const ONE_BYTE_BASE = 13;
+const TWO_BYTE_BASE = 269;
 
 /** One CoAP option: its number and raw value. */
 export interface CoapOption {
@@ -125,10 +138,6 @@ export function formatCoapCode(code: number): string {
   return `${coapCodeClass(code)}.${String(code & CODE_DETAIL_MASK).padStart(2, "0")}`;
 }
 
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
 function checkMessage(message: CoapMessage): void {
   const { type, code, messageId, token, options, payload } = message;
   if (!(type in COAP_TYPES)) throw new MalformedFrameError(`unknown CoAP type ${String(type)}`);
@@ -146,20 +155,38 @@ function checkMessage(message: CoapMessage): void {
   }
 }
 
-function generatePacket(message: CoapMessage): Buffer {
-  return generate(
-    {
-      confirmable: message.type === "CON",
-      ack: message.type === "ACK",
-      reset: message.type === "RST",
-      code: formatCoapCode(message.code),
-      messageId: message.messageId,
-      token: toBuffer(message.token),
-      options: message.options.map((option) => ({ name: option.number, value: toBuffer(option.value) })),
-      payload: toBuffer(message.payload),
-    },
-    Number.POSITIVE_INFINITY,
-  );
+/** Bytes that a delta or length `value` takes beyond the option's first byte. */
+function extensionLength(value: number): number {
+  if (value < ONE_BYTE_BASE) return 0;
+  return value < TWO_BYTE_BASE ? 1 : 2;
+}
+
+function nibble(value: number): number {
+  if (value < ONE_BYTE_BASE) return value;
+  return value < TWO_BYTE_BASE ? ONE_BYTE_NIBBLE : TWO_BYTE_NIBBLE;
+}
+
+/** Writes a delta or length's extension bytes at `at`; returns the position after them. */
+function writeExtension(out: Uint8Array, at: number, value: number): number {
+  if (value < ONE_BYTE_BASE) return at;
+  if (value < TWO_BYTE_BASE) {
+    out[at] = value - ONE_BYTE_BASE;
+    return at + 1;
+  }
+  const extended = value - TWO_BYTE_BASE;
+  out[at] = extended >> 8;
+  out[at + 1] = extended & 0xff;
+  return at + 2;
+}
+
+/** The options in wire order: ascending number, repeated options in the order given (a stable sort). */
+function inWireOrder(options: readonly CoapOption[]): readonly CoapOption[] {
+  for (let i = 1; i < options.length; i++) {
+    if ((options[i] as CoapOption).number < (options[i - 1] as CoapOption).number) {
+      return [...options].sort((a, b) => a.number - b.number);
+    }
+  }
+  return options;
 }
 
 /**
@@ -171,45 +198,75 @@ function generatePacket(message: CoapMessage): Buffer {
  */
 export function encodeCoapMessage(message: CoapMessage): Uint8Array {
   checkMessage(message);
-  const packet = generatePacket(message);
-  if (packet.length > MAX_COAP_MESSAGE_LENGTH) {
-    throw new FrameTooLargeError(`CoAP message of ${packet.length} bytes exceeds ${MAX_COAP_MESSAGE_LENGTH}`);
+  const { token, payload } = message;
+  const options = inWireOrder(message.options);
+  let length = COAP_HEADER_LENGTH + token.length;
+  let previous = 0;
+  for (const option of options) {
+    const delta = option.number - previous;
+    length += 1 + extensionLength(delta) + extensionLength(option.value.length) + option.value.length;
+    previous = option.number;
   }
-  return new Uint8Array(packet);
-}
-
-function typeOf(parsed: ParsedPacket): CoapType {
-  if (parsed.confirmable) return "CON";
-  if (parsed.ack) return "ACK";
-  return parsed.reset ? "RST" : "NON";
-}
-
-function optionNumber(name: string | number): CoapOptionNumber {
-  const number = PARSED_OPTION_NUMBERS[String(name)];
-  if (number === undefined) {
-    throw new MalformedFrameError(`CoAP option ${String(name)} is not used by the Particle protocol (B.4)`);
+  if (payload.length > 0) length += 1 + payload.length;
+  if (length > MAX_COAP_MESSAGE_LENGTH) {
+    throw new FrameTooLargeError(`CoAP message of ${length} bytes exceeds ${MAX_COAP_MESSAGE_LENGTH}`);
   }
-  return number;
+
+  const out = new Uint8Array(length);
+  out[0] = (COAP_VERSION << VERSION_SHIFT) | (COAP_TYPES[message.type] << 4) | token.length;
+  out[1] = message.code;
+  out[2] = message.messageId >> 8;
+  out[3] = message.messageId & 0xff;
+  out.set(token, COAP_HEADER_LENGTH);
+  let at = COAP_HEADER_LENGTH + token.length;
+  previous = 0;
+  for (const option of options) {
+    const delta = option.number - previous;
+    const valueLength = option.value.length;
+    out[at] = (nibble(delta) << 4) | nibble(valueLength);
+    at = writeExtension(out, at + 1, delta);
+    at = writeExtension(out, at, valueLength);
+    out.set(option.value, at);
+    at += valueLength;
+    previous = option.number;
+  }
+  if (payload.length > 0) {
+    out[at] = PAYLOAD_MARKER;
+    out.set(payload, at + 1);
+  }
+  return out;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+/** Reads an option's delta or length from its nibble and extension bytes at `at`, or throws. */
+function readExtended(input: Uint8Array, at: number, value: number, what: string): number {
+  if (value < ONE_BYTE_NIBBLE) return value;
+  if (value === RESERVED_NIBBLE)
+    throw new MalformedFrameError(`reserved CoAP option ${what} 15 (RFC 7252 §3.1)`);
+  const extra = value === ONE_BYTE_NIBBLE ? 1 : 2;
+  if (at + extra > input.length) {
+    throw new MalformedFrameError(`CoAP option ${what} runs past the end of the message`);
+  }
+  return value === ONE_BYTE_NIBBLE
+    ? (input[at] as number) + ONE_BYTE_BASE
+    : (((input[at] as number) << 8) | (input[at + 1] as number)) + TWO_BYTE_BASE;
 }
 
 /**
- * Decodes one CoAP message. Beyond what `coap-packet` checks, it rejects reserved token lengths, options that
- * run past the end, a truncated header or token, and options the Particle protocol does not use (only
- * {@link COAP_OPTIONS} are accepted): the message must re-encode to exactly the input bytes. One exception is
- * tolerated: a payload marker followed by no payload, which RFC 7252 §3 forbids but Device OS sends for an event
- * with empty data (`Messages::event` writes the marker whenever data is non-NULL).
+ * Decodes one CoAP message. It rejects reserved token lengths, reserved option nibbles, options that run past
+ * the end, a truncated header or token, an empty (0.00) message with anything after its header, and options
+ * the Particle protocol does not use (only {@link COAP_OPTIONS} are accepted); every message it accepts
+ * re-encodes to exactly its input. One exception is tolerated: a payload marker followed by no payload, which
+ * RFC 7252 §3 forbids but Device OS sends for an event with empty data (`Messages::event` writes the marker
+ * whenever data is non-NULL). The returned arrays never alias the input.
  * @throws TruncatedFrameError when the header or token is cut short; MalformedFrameError otherwise.
  * @see spec/device-protocols.md B.4
  */
 export function decodeCoapMessage(input: Uint8Array): CoapMessage {
-  if (input.length < COAP_HEADER_LENGTH) {
-    throw new TruncatedFrameError(`CoAP message of ${input.length} bytes is shorter than its header`);
+  const length = input.length;
+  if (length < COAP_HEADER_LENGTH) {
+    throw new TruncatedFrameError(`CoAP message of ${length} bytes is shorter than its header`);
   }
-  const first = input[0] ?? 0;
+  const first = input[0] as number;
   if (first >> VERSION_SHIFT !== COAP_VERSION) {
     throw new MalformedFrameError(`CoAP version ${first >> VERSION_SHIFT}; only ${COAP_VERSION} exists`);
   }
@@ -217,49 +274,43 @@ export function decodeCoapMessage(input: Uint8Array): CoapMessage {
   if (tokenLength > MAX_COAP_TOKEN_LENGTH) {
     throw new MalformedFrameError(`reserved CoAP token length ${tokenLength} (RFC 7252 §3)`);
   }
-  if (input.length < COAP_HEADER_LENGTH + tokenLength) {
+  if (length < COAP_HEADER_LENGTH + tokenLength) {
     throw new TruncatedFrameError(`CoAP message ends inside its ${tokenLength}-byte token`);
   }
-
-  let parsed: ParsedPacket;
-  let canonical: Uint8Array;
-  try {
-    parsed = parse(toBuffer(input));
-    canonical = generate(
-      {
-        confirmable: parsed.confirmable,
-        ack: parsed.ack,
-        reset: parsed.reset,
-        code: parsed.code,
-        messageId: parsed.messageId,
-        token: parsed.token,
-        options: parsed.options,
-        payload: parsed.payload,
-      },
-      Number.POSITIVE_INFINITY,
-    );
-  } catch (error) {
-    throw new MalformedFrameError(
-      `invalid CoAP message: ${error instanceof Error ? error.message : String(error)}`,
-    );
+  const code = input[1] as number;
+  if (code === COAP_CODES.EMPTY && length !== COAP_HEADER_LENGTH) {
+    throw new MalformedFrameError("an empty (0.00) message has no token, options or payload (RFC 7252 §4.1)");
   }
-  const canonicalWithEmptyPayload = () => concatBytes(canonical, Uint8Array.of(PAYLOAD_MARKER));
-  if (
-    !sameBytes(canonical, input) &&
-    !(parsed.payload.length === 0 && sameBytes(canonicalWithEmptyPayload(), input))
-  ) {
-    throw new MalformedFrameError("CoAP options or payload marker are inconsistent with the message length");
+
+  // One copy of the message; the token, option values and payload are views of it.
+  const own = new Uint8Array(input);
+  const options: CoapOption[] = [];
+  let at = COAP_HEADER_LENGTH + tokenLength;
+  let number = 0;
+  while (at < length && own[at] !== PAYLOAD_MARKER) {
+    const header = own[at] as number;
+    at += 1;
+    const delta = readExtended(own, at, header >> 4, "delta");
+    at += extensionLength(delta);
+    const valueLength = readExtended(own, at, header & 0x0f, "length");
+    at += extensionLength(valueLength);
+    if (at + valueLength > length) {
+      throw new MalformedFrameError("CoAP option value runs past the end of the message");
+    }
+    number += delta;
+    if (!isParticleOption(number)) {
+      throw new MalformedFrameError(`CoAP option ${number} is not used by the Particle protocol (B.4)`);
+    }
+    options.push({ number, value: own.subarray(at, at + valueLength) });
+    at += valueLength;
   }
 
   return {
-    type: typeOf(parsed),
-    code: input[1] ?? 0,
-    messageId: parsed.messageId,
-    token: new Uint8Array(parsed.token),
-    options: parsed.options.map((option) => ({
-      number: optionNumber(option.name),
-      value: new Uint8Array(option.value),
-    })),
-    payload: new Uint8Array(parsed.payload),
+    type: TYPES_BY_BITS[(first >> 4) & 0x03] as CoapType,
+    code,
+    messageId: ((input[2] as number) << 8) | (input[3] as number),
+    token: own.subarray(COAP_HEADER_LENGTH, COAP_HEADER_LENGTH + tokenLength),
+    options,
+    payload: at < length ? own.subarray(at + 1) : own.subarray(length),
   };
 }
