@@ -290,9 +290,9 @@ export function decodeCoapMessage(input: Uint8Array): CoapMessage {
   while (at < length && own[at] !== PAYLOAD_MARKER) {
     const header = own[at] as number;
     at += 1;
-    const delta = readExtended(own, at, header >> 4, "delta");
+    const delta = readExtended(own, at, header >> 4);
     at += extensionLength(delta);
-    const valueLength = readExtended(own, at, header & 0x0f, "length");
+    const valueLength = readExtended(own, at, header & 0x0f);
     at += extensionLength(valueLength);
     if (at + valueLength > length) {
       throw new MalformedFrameError("CoAP option value runs past the end of the message");

@@ -57,7 +57,7 @@ const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(
  * re-encode to the input (other than by a trailing empty payload marker), or where an option is not one of ours.
  */
 function referenceDecode(input: Uint8Array): CoapMessage | undefined {
-  if (input.length < 4 || (input[0]! & 0x0f) > 8) return undefined;
+  if (input.length < 4 || ((input[0] ?? 0) & 0x0f) > 8) return undefined;
   let parsed;
   try {
     parsed = parse(Buffer.from(input));
@@ -73,7 +73,7 @@ function referenceDecode(input: Uint8Array): CoapMessage | undefined {
   const type: CoapType = parsed.confirmable ? "CON" : parsed.ack ? "ACK" : parsed.reset ? "RST" : "NON";
   const message: CoapMessage = {
     type,
-    code: input[1]!,
+    code: input[1] ?? 0,
     messageId: parsed.messageId,
     token: new Uint8Array(parsed.token),
     options,
@@ -150,7 +150,7 @@ describe("CoAP codec against coap-packet", () => {
         return new Uint8Array(bytes);
       });
     const random = fc.uint8Array({ minLength: 4, maxLength: 40 }).map((bytes) => {
-      bytes[0] = 0x40 | (bytes[0]! & 0x3f);
+      bytes[0] = 0x40 | ((bytes[0] ?? 0) & 0x3f);
       return bytes;
     });
     let accepted = 0;
