@@ -238,13 +238,14 @@ export function encodeCoapMessage(message: CoapMessage): Uint8Array {
 }
 
 /** Reads an option's delta or length from its nibble and extension bytes at `at`, or throws. */
-function readExtended(input: Uint8Array, at: number, value: number, what: string): number {
+function readExtended(input: Uint8Array, at: number, value: number): number {
   if (value < ONE_BYTE_NIBBLE) return value;
-  if (value === RESERVED_NIBBLE)
-    throw new MalformedFrameError(`reserved CoAP option ${what} 15 (RFC 7252 §3.1)`);
+  if (value === RESERVED_NIBBLE) {
+    throw new MalformedFrameError("reserved CoAP option delta or length 15 (RFC 7252 §3.1)");
+  }
   const extra = value === ONE_BYTE_NIBBLE ? 1 : 2;
   if (at + extra > input.length) {
-    throw new MalformedFrameError(`CoAP option ${what} runs past the end of the message`);
+    throw new MalformedFrameError("CoAP option delta or length runs past the end of the message");
   }
   return value === ONE_BYTE_NIBBLE
     ? (input[at] as number) + ONE_BYTE_BASE
