@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { CompiledQuery } from "kysely";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -15,6 +16,7 @@ import {
 } from "../src/gateway/presence.js";
 import type { Storage } from "../src/index.js";
 import { openStorage } from "../src/index.js";
+import { dialectOf, executeEach } from "../src/storage/batch.js";
 import type { TemporaryDatabase } from "./helpers.js";
 import { createTemporaryDatabase, newDeviceKey, POSTGRES_URL } from "./helpers.js";
 
@@ -85,7 +87,7 @@ function definePresenceConformance(
       expect(await row(id)).toMatchObject({ online: 0, gateway_node: null, last_heard: 8 });
     });
 
-    it("marks many devices that register in one turn online with one statement, each with its own facts and a new epoch", async () => {
+    it("marks many devices that register in one turn online with one write, each with its own facts and a new epoch", async () => {
       const ids = await Promise.all(Array.from({ length: 40 }, () => newDevice()));
       // One device already had a session: its epoch goes on from there.
       const earlier = await claimSession(storage.db, { deviceId: ids[0] ?? "", nodeId: "node-x", facts: {} });
@@ -156,7 +158,7 @@ function definePresenceConformance(
       expect(await row(id)).toMatchObject({ online: 1, gateway_node: "node-elsewhere", last_heard: 70 });
     });
 
-    it("writes the describes of many devices in one turn with one statement, leaving out what a describe lacks", async () => {
+    it("writes the describes of many devices in one turn with one write, leaving out what a describe lacks", async () => {
       const ids = await Promise.all(Array.from({ length: 20 }, () => newDevice()));
       const devices = new GatewayDevices(storage.db);
       await Promise.all(
@@ -181,6 +183,32 @@ function definePresenceConformance(
           .executeTakeFirstOrThrow();
         expect(stored.functions).toBe(JSON.stringify([`f${index}`]));
       }
+    });
+
+    it("runs a batch's statements in one transaction: a failing one undoes those before it", async () => {
+      const [id, other] = [await newDevice(), await newDevice()];
+      const p = (n: number) => (dialectOf(storage.db) === "postgres" ? `$${n}` : "?");
+      const name = (device: string, value: string) =>
+        CompiledQuery.raw(`update devices set name = ${p(1)} where id = ${p(2)} returning id, name`, [
+          value,
+          device,
+        ]);
+      expect(await executeEach(storage.db, [name(id, "one"), name(other, "two")])).toEqual([
+        [{ id, name: "one" }],
+        [{ id: other, name: "two" }],
+      ]);
+      // The second statement breaks the primary key: the first one's change is rolled back with it.
+      const duplicate = CompiledQuery.raw(
+        `insert into devices (id, public_key, key_algorithm, platform_id, created_at, updated_at) values (${p(1)}, 'k', 'rsa', 6, 0, 0)`,
+        [other],
+      );
+      await expect(executeEach(storage.db, [name(id, "lost"), duplicate])).rejects.toThrow();
+      const stored = await storage.db
+        .selectFrom("devices")
+        .select("name")
+        .where("id", "=", id)
+        .executeTakeFirstOrThrow();
+      expect(stored.name).toBe("one");
     });
 
     it("sweeps only devices whose node is gone, and never one that moved or whose node came back", async () => {

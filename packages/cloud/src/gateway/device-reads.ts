@@ -4,7 +4,7 @@ import { CompiledQuery } from "kysely";
 import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
 import type { DeviceRow } from "../services/devices.js";
-import { Batcher, dialectOf } from "../storage/batch.js";
+import { Batcher, dialectOf, executeEach } from "../storage/batch.js";
 import type { Database } from "../storage/schema.js";
 
 /** What a live session keeps of its device: who owns it (event routing, publishing) and its variables' types. */
@@ -39,16 +39,22 @@ export class GatewayDevices {
     this.#sql = {
       handshake: `select ${SESSION_COLUMNS}, public_key from devices where id = ${p(1)}`,
       session: `select ${SESSION_COLUMNS} from devices where id = ${p(1)}`,
-      // One statement for a turn's describes, the rows as one JSON parameter (as presence writes are).
+      // A turn's describes in one write, as presence writes are: on PostgreSQL one statement, the rows as
+      // one JSON parameter; on SQLite a statement a row in one transaction.
       describe: postgres
         ? `update devices as d set functions = coalesce(v.f, d.functions), variables = coalesce(v.v, d.variables)
             from jsonb_to_recordset($1::jsonb) as v(id text, f text, v text) where d.id = v.id`
-        : `update devices as d set functions = coalesce(v.f, d.functions), variables = coalesce(v.v, d.variables)
-            from (select value ->> '$.id' as id, value ->> '$.f' as f, value ->> '$.v' as v from json_each(?)) as v
-            where d.id = v.id`,
+        : `update devices set functions = coalesce(?, functions), variables = coalesce(?, variables) where id = ?`,
     };
     this.#describes = new Batcher(async (rows) => {
-      await this.#db.executeQuery(CompiledQuery.raw(this.#sql.describe, [JSON.stringify(rows)]));
+      if (postgres) {
+        await this.#db.executeQuery(CompiledQuery.raw(this.#sql.describe, [JSON.stringify(rows)]));
+      } else {
+        await executeEach(
+          this.#db,
+          rows.map((row) => CompiledQuery.raw(this.#sql.describe, [row.f ?? null, row.v ?? null, row.id])),
+        );
+      }
       return rows.map(() => undefined);
     }, DESCRIBE_BATCH_LIMIT);
   }

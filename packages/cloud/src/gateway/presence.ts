@@ -1,7 +1,7 @@
 import type { Kysely, Updateable } from "kysely";
 import { CompiledQuery, sql } from "kysely";
 
-import { Batcher, dialectOf } from "../storage/batch.js";
+import { Batcher, dialectOf, executeEach } from "../storage/batch.js";
 import type { Database, DevicesTable } from "../storage/schema.js";
 
 /**
@@ -224,8 +224,9 @@ export interface ClaimedDevice {
 /** Rows per statement: far below SQLite's and PostgreSQL's limits, small enough to keep a statement short. */
 const PRESENCE_BATCH_LIMIT = 1000;
 
-// Each batch is one statement whatever its size: the rows travel as one JSON parameter (SQLite `json_each`,
-// PostgreSQL `jsonb_to_recordset`), so the SQL text never changes and is compiled once per connection.
+// On PostgreSQL each batch is one statement whatever its size (a round trip saved per row): the rows travel as
+// one JSON parameter (`jsonb_to_recordset`), so the SQL text never changes and is prepared once. On SQLite,
+// where a statement is a call into the library, each row has its own compiled UPDATE (see executeEach).
 const CLAIM_COLUMNS = `
   online = 1,
   gateway_node = {node},
@@ -240,22 +241,19 @@ const CLAIM_COLUMNS = `
   system_firmware_version = coalesce(v.sv, d.system_firmware_version)`;
 
 const PRESENCE_SQL = {
-  // SQLite's RETURNING names the updated table's columns unqualified (and only those).
+  // SQLite: one statement a row, the rows of a batch in one transaction (see executeEach).
   sqlite: {
-    claim: `update devices as d set ${CLAIM_COLUMNS.replace("{node}", "?")}
-      from (select value ->> '$.id' as id, value ->> '$.lh' as lh, value ->> '$.ua' as ua, value ->> '$.hs' as hs,
-              value ->> '$.ip' as ip, value ->> '$.pl' as pl, value ->> '$.pc' as pc, value ->> '$.fw' as fw,
-              value ->> '$.sv' as sv
-            from json_each(?)) as v
-      where d.id = v.id
+    claim: `update devices set online = 1, gateway_node = ?, session_epoch = session_epoch + 1,
+        last_heard = ?, updated_at = ?,
+        last_handshake_at = coalesce(?, last_handshake_at), last_ip_address = coalesce(?, last_ip_address),
+        platform_id = coalesce(?, platform_id), platform_confirmed = coalesce(?, platform_confirmed),
+        firmware_version = coalesce(?, firmware_version),
+        system_firmware_version = coalesce(?, system_firmware_version)
+      where id = ?
       returning id, session_epoch, owner_user_id, owner_customer_id, product_id`,
-    touch: `update devices as d set last_heard = v.at
-      from (select value ->> '$.id' as id, value ->> '$.e' as e, value ->> '$.at' as at from json_each(?)) as v
-      where d.id = v.id and d.session_epoch = v.e
-      returning id, session_epoch`,
-    release: `update devices as d set online = 0, gateway_node = null, last_heard = v.at, updated_at = v.at
-      from (select value ->> '$.id' as id, value ->> '$.e' as e, value ->> '$.at' as at from json_each(?)) as v
-      where d.id = v.id and d.session_epoch = v.e and d.gateway_node = ?
+    touch: `update devices set last_heard = ? where id = ? and session_epoch = ? returning id, session_epoch`,
+    release: `update devices set online = 0, gateway_node = null, last_heard = ?, updated_at = ?
+      where id = ? and session_epoch = ? and gateway_node = ?
       returning id, session_epoch`,
   },
   postgres: {
@@ -275,6 +273,15 @@ const PRESENCE_SQL = {
   },
 } as const;
 
+/** What a claim's UPDATE returns of a device. */
+interface ClaimedRow {
+  readonly id: string;
+  readonly session_epoch: number | string;
+  readonly owner_user_id: string | null;
+  readonly owner_customer_id: string | null;
+  readonly product_id: number | null;
+}
+
 interface ClaimRow {
   readonly id: string;
   readonly facts: PresenceFacts;
@@ -287,7 +294,8 @@ interface LeaseRow {
 
 /**
  * This node's presence writes, batched per turn of the event loop: many devices registering, heard from or
- * leaving in one turn cost one statement each way, not one per device. The fencing is that of
+ * leaving in one turn cost one write each way (one statement on PostgreSQL, one transaction on SQLite), not
+ * one per device. The fencing is that of
  * {@link claimSession}, {@link touchSession} and {@link releaseSession}, row by row: a claim bumps each
  * device's epoch; a touch or a release changes a device only under the epoch it was made with.
  */
@@ -306,11 +314,8 @@ export class PresenceWriter {
     this.#postgres = dialectOf(db) === "postgres";
     this.#sql = PRESENCE_SQL[this.#postgres ? "postgres" : "sqlite"];
     this.#claims = new Batcher((rows) => this.#claimAll(rows), PRESENCE_BATCH_LIMIT);
-    this.#touches = new Batcher((rows) => this.#fenced(this.#sql.touch, rows), PRESENCE_BATCH_LIMIT);
-    this.#releases = new Batcher(
-      (rows) => this.#fenced(this.#sql.release, rows, this.#nodeId),
-      PRESENCE_BATCH_LIMIT,
-    );
+    this.#touches = new Batcher((rows) => this.#touchAll(rows), PRESENCE_BATCH_LIMIT);
+    this.#releases = new Batcher((rows) => this.#releaseAll(rows), PRESENCE_BATCH_LIMIT);
   }
 
   /** Statements written so far, by kind. */
@@ -338,6 +343,26 @@ export class PresenceWriter {
   }
 
   async #claimAll(rows: readonly ClaimRow[]): Promise<(ClaimedDevice | undefined)[]> {
+    if (!this.#postgres) {
+      const results = await executeEach<ClaimedRow>(
+        this.#db,
+        rows.map(({ id, facts }) =>
+          CompiledQuery.raw(this.#sql.claim, [
+            this.#nodeId,
+            facts.last_heard,
+            facts.updated_at,
+            facts.last_handshake_at ?? null,
+            facts.last_ip_address ?? null,
+            facts.platform_id ?? null,
+            facts.platform_confirmed ?? null,
+            facts.firmware_version ?? null,
+            facts.system_firmware_version ?? null,
+            id,
+          ]),
+        ),
+      );
+      return rows.map(({ id }, index) => this.#claimed(id, results[index]?.[0]));
+    }
     const json = JSON.stringify(
       rows.map(({ id, facts }) => ({
         id,
@@ -351,26 +376,44 @@ export class PresenceWriter {
         sv: facts.system_firmware_version,
       })),
     );
-    const result = await this.#db.executeQuery<{
-      id: string;
-      session_epoch: number | string;
-      owner_user_id: string | null;
-      owner_customer_id: string | null;
-      product_id: number | null;
-    }>(CompiledQuery.raw(this.#sql.claim, [this.#nodeId, json]));
+    const result = await this.#db.executeQuery<ClaimedRow>(
+      CompiledQuery.raw(this.#sql.claim, [this.#nodeId, json]),
+    );
     const byId = new Map(result.rows.map((row) => [row.id, row]));
-    return rows.map(({ id }) => {
-      const row = byId.get(id);
-      if (!row) return undefined;
-      return {
-        lease: { deviceId: id, nodeId: this.#nodeId, epoch: Number(row.session_epoch) },
-        owner_user_id: row.owner_user_id,
-        owner_customer_id: row.owner_customer_id,
-        product_id: row.product_id,
-      };
-    });
+    return rows.map(({ id }) => this.#claimed(id, byId.get(id)));
   }
 
+  #claimed(id: string, row: ClaimedRow | undefined): ClaimedDevice | undefined {
+    if (!row) return undefined;
+    return {
+      lease: { deviceId: id, nodeId: this.#nodeId, epoch: Number(row.session_epoch) },
+      owner_user_id: row.owner_user_id,
+      owner_customer_id: row.owner_customer_id,
+      product_id: row.product_id,
+    };
+  }
+
+  async #touchAll(rows: readonly LeaseRow[]): Promise<boolean[]> {
+    if (this.#postgres) return this.#fenced(this.#sql.touch, rows);
+    const results = await executeEach(
+      this.#db,
+      rows.map(({ id, lease, now }) => CompiledQuery.raw(this.#sql.touch, [now, id, lease.epoch])),
+    );
+    return results.map((result) => result.length > 0);
+  }
+
+  async #releaseAll(rows: readonly LeaseRow[]): Promise<boolean[]> {
+    if (this.#postgres) return this.#fenced(this.#sql.release, rows, this.#nodeId);
+    const results = await executeEach(
+      this.#db,
+      rows.map(({ id, lease, now }) =>
+        CompiledQuery.raw(this.#sql.release, [now, now, id, lease.epoch, this.#nodeId]),
+      ),
+    );
+    return results.map((result) => result.length > 0);
+  }
+
+  /** PostgreSQL: one statement for the batch, each row conditional on its epoch (and node). */
   async #fenced(text: string, rows: readonly LeaseRow[], nodeId?: string): Promise<boolean[]> {
     const json = JSON.stringify(rows.map(({ id, lease, now }) => ({ id, e: lease.epoch, at: now })));
     const parameters = nodeId === undefined ? [json] : [json, nodeId];
