@@ -7,7 +7,7 @@ import { decodeMessage, encodeFrame, encodeMessage } from "@roost/protocol";
 import type { SessionCiphers } from "@roost/protocol/node";
 import { createSessionCiphers } from "@roost/protocol/node";
 
-import { SessionCipherPair, TcpTransport } from "../src/gateway/tcp-transport.js";
+import { SessionCipherPair, sweepCipherContexts, TcpTransport } from "../src/gateway/tcp-transport.js";
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -20,20 +20,43 @@ function newCredentials() {
 }
 
 describe("the gateway's session cipher pair (spec B.3)", () => {
-  it("encrypts and decrypts exactly as the device's chained ciphers, within a burst and across turns", async () => {
+  it("encrypts and decrypts exactly as the device's chained ciphers, across turns and across dropped contexts", async () => {
     const credentials = newCredentials();
     const server = new SessionCipherPair(credentials);
     const device = createSessionCiphers(credentials);
-    for (let turn = 0; turn < 3; turn++) {
-      // Lengths around block edges, several messages per turn (one burst shares its AES contexts).
+    for (let turn = 0; turn < 4; turn++) {
+      // Lengths around block edges, several messages per turn; the two directions used in either order.
       for (const length of [0, 1, 15, 16, 17, 31, 32, 33, 100, 700]) {
-        const toDevice = new Uint8Array(randomBytes(length));
-        expect(device.receive.decrypt(server.encrypt(toDevice))).toEqual(toDevice);
         const fromDevice = new Uint8Array(randomBytes(length));
+        const toDevice = new Uint8Array(randomBytes(length));
+        if (turn % 2 === 0) expect(device.receive.decrypt(server.encrypt(toDevice))).toEqual(toDevice);
         expect(new Uint8Array(server.decrypt(device.send.encrypt(fromDevice)))).toEqual(fromDevice);
+        if (turn % 2 === 1) expect(device.receive.decrypt(server.encrypt(toDevice))).toEqual(toDevice);
       }
       await nextTurn();
+      expect(server.holdsContexts).toBe(true);
+      // From turn 2 on, the pair sits out two sweeps between turns: its contexts go, and the chains go on.
+      if (turn >= 1) {
+        sweepCipherContexts();
+        sweepCipherContexts();
+        expect(server.holdsContexts).toBe(false);
+      }
     }
+  });
+
+  it("keeps the contexts of a pair in use and drops those of an idle one at the second sweep", () => {
+    const busy = new SessionCipherPair(newCredentials());
+    const idleCredentials = newCredentials();
+    const idle = new SessionCipherPair(idleCredentials);
+    busy.encrypt(new Uint8Array(3));
+    idle.decrypt(createSessionCiphers(idleCredentials).send.encrypt(new Uint8Array(0)));
+    sweepCipherContexts();
+    busy.encrypt(new Uint8Array(3));
+    sweepCipherContexts();
+    expect(busy.holdsContexts).toBe(true);
+    expect(idle.holdsContexts).toBe(false);
+    sweepCipherContexts();
+    expect(busy.holdsContexts).toBe(false);
   });
 
   it("refuses a ciphertext of bad length or padding and keeps its chain for the next message", () => {

@@ -15,20 +15,52 @@ import { SessionEnd } from "./connection.js";
 
 const BLOCK = 16;
 
+/** How often busy sessions' AES contexts are looked at: a pair unused for a whole interval drops them. */
+const CONTEXT_SWEEP_INTERVAL_MS = 1000;
+
+/** Session cipher pairs holding AES contexts, looked at by one process-wide sweep. */
+const withContexts = new Set<SessionCipherPair>();
+let sweepTimer: NodeJS.Timeout | undefined;
+
+/**
+ * Drops the AES contexts of every pair that has not used them since the previous sweep (the timer calls this
+ * every {@link CONTEXT_SWEEP_INTERVAL_MS}; tests call it directly). Returns how many pairs still hold contexts.
+ * @internal
+ */
+export function sweepCipherContexts(): number {
+  for (const pair of withContexts) if (!pair.keepContexts()) withContexts.delete(pair);
+  if (withContexts.size === 0 && sweepTimer) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+  }
+  return withContexts.size;
+}
+
+function holdContexts(pair: SessionCipherPair): void {
+  withContexts.add(pair);
+  sweepTimer ??= setInterval(sweepCipherContexts, CONTEXT_SWEEP_INTERVAL_MS).unref();
+}
+
 /**
  * The two AES-128-CBC chains of a Gen 2 session in one 48-byte buffer (key, send IV, receive IV): each
  * message is padded (PKCS#7) and encrypted under the chain's IV, and the next IV of that direction is the
  * first block of the message's ciphertext (spec B.3). The same rule as `ChainedCipher` of `@roost/protocol`,
  * kept in one small buffer because a node holds tens of thousands of sessions (bench/README.md, connections).
  *
- * The CBC is done by hand over AES-128-ECB contexts that live for one burst (until the next turn of the event
- * loop): a device's connect sequence is about nine messages each way, and making an OpenSSL context per
- * message cost more than the AES itself. An idle session holds no context.
+ * A busy session keeps one OpenSSL AES-128-CBC context per direction and each message is one call into it:
+ * the context chains from the last block it saw, not from the protocol's IV (the first block of the previous
+ * message), so the difference of the two is folded into the message's first block (CBC: C0 = E(P0 ^ IV)).
+ * A device's connect sequence is about nine messages each way in a few bursts, and making a context cost more
+ * than the AES itself (bench/README.md, handshake profile). Contexts unused for a second are dropped by one
+ * sweep for the whole process: an idle session holds none.
  */
 export class SessionCipherPair {
   readonly #state: Buffer;
   #encryptor: Cipher | undefined;
   #decryptor: Decipher | undefined;
+  /** While contexts live: the last block each context chained from (send at 0, receive at 16). */
+  #chains: Buffer | undefined;
+  #used = false;
 
   constructor(credentials: { key: Uint8Array; iv: Uint8Array }) {
     if (credentials.key.length !== BLOCK || credentials.iv.length !== BLOCK)
@@ -40,28 +72,44 @@ export class SessionCipherPair {
     this.#state = state;
   }
 
+  /** Whether this pair holds an AES context (tests). */
+  get holdsContexts(): boolean {
+    return this.#encryptor !== undefined || this.#decryptor !== undefined;
+  }
+
+  #chainState(): Buffer {
+    this.#used = true;
+    if (!this.#chains) {
+      this.#chains = Buffer.allocUnsafe(2 * BLOCK);
+      holdContexts(this);
+    }
+    return this.#chains;
+  }
+
   /** Pads and encrypts one message to send; chains the send IV. */
   encrypt(plain: Uint8Array): Buffer {
     const state = this.#state;
+    const chains = this.#chainState();
     const padLength = BLOCK - (plain.length % BLOCK);
     const length = plain.length + padLength;
-    const out = Buffer.allocUnsafe(length);
-    out.set(plain, 0);
-    out.fill(padLength, plain.length);
+    const input = Buffer.allocUnsafe(length);
+    input.set(plain, 0);
+    input.fill(padLength, plain.length);
     if (!this.#encryptor) {
-      const encryptor = createCipheriv("aes-128-ecb", state.subarray(0, BLOCK), null);
+      const encryptor = createCipheriv(
+        "aes-128-cbc",
+        state.subarray(0, BLOCK),
+        state.subarray(BLOCK, 2 * BLOCK),
+      );
       encryptor.setAutoPadding(false);
       this.#encryptor = encryptor;
-      setImmediate(dropContexts, this);
+      state.copy(chains, 0, BLOCK, 2 * BLOCK);
     }
-    // C[0] = E(P[0] ^ IV), C[i] = E(P[i] ^ C[i-1]), in place.
-    for (let at = 0; at < length; at += BLOCK) {
-      const chain = at === 0 ? BLOCK : at - BLOCK;
-      const source = at === 0 ? state : out;
-      for (let i = 0; i < BLOCK; i++) out[at + i] = (out[at + i] ?? 0) ^ (source[chain + i] ?? 0);
-      this.#encryptor.update(out.subarray(at, at + BLOCK)).copy(out, at);
-    }
+    // The context encrypts P0 ^ chain; the protocol wants P0 ^ send IV.
+    for (let i = 0; i < BLOCK; i++) input[i] = (input[i] ?? 0) ^ (chains[i] ?? 0) ^ (state[BLOCK + i] ?? 0);
+    const out = this.#encryptor.update(input);
     out.copy(state, BLOCK, 0, BLOCK);
+    out.copy(chains, 0, length - BLOCK, length);
     return out;
   }
 
@@ -74,16 +122,23 @@ export class SessionCipherPair {
     if (length === 0 || length % BLOCK !== 0)
       throw new MalformedFrameError(`ciphertext length ${length} is not a positive multiple of 16`);
     const state = this.#state;
+    const chains = this.#chainState();
     if (!this.#decryptor) {
-      const decryptor = createDecipheriv("aes-128-ecb", state.subarray(0, BLOCK), null);
+      const decryptor = createDecipheriv(
+        "aes-128-cbc",
+        state.subarray(0, BLOCK),
+        state.subarray(2 * BLOCK, 3 * BLOCK),
+      );
       decryptor.setAutoPadding(false);
       this.#decryptor = decryptor;
-      setImmediate(dropContexts, this);
+      state.copy(chains, BLOCK, 2 * BLOCK, 3 * BLOCK);
     }
-    // P[i] = D(C[i]) ^ C[i-1], with C[-1] the receive IV. Without padding, ECB returns every block at once.
+    // Without padding, CBC returns every block at once: P0 = D(C0) ^ chain, to be D(C0) ^ receive IV.
     const padded = this.#decryptor.update(ciphertext);
-    for (let i = 0; i < BLOCK; i++) padded[i] = (padded[i] ?? 0) ^ (state[2 * BLOCK + i] ?? 0);
-    for (let at = BLOCK; at < length; at++) padded[at] = (padded[at] ?? 0) ^ (ciphertext[at - BLOCK] ?? 0);
+    for (let i = 0; i < BLOCK; i++)
+      padded[i] = (padded[i] ?? 0) ^ (chains[BLOCK + i] ?? 0) ^ (state[2 * BLOCK + i] ?? 0);
+    // The context has seen this ciphertext whether or not it unpads.
+    chains.set(ciphertext.subarray(length - BLOCK, length), BLOCK);
     const padLength = padded[length - 1] ?? 0;
     if (padLength < 1 || padLength > BLOCK)
       throw new MalformedFrameError(`invalid PKCS#7 pad length ${padLength}`);
@@ -93,15 +148,20 @@ export class SessionCipherPair {
     return padded.subarray(0, length - padLength);
   }
 
-  /** @internal Drops the burst's AES contexts. */
-  dropContexts(): void {
+  /**
+   * @internal For the sweep: keeps the contexts if they were used since the last sweep (and says so), or
+   * drops them.
+   */
+  keepContexts(): boolean {
+    if (this.#used) {
+      this.#used = false;
+      return true;
+    }
     this.#encryptor = undefined;
     this.#decryptor = undefined;
+    this.#chains = undefined;
+    return false;
   }
-}
-
-function dropContexts(pair: SessionCipherPair): void {
-  pair.dropContexts();
 }
 
 /**
