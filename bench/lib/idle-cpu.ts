@@ -1,6 +1,6 @@
 // The machine's idle CPU time (Linux, /proc/stat), so that a storm can tell cores no process used from cores
 // that other processes of the machine (other benches, tests) took.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Clock ticks per second of /proc/stat's counters (USER_HZ: 100 on every Linux port Node runs on). */
 const TICKS_PER_SECOND = 100;
@@ -44,4 +44,62 @@ export function machineIdleSeconds(): { total: number; perCpu: number[] } | unde
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The scheduling state of a thread from its /proc stat line (`pid (comm) S …`): the field after the command,
+ * whose name may itself hold spaces and parentheses.
+ */
+export function threadState(statLine: string): string | undefined {
+  const end = statLine.lastIndexOf(")");
+  if (end < 0) return undefined;
+  return statLine.slice(end + 2, end + 3) || undefined;
+}
+
+/** Threads of `pids` that are running or waiting for a CPU (state R) right now, from /proc. */
+function runnableThreads(pids: readonly number[]): number {
+  let runnable = 0;
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        if (threadState(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")) === "R") runnable += 1;
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  }
+  return runnable;
+}
+
+/**
+ * Samples, every `intervalMs` (5 ms), how many threads of `pids` are runnable, and on stop reports the cores they
+ * asked for on average (each sample counts at most `cores`): the cores these processes would have kept busy on
+ * a machine of their own. Other processes cannot fill it in, unlike the machine's idle time: on a busy machine
+ * it tells whether the processes themselves leave cores without work. Undefined off Linux.
+ */
+export function sampleCoreDemand(
+  pids: readonly number[],
+  cores: number,
+  options: { intervalMs?: number; onSample?: (samples: number) => void } = {},
+): { stop(): { cores: number; samples: number } | undefined } {
+  if (process.platform !== "linux") return { stop: () => undefined };
+  let total = 0;
+  let samples = 0;
+  const timer = setInterval(() => {
+    total += Math.min(cores, runnableThreads(pids));
+    samples += 1;
+    options.onSample?.(samples);
+  }, options.intervalMs ?? 5);
+  return {
+    stop() {
+      clearInterval(timer);
+      return samples === 0 ? undefined : { cores: total / samples, samples };
+    },
+  };
 }

@@ -7,7 +7,7 @@ import type { ChildHandle } from "../lib/child.js";
 import { startChild } from "../lib/child.js";
 import type { ScenarioContext } from "../lib/context.js";
 import { launchCloud, profiled, sleep } from "../lib/context.js";
-import { machineIdleSeconds } from "../lib/idle-cpu.js";
+import { machineIdleSeconds, sampleCoreDemand } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
@@ -129,10 +129,15 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       name: `handshake-${placement?.label ?? client}`,
       measure: async () => {
         const idleAtStart = machineIdleSeconds();
+        const demand = sampleCoreDemand(
+          [server.pid, ...fleets.map((fleet) => fleet.pid)],
+          context.machine.cores,
+        );
         const started = performance.now();
         const results = await connectStorm({ ...storm, devices: assigned.slice(warmup) });
         const wallMs = performance.now() - started;
         const idleAtEnd = machineIdleSeconds();
+        const coreDemand = demand.stop();
         // Cores no process of the machine used during the storm, in all and per CPU (undefined off Linux).
         const machineIdle =
           idleAtStart === undefined || idleAtEnd === undefined
@@ -162,6 +167,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
           wallMs,
           machineIdle,
           machineIdlePerCpu,
+          coreDemand,
           atEnd,
           fleetCpuAfter,
           connected,
@@ -169,8 +175,17 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         };
       },
     });
-    const { results, wallMs, machineIdle, machineIdlePerCpu, atEnd, fleetCpuAfter, connected, settled } =
-      measured;
+    const {
+      results,
+      wallMs,
+      machineIdle,
+      machineIdlePerCpu,
+      coreDemand,
+      atEnd,
+      fleetCpuAfter,
+      connected,
+      settled,
+    } = measured;
 
     const serverCpuSeconds = (settled.cpuMicros - before.cpuMicros) / 1e6;
     // The main thread's share: what the crypto workers cannot take off it (sockets, protocol, database).
@@ -288,6 +303,8 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         machineIdleCores: machineIdle,
         // Idle share of each CPU (CPU 0 is the server's alone in the 1-core storm).
         machineIdlePerCpu,
+        // The cores the server's and the devices' threads asked for (runnable, sampled every 5 ms).
+        coreDemand,
         client,
         placement,
         deviceCpuMsPerHandshake: clientCpuMicros / 1000 / connected,
@@ -314,6 +331,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       deviceCores: clientUtilization,
       deviceProcessCores: processCores,
       machineIdleCores: machineIdle,
+      coreDemand: coreDemand?.cores,
       deviceCpuMsPerHandshake: clientCpuMicros / 1000 / connected,
       threadCores,
       load: { start: loadBefore, end: loadAfter },
@@ -365,6 +383,11 @@ interface StormOutcome {
   readonly deviceProcessCores: readonly number[];
   /** Cores no process of the machine used during the storm; undefined off Linux. */
   readonly machineIdleCores: number | undefined;
+  /**
+   * Cores the storm's threads (server and devices) asked for on average: runnable ones, sampled. Below the
+   * cores allowed, the storm itself left cores without work, whatever other processes did with them.
+   */
+  readonly coreDemand: number | undefined;
   readonly deviceCpuMsPerHandshake: number;
   /** Each server thread's busy cores during the storm, largest first. */
   readonly threadCores: readonly { tid: string; main: boolean; cores: number }[];
@@ -461,6 +484,7 @@ function summarizeStorm(storm: StormOutcome) {
     deviceCores: storm.deviceCores,
     deviceProcessCores: storm.deviceProcessCores,
     machineIdleCores: storm.machineIdleCores,
+    coreDemand: storm.coreDemand,
     deviceCpuMsPerHandshake: storm.deviceCpuMsPerHandshake,
     threadCores: storm.threadCores,
     load: storm.load,
@@ -486,6 +510,8 @@ function scalingRows(
     const notOurs = cores - storm.serverCores - storm.deviceCores;
     return `${round(notOurs, 2)}${storm.machineIdleCores === undefined ? "" : ` (${breakdown(storm, notOurs).slice(2)})`}`;
   };
+  const demanded = (storm: StormOutcome) =>
+    storm.coreDemand === undefined ? "not sampled" : `${round(storm.coreDemand, 2)} of ${cores}`;
   const load = (storm: StormOutcome) => `load ${round(storm.load.start, 1)}–${round(storm.load.end, 1)}`;
   return [
     {
@@ -520,6 +546,14 @@ function scalingRows(
       figure: `cores busy, server on ${cores} cores vs 1: server (main thread) / devices (busiest process) / neither (idle, other processes)`,
       value: `${round(all.serverCores, 2)} (${round(main(all), 2)}) / ${devices(all)} / ${neither(all)}`,
       limit: `${round(single.serverCores, 2)} (${round(main(single), 2)}) / ${devices(single)} / ${neither(single)}`,
+    },
+    {
+      scenario: "handshake",
+      // Runnable threads of the server and the devices, sampled: the cores the storm would keep busy on a
+      // machine of its own, which other processes cannot fill in as they fill idle time.
+      figure: `cores the storm's threads asked for (runnable, at most ${cores}), server on ${cores} cores vs 1`,
+      value: demanded(all),
+      limit: demanded(single),
     },
     {
       scenario: "handshake",

@@ -1,7 +1,20 @@
 // The storm's idle cores come from /proc/stat's `cpu` line: idle and I/O wait, in clock ticks.
-import { describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
 
-import { idleSecondsFromProcStat, idleSecondsPerCpu, machineIdleSeconds } from "../lib/idle-cpu.js";
+import {
+  idleSecondsFromProcStat,
+  idleSecondsPerCpu,
+  machineIdleSeconds,
+  sampleCoreDemand,
+  threadState,
+} from "../lib/idle-cpu.js";
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill();
+});
 
 describe("idle CPU", () => {
   it("reads idle and I/O wait of the summed cpu line, not a single CPU's", () => {
@@ -33,4 +46,37 @@ describe("idle CPU", () => {
     expect(second?.total).toBeGreaterThanOrEqual(first?.total ?? Number.POSITIVE_INFINITY);
     expect(first?.perCpu.length).toBeGreaterThan(0);
   });
+
+  it("reads a thread's state after its command, even one with spaces and parentheses", () => {
+    expect(threadState("17679 (cat) R 17677 17677 7320 0")).toBe("R");
+    expect(threadState("42 (node (worker) 1) S 1 42 42 0")).toBe("S");
+    expect(threadState("garbage")).toBeUndefined();
+  });
+
+  it.runIf(process.platform === "linux")(
+    "counts a process that computes as one core asked for, and one that waits as none",
+    async () => {
+      const start = (code: string) => {
+        const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "ignore"] });
+        children.push(child);
+        return new Promise<number>((resolve) => child.stdout.once("data", () => resolve(child.pid ?? 0)));
+      };
+      const spinner = await start("process.stdout.write('ready'); for (;;) {}");
+      const sleeper = await start("process.stdout.write('ready'); setInterval(() => {}, 1e9)");
+      const sample = (pid: number) =>
+        new Promise<{ cores: number; samples: number } | undefined>((resolve) => {
+          const sampler = sampleCoreDemand([pid], 2, {
+            intervalMs: 1,
+            onSample: (samples) => {
+              if (samples === 50) resolve(sampler.stop());
+            },
+          });
+        });
+      const spinning = await sample(spinner);
+      const waiting = await sample(sleeper);
+      expect(spinning?.samples).toBe(50);
+      expect(spinning?.cores).toBeGreaterThanOrEqual(0.9);
+      expect(waiting?.cores).toBeLessThanOrEqual(0.2);
+    },
+  );
 });
