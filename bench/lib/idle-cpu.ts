@@ -80,8 +80,9 @@ function runnableThreads(pids: readonly number[]): number {
 /**
  * Samples, every `intervalMs` (5 ms), how many threads of `pids` are runnable, and on stop reports the cores they
  * asked for on average (each sample counts at most `cores`): the cores these processes would have kept busy on
- * a machine of their own. Other processes cannot fill it in, unlike the machine's idle time: on a busy machine
- * it tells whether the processes themselves leave cores without work. Undefined off Linux.
+ * a machine of their own. Other processes cannot fill it in, unlike the machine's idle time; but a thread
+ * waiting for a CPU that others hold counts as runnable, so on a busy machine it is an upper bound: below the
+ * cores allowed, the processes themselves left cores without work; at them, no verdict. Undefined off Linux.
  */
 export function sampleCoreDemand(
   pids: readonly number[],

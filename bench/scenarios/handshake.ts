@@ -20,11 +20,13 @@ import { floorRow, measureSocketFloor } from "./handshake-floor.js";
 const TARGET_RATIO = 0.85;
 
 /**
- * Handshakes in flight at once in the storm, over all its device processes (each has its share). At 64 from
- * one process the 2-core storm left 0.4–0.5 of the cores idle (bench/README.md, "Latest figures");
- * `ROOST_BENCH_STORM_CONCURRENCY` sets another value to see what bounds it.
+ * Handshakes in flight at once in the storm, over all its device processes (each has its share): 64 per
+ * process, as the one process had. At 64 from one process the 2-core storm left 0.4–0.5 of the cores neither
+ * the server's nor the devices' (bench/README.md, "Latest figures"); from two processes the storm's threads
+ * asked for 1.99 of the 2 cores at 64 as at 128 on a loaded machine, and 128 keeps a margin on a quiet one.
+ * `ROOST_BENCH_STORM_CONCURRENCY` sets another value.
  */
-const CONCURRENCY = Number(process.env.ROOST_BENCH_STORM_CONCURRENCY ?? 64);
+const CONCURRENCY = Number(process.env.ROOST_BENCH_STORM_CONCURRENCY ?? 128);
 
 /**
  * Lean storm-client processes that run the devices in the scaling storms, each with its share of the devices
@@ -550,7 +552,8 @@ function scalingRows(
     {
       scenario: "handshake",
       // Runnable threads of the server and the devices, sampled: the cores the storm would keep busy on a
-      // machine of its own, which other processes cannot fill in as they fill idle time.
+      // machine of its own, which other processes cannot fill in as they fill idle time (an upper bound when
+      // they contend: a thread waiting for a CPU counts).
       figure: `cores the storm's threads asked for (runnable, at most ${cores}), server on ${cores} cores vs 1`,
       value: demanded(all),
       limit: demanded(single),
