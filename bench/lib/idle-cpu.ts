@@ -78,22 +78,22 @@ function runnableThreads(pids: readonly number[]): number {
 }
 
 /**
- * Samples, every `intervalMs` (5 ms), how many threads of `pids` are runnable, and on stop reports the cores they
- * asked for on average (each sample counts at most `cores`): the cores these processes would have kept busy on
- * a machine of their own. Other processes cannot fill it in, unlike the machine's idle time; but a thread
- * waiting for a CPU that others hold counts as runnable, so on a busy machine it is an upper bound: below the
- * cores allowed, the processes themselves left cores without work; at them, no verdict. Undefined off Linux.
+ * Samples, every `intervalMs` (5 ms), how many threads of each group's processes are runnable, and on stop
+ * reports the cores they asked for on average (a group counts at most its `cores`, the CPUs it is pinned to):
+ * the cores these processes would have kept busy on a machine of their own. Other processes cannot fill it in,
+ * unlike the machine's idle time; but a thread waiting for a CPU that others hold counts as runnable, so on a
+ * busy machine it is an upper bound: below the cores allowed, the processes themselves left cores without
+ * work; at them, no verdict. Undefined off Linux.
  */
 export function sampleCoreDemand(
-  pids: readonly number[],
-  cores: number,
+  groups: readonly { readonly pids: readonly number[]; readonly cores: number }[],
   options: { intervalMs?: number; onSample?: (samples: number) => void } = {},
 ): { stop(): { cores: number; samples: number } | undefined } {
   if (process.platform !== "linux") return { stop: () => undefined };
   let total = 0;
   let samples = 0;
   const timer = setInterval(() => {
-    total += Math.min(cores, runnableThreads(pids));
+    for (const group of groups) total += Math.min(group.cores, runnableThreads(group.pids));
     samples += 1;
     options.onSample?.(samples);
   }, options.intervalMs ?? 5);

@@ -131,9 +131,15 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       name: `handshake-${placement?.label ?? client}`,
       measure: async () => {
         const idleAtStart = machineIdleSeconds();
+        // Pinned apart (one core), the server can ask for its one CPU at most and the devices for theirs.
+        const fleetPids = fleets.map((fleet) => fleet.pid);
         const demand = sampleCoreDemand(
-          [server.pid, ...fleets.map((fleet) => fleet.pid)],
-          context.machine.cores,
+          placement && placement.server !== placement.devices
+            ? [
+                { pids: [server.pid], cores: 1 },
+                { pids: fleetPids, cores: context.machine.cores - 1 },
+              ]
+            : [{ pids: [server.pid, ...fleetPids], cores: context.machine.cores }],
         );
         const started = performance.now();
         const results = await connectStorm({ ...storm, devices: assigned.slice(warmup) });

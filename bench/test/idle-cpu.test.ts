@@ -54,7 +54,7 @@ describe("idle CPU", () => {
   });
 
   it.runIf(process.platform === "linux")(
-    "counts a process that computes as one core asked for, and one that waits as none",
+    "counts a process that computes as one core asked for, one that waits as none, a group at most its cores",
     async () => {
       const start = (code: string) => {
         const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "ignore"] });
@@ -63,20 +63,31 @@ describe("idle CPU", () => {
       };
       const spinner = await start("process.stdout.write('ready'); for (;;) {}");
       const sleeper = await start("process.stdout.write('ready'); setInterval(() => {}, 1e9)");
-      const sample = (pid: number) =>
+      const second = await start("process.stdout.write('ready'); for (;;) {}");
+      const sample = (groups: Parameters<typeof sampleCoreDemand>[0]) =>
         new Promise<{ cores: number; samples: number } | undefined>((resolve) => {
-          const sampler = sampleCoreDemand([pid], 2, {
+          const sampler = sampleCoreDemand(groups, {
             intervalMs: 1,
             onSample: (samples) => {
               if (samples === 50) resolve(sampler.stop());
             },
           });
         });
-      const spinning = await sample(spinner);
-      const waiting = await sample(sleeper);
+      const spinning = await sample([{ pids: [spinner], cores: 2 }]);
+      const waiting = await sample([{ pids: [sleeper], cores: 2 }]);
+      // Two spinners pinned (as told) to one CPU ask for it alone; beside a waiting group, for one core.
+      const capped = await sample([{ pids: [spinner, second], cores: 1 }]);
+      const apart = await sample([
+        { pids: [spinner], cores: 1 },
+        { pids: [sleeper], cores: 1 },
+      ]);
       expect(spinning?.samples).toBe(50);
       expect(spinning?.cores).toBeGreaterThanOrEqual(0.9);
       expect(waiting?.cores).toBeLessThanOrEqual(0.2);
+      expect(capped?.cores).toBeLessThanOrEqual(1);
+      expect(capped?.cores).toBeGreaterThanOrEqual(0.9);
+      expect(apart?.cores).toBeGreaterThanOrEqual(0.9);
+      expect(apart?.cores).toBeLessThanOrEqual(1.2);
     },
   );
 });
