@@ -5,12 +5,13 @@ import { loadavg, setPriority } from "node:os";
 
 import type { ChildHandle } from "../lib/child.js";
 import { startChild } from "../lib/child.js";
-import type { CloudUnderTest, ScenarioContext } from "../lib/context.js";
-import { launchCloud, profiled, sleep, split } from "../lib/context.js";
-import type { BenchKey } from "../lib/keys.js";
+import type { ScenarioContext } from "../lib/context.js";
+import { launchCloud, profiled, sleep } from "../lib/context.js";
+import { machineIdleSeconds, sampleCoreDemand } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
+import { connectStorm, splitStorm } from "../lib/storm-split.js";
 import type { DeviceConnectResult, DeviceFleetApi } from "../processes/device-fleet.js";
 import type { StormClientApi } from "../processes/storm-client.js";
 import { floorRow, measureSocketFloor } from "./handshake-floor.js";
@@ -19,10 +20,20 @@ import { floorRow, measureSocketFloor } from "./handshake-floor.js";
 const TARGET_RATIO = 0.85;
 
 /**
- * Handshakes in flight at once per device process. At 64 the 2-core storm leaves 0.4–0.5 of the cores idle
- * (bench/README.md, "Latest figures"); `ROOST_BENCH_STORM_CONCURRENCY` sets another value to see what bounds it.
+ * Handshakes in flight at once in the storm, over all its device processes (each has its share): 64 per
+ * process, as the one process had. At 64 from one process the 2-core storm left 0.4–0.5 of the cores neither
+ * the server's nor the devices' (bench/README.md, "Latest figures"); from two processes the storm's threads
+ * asked for 1.99 of the 2 cores at 64 as at 128 on a loaded machine, and 128 keeps a margin on a quiet one.
+ * `ROOST_BENCH_STORM_CONCURRENCY` sets another value.
  */
-const CONCURRENCY = Number(process.env.ROOST_BENCH_STORM_CONCURRENCY ?? 64);
+const CONCURRENCY = Number(process.env.ROOST_BENCH_STORM_CONCURRENCY ?? 128);
+
+/**
+ * Lean storm-client processes that run the devices in the scaling storms, each with its share of the devices
+ * and of {@link CONCURRENCY}: one process is one thread, and at nice 19 beside a busy server it bounded the
+ * 2-core storm (idle cores). `ROOST_BENCH_STORM_PROCESSES` sets another count.
+ */
+const STORM_PROCESSES = Number(process.env.ROOST_BENCH_STORM_PROCESSES ?? 2);
 
 /** Wall-clock rate with a worker per core ÷ with one worker that issue 11 asks for (2 cores). */
 const TARGET_SCALING = 1.6;
@@ -70,8 +81,9 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
   const devices = context.quick ? 400 : 4000;
   const warmup = context.quick ? 200 : 500;
   const ceilingMs = context.quick ? 1000 : 3000;
-  // Leave the server a core of its own; the devices' side of a handshake is several times cheaper.
-  const fleetCount = Math.max(1, placement ? 1 : context.machine.cores - 1);
+  // Lean clients: several processes, so that no one device thread bounds the storm. CloudLinks, unpinned:
+  // leave the server a core of its own.
+  const fleetCount = client === "lean" ? STORM_PROCESSES : Math.max(1, context.machine.cores - 1);
 
   const keys = await deviceKeys(8);
   const ids = deviceIds(warmup + devices);
@@ -93,14 +105,20 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
     fleets.push(...launchStormFleets(client, fleetCount));
     if (placement) for (const fleet of fleets) pin(fleet.pid, placement.devices, placement.devicesNice);
     // Devices ping after 60 s of silence: no pings during the storm.
-    const storm = { cloud, fleets, keys, concurrency: CONCURRENCY, pingIntervalMs: 60_000 };
+    const storm = {
+      fleets,
+      target: { port: cloud.address.gatewayPort, serverPublicKeyPem: cloud.address.serverPublicKeyPem },
+      keys: keys.map((key) => key.privateKeyPem),
+      concurrency: CONCURRENCY,
+      pingIntervalMs: 60_000,
+    };
     context.log(`warm-up: ${warmup} devices connect and leave`);
     await connectStorm({ ...storm, devices: assigned.slice(0, warmup) });
     await Promise.all(fleets.map((fleet) => fleet.closeAll()));
     await sleep(500);
 
     context.log(
-      `storm: ${devices} devices (${client}) from ${fleetCount} process(es), ${CONCURRENCY} in flight each, ${cryptoWorkers} crypto worker(s)` +
+      `storm: ${devices} devices (${client}) from ${fleetCount} process(es), ${CONCURRENCY} in flight in all, ${cryptoWorkers} crypto worker(s)` +
         (placement
           ? `, server on CPU ${placement.server}, devices on CPU ${placement.devices} at nice ${placement.devicesNice}`
           : ""),
@@ -112,9 +130,33 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       cloud,
       name: `handshake-${placement?.label ?? client}`,
       measure: async () => {
+        const idleAtStart = machineIdleSeconds();
+        // Pinned apart (one core), the server can ask for its one CPU at most and the devices for theirs.
+        const fleetPids = fleets.map((fleet) => fleet.pid);
+        const demand = sampleCoreDemand(
+          placement && placement.server !== placement.devices
+            ? [
+                { pids: [server.pid], cores: 1 },
+                { pids: fleetPids, cores: context.machine.cores - 1 },
+              ]
+            : [{ pids: [server.pid, ...fleetPids], cores: context.machine.cores }],
+        );
         const started = performance.now();
         const results = await connectStorm({ ...storm, devices: assigned.slice(warmup) });
         const wallMs = performance.now() - started;
+        const idleAtEnd = machineIdleSeconds();
+        const coreDemand = demand.stop();
+        // Cores no process of the machine used during the storm, in all and per CPU (undefined off Linux).
+        const machineIdle =
+          idleAtStart === undefined || idleAtEnd === undefined
+            ? undefined
+            : (idleAtEnd.total - idleAtStart.total) / (wallMs / 1000);
+        const machineIdlePerCpu =
+          idleAtStart === undefined || idleAtEnd === undefined
+            ? undefined
+            : idleAtEnd.perCpu.map(
+                (seconds, cpu) => (seconds - (idleAtStart.perCpu[cpu] ?? seconds)) / (wallMs / 1000),
+              );
         const atEnd = await server.call("stats", {});
         const fleetCpuAfter = await Promise.all(fleets.map((fleet) => fleet.cpu()));
         const connected = results.filter((result) => result.connectedAt !== undefined).length;
@@ -128,10 +170,30 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         }
         await sleep(200);
         settled = await server.call("stats", {});
-        return { results, wallMs, atEnd, fleetCpuAfter, connected, settled };
+        return {
+          results,
+          wallMs,
+          machineIdle,
+          machineIdlePerCpu,
+          coreDemand,
+          atEnd,
+          fleetCpuAfter,
+          connected,
+          settled,
+        };
       },
     });
-    const { results, wallMs, atEnd, fleetCpuAfter, connected, settled } = measured;
+    const {
+      results,
+      wallMs,
+      machineIdle,
+      machineIdlePerCpu,
+      coreDemand,
+      atEnd,
+      fleetCpuAfter,
+      connected,
+      settled,
+    } = measured;
 
     const serverCpuSeconds = (settled.cpuMicros - before.cpuMicros) / 1e6;
     // The main thread's share: what the crypto workers cannot take off it (sockets, protocol, database).
@@ -157,6 +219,13 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       0,
     );
     const clientUtilization = clientCpuMicros / 1000 / wallMs;
+    // Each device process's busy cores: near 1, that one thread is what bounds the storm.
+    const processCores = fleetCpuAfter.map(
+      (cpu, index) =>
+        (cpu.user + cpu.system - (fleetCpuBefore[index]?.user ?? 0) - (fleetCpuBefore[index]?.system ?? 0)) /
+        1000 /
+        wallMs,
+    );
     const loadAfter = loadavg()[0] ?? 0;
     // How busy each server thread was during the storm's wall-clock window, in cores (largest first).
     const threadCores = Object.entries(atEnd.threadCpuMicros)
@@ -205,7 +274,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
           scenario: "handshake",
           figure: "CPU busy during the storm",
           value: `server ${round(serverUtilization, 2)} cores`,
-          limit: `devices ${round(clientUtilization, 2)} cores`,
+          limit: `devices ${round(clientUtilization, 2)} cores (${fleetCount} process(es), busiest ${round(Math.max(...processCores), 2)})`,
         },
       ],
       raw: {
@@ -215,7 +284,10 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         failures: failures.length,
         failureSamples: failures.slice(0, 5).map((failure) => failure.error),
         fleetProcesses: fleetCount,
-        concurrencyPerProcess: CONCURRENCY,
+        concurrency: CONCURRENCY,
+        concurrencyPerProcess: splitStorm(assigned.slice(warmup), fleetCount, CONCURRENCY).map(
+          (share) => share.concurrency,
+        ),
         wallMs,
         serverCpuSeconds,
         serverCpuMsPerHandshake: (1000 * serverCpuSeconds) / connected,
@@ -235,6 +307,12 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         handshakesPerSecond: achieved,
         serverUtilizationCores: serverUtilization,
         clientUtilizationCores: clientUtilization,
+        clientProcessCores: processCores,
+        machineIdleCores: machineIdle,
+        // Idle share of each CPU (CPU 0 is the server's alone in the 1-core storm).
+        machineIdlePerCpu,
+        // The cores the server's and the devices' threads asked for (runnable, sampled every 5 ms).
+        coreDemand,
         client,
         placement,
         deviceCpuMsPerHandshake: clientCpuMicros / 1000 / connected,
@@ -259,6 +337,9 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       mainThreadMsPerHandshake,
       serverCores: serverUtilization,
       deviceCores: clientUtilization,
+      deviceProcessCores: processCores,
+      machineIdleCores: machineIdle,
+      coreDemand: coreDemand?.cores,
       deviceCpuMsPerHandshake: clientCpuMicros / 1000 / connected,
       threadCores,
       load: { start: loadBefore, end: loadAfter },
@@ -306,6 +387,15 @@ interface StormOutcome {
   /** Cores the server and the device processes kept busy during the storm. */
   readonly serverCores: number;
   readonly deviceCores: number;
+  /** Each device process's busy cores. */
+  readonly deviceProcessCores: readonly number[];
+  /** Cores no process of the machine used during the storm; undefined off Linux. */
+  readonly machineIdleCores: number | undefined;
+  /**
+   * Cores the storm's threads (server and devices) asked for on average: runnable ones, sampled. Below the
+   * cores allowed, the storm itself left cores without work, whatever other processes did with them.
+   */
+  readonly coreDemand: number | undefined;
   readonly deviceCpuMsPerHandshake: number;
   /** Each server thread's busy cores during the storm, largest first. */
   readonly threadCores: readonly { tid: string; main: boolean; cores: number }[];
@@ -369,32 +459,6 @@ function launchStormFleets(client: StormClient, count: number): StormFleet[] {
   });
 }
 
-/** Connects `devices` split evenly over the storm's device processes; every device's result. */
-async function connectStorm(options: {
-  cloud: CloudUnderTest;
-  fleets: readonly StormFleet[];
-  keys: readonly BenchKey[];
-  devices: readonly { id: string; key: number }[];
-  concurrency: number;
-  pingIntervalMs: number;
-}): Promise<DeviceConnectResult[]> {
-  const slices = split(options.devices, options.fleets.length);
-  const lists = await Promise.all(
-    options.fleets.map((fleet, index) =>
-      fleet.connect({
-        host: "127.0.0.1",
-        port: options.cloud.address.gatewayPort,
-        serverPublicKeyPem: options.cloud.address.serverPublicKeyPem,
-        keys: options.keys.map((key) => key.privateKeyPem),
-        devices: slices[index] ?? [],
-        concurrency: options.concurrency,
-        pingIntervalMs: options.pingIntervalMs,
-      }),
-    ),
-  );
-  return lists.flat();
-}
-
 /**
  * The 2-core scaling. Measured: the wall-clock rate on every core ÷ on one. With the devices' CPU set
  * aside: on every core the server had at most `cores − devices' cores`; the rate it would reach with all
@@ -410,7 +474,10 @@ function scalingFigures(single: StormOutcome, all: StormOutcome, cores: number) 
     devicesSetAside: setAside,
     oneCore: summarizeStorm(single),
     allCores: summarizeStorm(all),
+    /** Cores neither the server's nor the devices': idle, or taken by other processes of the machine. */
     idleCores: cores - all.serverCores - all.deviceCores,
+    /** Of those, the cores that no process used (the rest went to other processes); undefined off Linux. */
+    machineIdleCores: all.machineIdleCores,
     /** The set-aside estimate holds: the server and the devices kept (nearly) every core busy. */
     valid: cores - all.serverCores - all.deviceCores <= IDLE_TOLERANCE * cores,
   };
@@ -423,6 +490,9 @@ function summarizeStorm(storm: StormOutcome) {
     mainThreadMsPerHandshake: storm.mainThreadMsPerHandshake,
     serverCores: storm.serverCores,
     deviceCores: storm.deviceCores,
+    deviceProcessCores: storm.deviceProcessCores,
+    machineIdleCores: storm.machineIdleCores,
+    coreDemand: storm.coreDemand,
     deviceCpuMsPerHandshake: storm.deviceCpuMsPerHandshake,
     threadCores: storm.threadCores,
     load: storm.load,
@@ -437,6 +507,19 @@ function scalingRows(
 ): ScenarioResult["rows"] {
   const { single, all, cloudLink } = storms;
   const main = (storm: StormOutcome) => storm.threadCores.find((thread) => thread.main)?.cores ?? 0;
+  // Of the cores neither the server's nor the devices': how many no process used, how many other processes took.
+  const breakdown = (storm: StormOutcome, notOurs: number) =>
+    storm.machineIdleCores === undefined
+      ? ""
+      : `: ${round(storm.machineIdleCores, 2)} idle, ${round(Math.max(0, notOurs - storm.machineIdleCores), 2)} other processes`;
+  const devices = (storm: StormOutcome) =>
+    `${round(storm.deviceCores, 2)} (${round(Math.max(...storm.deviceProcessCores), 2)})`;
+  const neither = (storm: StormOutcome) => {
+    const notOurs = cores - storm.serverCores - storm.deviceCores;
+    return `${round(notOurs, 2)}${storm.machineIdleCores === undefined ? "" : ` (${breakdown(storm, notOurs).slice(2)})`}`;
+  };
+  const demanded = (storm: StormOutcome) =>
+    storm.coreDemand === undefined ? "not sampled" : `${round(storm.coreDemand, 2)} of ${cores}`;
   const load = (storm: StormOutcome) => `load ${round(storm.load.start, 1)}–${round(storm.load.end, 1)}`;
   return [
     {
@@ -446,7 +529,7 @@ function scalingRows(
         `${round(all.rate)} /s with devices on ${round(all.deviceCores, 2)} of ${cores} cores → ${round((all.rate * cores) / Math.max(0.01, cores - all.deviceCores))} /s` +
         (scaling.valid
           ? ""
-          : ` (no verdict: ${round(scaling.idleCores, 2)} cores neither server's nor devices')`),
+          : ` (no verdict: ${round(scaling.idleCores, 2)} cores neither server's nor devices'${breakdown(all, scaling.idleCores)})`),
       limit: `${round(single.rate)} /s on 1 core`,
       // The estimate assumes the server kept busy what the devices left it; not so, no verdict.
       ratio: scaling.valid ? scaling.devicesSetAside : Number.NaN,
@@ -468,9 +551,18 @@ function scalingRows(
     },
     {
       scenario: "handshake",
-      figure: `cores busy, server on ${cores} cores vs 1: server (main thread) / devices / idle`,
-      value: `${round(all.serverCores, 2)} (${round(main(all), 2)}) / ${round(all.deviceCores, 2)} / ${round(scaling.idleCores, 2)}`,
-      limit: `${round(single.serverCores, 2)} (${round(main(single), 2)}) / ${round(single.deviceCores, 2)} / ${round(cores - single.serverCores - single.deviceCores, 2)}`,
+      figure: `cores busy, server on ${cores} cores vs 1: server (main thread) / devices (busiest process) / neither (idle, other processes)`,
+      value: `${round(all.serverCores, 2)} (${round(main(all), 2)}) / ${devices(all)} / ${neither(all)}`,
+      limit: `${round(single.serverCores, 2)} (${round(main(single), 2)}) / ${devices(single)} / ${neither(single)}`,
+    },
+    {
+      scenario: "handshake",
+      // Runnable threads of the server and the devices, sampled: the cores the storm would keep busy on a
+      // machine of its own, which other processes cannot fill in as they fill idle time (an upper bound when
+      // they contend: a thread waiting for a CPU counts).
+      figure: `cores the storm's threads asked for (runnable, at most ${cores}), server on ${cores} cores vs 1`,
+      value: demanded(all),
+      limit: demanded(single),
     },
     {
       scenario: "handshake",
