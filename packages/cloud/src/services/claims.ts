@@ -277,6 +277,39 @@ function sameOwner(
   return a.kind === "user" ? device.owner_user_id === a.userId : device.owner_customer_id === a.customerId;
 }
 
+/** A claim by code waiting for its turn's transaction; `id` is the device's (normalized) ID. */
+interface ClaimRequest {
+  readonly id: string;
+  readonly code: string;
+  readonly source: ClaimSource;
+  readonly online: boolean;
+  /** When the code was presented: what expiry and the rate limit are judged against. */
+  readonly now: number;
+}
+
+/** One claim's answer from its batch: its result, or the error that failed it alone. */
+type ClaimOutcome = { readonly result: ClaimResult } | { readonly error: unknown };
+
+/** What a claim learnt of its code before it was refused (a refusal tells the code's owner). */
+interface Seen {
+  claimId: string | null;
+  recognised: Owner | null;
+}
+
+/**
+ * Claims presented in one turn share a transaction (see ClaimService #claimAll); each runs in this savepoint,
+ * released before the next one opens (so one name serves them all). Same SQL on SQLite and PostgreSQL.
+ */
+const SAVEPOINT = CompiledQuery.raw("savepoint roost_claim");
+const ROLLBACK_TO_SAVEPOINT = CompiledQuery.raw("rollback to savepoint roost_claim");
+const RELEASE_SAVEPOINT = CompiledQuery.raw("release savepoint roost_claim");
+
+/**
+ * Claims per transaction at most: a claim waits for every claim of its batch to commit, and a batch holds
+ * SQLite's one connection (PostgreSQL: one of the pool) for as long as it runs.
+ */
+const CLAIM_BATCH_LIMIT = 200;
+
 /** Every column of a claim code row, in the order the group insert sends them. */
 const CLAIM_CODE_COLUMNS = [
   "id",
@@ -317,6 +350,13 @@ export class ClaimService {
    * within both databases' limits.
    */
   readonly #freshCodes: Batcher<ClaimCodesTable, undefined>;
+  /**
+   * Claims by code presented in the same turn of the event loop, run in one transaction with a savepoint
+   * each (see {@link #claimAll}): 200 devices claiming at once commit a few times instead of 200 times, one
+   * after another (SQLite runs one transaction at a time). A device presenting twice in one turn waits for
+   * the next transaction with its second claim (the Batcher's rule); the effect is the same as in order.
+   */
+  readonly #claims: Batcher<ClaimRequest, ClaimOutcome>;
 
   constructor(options: {
     db: Kysely<Database>;
@@ -343,6 +383,10 @@ export class ClaimService {
       await this.#insertCodes(rows);
       return rows.map(() => undefined);
     }, 200);
+    this.#claims = new Batcher<ClaimRequest, ClaimOutcome>(
+      (requests) => this.#claimAll(requests),
+      CLAIM_BATCH_LIMIT,
+    );
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -487,158 +531,208 @@ export class ClaimService {
     online?: boolean;
   }): Promise<ClaimResult> {
     const deviceId = normalizeDeviceId(options.deviceId);
-    const source = options.source ?? "gateway";
-    const now = this.#config.clock();
-    let claimId: string | null = null;
-    let recognised: Owner | null = null;
-    const limit = this.#config.retention.claimPresentationsPerWindow;
-    try {
-      return await this.#db.transaction().execute(async (trx) => {
-        const since = now - this.#config.retention.claimPresentationWindowMs;
-        const presented = (
-          await this.#statements.presented({ hash: hashSecret(options.code), device: deviceId, since }, trx)
-        ).rows[0];
-        // A device presents codes unauthenticated by any account: past the limit its code is not considered.
-        if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
-          throw new ClaimRefused("rate_limited");
-        if (!presented || presented.id === null) throw new ClaimRefused("unknown_code");
-        const code = presented as PresentedRow & ClaimCodesTable;
-        claimId = code.id;
-        recognised = codeOwner(code) ?? null;
-        if (source === "gateway" && Number(code.recent_attempts) >= limit)
-          throw new ClaimRefused("rate_limited");
-        if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
-        if (code.used_at !== null)
-          throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
-        if (code.expires_at <= now) throw new ClaimRefused("expired_code");
-        const owner = codeOwner(code);
-        if (!owner) throw new ClaimRefused("unknown_code");
-        if (code.device_found === null) throw new ClaimRefused("unknown_device");
-        const device = {
-          product_id: code.device_product_id,
-          owner_user_id: code.device_owner_user_id,
-          owner_customer_id: code.device_owner_customer_id,
-        };
-        if (owner.kind === "customer") {
-          if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
-          if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
-        } else if (
-          device.product_id !== null &&
-          !(await isTeamMember(trx, { userId: owner.userId, productId: device.product_id }))
-        ) {
-          // A product's devices go to its customers, or to its own team while developing. @see spec/cloud-api.md §3.5
-          throw new ClaimRefused("not_product_team");
-        }
-        const alreadyMine = sameOwner(owner, device);
-        if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
-          throw new ClaimRefused("owned_by_other");
-        const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
-        const attempt = { claimId: code.id, deviceId, outcome: "claimed", reason, source };
-        const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
-        if (this.#postgres) {
-          // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
-          await this.#spendBindRecord(trx, {
-            now,
-            deviceId,
-            owner,
-            codeId: code.id,
-            bind: !alreadyMine,
-            reason,
-            source,
-          });
-          await this.#capLogs(trx, attempt, logged);
-        } else {
-          const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
-          if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
-          // The conditional bind can still lose to a concurrent claim of the same device with another code
-          // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
-          if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
-            throw new ClaimRefused("owned_by_other");
-          await this.#record(trx, attempt, logged);
-        }
-        const described =
-          owner.kind === "user"
-            ? { kind: "user", user_id: owner.userId, username: code.owner_username }
-            : {
-                kind: "customer",
-                customer_id: owner.customerId,
-                email: code.owner_email,
-                product_id: owner.productId,
-              };
-        const events = [
-          this.#ownerEvent({
-            name: CLAIM_ATTEMPT_EVENT,
-            deviceId,
-            owner,
-            data: { claim_id: code.id, device_id: deviceId, outcome: "claimed", reason, owner: described },
-          }),
-        ];
-        if (!alreadyMine)
-          events.push(
-            this.#ownerEvent({
-              name: DEVICE_CLAIMED_EVENT,
-              deviceId,
-              owner,
-              data: { device_id: deviceId, claim_id: code.id, source, owner: described },
-            }),
-          );
-        const bound = {
-          owner_user_id: owner.kind === "user" ? owner.userId : null,
-          owner_customer_id: owner.kind === "customer" ? owner.customerId : null,
-          product_id: device.product_id,
-        };
-        // A device claiming in session: its `online` event goes to the new owner, queued with the others.
-        const online: CloudEvent | undefined = options.online
-          ? {
-              name: "spark/status",
-              data: "online",
-              ttl: 60,
-              publishedAt: new Date(this.#config.clock()).toISOString(),
-              coreid: deviceId,
-              isPublic: false,
-              ownerUserId: bound.owner_user_id,
-              ownerCustomerId: bound.owner_customer_id,
-              productId: bound.product_id,
+    const outcome = await this.#claims.add({
+      id: deviceId,
+      code: options.code,
+      source: options.source ?? "gateway",
+      online: options.online === true,
+      now: this.#config.clock(),
+    });
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
+  }
+
+  /** Claim transactions committed so far (each holds every claim of one turn; tests count them). */
+  get transactions(): number {
+    return this.#claims.statements;
+  }
+
+  /**
+   * The claims presented in one turn of the event loop, in one transaction: each in a savepoint of its own,
+   * in arrival order, so that each sees the ones before it exactly as if they had committed, and a refusal
+   * rolls back only its own claim's work (then records the attempt, as a refusal did in a transaction of its
+   * own). An unexpected error in one claim fails that claim alone; an error outside any claim (the
+   * transaction's begin or commit, a savepoint) fails every claim of the batch. The results are answered
+   * after the commit, so that nobody is told of a claim that did not commit.
+   */
+  async #claimAll(requests: readonly ClaimRequest[]): Promise<ClaimOutcome[]> {
+    return this.#db.transaction().execute(async (trx) => {
+      const outcomes: ClaimOutcome[] = [];
+      for (const request of requests) {
+        await trx.executeQuery(SAVEPOINT);
+        const seen: Seen = { claimId: null, recognised: null };
+        let outcome: ClaimOutcome;
+        try {
+          outcome = { result: await this.#claimIn(trx, request, seen) };
+        } catch (error) {
+          await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
+          if (error instanceof ClaimRefused) {
+            try {
+              outcome = { result: await this.#refusedIn(trx, request, error.reason, seen) };
+            } catch (recordError) {
+              await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
+              outcome = { error: recordError };
             }
-          : undefined;
-        const queued = await this.#queue(trx, online ? [...events, online] : events);
-        return {
-          ok: true,
-          reason,
-          claimId: code.id,
-          owner,
-          codeOwner: owner,
-          events: queued.slice(0, events.length),
-          ...(online ? { device: bound, online: queued[events.length] } : {}),
-        };
-      });
-    } catch (error) {
-      if (!(error instanceof ClaimRefused)) throw error;
-      const reason = error.reason;
-      const codeOwnerOf: Owner | null = recognised;
-      const events = await this.#db.transaction().execute(async (trx) => {
-        await this.#record(trx, { claimId, deviceId, outcome: "refused", reason, source });
-        if (!codeOwnerOf || !claimId) return [];
-        const owner = codeOwnerOf;
-        const ok = reason === "already_owned";
-        return this.#queue(trx, [
-          this.#ownerEvent({
-            name: CLAIM_ATTEMPT_EVENT,
-            deviceId,
-            owner,
-            data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
-          }),
-        ]);
-      });
-      return {
-        ok: reason === "already_owned",
-        reason,
-        claimId,
-        owner: null,
-        codeOwner: recognised,
-        events,
-      };
+          } else outcome = { error };
+        }
+        await trx.executeQuery(RELEASE_SAVEPOINT);
+        outcomes.push(outcome);
+      }
+      return outcomes;
+    });
+  }
+
+  /**
+   * One claim by code, in the batch's transaction (see {@link claimByCode}); refuses by throwing
+   * {@link ClaimRefused}, having noted in `seen` the code's id and owner once it recognised the code.
+   */
+  async #claimIn(trx: Transaction<Database>, request: ClaimRequest, seen: Seen): Promise<ClaimResult> {
+    const { id: deviceId, source, now } = request;
+    const limit = this.#config.retention.claimPresentationsPerWindow;
+    const since = now - this.#config.retention.claimPresentationWindowMs;
+    const presented = (
+      await this.#statements.presented({ hash: hashSecret(request.code), device: deviceId, since }, trx)
+    ).rows[0];
+    // A device presents codes unauthenticated by any account: past the limit its code is not considered.
+    if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
+      throw new ClaimRefused("rate_limited");
+    if (!presented || presented.id === null) throw new ClaimRefused("unknown_code");
+    const code = presented as PresentedRow & ClaimCodesTable;
+    seen.claimId = code.id;
+    seen.recognised = codeOwner(code) ?? null;
+    if (source === "gateway" && Number(code.recent_attempts) >= limit) throw new ClaimRefused("rate_limited");
+    if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
+    if (code.used_at !== null)
+      throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
+    if (code.expires_at <= now) throw new ClaimRefused("expired_code");
+    const owner = codeOwner(code);
+    if (!owner) throw new ClaimRefused("unknown_code");
+    if (code.device_found === null) throw new ClaimRefused("unknown_device");
+    const device = {
+      product_id: code.device_product_id,
+      owner_user_id: code.device_owner_user_id,
+      owner_customer_id: code.device_owner_customer_id,
+    };
+    if (owner.kind === "customer") {
+      if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
+      if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
+    } else if (
+      device.product_id !== null &&
+      !(await isTeamMember(trx, { userId: owner.userId, productId: device.product_id }))
+    ) {
+      // A product's devices go to its customers, or to its own team while developing. @see spec/cloud-api.md §3.5
+      throw new ClaimRefused("not_product_team");
     }
+    const alreadyMine = sameOwner(owner, device);
+    if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
+      throw new ClaimRefused("owned_by_other");
+    const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
+    const attempt = { claimId: code.id, deviceId, outcome: "claimed", reason, source };
+    const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
+    if (this.#postgres) {
+      // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
+      await this.#spendBindRecord(trx, {
+        now,
+        deviceId,
+        owner,
+        codeId: code.id,
+        bind: !alreadyMine,
+        reason,
+        source,
+      });
+      await this.#capLogs(trx, attempt, logged);
+    } else {
+      const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
+      if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
+      // The conditional bind can still lose to a concurrent claim of the same device with another code
+      // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
+      if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
+        throw new ClaimRefused("owned_by_other");
+      await this.#record(trx, attempt, logged);
+    }
+    const described =
+      owner.kind === "user"
+        ? { kind: "user", user_id: owner.userId, username: code.owner_username }
+        : {
+            kind: "customer",
+            customer_id: owner.customerId,
+            email: code.owner_email,
+            product_id: owner.productId,
+          };
+    const events = [
+      this.#ownerEvent({
+        name: CLAIM_ATTEMPT_EVENT,
+        deviceId,
+        owner,
+        data: { claim_id: code.id, device_id: deviceId, outcome: "claimed", reason, owner: described },
+      }),
+    ];
+    if (!alreadyMine)
+      events.push(
+        this.#ownerEvent({
+          name: DEVICE_CLAIMED_EVENT,
+          deviceId,
+          owner,
+          data: { device_id: deviceId, claim_id: code.id, source, owner: described },
+        }),
+      );
+    const bound = {
+      owner_user_id: owner.kind === "user" ? owner.userId : null,
+      owner_customer_id: owner.kind === "customer" ? owner.customerId : null,
+      product_id: device.product_id,
+    };
+    // A device claiming in session: its `online` event goes to the new owner, queued with the others.
+    const online: CloudEvent | undefined = request.online
+      ? {
+          name: "spark/status",
+          data: "online",
+          ttl: 60,
+          publishedAt: new Date(this.#config.clock()).toISOString(),
+          coreid: deviceId,
+          isPublic: false,
+          ownerUserId: bound.owner_user_id,
+          ownerCustomerId: bound.owner_customer_id,
+          productId: bound.product_id,
+        }
+      : undefined;
+    const queued = await this.#queue(trx, online ? [...events, online] : events);
+    return {
+      ok: true,
+      reason,
+      claimId: code.id,
+      owner,
+      codeOwner: owner,
+      events: queued.slice(0, events.length),
+      ...(online ? { device: bound, online: queued[events.length] } : {}),
+    };
+  }
+
+  /**
+   * A refused claim, its own work rolled back: records the attempt and tells the code's owner (when the code
+   * was recognised), in the batch's transaction.
+   */
+  async #refusedIn(
+    trx: Transaction<Database>,
+    request: ClaimRequest,
+    reason: ClaimReason,
+    seen: Seen,
+  ): Promise<ClaimResult> {
+    const { id: deviceId, source } = request;
+    const { claimId, recognised } = seen;
+    await this.#record(trx, { claimId, deviceId, outcome: "refused", reason, source });
+    const ok = reason === "already_owned";
+    const events =
+      recognised && claimId
+        ? await this.#queue(trx, [
+            this.#ownerEvent({
+              name: CLAIM_ATTEMPT_EVENT,
+              deviceId,
+              owner: recognised,
+              data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
+            }),
+          ])
+        : [];
+    return { ok, reason, claimId, owner: null, codeOwner: recognised, events };
   }
 
   /**
