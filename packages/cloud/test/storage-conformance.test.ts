@@ -1751,7 +1751,8 @@ function defineStorageConformance(backend: BackendFactory): void {
           const settled = await Promise.allSettled(
             mixed.presentations.map((presentation) => services.claims.claimByCode(presentation)),
           );
-          expect(services.claims.transactions - before).toBe(1);
+          // One run without savepoints, rolled back at the failing claim; one with a savepoint per claim.
+          expect(services.claims.transactions - before).toBe(2);
           expect(settled[2]).toMatchObject({
             status: "rejected",
             reason: expect.objectContaining({
@@ -1782,6 +1783,33 @@ function defineStorageConformance(backend: BackendFactory): void {
             await sql.raw("drop function roost_test_refuse_attempt()").execute(storage.db);
         }
       });
+
+      it.runIf(backend.multiNode)(
+        "lets the next turn's claims commit while an earlier turn's claim transaction waits (PostgreSQL lanes)",
+        async () => {
+          const { principal, owner } = await newUser();
+          const [held, free] = [await registerDevice(principal), await registerDevice(principal)];
+          const [heldCode, freeCode] = [
+            await services.claims.createCode({ owner }),
+            await services.claims.createCode({ owner }),
+          ];
+          const before = services.claims.transactions;
+          // Another transaction locks the held device's row: its claim's transaction waits at the bind.
+          const heldClaim = await storage.db.transaction().execute(async (trx) => {
+            await trx.selectFrom("devices").select("id").where("id", "=", held.id).forUpdate().execute();
+            const waiting = services.claims.claimByCode({ deviceId: held.id, code: heldCode.claim_code });
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            // A later turn: another lane, not behind the waiting transaction.
+            expect(
+              await services.claims.claimByCode({ deviceId: free.id, code: freeCode.claim_code }),
+            ).toMatchObject({ ok: true, reason: "claimed" });
+            return { waiting };
+          });
+          expect(await heldClaim.waiting).toMatchObject({ ok: true, reason: "claimed" });
+          expect(services.claims.transactions - before).toBe(2);
+        },
+      );
 
       it("fails every claim of a batch whose transaction fails, none left waiting", async () => {
         await withFreshDatabase(async (fresh) => {

@@ -11,7 +11,7 @@ import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
 import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
-import type { WebhookService } from "../webhooks/service.js";
+import type { HooksRead, WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
 import { prepareInsertMany, prepareQuery } from "./prepared.js";
 import type { Owner } from "./principal.js";
@@ -243,6 +243,37 @@ type PresentedRow = { [K in keyof ClaimCodesTable]: ClaimCodesTable[K] | null } 
   device_owner_customer_id: string | null;
 };
 
+/**
+ * The `presented` statement of claimByCode for a batch of claims (see ClaimService #presentAll): the rows
+ * travel as one JSON parameter, `[{ i: position, h: code hash, d: device ID, s: since }]`, and each comes
+ * back with its position as `i`. One row per claim (code hashes and device IDs are unique).
+ */
+const PRESENT_ALL = (() => {
+  const select = `select v.i,
+      (select count(*) from claim_attempts where device_id = v.d and at > v.s) as device_recent_attempts,
+      (select count(*) from claim_attempts where device_id = v.d) as device_logged_attempts,
+      code.id, code.code_hash, code.principal_kind, code.user_id, code.customer_id, code.product_id,
+      code.created_at, code.expires_at, code.used_at, code.revoked_at, code.device_id,
+      owner_user.username as owner_username, owner_customer.email as owner_email,
+      (select count(*) from claim_attempts where claim_code_id = code.id and at > v.s) as recent_attempts,
+      (select count(*) from claim_attempts where claim_code_id = code.id) as logged_attempts,
+      device.id as device_found, device.product_id as device_product_id,
+      device.owner_user_id as device_owner_user_id, device.owner_customer_id as device_owner_customer_id`;
+  const joins = `left join claim_codes as code on code.code_hash = v.h
+    left join users as owner_user on owner_user.id = code.user_id
+    left join customers as owner_customer on owner_customer.id = code.customer_id
+    left join devices as device on device.id = v.d`;
+  return {
+    sqlite: `${select}
+      from (select value ->> '$.i' as i, value ->> '$.h' as h, value ->> '$.d' as d, value ->> '$.s' as s
+        from json_each(?)) as v
+      ${joins}`,
+    postgres: `${select}
+      from jsonb_to_recordset($1::jsonb) as v(i integer, h text, d text, s bigint)
+      ${joins}`,
+  };
+})();
+
 function codeOwner(code: ClaimCodesTable): Owner | undefined {
   if (code.principal_kind === "user" && code.user_id) return { kind: "user", userId: code.user_id };
   if (code.principal_kind === "customer" && code.customer_id && code.product_id !== null) {
@@ -280,7 +311,8 @@ function sameOwner(
 /** A claim by code waiting for its turn's transaction; `id` is the device's (normalized) ID. */
 interface ClaimRequest {
   readonly id: string;
-  readonly code: string;
+  /** The presented code's hash. */
+  readonly hash: string;
   readonly source: ClaimSource;
   readonly online: boolean;
   /** When the code was presented: what expiry and the rate limit are judged against. */
@@ -294,21 +326,42 @@ type ClaimOutcome = { readonly result: ClaimResult } | { readonly error: unknown
 interface Seen {
   claimId: string | null;
   recognised: Owner | null;
+  /** Set before the claim's first write: a refusal after it must undo the claim's work. */
+  wrote: boolean;
 }
 
 /**
- * Claims presented in one turn share a transaction (see ClaimService #claimAll); each runs in this savepoint,
- * released before the next one opens (so one name serves them all). Same SQL on SQLite and PostgreSQL.
+ * A batch run without savepoints met a claim whose work must be undone alone (a refusal after its first
+ * write, or an error): the batch is rolled back and run again with a savepoint per claim.
+ */
+class NeedsSavepoints extends Error {}
+
+/**
+ * Claims presented in one turn share a transaction (see ClaimService #claimAll); when a claim's work may need
+ * undoing alone, each runs in this savepoint, released before the next one opens (so one name serves them
+ * all). Same SQL on SQLite and PostgreSQL.
  */
 const SAVEPOINT = CompiledQuery.raw("savepoint roost_claim");
 const ROLLBACK_TO_SAVEPOINT = CompiledQuery.raw("rollback to savepoint roost_claim");
 const RELEASE_SAVEPOINT = CompiledQuery.raw("release savepoint roost_claim");
+/**
+ * PostgreSQL: the previous claim's savepoint released and the next one's set in one round trip (a query
+ * without parameters may hold two statements there; better-sqlite3 takes one statement at a time).
+ */
+const NEXT_SAVEPOINT_POSTGRES = CompiledQuery.raw("release savepoint roost_claim; savepoint roost_claim");
 
 /**
  * Claims per transaction at most: a claim waits for every claim of its batch to commit, and a batch holds
  * SQLite's one connection (PostgreSQL: one of the pool) for as long as it runs.
  */
 const CLAIM_BATCH_LIMIT = 200;
+
+/**
+ * PostgreSQL: claim transactions that may run at once (of the pool's 10 connections). Each turn's claims
+ * still share one transaction; the next turn's need not wait for it to commit, as claims did not wait for
+ * each other before they were batched. SQLite runs one transaction at a time: one lane.
+ */
+const CLAIM_LANES_POSTGRES = 4;
 
 /** Every column of a claim code row, in the order the group insert sends them. */
 const CLAIM_CODE_COLUMNS = [
@@ -351,12 +404,17 @@ export class ClaimService {
    */
   readonly #freshCodes: Batcher<ClaimCodesTable, undefined>;
   /**
-   * Claims by code presented in the same turn of the event loop, run in one transaction with a savepoint
-   * each (see {@link #claimAll}): 200 devices claiming at once commit a few times instead of 200 times, one
+   * Claims by code presented in the same turn of the event loop, run in one transaction (see
+   * {@link #claimAll}): 200 devices claiming at once commit a few times instead of 200 times, one
    * after another (SQLite runs one transaction at a time). A device presenting twice in one turn waits for
-   * the next transaction with its second claim (the Batcher's rule); the effect is the same as in order.
+   * the next transaction of its lane with its second claim (the Batcher's rule); the effect is the same as
+   * in order. On PostgreSQL a few lanes run at once (see CLAIM_LANES_POSTGRES).
    */
-  readonly #claims: Batcher<ClaimRequest, ClaimOutcome>;
+  readonly #lanes: Batcher<ClaimRequest, ClaimOutcome>[];
+  /** The lane of the claims presented in this turn (chosen by the turn's first claim). */
+  #lane: Batcher<ClaimRequest, ClaimOutcome> | undefined;
+  #nextLane = 0;
+  #transactions = 0;
 
   constructor(options: {
     db: Kysely<Database>;
@@ -383,9 +441,10 @@ export class ClaimService {
       await this.#insertCodes(rows);
       return rows.map(() => undefined);
     }, 200);
-    this.#claims = new Batcher<ClaimRequest, ClaimOutcome>(
-      (requests) => this.#claimAll(requests),
-      CLAIM_BATCH_LIMIT,
+    this.#lanes = Array.from(
+      { length: this.#postgres ? CLAIM_LANES_POSTGRES : 1 },
+      () =>
+        new Batcher<ClaimRequest, ClaimOutcome>((requests) => this.#claimAll(requests), CLAIM_BATCH_LIMIT),
     );
   }
 
@@ -414,9 +473,9 @@ export class ClaimService {
    * Queues the events' webhook deliveries in `trx` and returns them marked so, for publishing after the
    * commit. @see docs/webhooks.md "Claim lifecycle events"
    */
-  async #queue(trx: Kysely<Database>, events: CloudEvent[]): Promise<CloudEvent[]> {
+  async #queue(trx: Kysely<Database>, events: CloudEvent[], hooks?: HooksRead): Promise<CloudEvent[]> {
     if (!this.#webhooks) return events;
-    await this.#webhooks.enqueueAll(events, trx);
+    await this.#webhooks.enqueueAll(events, trx, hooks);
     return events.map((event) => ({ ...event, webhooksQueued: true }));
   }
 
@@ -531,9 +590,9 @@ export class ClaimService {
     online?: boolean;
   }): Promise<ClaimResult> {
     const deviceId = normalizeDeviceId(options.deviceId);
-    const outcome = await this.#claims.add({
+    const outcome = await this.#laneOfThisTurn().add({
       id: deviceId,
-      code: options.code,
+      hash: hashSecret(options.code),
       source: options.source ?? "gateway",
       online: options.online === true,
       now: this.#config.clock(),
@@ -542,40 +601,81 @@ export class ClaimService {
     return outcome.result;
   }
 
-  /** Claim transactions committed so far (each holds every claim of one turn; tests count them). */
+  /**
+   * Claim transactions begun so far (each holds every claim of one turn, or a second time with savepoints;
+   * tests count them).
+   */
   get transactions(): number {
-    return this.#claims.statements;
+    return this.#transactions;
   }
 
   /**
-   * The claims presented in one turn of the event loop, in one transaction: each in a savepoint of its own,
-   * in arrival order, so that each sees the ones before it exactly as if they had committed, and a refusal
-   * rolls back only its own claim's work (then records the attempt, as a refusal did in a transaction of its
-   * own). An unexpected error in one claim fails that claim alone; an error outside any claim (the
-   * transaction's begin or commit, a savepoint) fails every claim of the batch. The results are answered
-   * after the commit, so that nobody is told of a claim that did not commit.
+   * Where this turn's claims queue: the lane its first claim found idle (else the next in turn), the same
+   * for every claim of the turn, so that they share a transaction.
+   */
+  #laneOfThisTurn(): Batcher<ClaimRequest, ClaimOutcome> {
+    if (this.#lane) return this.#lane;
+    let lane = this.#lanes.find((candidate) => candidate.idle);
+    if (!lane) {
+      lane = this.#lanes[this.#nextLane % this.#lanes.length] as Batcher<ClaimRequest, ClaimOutcome>;
+      this.#nextLane += 1;
+    }
+    this.#lane = lane;
+    setImmediate(() => (this.#lane = undefined));
+    return lane;
+  }
+
+  /**
+   * The claims presented in one turn of the event loop, in one transaction, in arrival order, so that each
+   * sees the ones before it exactly as if they had committed. Each claim's work must be undone alone when it
+   * is refused after its first write or fails (a race with another transaction, an error): then the claim
+   * is rolled back to a savepoint of its own (and a refusal records the attempt, as a refusal did in a
+   * transaction of its own), and an error fails that claim alone. Such claims are rare (a refusal found by
+   * the checks before any write needs no undoing), so a batch first runs without savepoints, one round trip
+   * less per claim on PostgreSQL; if it meets one, it is rolled back and run again with a savepoint per
+   * claim. An error outside any claim (begin, commit, a savepoint) fails every claim of the batch. Results
+   * are answered after the commit, so that nobody is told of a claim that did not commit.
    */
   async #claimAll(requests: readonly ClaimRequest[]): Promise<ClaimOutcome[]> {
+    try {
+      return await this.#runBatch(requests, false);
+    } catch (error) {
+      if (!(error instanceof NeedsSavepoints)) throw error;
+      return this.#runBatch(requests, true);
+    }
+  }
+
+  /** One run of a batch (see {@link #claimAll}), with a savepoint per claim or with none. */
+  async #runBatch(requests: readonly ClaimRequest[], savepoints: boolean): Promise<ClaimOutcome[]> {
+    this.#transactions += 1;
     return this.#db.transaction().execute(async (trx) => {
+      const presented = await this.#presentAll(trx, requests);
+      const hooks: HooksRead = new Map();
       const outcomes: ClaimOutcome[] = [];
-      for (const request of requests) {
-        await trx.executeQuery(SAVEPOINT);
-        const seen: Seen = { claimId: null, recognised: null };
+      for (const [index, request] of requests.entries()) {
+        // On PostgreSQL the previous claim's savepoint is released with the next one's set; the commit
+        // releases the last.
+        if (savepoints)
+          await trx.executeQuery(index > 0 && this.#postgres ? NEXT_SAVEPOINT_POSTGRES : SAVEPOINT);
+        const seen: Seen = { claimId: null, recognised: null, wrote: false };
         let outcome: ClaimOutcome;
         try {
-          outcome = { result: await this.#claimIn(trx, request, seen) };
+          outcome = { result: await this.#claimIn(trx, request, seen, presented.get(index), hooks) };
         } catch (error) {
-          await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
-          if (error instanceof ClaimRefused) {
+          const refused = error instanceof ClaimRefused;
+          if (!savepoints && (seen.wrote || !refused)) throw new NeedsSavepoints();
+          if (savepoints) await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
+          if (refused) {
             try {
-              outcome = { result: await this.#refusedIn(trx, request, error.reason, seen) };
+              outcome = { result: await this.#refusedIn(trx, request, error.reason, seen, hooks) };
             } catch (recordError) {
+              if (!savepoints) throw new NeedsSavepoints();
               await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
               outcome = { error: recordError };
             }
           } else outcome = { error };
         }
-        await trx.executeQuery(RELEASE_SAVEPOINT);
+        if (savepoints && !this.#postgres) await trx.executeQuery(RELEASE_SAVEPOINT);
         outcomes.push(outcome);
       }
       return outcomes;
@@ -583,16 +683,48 @@ export class ClaimService {
   }
 
   /**
+   * What each claim of a batch presents (see the `presented` statement), read for the whole batch in one
+   * statement at its start, by position in the batch. A claim whose code an earlier claim of the batch
+   * presented too is left out: the earlier one may change what it finds, so it reads for itself in its turn.
+   * The batch's devices are distinct (the Batcher's rule), and no claim changes another device's row, its
+   * attempts, or anyone's name. On PostgreSQL another transaction may commit between this read and a
+   * claim's turn, as between a claim's read and its writes before: the conditional spend and bind decide.
+   */
+  async #presentAll(
+    trx: Transaction<Database>,
+    requests: readonly ClaimRequest[],
+  ): Promise<Map<number, PresentedRow>> {
+    const window = this.#config.retention.claimPresentationWindowMs;
+    const hashes = new Set<string>();
+    const rows: { i: number; h: string; d: string; s: number }[] = [];
+    for (const [index, request] of requests.entries()) {
+      if (hashes.has(request.hash)) continue;
+      hashes.add(request.hash);
+      rows.push({ i: index, h: request.hash, d: request.id, s: request.now - window });
+    }
+    const result = await trx.executeQuery<PresentedRow & { i: number | string }>(
+      CompiledQuery.raw(this.#postgres ? PRESENT_ALL.postgres : PRESENT_ALL.sqlite, [JSON.stringify(rows)]),
+    );
+    return new Map(result.rows.map((row) => [Number(row.i), row]));
+  }
+
+  /**
    * One claim by code, in the batch's transaction (see {@link claimByCode}); refuses by throwing
    * {@link ClaimRefused}, having noted in `seen` the code's id and owner once it recognised the code.
    */
-  async #claimIn(trx: Transaction<Database>, request: ClaimRequest, seen: Seen): Promise<ClaimResult> {
+  async #claimIn(
+    trx: Transaction<Database>,
+    request: ClaimRequest,
+    seen: Seen,
+    prefetched: PresentedRow | undefined,
+    hooks: HooksRead,
+  ): Promise<ClaimResult> {
     const { id: deviceId, source, now } = request;
     const limit = this.#config.retention.claimPresentationsPerWindow;
     const since = now - this.#config.retention.claimPresentationWindowMs;
-    const presented = (
-      await this.#statements.presented({ hash: hashSecret(request.code), device: deviceId, since }, trx)
-    ).rows[0];
+    const presented =
+      prefetched ??
+      (await this.#statements.presented({ hash: request.hash, device: deviceId, since }, trx)).rows[0];
     // A device presents codes unauthenticated by any account: past the limit its code is not considered.
     if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
       throw new ClaimRefused("rate_limited");
@@ -631,6 +763,7 @@ export class ClaimService {
     const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
     if (this.#postgres) {
       // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
+      seen.wrote = true;
       await this.#spendBindRecord(trx, {
         now,
         deviceId,
@@ -642,6 +775,7 @@ export class ClaimService {
       });
       await this.#capLogs(trx, attempt, logged);
     } else {
+      seen.wrote = true;
       const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
       if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
       // The conditional bind can still lose to a concurrent claim of the same device with another code
@@ -695,7 +829,7 @@ export class ClaimService {
           productId: bound.product_id,
         }
       : undefined;
-    const queued = await this.#queue(trx, online ? [...events, online] : events);
+    const queued = await this.#queue(trx, online ? [...events, online] : events, hooks);
     return {
       ok: true,
       reason,
@@ -716,6 +850,7 @@ export class ClaimService {
     request: ClaimRequest,
     reason: ClaimReason,
     seen: Seen,
+    hooks: HooksRead,
   ): Promise<ClaimResult> {
     const { id: deviceId, source } = request;
     const { claimId, recognised } = seen;
@@ -723,14 +858,18 @@ export class ClaimService {
     const ok = reason === "already_owned";
     const events =
       recognised && claimId
-        ? await this.#queue(trx, [
-            this.#ownerEvent({
-              name: CLAIM_ATTEMPT_EVENT,
-              deviceId,
-              owner: recognised,
-              data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
-            }),
-          ])
+        ? await this.#queue(
+            trx,
+            [
+              this.#ownerEvent({
+                name: CLAIM_ATTEMPT_EVENT,
+                deviceId,
+                owner: recognised,
+                data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
+              }),
+            ],
+            hooks,
+          )
         : [];
     return { ok, reason, claimId, owner: null, codeOwner: recognised, events };
   }
