@@ -1584,7 +1584,7 @@ function defineStorageConformance(backend: BackendFactory): void {
         const other = await newUser();
         const devices: DeviceRow[] = [];
         for (let index = 0; index < 6; index += 1) devices.push(await registerDevice(principal));
-        const codes = [];
+        const codes: Awaited<ReturnType<typeof services.claims.createCode>>[] = [];
         for (let index = 0; index < 4; index += 1) codes.push(await services.claims.createCode({ owner }));
         const hooks = await Promise.all(
           ["roost/", "spark/status"].map((event) =>

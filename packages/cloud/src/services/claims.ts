@@ -322,6 +322,17 @@ interface ClaimRequest {
 /** One claim's answer from its batch: its result, or the error that failed it alone. */
 type ClaimOutcome = { readonly result: ClaimResult } | { readonly error: unknown };
 
+/**
+ * One claim in its batch's transaction: the request, what the batch read for it beforehand (`presented`,
+ * undefined when it reads for itself), the owners' hooks read by the batch so far, and what it learnt.
+ */
+interface BatchClaim {
+  readonly request: ClaimRequest;
+  readonly presented: PresentedRow | undefined;
+  readonly hooks: HooksRead;
+  readonly seen: Seen;
+}
+
 /** What a claim learnt of its code before it was refused (a refusal tells the code's owner). */
 interface Seen {
   claimId: string | null;
@@ -411,6 +422,7 @@ export class ClaimService {
    * in order. On PostgreSQL a few lanes run at once (see CLAIM_LANES_POSTGRES).
    */
   readonly #lanes: Batcher<ClaimRequest, ClaimOutcome>[];
+  readonly #firstLane: Batcher<ClaimRequest, ClaimOutcome>;
   /** The lane of the claims presented in this turn (chosen by the turn's first claim). */
   #lane: Batcher<ClaimRequest, ClaimOutcome> | undefined;
   #nextLane = 0;
@@ -441,11 +453,13 @@ export class ClaimService {
       await this.#insertCodes(rows);
       return rows.map(() => undefined);
     }, 200);
-    this.#lanes = Array.from(
-      { length: this.#postgres ? CLAIM_LANES_POSTGRES : 1 },
-      () =>
-        new Batcher<ClaimRequest, ClaimOutcome>((requests) => this.#claimAll(requests), CLAIM_BATCH_LIMIT),
-    );
+    const lane = () =>
+      new Batcher<ClaimRequest, ClaimOutcome>((requests) => this.#claimAll(requests), CLAIM_BATCH_LIMIT);
+    this.#firstLane = lane();
+    this.#lanes = [
+      this.#firstLane,
+      ...Array.from({ length: this.#postgres ? CLAIM_LANES_POSTGRES - 1 : 0 }, lane),
+    ];
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -615,11 +629,12 @@ export class ClaimService {
    */
   #laneOfThisTurn(): Batcher<ClaimRequest, ClaimOutcome> {
     if (this.#lane) return this.#lane;
-    let lane = this.#lanes.find((candidate) => candidate.idle);
-    if (!lane) {
-      lane = this.#lanes[this.#nextLane % this.#lanes.length] as Batcher<ClaimRequest, ClaimOutcome>;
-      this.#nextLane += 1;
-    }
+    const next = this.#nextLane % this.#lanes.length;
+    this.#nextLane += 1;
+    const lane =
+      this.#lanes.find((candidate) => candidate.idle) ??
+      this.#lanes.find((_, index) => index === next) ??
+      this.#firstLane;
     this.#lane = lane;
     setImmediate(() => (this.#lane = undefined));
     return lane;
@@ -657,17 +672,22 @@ export class ClaimService {
         // releases the last.
         if (savepoints)
           await trx.executeQuery(index > 0 && this.#postgres ? NEXT_SAVEPOINT_POSTGRES : SAVEPOINT);
-        const seen: Seen = { claimId: null, recognised: null, wrote: false };
+        const claim: BatchClaim = {
+          request,
+          presented: presented.get(index),
+          hooks,
+          seen: { claimId: null, recognised: null, wrote: false },
+        };
         let outcome: ClaimOutcome;
         try {
-          outcome = { result: await this.#claimIn(trx, request, seen, presented.get(index), hooks) };
+          outcome = { result: await this.#claimIn(trx, claim) };
         } catch (error) {
           const refused = error instanceof ClaimRefused;
-          if (!savepoints && (seen.wrote || !refused)) throw new NeedsSavepoints();
+          if (!savepoints && (claim.seen.wrote || !refused)) throw new NeedsSavepoints();
           if (savepoints) await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
           if (refused) {
             try {
-              outcome = { result: await this.#refusedIn(trx, request, error.reason, seen, hooks) };
+              outcome = { result: await this.#refusedIn(trx, claim, error.reason) };
             } catch (recordError) {
               if (!savepoints) throw new NeedsSavepoints();
               await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
@@ -712,18 +732,13 @@ export class ClaimService {
    * One claim by code, in the batch's transaction (see {@link claimByCode}); refuses by throwing
    * {@link ClaimRefused}, having noted in `seen` the code's id and owner once it recognised the code.
    */
-  async #claimIn(
-    trx: Transaction<Database>,
-    request: ClaimRequest,
-    seen: Seen,
-    prefetched: PresentedRow | undefined,
-    hooks: HooksRead,
-  ): Promise<ClaimResult> {
+  async #claimIn(trx: Transaction<Database>, claim: BatchClaim): Promise<ClaimResult> {
+    const { request, seen, hooks } = claim;
     const { id: deviceId, source, now } = request;
     const limit = this.#config.retention.claimPresentationsPerWindow;
     const since = now - this.#config.retention.claimPresentationWindowMs;
     const presented =
-      prefetched ??
+      claim.presented ??
       (await this.#statements.presented({ hash: request.hash, device: deviceId, since }, trx)).rows[0];
     // A device presents codes unauthenticated by any account: past the limit its code is not considered.
     if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
@@ -845,13 +860,8 @@ export class ClaimService {
    * A refused claim, its own work rolled back: records the attempt and tells the code's owner (when the code
    * was recognised), in the batch's transaction.
    */
-  async #refusedIn(
-    trx: Transaction<Database>,
-    request: ClaimRequest,
-    reason: ClaimReason,
-    seen: Seen,
-    hooks: HooksRead,
-  ): Promise<ClaimResult> {
+  async #refusedIn(trx: Transaction<Database>, claim: BatchClaim, reason: ClaimReason): Promise<ClaimResult> {
+    const { request, seen, hooks } = claim;
     const { id: deviceId, source } = request;
     const { claimId, recognised } = seen;
     await this.#record(trx, { claimId, deviceId, outcome: "refused", reason, source });
