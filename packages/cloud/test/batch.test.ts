@@ -38,4 +38,17 @@ describe("Batcher", () => {
     statements[1]?.finish();
     expect(await Promise.all(later)).toEqual(["done b", "done c"]);
   });
+
+  it("is idle only when nothing is queued or running", async () => {
+    const { batcher, statements } = controlled();
+    expect(batcher.idle).toBe(true);
+    const first = batcher.add({ id: "a" });
+    expect(batcher.idle).toBe(false);
+    await nextTurn();
+    expect(statements).toHaveLength(1);
+    expect(batcher.idle).toBe(false);
+    statements[0]?.finish();
+    await first;
+    expect(batcher.idle).toBe(true);
+  });
 });

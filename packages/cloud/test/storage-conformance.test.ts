@@ -1573,6 +1573,258 @@ function defineStorageConformance(backend: BackendFactory): void {
         }
         expect(claimed.length).toBeGreaterThan(0);
       });
+
+      /**
+       * Good and bad presentations mixed, made afresh each call: claimed, unknown code, claimed in session,
+       * the first code again (spent by the first claim, in the same batch when batched), a device someone
+       * else owns, claimed through the API. The owner has hooks for claim events and `spark/status`.
+       */
+      async function mixedPresentations() {
+        const { principal, owner, user } = await newUser();
+        const other = await newUser();
+        const devices: DeviceRow[] = [];
+        for (let index = 0; index < 6; index += 1) devices.push(await registerDevice(principal));
+        const codes: Awaited<ReturnType<typeof services.claims.createCode>>[] = [];
+        for (let index = 0; index < 4; index += 1) codes.push(await services.claims.createCode({ owner }));
+        const hooks = await Promise.all(
+          ["roost/", "spark/status"].map((event) =>
+            services.webhooks.create({
+              owner: { kind: "user", userId: user.id },
+              fields: { event, url: "https://example.com/claims" },
+              resolveDevice: () => Promise.reject(new Error("no device filter")),
+            }),
+          ),
+        );
+        const theirs = await services.claims.createCode({ owner: other.owner });
+        const device = (index: number) => devices[index]?.id ?? "";
+        const code = (index: number) => codes[index]?.claim_code ?? "";
+        expect(
+          await services.claims.claimByCode({ deviceId: device(4), code: theirs.claim_code }),
+        ).toMatchObject({ ok: true });
+        const presentations = [
+          { deviceId: device(0), code: code(0) },
+          { deviceId: device(1), code: "B".repeat(63) },
+          { deviceId: device(2), code: code(1), online: true },
+          { deviceId: device(3), code: code(0) },
+          { deviceId: device(4), code: code(2) },
+          { deviceId: device(5), code: code(3), source: "api" as const },
+        ];
+        // Every ID and name that differs between two calls, and what a comparison calls it instead.
+        const names = new Map<string, string>([
+          [user.id, "owner"],
+          [user.username, "owner-name"],
+          [other.user.id, "other"],
+          [other.user.username, "other-name"],
+          [theirs.claim_id, "their-code"],
+          ...devices.map((row, index): [string, string] => [row.id, `device-${index}`]),
+          ...codes.map((row, index): [string, string] => [row.claim_id, `code-${index}`]),
+          ...hooks.map((hook, index): [string, string] => [hook.row.id, `hook-${index}`]),
+        ]);
+        const normalize = (value: unknown) => {
+          let text = JSON.stringify(value);
+          for (const [id, name] of names) text = text.replaceAll(id, name);
+          return JSON.parse(text) as unknown;
+        };
+        /** What the presentations left in the database, by name. */
+        const effects = async () => {
+          const ids = devices.map((row) => row.id);
+          return normalize({
+            devices: await storage.db
+              .selectFrom("devices")
+              .select(["id", "owner_user_id", "owner_customer_id", "claimed_at"])
+              .where("id", "in", ids)
+              .orderBy("id")
+              .execute()
+              .then((rows) => rows.sort((a, b) => ids.indexOf(a.id) - ids.indexOf(b.id))),
+            codes: await Promise.all(
+              [...codes.map((row) => row.claim_id), theirs.claim_id].map(async (id) => {
+                const row = await codeRow(id);
+                return { id, used_at: row.used_at, device_id: row.device_id };
+              }),
+            ),
+            attempts: await Promise.all(
+              ids.map(async (id) =>
+                (await services.claims.attemptsForDevice(id)).map((attempt) => ({
+                  claim_code_id: attempt.claim_code_id,
+                  outcome: attempt.outcome,
+                  reason: attempt.reason,
+                  source: attempt.source,
+                  at: attempt.at,
+                })),
+              ),
+            ),
+            deliveries: await storage.db
+              .selectFrom("webhook_deliveries")
+              .select(["hook_id", "event_name"])
+              .where(
+                "hook_id",
+                "in",
+                hooks.map((hook) => hook.row.id),
+              )
+              .orderBy("seq")
+              .execute(),
+          });
+        };
+        return { presentations, normalize, effects, devices, codes };
+      }
+
+      it("runs the claims presented in one turn in one transaction, refusing a bad one alone, with the same results and effects as one by one", async () => {
+        clock.advance(1000);
+        const batched = await mixedPresentations();
+        const before = services.claims.transactions;
+        const results = await Promise.all(
+          batched.presentations.map((presentation) => services.claims.claimByCode(presentation)),
+        );
+        expect(services.claims.transactions - before).toBe(1);
+        expect(results.map((result) => [result.ok, result.reason])).toEqual([
+          [true, "claimed"],
+          [false, "unknown_code"],
+          [true, "claimed"],
+          [false, "used_code"],
+          [false, "owned_by_other"],
+          [true, "claimed"],
+        ]);
+        expect(results[2]?.online).toMatchObject({
+          name: "spark/status",
+          data: "online",
+          webhooksQueued: true,
+        });
+
+        // The same presentations one by one, each in its own transaction, at the same clock.
+        const oneByOne = await mixedPresentations();
+        const start = services.claims.transactions;
+        const alone = [];
+        for (const presentation of oneByOne.presentations)
+          alone.push(await services.claims.claimByCode(presentation));
+        expect(services.claims.transactions - start).toBe(oneByOne.presentations.length);
+
+        expect(batched.normalize(results)).toEqual(oneByOne.normalize(alone));
+        const effects = await batched.effects();
+        expect(effects).toEqual(await oneByOne.effects());
+        expect(effects).toMatchObject({
+          devices: [
+            { owner_user_id: "owner" },
+            { owner_user_id: null },
+            { owner_user_id: "owner" },
+            { owner_user_id: null },
+            { owner_user_id: "other" },
+            { owner_user_id: "owner" },
+          ],
+          deliveries: [
+            { hook_id: "hook-0", event_name: "roost/claim/attempt" },
+            { hook_id: "hook-0", event_name: "roost/device/claimed" },
+            { hook_id: "hook-0", event_name: "roost/claim/attempt" },
+            { hook_id: "hook-0", event_name: "roost/device/claimed" },
+            { hook_id: "hook-1", event_name: "spark/status" },
+            { hook_id: "hook-0", event_name: "roost/claim/attempt" },
+            { hook_id: "hook-0", event_name: "roost/claim/attempt" },
+            { hook_id: "hook-0", event_name: "roost/claim/attempt" },
+            { hook_id: "hook-0", event_name: "roost/device/claimed" },
+          ],
+        });
+      });
+
+      it("rolls back only the work of a claim that fails in its batch, which fails alone; the others commit", async () => {
+        const mixed = await mixedPresentations();
+        const failing = mixed.devices[2]?.id ?? "";
+        // The failing claim's attempt cannot be written (a trigger of this test's database): it fails after
+        // spending its code and binding its device, which its savepoint must undo.
+        const trigger =
+          storage.dialect === "postgres"
+            ? [
+                `create function roost_test_refuse_attempt() returns trigger language plpgsql as $$
+                 begin
+                   if new.device_id = '${failing}' then raise exception 'attempt refused by the test'; end if;
+                   return new;
+                 end $$`,
+                `create trigger roost_test_refuse_attempt before insert on claim_attempts
+                 for each row execute function roost_test_refuse_attempt()`,
+              ]
+            : [
+                `create trigger roost_test_refuse_attempt before insert on claim_attempts
+                 when new.device_id = '${failing}'
+                 begin select raise(abort, 'attempt refused by the test'); end`,
+              ];
+        for (const statement of trigger) await sql.raw(statement).execute(storage.db);
+        try {
+          const before = services.claims.transactions;
+          const settled = await Promise.allSettled(
+            mixed.presentations.map((presentation) => services.claims.claimByCode(presentation)),
+          );
+          // One run without savepoints, rolled back at the failing claim; one with a savepoint per claim.
+          expect(services.claims.transactions - before).toBe(2);
+          expect(settled[2]).toMatchObject({
+            status: "rejected",
+            reason: expect.objectContaining({
+              message: expect.stringContaining("attempt refused by the test"),
+            }),
+          });
+          expect(
+            settled.map((outcome) => (outcome.status === "fulfilled" ? outcome.value.reason : "failed")),
+          ).toEqual(["claimed", "unknown_code", "failed", "used_code", "owned_by_other", "claimed"]);
+          expect(await deviceRow(failing)).toMatchObject({ owner_user_id: null, claimed_at: null });
+          expect(await codeRow(mixed.codes[1]?.claim_id ?? "")).toMatchObject({
+            used_at: null,
+            device_id: null,
+          });
+          expect(await services.claims.attemptsForDevice(failing)).toEqual([]);
+          for (const index of [0, 5])
+            expect(await deviceRow(mixed.devices[index]?.id ?? "")).toMatchObject({
+              owner_user_id: expect.any(String),
+            });
+        } finally {
+          await sql
+            .raw(
+              "drop trigger roost_test_refuse_attempt" +
+                (storage.dialect === "postgres" ? " on claim_attempts" : ""),
+            )
+            .execute(storage.db);
+          if (storage.dialect === "postgres")
+            await sql.raw("drop function roost_test_refuse_attempt()").execute(storage.db);
+        }
+      });
+
+      it.runIf(backend.multiNode)(
+        "lets the next turn's claims commit while an earlier turn's claim transaction waits (PostgreSQL lanes)",
+        async () => {
+          const { principal, owner } = await newUser();
+          const [held, free] = [await registerDevice(principal), await registerDevice(principal)];
+          const [heldCode, freeCode] = [
+            await services.claims.createCode({ owner }),
+            await services.claims.createCode({ owner }),
+          ];
+          const before = services.claims.transactions;
+          // Another transaction locks the held device's row: its claim's transaction waits at the bind.
+          const heldClaim = await storage.db.transaction().execute(async (trx) => {
+            await trx.selectFrom("devices").select("id").where("id", "=", held.id).forUpdate().execute();
+            const waiting = services.claims.claimByCode({ deviceId: held.id, code: heldCode.claim_code });
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            // A later turn: another lane, not behind the waiting transaction.
+            expect(
+              await services.claims.claimByCode({ deviceId: free.id, code: freeCode.claim_code }),
+            ).toMatchObject({ ok: true, reason: "claimed" });
+            return { waiting };
+          });
+          expect(await heldClaim.waiting).toMatchObject({ ok: true, reason: "claimed" });
+          expect(services.claims.transactions - before).toBe(2);
+        },
+      );
+
+      it("fails every claim of a batch whose transaction fails, none left waiting", async () => {
+        await withFreshDatabase(async (fresh) => {
+          const node = await openStorage(fresh.options);
+          const nodeServices = createServices({ db: node.db, config });
+          await node.close();
+          const settled = await Promise.allSettled(
+            [newDeviceId(), newDeviceId(), newDeviceId()].map((deviceId) =>
+              nodeServices.claims.claimByCode({ deviceId, code: "C".repeat(63) }),
+            ),
+          );
+          expect(settled.map((outcome) => outcome.status)).toEqual(["rejected", "rejected", "rejected"]);
+          expect(nodeServices.claims.transactions).toBe(1);
+        });
+      });
     });
 
     // ---- lockout --------------------------------------------------------------------------------------

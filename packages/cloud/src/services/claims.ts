@@ -11,7 +11,7 @@ import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
 import { hashSecret, newClaimCode, newId } from "../security.js";
 import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
-import type { WebhookService } from "../webhooks/service.js";
+import type { HooksRead, WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
 import { prepareInsertMany, prepareQuery } from "./prepared.js";
 import type { Owner } from "./principal.js";
@@ -243,6 +243,37 @@ type PresentedRow = { [K in keyof ClaimCodesTable]: ClaimCodesTable[K] | null } 
   device_owner_customer_id: string | null;
 };
 
+/**
+ * The `presented` statement of claimByCode for a batch of claims (see ClaimService #presentAll): the rows
+ * travel as one JSON parameter, `[{ i: position, h: code hash, d: device ID, s: since }]`, and each comes
+ * back with its position as `i`. One row per claim (code hashes and device IDs are unique).
+ */
+const PRESENT_ALL = (() => {
+  const select = `select v.i,
+      (select count(*) from claim_attempts where device_id = v.d and at > v.s) as device_recent_attempts,
+      (select count(*) from claim_attempts where device_id = v.d) as device_logged_attempts,
+      code.id, code.code_hash, code.principal_kind, code.user_id, code.customer_id, code.product_id,
+      code.created_at, code.expires_at, code.used_at, code.revoked_at, code.device_id,
+      owner_user.username as owner_username, owner_customer.email as owner_email,
+      (select count(*) from claim_attempts where claim_code_id = code.id and at > v.s) as recent_attempts,
+      (select count(*) from claim_attempts where claim_code_id = code.id) as logged_attempts,
+      device.id as device_found, device.product_id as device_product_id,
+      device.owner_user_id as device_owner_user_id, device.owner_customer_id as device_owner_customer_id`;
+  const joins = `left join claim_codes as code on code.code_hash = v.h
+    left join users as owner_user on owner_user.id = code.user_id
+    left join customers as owner_customer on owner_customer.id = code.customer_id
+    left join devices as device on device.id = v.d`;
+  return {
+    sqlite: `${select}
+      from (select value ->> '$.i' as i, value ->> '$.h' as h, value ->> '$.d' as d, value ->> '$.s' as s
+        from json_each(?)) as v
+      ${joins}`,
+    postgres: `${select}
+      from jsonb_to_recordset($1::jsonb) as v(i integer, h text, d text, s bigint)
+      ${joins}`,
+  };
+})();
+
 function codeOwner(code: ClaimCodesTable): Owner | undefined {
   if (code.principal_kind === "user" && code.user_id) return { kind: "user", userId: code.user_id };
   if (code.principal_kind === "customer" && code.customer_id && code.product_id !== null) {
@@ -276,6 +307,72 @@ function sameOwner(
 ): boolean {
   return a.kind === "user" ? device.owner_user_id === a.userId : device.owner_customer_id === a.customerId;
 }
+
+/** A claim by code waiting for its turn's transaction; `id` is the device's (normalized) ID. */
+interface ClaimRequest {
+  readonly id: string;
+  /** The presented code's hash. */
+  readonly hash: string;
+  readonly source: ClaimSource;
+  readonly online: boolean;
+  /** When the code was presented: what expiry and the rate limit are judged against. */
+  readonly now: number;
+}
+
+/** One claim's answer from its batch: its result, or the error that failed it alone. */
+type ClaimOutcome = { readonly result: ClaimResult } | { readonly error: unknown };
+
+/**
+ * One claim in its batch's transaction: the request, what the batch read for it beforehand (`presented`,
+ * undefined when it reads for itself), the owners' hooks read by the batch so far, and what it learnt.
+ */
+interface BatchClaim {
+  readonly request: ClaimRequest;
+  readonly presented: PresentedRow | undefined;
+  readonly hooks: HooksRead;
+  readonly seen: Seen;
+}
+
+/** What a claim learnt of its code before it was refused (a refusal tells the code's owner). */
+interface Seen {
+  claimId: string | null;
+  recognised: Owner | null;
+  /** Set before the claim's first write: a refusal after it must undo the claim's work. */
+  wrote: boolean;
+}
+
+/**
+ * A batch run without savepoints met a claim whose work must be undone alone (a refusal after its first
+ * write, or an error): the batch is rolled back and run again with a savepoint per claim.
+ */
+class NeedsSavepoints extends Error {}
+
+/**
+ * Claims presented in one turn share a transaction (see ClaimService #claimAll); when a claim's work may need
+ * undoing alone, each runs in this savepoint, released before the next one opens (so one name serves them
+ * all). Same SQL on SQLite and PostgreSQL.
+ */
+const SAVEPOINT = CompiledQuery.raw("savepoint roost_claim");
+const ROLLBACK_TO_SAVEPOINT = CompiledQuery.raw("rollback to savepoint roost_claim");
+const RELEASE_SAVEPOINT = CompiledQuery.raw("release savepoint roost_claim");
+/**
+ * PostgreSQL: the previous claim's savepoint released and the next one's set in one round trip (a query
+ * without parameters may hold two statements there; better-sqlite3 takes one statement at a time).
+ */
+const NEXT_SAVEPOINT_POSTGRES = CompiledQuery.raw("release savepoint roost_claim; savepoint roost_claim");
+
+/**
+ * Claims per transaction at most: a claim waits for every claim of its batch to commit, and a batch holds
+ * SQLite's one connection (PostgreSQL: one of the pool) for as long as it runs.
+ */
+const CLAIM_BATCH_LIMIT = 200;
+
+/**
+ * PostgreSQL: claim transactions that may run at once (of the pool's 10 connections). Each turn's claims
+ * still share one transaction; the next turn's need not wait for it to commit, as claims did not wait for
+ * each other before they were batched. SQLite runs one transaction at a time: one lane.
+ */
+const CLAIM_LANES_POSTGRES = 4;
 
 /** Every column of a claim code row, in the order the group insert sends them. */
 const CLAIM_CODE_COLUMNS = [
@@ -317,6 +414,19 @@ export class ClaimService {
    * within both databases' limits.
    */
   readonly #freshCodes: Batcher<ClaimCodesTable, undefined>;
+  /**
+   * Claims by code presented in the same turn of the event loop, run in one transaction (see
+   * {@link #claimAll}): 200 devices claiming at once commit a few times instead of 200 times, one
+   * after another (SQLite runs one transaction at a time). A device presenting twice in one turn waits for
+   * the next transaction of its lane with its second claim (the Batcher's rule); the effect is the same as
+   * in order. On PostgreSQL a few lanes run at once (see CLAIM_LANES_POSTGRES).
+   */
+  readonly #lanes: Batcher<ClaimRequest, ClaimOutcome>[];
+  readonly #firstLane: Batcher<ClaimRequest, ClaimOutcome>;
+  /** The lane of the claims presented in this turn (chosen by the turn's first claim). */
+  #lane: Batcher<ClaimRequest, ClaimOutcome> | undefined;
+  #nextLane = 0;
+  #transactions = 0;
 
   constructor(options: {
     db: Kysely<Database>;
@@ -343,6 +453,13 @@ export class ClaimService {
       await this.#insertCodes(rows);
       return rows.map(() => undefined);
     }, 200);
+    const lane = () =>
+      new Batcher<ClaimRequest, ClaimOutcome>((requests) => this.#claimAll(requests), CLAIM_BATCH_LIMIT);
+    this.#firstLane = lane();
+    this.#lanes = [
+      this.#firstLane,
+      ...Array.from({ length: this.#postgres ? CLAIM_LANES_POSTGRES - 1 : 0 }, lane),
+    ];
   }
 
   /** An event to an owner (and its product) about a device, stamped now. */
@@ -370,9 +487,9 @@ export class ClaimService {
    * Queues the events' webhook deliveries in `trx` and returns them marked so, for publishing after the
    * commit. @see docs/webhooks.md "Claim lifecycle events"
    */
-  async #queue(trx: Kysely<Database>, events: CloudEvent[]): Promise<CloudEvent[]> {
+  async #queue(trx: Kysely<Database>, events: CloudEvent[], hooks?: HooksRead): Promise<CloudEvent[]> {
     if (!this.#webhooks) return events;
-    await this.#webhooks.enqueueAll(events, trx);
+    await this.#webhooks.enqueueAll(events, trx, hooks);
     return events.map((event) => ({ ...event, webhooksQueued: true }));
   }
 
@@ -487,158 +604,284 @@ export class ClaimService {
     online?: boolean;
   }): Promise<ClaimResult> {
     const deviceId = normalizeDeviceId(options.deviceId);
-    const source = options.source ?? "gateway";
-    const now = this.#config.clock();
-    let claimId: string | null = null;
-    let recognised: Owner | null = null;
-    const limit = this.#config.retention.claimPresentationsPerWindow;
+    const outcome = await this.#laneOfThisTurn().add({
+      id: deviceId,
+      hash: hashSecret(options.code),
+      source: options.source ?? "gateway",
+      online: options.online === true,
+      now: this.#config.clock(),
+    });
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
+  }
+
+  /**
+   * Claim transactions begun so far (each holds every claim of one turn, or a second time with savepoints;
+   * tests count them).
+   */
+  get transactions(): number {
+    return this.#transactions;
+  }
+
+  /**
+   * Where this turn's claims queue: the lane its first claim found idle (else the next in turn), the same
+   * for every claim of the turn, so that they share a transaction.
+   */
+  #laneOfThisTurn(): Batcher<ClaimRequest, ClaimOutcome> {
+    if (this.#lane) return this.#lane;
+    const next = this.#nextLane % this.#lanes.length;
+    this.#nextLane += 1;
+    const lane =
+      this.#lanes.find((candidate) => candidate.idle) ??
+      this.#lanes.find((_, index) => index === next) ??
+      this.#firstLane;
+    this.#lane = lane;
+    setImmediate(() => (this.#lane = undefined));
+    return lane;
+  }
+
+  /**
+   * The claims presented in one turn of the event loop, in one transaction, in arrival order, so that each
+   * sees the ones before it exactly as if they had committed. Each claim's work must be undone alone when it
+   * is refused after its first write or fails (a race with another transaction, an error): then the claim
+   * is rolled back to a savepoint of its own (and a refusal records the attempt, as a refusal did in a
+   * transaction of its own), and an error fails that claim alone. Such claims are rare (a refusal found by
+   * the checks before any write needs no undoing), so a batch first runs without savepoints, one round trip
+   * less per claim on PostgreSQL; if it meets one, it is rolled back and run again with a savepoint per
+   * claim. An error outside any claim (begin, commit, a savepoint) fails every claim of the batch. Results
+   * are answered after the commit, so that nobody is told of a claim that did not commit.
+   */
+  async #claimAll(requests: readonly ClaimRequest[]): Promise<ClaimOutcome[]> {
     try {
-      return await this.#db.transaction().execute(async (trx) => {
-        const since = now - this.#config.retention.claimPresentationWindowMs;
-        const presented = (
-          await this.#statements.presented({ hash: hashSecret(options.code), device: deviceId, since }, trx)
-        ).rows[0];
-        // A device presents codes unauthenticated by any account: past the limit its code is not considered.
-        if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
-          throw new ClaimRefused("rate_limited");
-        if (!presented || presented.id === null) throw new ClaimRefused("unknown_code");
-        const code = presented as PresentedRow & ClaimCodesTable;
-        claimId = code.id;
-        recognised = codeOwner(code) ?? null;
-        if (source === "gateway" && Number(code.recent_attempts) >= limit)
-          throw new ClaimRefused("rate_limited");
-        if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
-        if (code.used_at !== null)
-          throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
-        if (code.expires_at <= now) throw new ClaimRefused("expired_code");
-        const owner = codeOwner(code);
-        if (!owner) throw new ClaimRefused("unknown_code");
-        if (code.device_found === null) throw new ClaimRefused("unknown_device");
-        const device = {
-          product_id: code.device_product_id,
-          owner_user_id: code.device_owner_user_id,
-          owner_customer_id: code.device_owner_customer_id,
-        };
-        if (owner.kind === "customer") {
-          if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
-          if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
-        } else if (
-          device.product_id !== null &&
-          !(await isTeamMember(trx, { userId: owner.userId, productId: device.product_id }))
-        ) {
-          // A product's devices go to its customers, or to its own team while developing. @see spec/cloud-api.md §3.5
-          throw new ClaimRefused("not_product_team");
-        }
-        const alreadyMine = sameOwner(owner, device);
-        if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
-          throw new ClaimRefused("owned_by_other");
-        const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
-        const attempt = { claimId: code.id, deviceId, outcome: "claimed", reason, source };
-        const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
-        if (this.#postgres) {
-          // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
-          await this.#spendBindRecord(trx, {
-            now,
-            deviceId,
-            owner,
-            codeId: code.id,
-            bind: !alreadyMine,
-            reason,
-            source,
-          });
-          await this.#capLogs(trx, attempt, logged);
-        } else {
-          const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
-          if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
-          // The conditional bind can still lose to a concurrent claim of the same device with another code
-          // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
-          if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
-            throw new ClaimRefused("owned_by_other");
-          await this.#record(trx, attempt, logged);
-        }
-        const described =
-          owner.kind === "user"
-            ? { kind: "user", user_id: owner.userId, username: code.owner_username }
-            : {
-                kind: "customer",
-                customer_id: owner.customerId,
-                email: code.owner_email,
-                product_id: owner.productId,
-              };
-        const events = [
-          this.#ownerEvent({
-            name: CLAIM_ATTEMPT_EVENT,
-            deviceId,
-            owner,
-            data: { claim_id: code.id, device_id: deviceId, outcome: "claimed", reason, owner: described },
-          }),
-        ];
-        if (!alreadyMine)
-          events.push(
-            this.#ownerEvent({
-              name: DEVICE_CLAIMED_EVENT,
-              deviceId,
-              owner,
-              data: { device_id: deviceId, claim_id: code.id, source, owner: described },
-            }),
-          );
-        const bound = {
-          owner_user_id: owner.kind === "user" ? owner.userId : null,
-          owner_customer_id: owner.kind === "customer" ? owner.customerId : null,
-          product_id: device.product_id,
-        };
-        // A device claiming in session: its `online` event goes to the new owner, queued with the others.
-        const online: CloudEvent | undefined = options.online
-          ? {
-              name: "spark/status",
-              data: "online",
-              ttl: 60,
-              publishedAt: new Date(this.#config.clock()).toISOString(),
-              coreid: deviceId,
-              isPublic: false,
-              ownerUserId: bound.owner_user_id,
-              ownerCustomerId: bound.owner_customer_id,
-              productId: bound.product_id,
-            }
-          : undefined;
-        const queued = await this.#queue(trx, online ? [...events, online] : events);
-        return {
-          ok: true,
-          reason,
-          claimId: code.id,
-          owner,
-          codeOwner: owner,
-          events: queued.slice(0, events.length),
-          ...(online ? { device: bound, online: queued[events.length] } : {}),
-        };
-      });
+      return await this.#runBatch(requests, false);
     } catch (error) {
-      if (!(error instanceof ClaimRefused)) throw error;
-      const reason = error.reason;
-      const codeOwnerOf: Owner | null = recognised;
-      const events = await this.#db.transaction().execute(async (trx) => {
-        await this.#record(trx, { claimId, deviceId, outcome: "refused", reason, source });
-        if (!codeOwnerOf || !claimId) return [];
-        const owner = codeOwnerOf;
-        const ok = reason === "already_owned";
-        return this.#queue(trx, [
-          this.#ownerEvent({
-            name: CLAIM_ATTEMPT_EVENT,
-            deviceId,
-            owner,
-            data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
-          }),
-        ]);
-      });
-      return {
-        ok: reason === "already_owned",
-        reason,
-        claimId,
-        owner: null,
-        codeOwner: recognised,
-        events,
-      };
+      if (!(error instanceof NeedsSavepoints)) throw error;
+      return this.#runBatch(requests, true);
     }
+  }
+
+  /** One run of a batch (see {@link #claimAll}), with a savepoint per claim or with none. */
+  async #runBatch(requests: readonly ClaimRequest[], savepoints: boolean): Promise<ClaimOutcome[]> {
+    this.#transactions += 1;
+    return this.#db.transaction().execute(async (trx) => {
+      const presented = await this.#presentAll(trx, requests);
+      const hooks: HooksRead = new Map();
+      const outcomes: ClaimOutcome[] = [];
+      for (const [index, request] of requests.entries()) {
+        // On PostgreSQL the previous claim's savepoint is released with the next one's set; the commit
+        // releases the last.
+        if (savepoints)
+          await trx.executeQuery(index > 0 && this.#postgres ? NEXT_SAVEPOINT_POSTGRES : SAVEPOINT);
+        const claim: BatchClaim = {
+          request,
+          presented: presented.get(index),
+          hooks,
+          seen: { claimId: null, recognised: null, wrote: false },
+        };
+        let outcome: ClaimOutcome;
+        try {
+          outcome = { result: await this.#claimIn(trx, claim) };
+        } catch (error) {
+          const refused = error instanceof ClaimRefused;
+          if (!savepoints && (claim.seen.wrote || !refused)) throw new NeedsSavepoints();
+          if (savepoints) await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
+          if (refused) {
+            try {
+              outcome = { result: await this.#refusedIn(trx, claim, error.reason) };
+            } catch (recordError) {
+              if (!savepoints) throw new NeedsSavepoints();
+              await trx.executeQuery(ROLLBACK_TO_SAVEPOINT);
+              outcome = { error: recordError };
+            }
+          } else outcome = { error };
+        }
+        if (savepoints && !this.#postgres) await trx.executeQuery(RELEASE_SAVEPOINT);
+        outcomes.push(outcome);
+      }
+      return outcomes;
+    });
+  }
+
+  /**
+   * What each claim of a batch presents (see the `presented` statement), read for the whole batch in one
+   * statement at its start, by position in the batch. A claim whose code an earlier claim of the batch
+   * presented too is left out: the earlier one may change what it finds, so it reads for itself in its turn.
+   * The batch's devices are distinct (the Batcher's rule), and no claim changes another device's row, its
+   * attempts, or anyone's name. On PostgreSQL another transaction may commit between this read and a
+   * claim's turn, as between a claim's read and its writes before: the conditional spend and bind decide.
+   */
+  async #presentAll(
+    trx: Transaction<Database>,
+    requests: readonly ClaimRequest[],
+  ): Promise<Map<number, PresentedRow>> {
+    const window = this.#config.retention.claimPresentationWindowMs;
+    const hashes = new Set<string>();
+    const rows: { i: number; h: string; d: string; s: number }[] = [];
+    for (const [index, request] of requests.entries()) {
+      if (hashes.has(request.hash)) continue;
+      hashes.add(request.hash);
+      rows.push({ i: index, h: request.hash, d: request.id, s: request.now - window });
+    }
+    const result = await trx.executeQuery<PresentedRow & { i: number | string }>(
+      CompiledQuery.raw(this.#postgres ? PRESENT_ALL.postgres : PRESENT_ALL.sqlite, [JSON.stringify(rows)]),
+    );
+    return new Map(result.rows.map((row) => [Number(row.i), row]));
+  }
+
+  /**
+   * One claim by code, in the batch's transaction (see {@link claimByCode}); refuses by throwing
+   * {@link ClaimRefused}, having noted in `seen` the code's id and owner once it recognised the code.
+   */
+  async #claimIn(trx: Transaction<Database>, claim: BatchClaim): Promise<ClaimResult> {
+    const { request, seen, hooks } = claim;
+    const { id: deviceId, source, now } = request;
+    const limit = this.#config.retention.claimPresentationsPerWindow;
+    const since = now - this.#config.retention.claimPresentationWindowMs;
+    const presented =
+      claim.presented ??
+      (await this.#statements.presented({ hash: request.hash, device: deviceId, since }, trx)).rows[0];
+    // A device presents codes unauthenticated by any account: past the limit its code is not considered.
+    if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
+      throw new ClaimRefused("rate_limited");
+    if (!presented || presented.id === null) throw new ClaimRefused("unknown_code");
+    const code = presented as PresentedRow & ClaimCodesTable;
+    seen.claimId = code.id;
+    seen.recognised = codeOwner(code) ?? null;
+    if (source === "gateway" && Number(code.recent_attempts) >= limit) throw new ClaimRefused("rate_limited");
+    if (code.revoked_at !== null) throw new ClaimRefused("revoked_code");
+    if (code.used_at !== null)
+      throw new ClaimRefused(code.device_id === deviceId ? "already_owned" : "used_code");
+    if (code.expires_at <= now) throw new ClaimRefused("expired_code");
+    const owner = codeOwner(code);
+    if (!owner) throw new ClaimRefused("unknown_code");
+    if (code.device_found === null) throw new ClaimRefused("unknown_device");
+    const device = {
+      product_id: code.device_product_id,
+      owner_user_id: code.device_owner_user_id,
+      owner_customer_id: code.device_owner_customer_id,
+    };
+    if (owner.kind === "customer") {
+      if (device.product_id === null) throw new ClaimRefused("device_not_in_product");
+      if (device.product_id !== owner.productId) throw new ClaimRefused("wrong_product");
+    } else if (
+      device.product_id !== null &&
+      !(await isTeamMember(trx, { userId: owner.userId, productId: device.product_id }))
+    ) {
+      // A product's devices go to its customers, or to its own team while developing. @see spec/cloud-api.md §3.5
+      throw new ClaimRefused("not_product_team");
+    }
+    const alreadyMine = sameOwner(owner, device);
+    if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
+      throw new ClaimRefused("owned_by_other");
+    const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
+    const attempt = { claimId: code.id, deviceId, outcome: "claimed", reason, source };
+    const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
+    if (this.#postgres) {
+      // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
+      seen.wrote = true;
+      await this.#spendBindRecord(trx, {
+        now,
+        deviceId,
+        owner,
+        codeId: code.id,
+        bind: !alreadyMine,
+        reason,
+        source,
+      });
+      await this.#capLogs(trx, attempt, logged);
+    } else {
+      seen.wrote = true;
+      const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
+      if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
+      // The conditional bind can still lose to a concurrent claim of the same device with another code
+      // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
+      if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
+        throw new ClaimRefused("owned_by_other");
+      await this.#record(trx, attempt, logged);
+    }
+    const described =
+      owner.kind === "user"
+        ? { kind: "user", user_id: owner.userId, username: code.owner_username }
+        : {
+            kind: "customer",
+            customer_id: owner.customerId,
+            email: code.owner_email,
+            product_id: owner.productId,
+          };
+    const events = [
+      this.#ownerEvent({
+        name: CLAIM_ATTEMPT_EVENT,
+        deviceId,
+        owner,
+        data: { claim_id: code.id, device_id: deviceId, outcome: "claimed", reason, owner: described },
+      }),
+    ];
+    if (!alreadyMine)
+      events.push(
+        this.#ownerEvent({
+          name: DEVICE_CLAIMED_EVENT,
+          deviceId,
+          owner,
+          data: { device_id: deviceId, claim_id: code.id, source, owner: described },
+        }),
+      );
+    const bound = {
+      owner_user_id: owner.kind === "user" ? owner.userId : null,
+      owner_customer_id: owner.kind === "customer" ? owner.customerId : null,
+      product_id: device.product_id,
+    };
+    // A device claiming in session: its `online` event goes to the new owner, queued with the others.
+    const online: CloudEvent | undefined = request.online
+      ? {
+          name: "spark/status",
+          data: "online",
+          ttl: 60,
+          publishedAt: new Date(this.#config.clock()).toISOString(),
+          coreid: deviceId,
+          isPublic: false,
+          ownerUserId: bound.owner_user_id,
+          ownerCustomerId: bound.owner_customer_id,
+          productId: bound.product_id,
+        }
+      : undefined;
+    const queued = await this.#queue(trx, online ? [...events, online] : events, hooks);
+    return {
+      ok: true,
+      reason,
+      claimId: code.id,
+      owner,
+      codeOwner: owner,
+      events: queued.slice(0, events.length),
+      ...(online ? { device: bound, online: queued[events.length] } : {}),
+    };
+  }
+
+  /**
+   * A refused claim, its own work rolled back: records the attempt and tells the code's owner (when the code
+   * was recognised), in the batch's transaction.
+   */
+  async #refusedIn(trx: Transaction<Database>, claim: BatchClaim, reason: ClaimReason): Promise<ClaimResult> {
+    const { request, seen, hooks } = claim;
+    const { id: deviceId, source } = request;
+    const { claimId, recognised } = seen;
+    await this.#record(trx, { claimId, deviceId, outcome: "refused", reason, source });
+    const ok = reason === "already_owned";
+    const events =
+      recognised && claimId
+        ? await this.#queue(
+            trx,
+            [
+              this.#ownerEvent({
+                name: CLAIM_ATTEMPT_EVENT,
+                deviceId,
+                owner: recognised,
+                data: { claim_id: claimId, device_id: deviceId, outcome: ok ? "claimed" : "refused", reason },
+              }),
+            ],
+            hooks,
+          )
+        : [];
+    return { ok, reason, claimId, owner: null, codeOwner: recognised, events };
   }
 
   /**

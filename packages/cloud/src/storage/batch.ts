@@ -55,6 +55,11 @@ export class Batcher<TRow extends { readonly id: string }, TResult> {
     this.#limit = limit;
   }
 
+  /** True when nothing is queued or running: a row added now leaves at the next turn. */
+  get idle(): boolean {
+    return !this.#running && !this.#scheduled && this.#queue.length === 0;
+  }
+
   add(row: TRow): Promise<TResult> {
     return new Promise<TResult>((resolve, reject) => {
       this.#queue.push({ row, resolve, reject });

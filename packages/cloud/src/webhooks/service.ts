@@ -12,6 +12,10 @@ import type { HookEvent, HookSettings, JsonTemplate } from "./template.js";
 import { checkTemplates, REQUEST_TYPES } from "./template.js";
 
 /** Whose hook it is: a user's (their devices) or a product's (its devices). */
+
+/** Hooks read by {@link WebhookService.enqueueAll}, by owner and product, to be kept across calls. */
+export type HooksRead = Map<string, Promise<{ id: string; event: string; device_id: string | null }[]>>;
+
 export type HookOwner =
   | { readonly kind: "user"; readonly userId: string }
   | { readonly kind: "product"; readonly productId: number };
@@ -376,10 +380,14 @@ export class WebhookService {
   /**
    * {@link enqueue} for several events at once: the hooks of events with the same owner and product are
    * read once, and every delivery is inserted by one statement (a claim queues three events of one owner:
-   * one round trip instead of three on PostgreSQL, inside the claim's transaction).
+   * one round trip instead of three on PostgreSQL, inside the claim's transaction). `hooksOf` keeps the
+   * hooks read across calls (claims batched in one transaction read each owner's hooks once).
    */
-  async enqueueAll(events: readonly CloudEvent[], db: Kysely<Database> = this.#db): Promise<number> {
-    const hooksOf = new Map<string, Promise<{ id: string; event: string; device_id: string | null }[]>>();
+  async enqueueAll(
+    events: readonly CloudEvent[],
+    db: Kysely<Database> = this.#db,
+    hooksOf: HooksRead = new Map(),
+  ): Promise<number> {
     const versions = new Map<string, Promise<number | null>>();
     const now = this.#config.clock();
     const rows: Insertable<Database["webhook_deliveries"]>[] = [];
@@ -402,6 +410,8 @@ export class WebhookService {
           })
           .execute();
         hooksOf.set(scope, read);
+        // A read that failed is not kept for the next call (another claim's savepoint).
+        read.catch(() => hooksOf.delete(scope));
       }
       const matching = (await read).filter(
         (hook) =>
