@@ -131,6 +131,9 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       name: `handshake-${placement?.label ?? client}`,
       measure: async () => {
         const idleAtStart = machineIdleSeconds();
+        // This process's own CPU during the storm (coordinating the device processes, sampling /proc): the
+        // harness's share of the cores, neither the server's nor the devices', nor another process's.
+        const runnerBefore = process.cpuUsage();
         // Pinned apart (one core), the server can ask for its one CPU at most and the devices for theirs.
         const fleetPids = fleets.map((fleet) => fleet.pid);
         const demand = sampleCoreDemand(
@@ -145,6 +148,8 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         const results = await connectStorm({ ...storm, devices: assigned.slice(warmup) });
         const wallMs = performance.now() - started;
         const idleAtEnd = machineIdleSeconds();
+        const runnerSpent = process.cpuUsage(runnerBefore);
+        const runnerCores = (runnerSpent.user + runnerSpent.system) / 1000 / wallMs;
         const coreDemand = demand.stop();
         // Cores no process of the machine used during the storm, in all and per CPU (undefined off Linux).
         const machineIdle =
@@ -173,6 +178,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         return {
           results,
           wallMs,
+          runnerCores,
           machineIdle,
           machineIdlePerCpu,
           coreDemand,
@@ -186,6 +192,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
     const {
       results,
       wallMs,
+      runnerCores,
       machineIdle,
       machineIdlePerCpu,
       coreDemand,
@@ -308,6 +315,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
         serverUtilizationCores: serverUtilization,
         clientUtilizationCores: clientUtilization,
         clientProcessCores: processCores,
+        runnerCores,
         machineIdleCores: machineIdle,
         // Idle share of each CPU (CPU 0 is the server's alone in the 1-core storm).
         machineIdlePerCpu,
@@ -338,6 +346,7 @@ async function runStorm(context: ScenarioContext, options: StormOptions): Promis
       serverCores: serverUtilization,
       deviceCores: clientUtilization,
       deviceProcessCores: processCores,
+      runnerCores,
       machineIdleCores: machineIdle,
       coreDemand: coreDemand?.cores,
       deviceCpuMsPerHandshake: clientCpuMicros / 1000 / connected,
@@ -389,6 +398,8 @@ interface StormOutcome {
   readonly deviceCores: number;
   /** Each device process's busy cores. */
   readonly deviceProcessCores: readonly number[];
+  /** Cores the bench's own runner process kept busy during the storm (coordination, /proc sampling). */
+  readonly runnerCores: number;
   /** Cores no process of the machine used during the storm; undefined off Linux. */
   readonly machineIdleCores: number | undefined;
   /**
@@ -461,25 +472,42 @@ function launchStormFleets(client: StormClient, count: number): StormFleet[] {
 
 /**
  * The 2-core scaling. Measured: the wall-clock rate on every core ÷ on one. With the devices' CPU set
- * aside: on every core the server had at most `cores − devices' cores`; the rate it would reach with all
- * `cores` to itself, if its rate follows the CPU it gets (true while it keeps what it is given busy: see
- * `idleCores`), is `rate × cores ÷ (cores − devices' cores)`.
+ * aside: on every core the server had at most `cores − devices' cores − the runner's cores` (the bench's own
+ * process coordinates the storm and samples /proc: 0.1–0.2 of a core, measured); the rate it would reach
+ * with all `cores` to itself, if its rate follows the CPU it gets (true while it keeps what it is given busy:
+ * see `idleCores`), is `rate × cores ÷ that share`.
+ *
+ * Capacity (the issue's other form: server CPU-seconds per handshake at 1 and at every core, with the
+ * rates): on `c` cores the server can do at most `c ÷ its CPU per handshake` there, and at most `1 ÷ its main
+ * thread's CPU per handshake` (one thread); the ratio of the two placements' capacities shows whether the
+ * CPU a handshake costs grows with cores or the main thread bounds it, whoever else shares the machine.
  */
 function scalingFigures(single: StormOutcome, all: StormOutcome, cores: number) {
   const measured = all.rate / single.rate;
-  const serverShare = Math.max(0.01, cores - all.deviceCores);
+  const serverShare = Math.max(0.01, cores - all.deviceCores - all.runnerCores);
   const setAside = (all.rate * cores) / serverShare / single.rate;
+  const capacity = (storm: StormOutcome, onCores: number) =>
+    Math.min(
+      (1000 * onCores) / storm.cpuMsPerHandshake,
+      storm.mainThreadMsPerHandshake ? 1000 / storm.mainThreadMsPerHandshake : Number.POSITIVE_INFINITY,
+    );
+  const neither = cores - all.serverCores - all.deviceCores - all.runnerCores;
   return {
     measured,
     devicesSetAside: setAside,
+    /** Handshakes per second the server's CPU per handshake allows on one core and on every core. */
+    capacity: { oneCore: capacity(single, 1), allCores: capacity(all, cores) },
     oneCore: summarizeStorm(single),
     allCores: summarizeStorm(all),
-    /** Cores neither the server's nor the devices': idle, or taken by other processes of the machine. */
-    idleCores: cores - all.serverCores - all.deviceCores,
+    /**
+     * Cores neither the server's, the devices' nor the bench runner's: idle, or taken by other processes of
+     * the machine.
+     */
+    idleCores: neither,
     /** Of those, the cores that no process used (the rest went to other processes); undefined off Linux. */
     machineIdleCores: all.machineIdleCores,
     /** The set-aside estimate holds: the server and the devices kept (nearly) every core busy. */
-    valid: cores - all.serverCores - all.deviceCores <= IDLE_TOLERANCE * cores,
+    valid: neither <= IDLE_TOLERANCE * cores,
   };
 }
 
@@ -491,6 +519,7 @@ function summarizeStorm(storm: StormOutcome) {
     serverCores: storm.serverCores,
     deviceCores: storm.deviceCores,
     deviceProcessCores: storm.deviceProcessCores,
+    runnerCores: storm.runnerCores,
     machineIdleCores: storm.machineIdleCores,
     coreDemand: storm.coreDemand,
     deviceCpuMsPerHandshake: storm.deviceCpuMsPerHandshake,
@@ -515,7 +544,7 @@ function scalingRows(
   const devices = (storm: StormOutcome) =>
     `${round(storm.deviceCores, 2)} (${round(Math.max(...storm.deviceProcessCores), 2)})`;
   const neither = (storm: StormOutcome) => {
-    const notOurs = cores - storm.serverCores - storm.deviceCores;
+    const notOurs = cores - storm.serverCores - storm.deviceCores - storm.runnerCores;
     return `${round(notOurs, 2)}${storm.machineIdleCores === undefined ? "" : ` (${breakdown(storm, notOurs).slice(2)})`}`;
   };
   const demanded = (storm: StormOutcome) =>
@@ -526,10 +555,10 @@ function scalingRows(
       scenario: "handshake",
       figure: `wall-clock rate, server on ${cores} cores vs 1 (devices' CPU set aside)`,
       value:
-        `${round(all.rate)} /s with devices on ${round(all.deviceCores, 2)} of ${cores} cores → ${round((all.rate * cores) / Math.max(0.01, cores - all.deviceCores))} /s` +
+        `${round(all.rate)} /s with devices on ${round(all.deviceCores, 2)} and the runner on ${round(all.runnerCores, 2)} of ${cores} cores → ${round((all.rate * cores) / Math.max(0.01, cores - all.deviceCores - all.runnerCores))} /s` +
         (scaling.valid
           ? ""
-          : ` (no verdict: ${round(scaling.idleCores, 2)} cores neither server's nor devices'${breakdown(all, scaling.idleCores)})`),
+          : ` (no verdict: ${round(scaling.idleCores, 2)} cores neither server's, devices' nor runner's${breakdown(all, scaling.idleCores)})`),
       limit: `${round(single.rate)} /s on 1 core`,
       // The estimate assumes the server kept busy what the devices left it; not so, no verdict.
       ratio: scaling.valid ? scaling.devicesSetAside : Number.NaN,
@@ -551,9 +580,17 @@ function scalingRows(
     },
     {
       scenario: "handshake",
-      figure: `cores busy, server on ${cores} cores vs 1: server (main thread) / devices (busiest process) / neither (idle, other processes)`,
-      value: `${round(all.serverCores, 2)} (${round(main(all), 2)}) / ${devices(all)} / ${neither(all)}`,
-      limit: `${round(single.serverCores, 2)} (${round(main(single), 2)}) / ${devices(single)} / ${neither(single)}`,
+      figure: `server capacity, ${cores} cores vs 1: cores ÷ server CPU per handshake, at most 1 ÷ main thread's`,
+      value: `${round(scaling.capacity.allCores)} /s`,
+      limit: `${round(scaling.capacity.oneCore)} /s`,
+      ratio: scaling.capacity.allCores / scaling.capacity.oneCore,
+      target: { better: "higher", ratio: TARGET_SCALING },
+    },
+    {
+      scenario: "handshake",
+      figure: `cores busy, server on ${cores} cores vs 1: server (main thread) / devices (busiest process) / bench runner / neither (idle, other processes)`,
+      value: `${round(all.serverCores, 2)} (${round(main(all), 2)}) / ${devices(all)} / ${round(all.runnerCores, 2)} / ${neither(all)}`,
+      limit: `${round(single.serverCores, 2)} (${round(main(single), 2)}) / ${devices(single)} / ${round(single.runnerCores, 2)} / ${neither(single)}`,
     },
     {
       scenario: "handshake",

@@ -7,7 +7,12 @@ import { decodeMessage, encodeFrame, encodeMessage } from "@roost/protocol";
 import type { SessionCiphers } from "@roost/protocol/node";
 import { createSessionCiphers } from "@roost/protocol/node";
 
-import { SessionCipherPair, sweepCipherContexts, TcpTransport } from "../src/gateway/tcp-transport.js";
+import {
+  SessionCipherPair,
+  sweepCipherContexts,
+  TcpTransport,
+  useCipherClock,
+} from "../src/gateway/tcp-transport.js";
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -41,6 +46,43 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
         sweepCipherContexts();
         expect(server.holdsContexts).toBe(false);
       }
+    }
+  });
+
+  it("after its first seconds, a session keeps no contexts from a quiet burst (a ping), and a busy burst's until the sweep", async () => {
+    let now = 0;
+    useCipherClock(() => now);
+    try {
+      const credentials = newCredentials();
+      const server = new SessionCipherPair(credentials);
+      const device = createSessionCiphers(credentials);
+      const exchange = (count: number) => {
+        for (let i = 0; i < count; i++) {
+          const up = new Uint8Array(randomBytes(5 + i));
+          expect(new Uint8Array(server.decrypt(device.send.encrypt(up)))).toEqual(up);
+          const down = new Uint8Array(randomBytes(7 + i));
+          expect(device.receive.decrypt(server.encrypt(down))).toEqual(down);
+        }
+      };
+      now = 60_000;
+      // A ping and its answer.
+      exchange(1);
+      expect(server.holdsContexts).toBe(true);
+      await nextTurn();
+      expect(server.holdsContexts).toBe(false);
+      // A burst of six messages: kept past the turn, then dropped by the sweep once unused.
+      exchange(3);
+      await nextTurn();
+      expect(server.holdsContexts).toBe(true);
+      sweepCipherContexts();
+      exchange(1);
+      sweepCipherContexts();
+      expect(server.holdsContexts).toBe(true);
+      sweepCipherContexts();
+      expect(server.holdsContexts).toBe(false);
+      exchange(2);
+    } finally {
+      useCipherClock(() => performance.now());
     }
   });
 

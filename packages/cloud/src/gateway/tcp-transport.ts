@@ -18,6 +18,21 @@ const BLOCK = 16;
 /** How often busy sessions' AES contexts are looked at: a pair unused for a whole interval drops them. */
 const CONTEXT_SWEEP_INTERVAL_MS = 1000;
 
+/**
+ * A session this young (its connect sequence: Hello, describe, events, subscriptions) keeps its contexts
+ * from burst to burst; an older one keeps them only after a burst of more than {@link QUIET_BURST_MESSAGES}.
+ */
+const CONNECT_PHASE_MS = 10_000;
+/** A held device's ping and its answer: a burst that leaves no contexts behind. */
+const QUIET_BURST_MESSAGES = 2;
+
+let clock: () => number = () => performance.now();
+
+/** @internal Tests: the clock (ms) that tells a session's age. */
+export function useCipherClock(now: () => number): void {
+  clock = now;
+}
+
 /** Session cipher pairs holding AES contexts, looked at by one process-wide sweep. */
 const withContexts = new Set<SessionCipherPair>();
 let sweepTimer: NodeJS.Timeout | undefined;
@@ -41,6 +56,10 @@ function holdContexts(pair: SessionCipherPair): void {
   sweepTimer ??= setInterval(sweepCipherContexts, CONTEXT_SWEEP_INTERVAL_MS).unref();
 }
 
+function endBurst(pair: SessionCipherPair): void {
+  if (pair.endBurst()) holdContexts(pair);
+}
+
 /**
  * The two AES-128-CBC chains of a Gen 2 session in one 48-byte buffer (key, send IV, receive IV): each
  * message is padded (PKCS#7) and encrypted under the chain's IV, and the next IV of that direction is the
@@ -51,8 +70,10 @@ function holdContexts(pair: SessionCipherPair): void {
  * the context chains from the last block it saw, not from the protocol's IV (the first block of the previous
  * message), so the difference of the two is folded into the message's first block (CBC: C0 = E(P0 ^ IV)).
  * A device's connect sequence is about nine messages each way in a few bursts, and making a context cost more
- * than the AES itself (bench/README.md, handshake profile). Contexts unused for a second are dropped by one
- * sweep for the whole process: an idle session holds none.
+ * than the AES itself (bench/README.md, handshake profile). A session in its first seconds keeps its
+ * contexts from burst to burst, and so does an older one after a busy burst; one sweep for the whole process
+ * drops those unused for a second. A held device's ping makes its contexts for that burst only: an idle
+ * session holds none (bench/README.md, connections: memory per held device).
  */
 export class SessionCipherPair {
   readonly #state: Buffer;
@@ -61,6 +82,9 @@ export class SessionCipherPair {
   /** While contexts live: the last block each context chained from (send at 0, receive at 16). */
   #chains: Buffer | undefined;
   #used = false;
+  /** When the session started (the clock's ms), and messages in the current burst of an older session. */
+  readonly #born = clock();
+  #burstMessages = 0;
 
   constructor(credentials: { key: Uint8Array; iv: Uint8Array }) {
     if (credentials.key.length !== BLOCK || credentials.iv.length !== BLOCK)
@@ -79,9 +103,14 @@ export class SessionCipherPair {
 
   #chainState(): Buffer {
     this.#used = true;
+    this.#burstMessages += 1;
     if (!this.#chains) {
       this.#chains = Buffer.allocUnsafe(2 * BLOCK);
-      holdContexts(this);
+      if (clock() - this.#born <= CONNECT_PHASE_MS) holdContexts(this);
+      else {
+        this.#burstMessages = 1;
+        setImmediate(endBurst, this);
+      }
     }
     return this.#chains;
   }
@@ -157,10 +186,24 @@ export class SessionCipherPair {
       this.#used = false;
       return true;
     }
+    this.#drop();
+    return false;
+  }
+
+  /**
+   * @internal At the end of an older session's burst: whether to keep the contexts (a busy burst: the sweep
+   * looks after them from now on), or drops them.
+   */
+  endBurst(): boolean {
+    if (this.#burstMessages > QUIET_BURST_MESSAGES) return true;
+    this.#drop();
+    return false;
+  }
+
+  #drop(): void {
     this.#encryptor = undefined;
     this.#decryptor = undefined;
     this.#chains = undefined;
-    return false;
   }
 }
 
