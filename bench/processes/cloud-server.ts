@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { monitorEventLoopDelay, constants as perfConstants, PerformanceObserver } from "node:perf_hooks";
 import { writeHeapSnapshot } from "node:v8";
 
 import type { RunningCloud, WebhookConfig } from "@roost/cloud";
@@ -66,6 +66,16 @@ export interface CloudServerStats {
   readonly closed: Record<string, number>;
   /** Event-loop delay since the previous `stats` call, in ms: how long ready work waited for the loop. */
   readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  /**
+   * V8's garbage collections since the previous `stats` call: how many, and the longest pause, of the
+   * scavenges (young generation) and of the mark-compacts (whole heap), in ms.
+   */
+  readonly gc: {
+    readonly scavenges: number;
+    readonly longestScavengeMs: number;
+    readonly markCompacts: number;
+    readonly longestMarkCompactMs: number;
+  };
 }
 
 /** Devices to insert directly into the database (bypassing the provisioning API to save time). */
@@ -138,6 +148,20 @@ let dataDir: string | undefined;
 let inspector: Session | undefined;
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 loopDelay.enable();
+// The collections that pause the event loop, by kind (what the loop-delay maximum may be made of).
+let gcSince = { scavenges: 0, longestScavengeMs: 0, markCompacts: 0, longestMarkCompactMs: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) {
+      gcSince.markCompacts += 1;
+      gcSince.longestMarkCompactMs = Math.max(gcSince.longestMarkCompactMs, entry.duration);
+    } else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
+      gcSince.scavenges += 1;
+      gcSince.longestScavengeMs = Math.max(gcSince.longestScavengeMs, entry.duration);
+    }
+  }
+}).observe({ entryTypes: ["gc"] });
 
 function running(): RunningCloud {
   if (!cloud) throw new Error("cloud not started");
@@ -218,8 +242,11 @@ const api: CloudServerApi = {
       max: loopDelay.max / 1e6,
     };
     loopDelay.reset();
+    const gc = gcSince;
+    gcSince = { scavenges: 0, longestScavengeMs: 0, markCompacts: 0, longestMarkCompactMs: 0 };
     return Promise.resolve({
       loopDelayMs: delay,
+      gc,
       cpuMicros: cpu.user + cpu.system,
       mainThreadCpuMicros: threadCpuMicros(String(process.pid)),
       threadCpuMicros: allThreadsCpuMicros(),

@@ -10,7 +10,7 @@ import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
 import type { Summary } from "../lib/stats.js";
-import type { HeapBreakdownEntry } from "../processes/cloud-server.js";
+import type { CloudServerStats, HeapBreakdownEntry } from "../processes/cloud-server.js";
 import type { DeviceFleetApi } from "../processes/device-fleet.js";
 
 /**
@@ -51,6 +51,8 @@ interface StepResult {
   readonly disconnectReasons: Record<string, number>;
   /** Event-loop delay p99 / max during the hold, in ms, of the server and of the device processes. */
   readonly serverLoopDelayMs: { readonly p99: number; readonly max: number };
+  /** The server's garbage collections during the hold (see the cloud-server's `stats`). */
+  readonly serverGc: CloudServerStats["gc"];
   readonly devicesLoopDelayMs: { readonly p99: number; readonly max: number };
 }
 
@@ -172,6 +174,7 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
             disconnected: pings.disconnected,
             disconnectReasons: pings.reasons,
             serverLoopDelayMs: { p99: holdEnd.loopDelayMs.p99, max: holdEnd.loopDelayMs.max },
+            serverGc: holdEnd.gc,
             devicesLoopDelayMs: pings.loopDelayMs,
           };
           results.push(result);
@@ -181,6 +184,8 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
               `(${result.pings.count} pings), server ${round(result.serverCores, 3)} cores, loop delay p99/max ` +
               `server ${round(result.serverLoopDelayMs.p99)}/${round(result.serverLoopDelayMs.max)} ms, ` +
               `devices ${round(result.devicesLoopDelayMs.p99)}/${round(result.devicesLoopDelayMs.max)} ms, ` +
+              `server GC ${result.serverGc.markCompacts} mark-compacts (longest ${round(result.serverGc.longestMarkCompactMs)} ms), ` +
+              `${result.serverGc.scavenges} scavenges (longest ${round(result.serverGc.longestScavengeMs)} ms), ` +
               `${failures} failed, ${pings.disconnected} dropped`,
           );
           // "Held" means every device connected and none dropped while idle.
