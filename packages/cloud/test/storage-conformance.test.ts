@@ -116,6 +116,15 @@ function defineStorageConformance(backend: BackendFactory): void {
     let storage: Storage;
     let services: Services;
 
+    /** The webhook deliveries queued for these hooks, in queue order. */
+    const deliveriesOf = (hookIds: string[]) =>
+      storage.db
+        .selectFrom("webhook_deliveries")
+        .select(["hook_id", "event_name"])
+        .where("hook_id", "in", hookIds)
+        .orderBy("seq")
+        .execute();
+
     beforeAll(async () => {
       database = await backend.create();
       storage = await openStorage(database.options);
@@ -1653,16 +1662,7 @@ function defineStorageConformance(backend: BackendFactory): void {
                 })),
               ),
             ),
-            deliveries: await storage.db
-              .selectFrom("webhook_deliveries")
-              .select(["hook_id", "event_name"])
-              .where(
-                "hook_id",
-                "in",
-                hooks.map((hook) => hook.row.id),
-              )
-              .orderBy("seq")
-              .execute(),
+            deliveries: await deliveriesOf(hooks.map((hook) => hook.row.id)),
           });
         };
         return { presentations, normalize, effects, devices, codes };
@@ -1897,16 +1897,7 @@ function defineStorageConformance(backend: BackendFactory): void {
           "roost/claim/attempt",
           "roost/device/claimed",
         ]);
-        const queued = await storage.db
-          .selectFrom("webhook_deliveries")
-          .select(["hook_id", "event_name"])
-          .where(
-            "hook_id",
-            "in",
-            hooks.map((hook) => hook.row.id),
-          )
-          .orderBy("seq")
-          .execute();
+        const queued = await deliveriesOf(hooks.map((hook) => hook.row.id));
         expect(queued).toEqual([
           { hook_id: hooks[0]?.row.id, event_name: "roost/claim/attempt" },
           { hook_id: hooks[0]?.row.id, event_name: "roost/device/claimed" },
