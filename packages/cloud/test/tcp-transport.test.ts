@@ -215,6 +215,23 @@ describe("the Gen 2 TCP transport", () => {
     silent.transport.close();
     silent.device.destroy();
 
+    // One timer serves every wait: after a wait that a message answered, and with another duration, the
+    // next wait still ends on its own silence, with its own reason.
+    const answered = await pair();
+    const read = answered.transport.next(40, "hello_timeout");
+    answered.device.write(
+      encodeFrame(answered.ciphers.send.encrypt(encodeMessage({ kind: "ping", messageId: 9 }))),
+    );
+    expect(await read).toEqual({ kind: "ping", messageId: 9 });
+    await expect(answered.transport.next(40, "idle_timeout")).rejects.toMatchObject({
+      reason: "idle_timeout",
+    });
+    await expect(answered.transport.next(25, "hello_timeout")).rejects.toMatchObject({
+      reason: "hello_timeout",
+    });
+    answered.transport.close();
+    answered.device.destroy();
+
     const oversized = await pair(64);
     const refused = oversized.transport.next(10_000, "idle_timeout");
     oversized.device.write(new Uint8Array([0x01, 0x00]));

@@ -230,9 +230,15 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
         resolve(message: DeviceMessage): void;
         reject(error: SessionEnd): void;
         readonly timeoutReason: CloseReason;
-        readonly timer: NodeJS.Timeout;
       }
     | undefined;
+  /**
+   * The silence timer of `next`, one for the life of the transport: each wait restarts it (`refresh`) rather
+   * than making a new one, so that a held device's ping leaves no timer behind to outlive a scavenge; when it
+   * fires with no wait pending it does nothing. Cleared when the stream ends.
+   */
+  #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
 
   constructor(options: {
     socket: Duplex;
@@ -285,7 +291,13 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     const ready = this.#ready();
     if (ready) return "message" in ready ? Promise.resolve(ready.message) : Promise.reject(ready.error);
     return new Promise<DeviceMessage>((resolve, reject) => {
-      this.#waiting = { resolve, reject, timeoutReason, timer: setTimeout(timedOut, timeoutMs, this) };
+      this.#waiting = { resolve, reject, timeoutReason };
+      if (this.#timer && this.#timerMs === timeoutMs) this.#timer.refresh();
+      else {
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(timedOut, timeoutMs, this);
+        this.#timerMs = timeoutMs;
+      }
     });
   }
 
@@ -320,7 +332,6 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     const ready = this.#ready();
     if (!ready) return;
     this.#waiting = undefined;
-    clearTimeout(waiting.timer);
     if ("message" in ready) waiting.resolve(ready.message);
     else waiting.reject(ready.error);
   }
@@ -329,6 +340,8 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
   ended(): void {
     this.#ended = true;
     this.#wake();
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /** @internal Splits arriving bytes into frame bodies (2-byte big-endian length, then the body). */
