@@ -116,6 +116,18 @@ function defineStorageConformance(backend: BackendFactory): void {
     let storage: Storage;
     let services: Services;
 
+    /** A user's two hooks on claim events (`roost/`) and on `spark/status`, with no device filter. */
+    const claimHooks = (userId: string) =>
+      Promise.all(
+        ["roost/", "spark/status"].map((event) =>
+          services.webhooks.create({
+            owner: { kind: "user", userId },
+            fields: { event, url: "https://example.com/claims" },
+            resolveDevice: () => Promise.reject(new Error("no device filter")),
+          }),
+        ),
+      );
+
     /** The webhook deliveries queued for these hooks, in queue order. */
     const deliveriesOf = (hookIds: string[]) =>
       storage.db
@@ -1595,15 +1607,7 @@ function defineStorageConformance(backend: BackendFactory): void {
         for (let index = 0; index < 6; index += 1) devices.push(await registerDevice(principal));
         const codes: Awaited<ReturnType<typeof services.claims.createCode>>[] = [];
         for (let index = 0; index < 4; index += 1) codes.push(await services.claims.createCode({ owner }));
-        const hooks = await Promise.all(
-          ["roost/", "spark/status"].map((event) =>
-            services.webhooks.create({
-              owner: { kind: "user", userId: user.id },
-              fields: { event, url: "https://example.com/claims" },
-              resolveDevice: () => Promise.reject(new Error("no device filter")),
-            }),
-          ),
-        );
+        const hooks = await claimHooks(user.id);
         const theirs = await services.claims.createCode({ owner: other.owner });
         const device = (index: number) => devices[index]?.id ?? "";
         const code = (index: number) => codes[index]?.claim_code ?? "";
@@ -1863,15 +1867,7 @@ function defineStorageConformance(backend: BackendFactory): void {
 
       it("queues a connected device's spark/status online in its claim's transaction and returns it with the new ownership", async () => {
         const { principal, owner, user } = await newUser();
-        const hooks = await Promise.all(
-          ["roost/", "spark/status"].map((event) =>
-            services.webhooks.create({
-              owner: { kind: "user", userId: user.id },
-              fields: { event, url: "https://example.com/claims" },
-              resolveDevice: () => Promise.reject(new Error("no device filter")),
-            }),
-          ),
-        );
+        const hooks = await claimHooks(user.id);
         const device = await registerDevice(principal);
         const code = await services.claims.createCode({ owner });
         const result = await services.claims.claimByCode({

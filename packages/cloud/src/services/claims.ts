@@ -631,10 +631,7 @@ export class ClaimService {
     if (this.#lane) return this.#lane;
     const next = this.#nextLane % this.#lanes.length;
     this.#nextLane += 1;
-    const lane =
-      this.#lanes.find((candidate) => candidate.idle) ??
-      this.#lanes.find((_, index) => index === next) ??
-      this.#firstLane;
+    const lane = this.#lanes.find((candidate) => candidate.idle) ?? this.#lanes[next] ?? this.#firstLane;
     this.#lane = lane;
     setImmediate(() => (this.#lane = undefined));
     return lane;

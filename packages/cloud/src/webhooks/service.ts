@@ -12,13 +12,12 @@ import type { HookEvent, HookSettings, JsonTemplate } from "./template.js";
 import { checkTemplates, REQUEST_TYPES } from "./template.js";
 
 /** Whose hook it is: a user's (their devices) or a product's (its devices). */
-
-/** Hooks read by {@link WebhookService.enqueueAll}, by owner and product, to be kept across calls. */
-export type HooksRead = Map<string, Promise<{ id: string; event: string; device_id: string | null }[]>>;
-
 export type HookOwner =
   | { readonly kind: "user"; readonly userId: string }
   | { readonly kind: "product"; readonly productId: number };
+
+/** Hooks read by {@link WebhookService.enqueueAll}, by owner and product, to be kept across calls. */
+export type HooksRead = Map<string, Promise<{ id: string; event: string; device_id: string | null }[]>>;
 
 /** A webhook row as read. */
 export type WebhookRow = Selectable<WebhooksTable>;
