@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { get as httpGet } from "node:http";
 
 import { wallClock } from "./child.js";
 
@@ -68,8 +69,11 @@ export interface EventStream {
 }
 
 /**
- * Opens an SSE stream (`event: …\ndata: {json}\n\n`) and calls `onEvent` as each event arrives.
- * @see spec/cloud-api.md §5.2
+ * Opens an SSE stream (`event: …\ndata: {json}\n\n`) and calls `onEvent` as each event arrives, stamped
+ * when its bytes reach this process (the response's `data` event of `node:http`). It reads with `node:http`
+ * rather than `fetch`: a `fetch` body is a web stream whose reader hands each chunk on through its own
+ * queue and promises, which stamped the claim scenario's events after that process's other work of the
+ * turn (bench/README.md, claim). @see spec/cloud-api.md §5.2
  */
 export function openEventStream(options: {
   baseUrl: string;
@@ -77,25 +81,27 @@ export function openEventStream(options: {
   token: string;
   onEvent: (event: StreamEvent) => void;
 }): EventStream {
-  const controller = new AbortController();
   let markReady: () => void = () => undefined;
   let fail: (error: Error) => void = () => undefined;
+  let closed = false;
   const ready = new Promise<void>((resolve, reject) => {
     markReady = resolve;
     fail = reject;
   });
-  void (async () => {
-    try {
-      const response = await fetch(`${options.baseUrl}${options.path}`, {
-        headers: { authorization: `Bearer ${options.token}` },
-        signal: controller.signal,
-      });
-      if (!response.ok || !response.body) throw new Error(`event stream: HTTP ${response.status}`);
-      const decoder = new TextDecoder();
+  const request = httpGet(
+    `${options.baseUrl}${options.path}`,
+    { headers: { authorization: `Bearer ${options.token}` } },
+    (response) => {
+      if (response.statusCode !== 200) {
+        fail(new Error(`event stream: HTTP ${response.statusCode}`));
+        response.resume();
+        return;
+      }
+      response.setEncoding("utf8");
       let buffer = "";
-      for await (const chunk of response.body) {
+      response.on("data", (text: string) => {
         const receivedAt = wallClock();
-        buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+        buffer += text;
         if (buffer.startsWith(":ok")) markReady();
         let end: number;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -106,10 +112,17 @@ export function openEventStream(options: {
           if (name !== undefined && data !== undefined)
             options.onEvent({ name, data: JSON.parse(data), receivedAt });
         }
-      }
-    } catch (error) {
-      if (!controller.signal.aborted) fail(error instanceof Error ? error : new Error(String(error)));
-    }
-  })();
-  return { ready, close: () => controller.abort() };
+      });
+    },
+  );
+  request.on("error", (error) => {
+    if (!closed) fail(error);
+  });
+  return {
+    ready,
+    close: () => {
+      closed = true;
+      request.destroy();
+    },
+  };
 }

@@ -54,6 +54,12 @@ export interface CloudServerStats {
    * `/proc/self/task/<pid>/stat` (10 ms ticks); undefined where that file does not exist.
    */
   readonly mainThreadCpuMicros: number | undefined;
+  /**
+   * Time the main thread spent runnable but waiting for a core, so far, in microseconds (Linux
+   * `/proc/<pid>/task/<tid>/schedstat`, its second field; undefined elsewhere): how much of the event loop's
+   * delay came from other threads and processes holding the cores rather than from its own work.
+   */
+  readonly mainThreadRunQueueMicros: number | undefined;
   /** CPU time of every thread of the process by thread id, in microseconds (Linux; empty elsewhere). */
   readonly threadCpuMicros: Record<string, number>;
   readonly rssBytes: number;
@@ -196,6 +202,16 @@ function threadCpuMicros(tid: string): number | undefined {
   }
 }
 
+/** A thread's time waiting on a run queue so far, in µs (Linux schedstat: run time, wait time, slices, in ns). */
+function runQueueMicros(tid: string): number | undefined {
+  try {
+    const waitNs = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, "utf8").split(" ")[1]);
+    return Number.isFinite(waitNs) ? waitNs / 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function collect(): void {
   // Twice: the first pass can leave garbage reachable only from finalizers of the first.
   globalThis.gc?.();
@@ -249,6 +265,7 @@ const api: CloudServerApi = {
       gc,
       cpuMicros: cpu.user + cpu.system,
       mainThreadCpuMicros: threadCpuMicros(String(process.pid)),
+      mainThreadRunQueueMicros: runQueueMicros(String(process.pid)),
       threadCpuMicros: allThreadsCpuMicros(),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,

@@ -3,16 +3,19 @@
 // to when it first appears in its owner's device list.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import type { StreamEvent } from "../lib/api.js";
 import { createClaimCode, createUser, listDevices, openEventStream } from "../lib/api.js";
 import { wallClock } from "../lib/child.js";
 import { connectDevices, launchCloud, launchFleets, profiled, sleep } from "../lib/context.js";
 import type { ScenarioContext } from "../lib/context.js";
+import { machineIdleSeconds } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
 import { histogramSvg } from "../lib/svg-histogram.js";
+import type { CloudServerStats } from "../processes/cloud-server.js";
 
 /** p99 from claim to the owner's stream that issue 11 asks for at K = 200, in ms. */
 const TARGET_STREAM_P99_MS = 10;
@@ -41,6 +44,36 @@ const FLEET_NICENESS = Number(process.env.ROOST_BENCH_FLEET_NICENESS ?? 10);
 
 /** How long the claims may take before the scenario gives up on the missing ones. */
 const CLAIM_TIMEOUT_MS = 30_000;
+
+/** The server's main thread over the storm: its CPU, its time runnable but waiting for a core, the machine's idle. */
+export interface MainThreadShare {
+  readonly wallMs: number;
+  readonly cpuMs: number;
+  readonly runQueueMs: number;
+  /** Idle time of all the machine's cores together over the same window. */
+  readonly idleMs: number;
+}
+
+/** {@link MainThreadShare} from the server's stats and the machine's idle seconds before and after; undefined off Linux. */
+export function mainThreadShare(
+  before: { server: CloudServerStats; idle: { total: number } | undefined },
+  after: { server: CloudServerStats; idle: { total: number } | undefined },
+  wallMs: number,
+): MainThreadShare | undefined {
+  const cpu0 = before.server.mainThreadCpuMicros;
+  const cpu1 = after.server.mainThreadCpuMicros;
+  const wait0 = before.server.mainThreadRunQueueMicros;
+  const wait1 = after.server.mainThreadRunQueueMicros;
+  if (cpu0 === undefined || cpu1 === undefined || wait0 === undefined || wait1 === undefined)
+    return undefined;
+  if (!before.idle || !after.idle) return undefined;
+  return {
+    wallMs,
+    cpuMs: (cpu1 - cpu0) / 1000,
+    runQueueMs: (wait1 - wait0) / 1000,
+    idleMs: (after.idle.total - before.idle.total) * 1000,
+  };
+}
 
 /** Calls `run` on every item with at most `concurrency` in flight. */
 async function pool<T>(
@@ -121,16 +154,25 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
     })();
 
     context.log(`${count} devices connect at once, each presenting its claim code`);
-    const { result: connects, profile } = await profiled(context, {
+    // The owner's app is this process (stream reader and list poller): its own lateness is in every figure.
+    const runnerDelay = monitorEventLoopDelay({ resolution: 1 });
+    const { result: measured, profile } = await profiled(context, {
       cloud,
       name: "claim",
       measure: async () => {
+        const before = { server: await cloud.process.call("stats", {}), idle: machineIdleSeconds() };
+        const startedAt = performance.now();
+        runnerDelay.enable();
         const results = await claimDevices(assigned);
         const deadline = Date.now() + CLAIM_TIMEOUT_MS;
         while ((streamAt.size < count || listAt.size < count) && Date.now() < deadline) await sleep(20);
-        return results;
+        const wallMs = performance.now() - startedAt;
+        runnerDelay.disable();
+        const after = { server: await cloud.process.call("stats", {}), idle: machineIdleSeconds() };
+        return { results, mainThread: mainThreadShare(before, after, wallMs) };
       },
     });
+    const { results: connects, mainThread } = measured;
     polling = false;
     await poller;
     const confirmedAt = await fleet.call("claimed", {});
@@ -223,6 +265,23 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
           value: `${ms(summarize(handshakeMs).p50)} / ${ms(summarize(handshakeMs).p99)}`,
           limit: `${count} handshakes at once`,
         },
+        ...(mainThread
+          ? [
+              {
+                scenario: "claim",
+                figure: "server main thread: CPU / waiting for a core",
+                value: `${ms(mainThread.cpuMs)} / ${ms(mainThread.runQueueMs)}`,
+                limit: `${ms(mainThread.wallMs)} storm, ${ms(mainThread.idleMs)} of ${context.machine.cores} cores idle`,
+                ratio: mainThread.runQueueMs / (mainThread.cpuMs + mainThread.runQueueMs),
+              },
+            ]
+          : []),
+        {
+          scenario: "claim",
+          figure: "owner's app (bench runner) loop delay p99/max",
+          value: `${ms(runnerDelay.percentile(99) / 1e6)} / ${ms(runnerDelay.max / 1e6)}`,
+          limit: "in every figure above",
+        },
         {
           scenario: "claim",
           figure: "device event -> stream p50/p99 (floor)",
@@ -246,6 +305,8 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
         claimToDeviceConfirmMs: summarize(toDevice),
         handshakeMs: summarize(handshakeMs),
         relayFloorMs: relaySummary,
+        mainThread,
+        runnerLoopDelayMs: { p99: runnerDelay.percentile(99) / 1e6, max: runnerDelay.max / 1e6 },
         samples: {
           claimToStreamMs: toStream.map((value) => round(value, 2)),
           claimToListMs: toList.map((value) => round(value, 2)),
