@@ -1815,6 +1815,109 @@ function defineStorageConformance(backend: BackendFactory): void {
         },
       );
 
+      /** Waits until some backend of this database waits for a row lock (a readiness signal, not a sleep). */
+      const lockWaiting = async () => {
+        for (;;) {
+          const { rows } = await sql<{ waiting: number }>`
+            select count(*)::int as waiting from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock'`.execute(storage.db);
+          if ((rows[0]?.waiting ?? 0) > 0) return;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      };
+
+      it.runIf(backend.multiNode)(
+        "claims both devices of a batch whose row locks cross another transaction's (PostgreSQL deadlock)",
+        async () => {
+          const { principal, owner } = await newUser();
+          const [first, second] = [await registerDevice(principal), await registerDevice(principal)];
+          const [firstCode, secondCode] = [
+            await services.claims.createCode({ owner }),
+            await services.claims.createCode({ owner }),
+          ];
+          const before = services.claims.transactions;
+          const settled = await storage.db.transaction().execute(async (trx) => {
+            // This transaction gives way in the deadlock: the batch's connection checks after the default 1 s.
+            await sql`set local deadlock_timeout = '60s'`.execute(trx);
+            await sql`select id from claim_codes where id = ${secondCode.claim_id} for update`.execute(trx);
+            // One turn, one batch: it spends the first code, then waits for the second.
+            const claims = Promise.allSettled([
+              services.claims.claimByCode({ deviceId: first.id, code: firstCode.claim_code }),
+              services.claims.claimByCode({ deviceId: second.id, code: secondCode.claim_code }),
+            ]);
+            await lockWaiting();
+            // Now each waits for the other: PostgreSQL ends the batch's transaction, this one gets the row.
+            await sql`select id from claim_codes where id = ${firstCode.claim_id} for update`.execute(trx);
+            // In an object: an async callback returning the promise itself would wait for it before commit.
+            return { claims };
+          });
+          expect(
+            (await settled.claims).map((outcome) =>
+              outcome.status === "fulfilled" ? outcome.value.reason : "failed",
+            ),
+          ).toEqual(["claimed", "claimed"]);
+          // The deadlocked run and the run again.
+          expect(services.claims.transactions - before).toBe(2);
+          for (const device of [first, second])
+            expect(await deviceRow(device.id)).toMatchObject({ owner_user_id: expect.any(String) });
+        },
+      );
+
+      it.runIf(backend.multiNode)(
+        "names a code revoked by another transaction after its batch read it as revoked, not used",
+        async () => {
+          const { principal, owner } = await newUser();
+          const [failing, device] = [await registerDevice(principal), await registerDevice(principal)];
+          const [failingCode, code] = [
+            await services.claims.createCode({ owner }),
+            await services.claims.createCode({ owner }),
+          ];
+          // The first claim of the batch fails after its writes (a trigger of this test), so that the batch
+          // runs again with savepoints: the second claim's code is read at that run's start, still usable.
+          await sql
+            .raw(
+              `create function roost_test_refuse_attempt() returns trigger language plpgsql as $$
+               begin
+                 if new.device_id = '${failing.id}' then raise exception 'attempt refused by the test'; end if;
+                 return new;
+               end $$`,
+            )
+            .execute(storage.db);
+          await sql
+            .raw(
+              `create trigger roost_test_refuse_attempt before insert on claim_attempts
+               for each row execute function roost_test_refuse_attempt()`,
+            )
+            .execute(storage.db);
+          try {
+            const settled = await storage.db.transaction().execute(async (trx) => {
+              await sql`update claim_codes set revoked_at = ${clock.now} where id = ${code.claim_id}`.execute(
+                trx,
+              );
+              const claims = Promise.allSettled([
+                services.claims.claimByCode({ deviceId: failing.id, code: failingCode.claim_code }),
+                services.claims.claimByCode({ deviceId: device.id, code: code.claim_code }),
+              ]);
+              // The second claim's spend waits for this transaction's revocation, which then commits.
+              await lockWaiting();
+              return { claims };
+            });
+            const [, revoked] = await settled.claims;
+            expect(revoked).toMatchObject({
+              status: "fulfilled",
+              value: { ok: false, reason: "revoked_code" },
+            });
+            expect(
+              (await services.claims.attemptsForDevice(device.id)).map((attempt) => attempt.reason),
+            ).toEqual(["revoked_code"]);
+            expect(await deviceRow(device.id)).toMatchObject({ owner_user_id: null });
+          } finally {
+            await sql.raw("drop trigger roost_test_refuse_attempt on claim_attempts").execute(storage.db);
+            await sql.raw("drop function roost_test_refuse_attempt()").execute(storage.db);
+          }
+        },
+      );
+
       it("fails every claim of a batch whose transaction fails, none left waiting", async () => {
         await withFreshDatabase(async (fresh) => {
           const node = await openStorage(fresh.options);

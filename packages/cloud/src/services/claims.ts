@@ -789,7 +789,7 @@ export class ClaimService {
     } else {
       seen.wrote = true;
       const spent = await this.#statements.spend({ now, deviceId, id: code.id }, trx);
-      if (!spent.numAffectedRows) throw new ClaimRefused("used_code");
+      if (!spent.numAffectedRows) throw new ClaimRefused(await this.#unspentReason(trx, code.id, deviceId));
       // The conditional bind can still lose to a concurrent claim of the same device with another code
       // (PostgreSQL, READ COMMITTED): then refuse, which rolls the spent code back.
       if (!alreadyMine && !(await this.#bind(trx, { deviceId, owner })))
@@ -997,7 +997,8 @@ export class ClaimService {
       ]),
     );
     const row = result.rows[0];
-    if (!row || Number(row.spent) === 0) throw new ClaimRefused("used_code");
+    if (!row || Number(row.spent) === 0)
+      throw new ClaimRefused(await this.#unspentReason(trx, options.codeId, options.deviceId));
     if (!options.bind) return;
     if (Number(row.bound) === 0) throw new ClaimRefused("owned_by_other");
     // The candidate was another device's name: draw until one is free (rare: 40,000 names).
@@ -1013,6 +1014,22 @@ export class ClaimService {
         .where("id", "=", device.id)
         .execute();
     }
+  }
+
+  /**
+   * Why a code the claim found usable could not be spent: another transaction revoked or spent it after the
+   * claim read it (PostgreSQL, READ COMMITTED: the batch reads every code at its start, and the conditional
+   * spend sees what committed since). Read again, so that the refusal names what happened.
+   */
+  async #unspentReason(trx: Transaction<Database>, codeId: string, deviceId: string): Promise<ClaimReason> {
+    const code = await trx
+      .selectFrom("claim_codes")
+      .select(["revoked_at", "used_at", "device_id"])
+      .where("id", "=", codeId)
+      .executeTakeFirst();
+    if (!code) return "unknown_code";
+    if (code.revoked_at !== null) return "revoked_code";
+    return code.device_id === deviceId ? "already_owned" : "used_code";
   }
 
   async #bind(trx: Transaction<Database>, options: { deviceId: string; owner: Owner }): Promise<boolean> {
