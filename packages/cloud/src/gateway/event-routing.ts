@@ -69,11 +69,16 @@ function unfile<S>(index: Map<string, Set<Entry<S>>>, key: string, entry: Entry<
 
 /**
  * The subscriptions of every device connected to a node, filed by scope, prefix and owner, so that routing an
- * event costs one lookup per prefix of its name (at most 65) whatever the number of connected devices,
- * instead of a test of every subscription of every session.
+ * event costs one lookup per prefix of its name whatever the number of connected devices, instead of a test
+ * of every subscription of every session. Only the prefix lengths some subscription has are looked up
+ * (devices subscribe to a few prefixes: `spark`, `particle` and their own), not every prefix of the name.
  */
 export class SubscriptionIndex<S> {
   readonly #entries = new Map<S, Entry<S>>();
+  /** Filed subscriptions by the length of their prefix. */
+  readonly #lengthCounts = new Map<number, number>();
+  /** The lengths of {@link #lengthCounts}, ascending; rebuilt when a length appears or disappears. */
+  #lengths: readonly number[] = [];
   /** all-devices subscriptions, by prefix. */
   readonly #public = new Map<string, Set<Entry<S>>>();
   /** my-devices subscriptions, by `owner \0 prefix`. */
@@ -140,7 +145,8 @@ export class SubscriptionIndex<S> {
     const found = new Set<S>();
     const owners = eventOwners(event);
     const { name } = event;
-    for (let length = 0; length <= name.length; length += 1) {
+    for (const length of this.#lengths) {
+      if (length > name.length) break;
       const prefix = name.slice(0, length);
       if (event.isPublic) for (const entry of this.#public.get(prefix) ?? []) found.add(entry.subscriber);
       for (const owner of owners)
@@ -163,11 +169,23 @@ export class SubscriptionIndex<S> {
 
   #file(entry: Entry<S>, subscription: Subscription): void {
     const key = this.#keyOf(entry, subscription);
-    if (key) file(key[0], key[1], entry);
+    if (!key) return;
+    file(key[0], key[1], entry);
+    this.#countLength(subscription.prefix.length, 1);
   }
 
   #unfile(entry: Entry<S>, subscription: Subscription): void {
     const key = this.#keyOf(entry, subscription);
-    if (key) unfile(key[0], key[1], entry);
+    if (!key) return;
+    unfile(key[0], key[1], entry);
+    this.#countLength(subscription.prefix.length, -1);
+  }
+
+  #countLength(length: number, change: 1 | -1): void {
+    const count = (this.#lengthCounts.get(length) ?? 0) + change;
+    if (count > 0) this.#lengthCounts.set(length, count);
+    else this.#lengthCounts.delete(length);
+    if (count === 0 || (change === 1 && count === 1))
+      this.#lengths = [...this.#lengthCounts.keys()].sort((a, b) => a - b);
   }
 }

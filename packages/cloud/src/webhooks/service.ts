@@ -7,6 +7,7 @@ import type { CloudConfig } from "../config.js";
 import { BadRequestError, NotFoundError } from "../errors.js";
 import type { CloudEvent } from "../events/model.js";
 import { newId } from "../security.js";
+import { prepareQuery } from "../services/prepared.js";
 import type { Database, WebhooksTable } from "../storage/schema.js";
 import type { HookEvent, HookSettings, JsonTemplate } from "./template.js";
 import { checkTemplates, REQUEST_TYPES } from "./template.js";
@@ -17,7 +18,14 @@ export type HookOwner =
   | { readonly kind: "product"; readonly productId: number };
 
 /** Hooks read by {@link WebhookService.enqueueAll}, by owner and product, to be kept across calls. */
-export type HooksRead = Map<string, Promise<{ id: string; event: string; device_id: string | null }[]>>;
+export type HooksRead = Map<string, Promise<HookTarget[]>>;
+
+/** What an event is matched against: a hook's id, event prefix and device filter. */
+export interface HookTarget {
+  readonly id: string;
+  readonly event: string;
+  readonly device_id: string | null;
+}
 
 /** A webhook row as read. */
 export type WebhookRow = Selectable<WebhooksTable>;
@@ -251,6 +259,30 @@ export interface DeliveryLogEntry {
 }
 
 /**
+ * The hooks an event of an owner may go to, and the firmware version its deliveries carry: read for every
+ * device event with an owner, so built and compiled once (the query builder had cost more than the read).
+ */
+function hookReads(db: Kysely<Database>) {
+  const enabled = db.selectFrom("webhooks").select(["id", "event", "device_id"]).where("disabled", "=", 0);
+  return {
+    hooksOfUser: prepareQuery<{ user: string }, HookTarget>(db, (slot) =>
+      enabled.where("user_id", "=", slot("user")),
+    ),
+    hooksOfProduct: prepareQuery<{ product: number }, HookTarget>(db, (slot) =>
+      enabled.where("product_id", "=", slot("product")),
+    ),
+    hooksOfUserOrProduct: prepareQuery<{ user: string; product: number }, HookTarget>(db, (slot) =>
+      enabled.where((eb) =>
+        eb.or([eb("user_id", "=", slot("user")), eb("product_id", "=", slot("product"))]),
+      ),
+    ),
+    firmwareVersion: prepareQuery<{ id: string }, { firmware_version: number | null }>(db, (slot) =>
+      db.selectFrom("devices").select("firmware_version").where("id", "=", slot("id")),
+    ),
+  };
+}
+
+/**
  * Webhooks: the hooks of users and products, and the durable queue of their deliveries. `enqueue` is
  * called with every event an account's devices (or the API) publish, inside the transaction of the state
  * change the event reports when there is one; the dispatcher sends what it queued.
@@ -262,9 +294,13 @@ export class WebhookService {
   /** Hooks with deliveries queued inside a transaction, told to the listeners by `notifyQueued`. */
   readonly #uncommitted = new Set<string>();
 
+  /** The reads of every device event with an owner (see {@link enqueueAll}), compiled once. */
+  readonly #reads: ReturnType<typeof hookReads>;
+
   constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
     this.#db = options.db;
     this.#config = options.config;
+    this.#reads = hookReads(options.db);
   }
 
   /** Calls `listener` with the hooks that got deliveries queued on this node (the dispatcher's wake-up). */
@@ -397,17 +433,14 @@ export class WebhookService {
       const scope = `${event.ownerUserId ?? ""}\u0000${event.productId ?? ""}`;
       let read = hooksOf.get(scope);
       if (!read) {
-        read = db
-          .selectFrom("webhooks")
-          .select(["id", "event", "device_id"])
-          .where("disabled", "=", 0)
-          .where((eb) => {
-            const scopes = [];
-            if (event.ownerUserId !== null) scopes.push(eb("user_id", "=", event.ownerUserId));
-            if (event.productId !== null) scopes.push(eb("product_id", "=", event.productId));
-            return eb.or(scopes);
-          })
-          .execute();
+        const { ownerUserId: user, productId: product } = event;
+        read = (
+          user !== null && product !== null
+            ? this.#reads.hooksOfUserOrProduct({ user, product }, db)
+            : user !== null
+              ? this.#reads.hooksOfUser({ user }, db)
+              : this.#reads.hooksOfProduct({ product: product ?? 0 }, db)
+        ).then((result) => result.rows);
         hooksOf.set(scope, read);
         // A read that failed is not kept for the next call (another claim's savepoint).
         read.catch(() => hooksOf.delete(scope));
@@ -422,12 +455,9 @@ export class WebhookService {
         const id = normalizeDeviceId(event.coreid);
         let version = versions.get(id);
         if (!version) {
-          version = db
-            .selectFrom("devices")
-            .select("firmware_version")
-            .where("id", "=", id)
-            .executeTakeFirst()
-            .then((device) => device?.firmware_version ?? null);
+          version = this.#reads
+            .firmwareVersion({ id }, db)
+            .then((result) => result.rows[0]?.firmware_version ?? null);
           versions.set(id, version);
         }
         productVersion = await version;
