@@ -52,6 +52,13 @@ export interface RetentionConfig {
   /** How often each node sweeps the attempt logs, in milliseconds. @default 60000 */
   readonly sweepIntervalMs: number;
   /**
+   * Finished webhook deliveries (succeeded or given up) and their attempts are deleted this many days after
+   * they finished; pending ones are kept whatever their age. @default 30
+   */
+  readonly webhookLogRetentionDays: number;
+  /** Most finished deliveries kept per hook (the newest), with their attempts. @default 1000 */
+  readonly maxWebhookDeliveriesPerHook: number;
+  /**
    * Claim codes one device may present per window before further ones are refused unchecked
    * (`rate_limited`), and presentations of one code per window. @default 10
    */
@@ -175,6 +182,8 @@ export function createCloudConfig(options: CloudOptions = {}): CloudConfig {
     maxClaimAttemptsPerKey: 100,
     maxAttemptRows: 100_000,
     sweepIntervalMs: 60_000,
+    webhookLogRetentionDays: 30,
+    maxWebhookDeliveriesPerHook: 1000,
     claimPresentationsPerWindow: 10,
     claimPresentationWindowMs: 3_600_000,
     ...retention,

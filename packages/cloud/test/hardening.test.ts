@@ -344,7 +344,13 @@ describe.each(BACKENDS)("bounded attempt logs and claim-code presentations on $n
     database = postgres ? await createTemporaryDatabase(POSTGRES_URL ?? "") : undefined;
     cloud = await startTestCloud({
       databaseUrl: database?.url,
-      retention: { claimPresentationsPerWindow: 3, maxClaimAttemptsPerKey: 5, maxAttemptRows: 50 },
+      retention: {
+        claimPresentationsPerWindow: 3,
+        maxClaimAttemptsPerKey: 5,
+        maxAttemptRows: 50,
+        webhookLogRetentionDays: 1,
+        maxWebhookDeliveriesPerHook: 3,
+      },
     });
     const user = await signUpAndLogin(cloud);
     const row = await cloud.services.db
@@ -417,6 +423,86 @@ describe.each(BACKENDS)("bounded attempt logs and claim-code presentations on $n
       ok: false,
       reason: "rate_limited",
     });
+  });
+
+  it("the sweep drops finished webhook deliveries past the retention and beyond each hook's newest 3, with their attempts; pending ones stay", async () => {
+    if (owner.kind !== "user") throw new Error("a user owns these hooks");
+    const hook = async () =>
+      (
+        await cloud.services.webhooks.create({
+          owner: { kind: "user", userId: owner.userId },
+          fields: { event: "temp", url: "https://example.com/hook" },
+          resolveDevice: () => Promise.reject(new Error("no device filter")),
+        })
+      ).row.id;
+    const [busy, quiet] = [await hook(), await hook()];
+    const now = Date.now();
+    const twoDaysAgo = now - 2 * 86_400_000;
+    let seq = 0;
+    /** A delivery of `hookId` and one attempt of it; finished at `completedAt`, or pending when null. */
+    const delivery = async (hookId: string, completedAt: number | null, status = "succeeded") => {
+      seq += 1;
+      const id = `delivery-${hookId}-${seq}`;
+      await cloud.services.db
+        .insertInto("webhook_deliveries")
+        .values({
+          id,
+          hook_id: hookId,
+          event: "{}",
+          event_name: "temp",
+          status: completedAt === null ? "pending" : (status as "succeeded" | "failed"),
+          next_attempt_at: now,
+          lease_owner: null,
+          lease_until: null,
+          replay_of: null,
+          created_at: completedAt ?? twoDaysAgo,
+          completed_at: completedAt,
+        })
+        .execute();
+      await cloud.services.db
+        .insertInto("webhook_attempts")
+        .values({
+          id: `attempt-${id}`,
+          delivery_id: id,
+          hook_id: hookId,
+          attempt: 1,
+          at: completedAt ?? twoDaysAgo,
+          status_code: 500,
+          error: null,
+          latency_ms: 1,
+          response: null,
+          node: "test",
+        })
+        .execute();
+      return id;
+    };
+    const expired = await delivery(busy, twoDaysAgo);
+    const pendingOld = await delivery(busy, null);
+    const busyFinished: string[] = [];
+    for (let index = 0; index < 5; index += 1)
+      busyFinished.push(await delivery(busy, now - 1000 + index, index === 0 ? "failed" : "succeeded"));
+    const pendingNew = await delivery(busy, null);
+    const quietFinished = [await delivery(quiet, now - 500), await delivery(quiet, now - 400)];
+
+    const deleted = await cloud.services.retention.sweepWebhookLog();
+    const left = async (table: "webhook_deliveries" | "webhook_attempts", hookId: string) =>
+      (
+        await cloud.services.db
+          .selectFrom(table)
+          .select(table === "webhook_deliveries" ? "id" : "delivery_id as id")
+          .where("hook_id", "=", hookId)
+          .execute()
+      )
+        .map((row) => row.id)
+        .sort();
+    const busyKept = [pendingOld, ...busyFinished.slice(2), pendingNew].sort();
+    expect(await left("webhook_deliveries", busy)).toEqual(busyKept);
+    expect(await left("webhook_attempts", busy)).toEqual(busyKept);
+    expect(await left("webhook_deliveries", quiet)).toEqual([...quietFinished].sort());
+    expect(await left("webhook_attempts", quiet)).toEqual([...quietFinished].sort());
+    // The expired one and the two oldest beyond the cap, each with its attempt.
+    expect(deleted).toBe(6);
+    expect(busyKept).not.toContain(expired);
   });
 
   it("each device keeps only its newest claim attempts; the sweep drops old rows and caps each log", async () => {
