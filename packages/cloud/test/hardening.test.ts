@@ -427,10 +427,11 @@ describe.each(BACKENDS)("bounded attempt logs and claim-code presentations on $n
 
   it("the sweep drops finished webhook deliveries past the retention and beyond each hook's newest 3, with their attempts; pending ones stay", async () => {
     if (owner.kind !== "user") throw new Error("a user owns these hooks");
+    const { userId } = owner;
     const hook = async () =>
       (
         await cloud.services.webhooks.create({
-          owner: { kind: "user", userId: owner.userId },
+          owner: { kind: "user", userId },
           fields: { event: "temp", url: "https://example.com/hook" },
           resolveDevice: () => Promise.reject(new Error("no device filter")),
         })
