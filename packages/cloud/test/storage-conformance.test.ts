@@ -1728,17 +1728,17 @@ function defineStorageConformance(backend: BackendFactory): void {
         });
       });
 
-      it("rolls back only the work of a claim that fails in its batch, which fails alone; the others commit", async () => {
-        const mixed = await mixedPresentations();
-        const failing = mixed.devices[2]?.id ?? "";
-        // The failing claim's attempt cannot be written (a trigger of this test's database): it fails after
-        // spending its code and binding its device, which its savepoint must undo.
+      /**
+       * Runs `test` while the claim attempts of `deviceId` cannot be written (a trigger of this test's
+       * database): that device's claim fails after spending its code and binding its device.
+       */
+      const withAttemptsRefused = async (deviceId: string, test: () => Promise<void>) => {
         const trigger =
           storage.dialect === "postgres"
             ? [
                 `create function roost_test_refuse_attempt() returns trigger language plpgsql as $$
                  begin
-                   if new.device_id = '${failing}' then raise exception 'attempt refused by the test'; end if;
+                   if new.device_id = '${deviceId}' then raise exception 'attempt refused by the test'; end if;
                    return new;
                  end $$`,
                 `create trigger roost_test_refuse_attempt before insert on claim_attempts
@@ -1746,11 +1746,40 @@ function defineStorageConformance(backend: BackendFactory): void {
               ]
             : [
                 `create trigger roost_test_refuse_attempt before insert on claim_attempts
-                 when new.device_id = '${failing}'
+                 when new.device_id = '${deviceId}'
                  begin select raise(abort, 'attempt refused by the test'); end`,
               ];
         for (const statement of trigger) await sql.raw(statement).execute(storage.db);
         try {
+          await test();
+        } finally {
+          await sql
+            .raw(
+              "drop trigger roost_test_refuse_attempt" +
+                (storage.dialect === "postgres" ? " on claim_attempts" : ""),
+            )
+            .execute(storage.db);
+          if (storage.dialect === "postgres")
+            await sql.raw("drop function roost_test_refuse_attempt()").execute(storage.db);
+        }
+      };
+
+      /** A new user's two unowned devices and two claim codes of that user. */
+      const twoDevicesAndCodes = async () => {
+        const { principal, owner } = await newUser();
+        const devices = [await registerDevice(principal), await registerDevice(principal)] as const;
+        const codes = [
+          await services.claims.createCode({ owner }),
+          await services.claims.createCode({ owner }),
+        ] as const;
+        return { devices, codes };
+      };
+
+      it("rolls back only the work of a claim that fails in its batch, which fails alone; the others commit", async () => {
+        const mixed = await mixedPresentations();
+        const failing = mixed.devices[2]?.id ?? "";
+        // The failing claim's savepoint must undo its spend and bind.
+        await withAttemptsRefused(failing, async () => {
           const before = services.claims.transactions;
           const settled = await Promise.allSettled(
             mixed.presentations.map((presentation) => services.claims.claimByCode(presentation)),
@@ -1776,27 +1805,16 @@ function defineStorageConformance(backend: BackendFactory): void {
             expect(await deviceRow(mixed.devices[index]?.id ?? "")).toMatchObject({
               owner_user_id: expect.any(String),
             });
-        } finally {
-          await sql
-            .raw(
-              "drop trigger roost_test_refuse_attempt" +
-                (storage.dialect === "postgres" ? " on claim_attempts" : ""),
-            )
-            .execute(storage.db);
-          if (storage.dialect === "postgres")
-            await sql.raw("drop function roost_test_refuse_attempt()").execute(storage.db);
-        }
+        });
       });
 
       it.runIf(backend.multiNode)(
         "lets the next turn's claims commit while an earlier turn's claim transaction waits (PostgreSQL lanes)",
         async () => {
-          const { principal, owner } = await newUser();
-          const [held, free] = [await registerDevice(principal), await registerDevice(principal)];
-          const [heldCode, freeCode] = [
-            await services.claims.createCode({ owner }),
-            await services.claims.createCode({ owner }),
-          ];
+          const {
+            devices: [held, free],
+            codes: [heldCode, freeCode],
+          } = await twoDevicesAndCodes();
           const before = services.claims.transactions;
           // Another transaction locks the held device's row: its claim's transaction waits at the bind.
           const heldClaim = await storage.db.transaction().execute(async (trx) => {
@@ -1829,12 +1847,10 @@ function defineStorageConformance(backend: BackendFactory): void {
       it.runIf(backend.multiNode)(
         "claims both devices of a batch whose row locks cross another transaction's (PostgreSQL deadlock)",
         async () => {
-          const { principal, owner } = await newUser();
-          const [first, second] = [await registerDevice(principal), await registerDevice(principal)];
-          const [firstCode, secondCode] = [
-            await services.claims.createCode({ owner }),
-            await services.claims.createCode({ owner }),
-          ];
+          const {
+            devices: [first, second],
+            codes: [firstCode, secondCode],
+          } = await twoDevicesAndCodes();
           const before = services.claims.transactions;
           const settled = await storage.db.transaction().execute(async (trx) => {
             // This transaction gives way in the deadlock: the batch's connection checks after the default 1 s.
@@ -1866,30 +1882,13 @@ function defineStorageConformance(backend: BackendFactory): void {
       it.runIf(backend.multiNode)(
         "names a code revoked by another transaction after its batch read it as revoked, not used",
         async () => {
-          const { principal, owner } = await newUser();
-          const [failing, device] = [await registerDevice(principal), await registerDevice(principal)];
-          const [failingCode, code] = [
-            await services.claims.createCode({ owner }),
-            await services.claims.createCode({ owner }),
-          ];
-          // The first claim of the batch fails after its writes (a trigger of this test), so that the batch
-          // runs again with savepoints: the second claim's code is read at that run's start, still usable.
-          await sql
-            .raw(
-              `create function roost_test_refuse_attempt() returns trigger language plpgsql as $$
-               begin
-                 if new.device_id = '${failing.id}' then raise exception 'attempt refused by the test'; end if;
-                 return new;
-               end $$`,
-            )
-            .execute(storage.db);
-          await sql
-            .raw(
-              `create trigger roost_test_refuse_attempt before insert on claim_attempts
-               for each row execute function roost_test_refuse_attempt()`,
-            )
-            .execute(storage.db);
-          try {
+          const {
+            devices: [failing, device],
+            codes: [failingCode, code],
+          } = await twoDevicesAndCodes();
+          // The first claim of the batch fails after its writes, so that the batch runs again with
+          // savepoints: the second claim's code is read at that run's start, still usable.
+          await withAttemptsRefused(failing.id, async () => {
             const settled = await storage.db.transaction().execute(async (trx) => {
               await sql`update claim_codes set revoked_at = ${clock.now} where id = ${code.claim_id}`.execute(
                 trx,
@@ -1911,10 +1910,7 @@ function defineStorageConformance(backend: BackendFactory): void {
               (await services.claims.attemptsForDevice(device.id)).map((attempt) => attempt.reason),
             ).toEqual(["revoked_code"]);
             expect(await deviceRow(device.id)).toMatchObject({ owner_user_id: null });
-          } finally {
-            await sql.raw("drop trigger roost_test_refuse_attempt on claim_attempts").execute(storage.db);
-            await sql.raw("drop function roost_test_refuse_attempt()").execute(storage.db);
-          }
+          });
         },
       );
 
