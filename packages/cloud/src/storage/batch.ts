@@ -12,8 +12,8 @@ export function dialectOf(db: Kysely<Database>): "sqlite" | "postgres" {
  * Runs queries in order and answers each one's rows: alone, as its own transaction; several, in one
  * transaction. SQLite's form of a batch (a statement a row, one commit): on SQLite a row's own prepared UPDATE
  * costs less than its share of one statement over a JSON array at every batch size, and a third of it for a
- * batch of one, the common case (measured in bench/README.md, "Latest figures", issue 11 of 2026-12-02). PostgreSQL keeps
- * the one statement, where each statement is a round trip.
+ * batch of one, the common case (measured in bench/README.md, "Latest figures", issue 11 of 2026-12-02).
+ * PostgreSQL keeps the one statement, where each statement is a round trip.
  */
 export async function executeEach<TRow>(
   db: Kysely<Database>,

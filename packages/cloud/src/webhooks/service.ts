@@ -263,18 +263,14 @@ export interface DeliveryLogEntry {
  * device event with an owner, so built and compiled once (the query builder had cost more than the read).
  */
 function hookReads(db: Kysely<Database>) {
-  const enabled = db.selectFrom("webhooks").select(["id", "event", "device_id"]).where("disabled", "=", 0);
   return {
-    hooksOfUser: prepareQuery<{ user: string }, HookTarget>(db, (slot) =>
-      enabled.where("user_id", "=", slot("user")),
-    ),
-    hooksOfProduct: prepareQuery<{ product: number }, HookTarget>(db, (slot) =>
-      enabled.where("product_id", "=", slot("product")),
-    ),
-    hooksOfUserOrProduct: prepareQuery<{ user: string; product: number }, HookTarget>(db, (slot) =>
-      enabled.where((eb) =>
-        eb.or([eb("user_id", "=", slot("user")), eb("product_id", "=", slot("product"))]),
-      ),
+    // A null owner or product matches nothing (`= null` is never true): one statement serves all three cases.
+    hooks: prepareQuery<{ user: string | null; product: number | null }, HookTarget>(db, (slot) =>
+      db
+        .selectFrom("webhooks")
+        .select(["id", "event", "device_id"])
+        .where("disabled", "=", 0)
+        .where((eb) => eb.or([eb("user_id", "=", slot("user")), eb("product_id", "=", slot("product"))])),
     ),
     firmwareVersion: prepareQuery<{ id: string }, { firmware_version: number | null }>(db, (slot) =>
       db.selectFrom("devices").select("firmware_version").where("id", "=", slot("id")),
@@ -433,14 +429,9 @@ export class WebhookService {
       const scope = `${event.ownerUserId ?? ""}\u0000${event.productId ?? ""}`;
       let read = hooksOf.get(scope);
       if (!read) {
-        const { ownerUserId: user, productId: product } = event;
-        read = (
-          user !== null && product !== null
-            ? this.#reads.hooksOfUserOrProduct({ user, product }, db)
-            : user !== null
-              ? this.#reads.hooksOfUser({ user }, db)
-              : this.#reads.hooksOfProduct({ product: product ?? 0 }, db)
-        ).then((result) => result.rows);
+        read = this.#reads
+          .hooks({ user: event.ownerUserId, product: event.productId }, db)
+          .then((result) => result.rows);
         hooksOf.set(scope, read);
         // A read that failed is not kept for the next call (another claim's savepoint).
         read.catch(() => hooksOf.delete(scope));
