@@ -51,6 +51,8 @@ export interface StartChildOptions {
    * fleets), so that they do not take the server's CPU when the cores are saturated. @default 0 (as the parent)
    */
   readonly niceness?: number;
+  /** More Node or V8 flags for this process (e.g. `--trace-gc` for the server under test). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /** `--conditions=roost-source` and its spellings, as tsx passes them on. */
@@ -69,7 +71,8 @@ export function startChild<TApi extends ChildApi>(options: StartChildOptions): C
     options.packages === "built"
       ? process.execArgv.filter((arg, index, all) => !isSourceCondition(arg, index, all))
       : process.execArgv;
-  const execArgv = [...inherited, "--expose-gc"];
+  const extra = options.nodeFlags ?? [];
+  const execArgv = [...inherited, "--expose-gc", ...extra];
   const child: ChildProcess = fork(options.entry, [], {
     execArgv,
     env: options.niceness ? { ...process.env, [NICENESS_VARIABLE]: String(options.niceness) } : process.env,

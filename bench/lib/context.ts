@@ -39,6 +39,15 @@ export interface CloudUnderTest {
   readonly address: CloudServerAddress;
 }
 
+/**
+ * Node and V8 flags for the server under test, from `ROOST_BENCH_SERVER_FLAGS` (space-separated), to look
+ * inside it during a run (`--trace-gc`, `--perf-basic-prof`); `NODE_OPTIONS` refuses some of them and would
+ * reach every process of the run.
+ */
+function serverNodeFlags(): string[] {
+  return (process.env.ROOST_BENCH_SERVER_FLAGS ?? "").split(" ").filter((flag) => flag.length > 0);
+}
+
 /** Starts the cloud under test (profiled when the run asks for it). */
 export async function launchCloud(
   context: ScenarioContext,
@@ -48,6 +57,7 @@ export async function launchCloud(
     entry: new URL("../processes/cloud-server.ts", import.meta.url),
     name: "cloud server",
     packages: context.serverPackages,
+    nodeFlags: serverNodeFlags(),
   });
   const address = await child.call("start", { ...options.params, databaseUrl: context.databaseUrl });
   return { process: child, address };

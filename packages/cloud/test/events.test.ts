@@ -1,3 +1,4 @@
+import { get as httpGet } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningCloud } from "../src/index.js";
@@ -92,6 +93,49 @@ describe("server-sent events (spec §5)", () => {
     const text = await reading;
     expect(text).toContain("event: weather/public");
     expect(text).not.toContain("weather/secret");
+  });
+
+  it("writes the events of one turn of the event loop in one chunk, in order", async () => {
+    const chunks: string[] = [];
+    let opened: () => void = () => undefined;
+    let gotAll: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => (opened = resolve));
+    const all = new Promise<void>((resolve) => (gotAll = resolve));
+    const request = httpGet(
+      `${cloud.url}/v1/events/burst`,
+      { headers: { authorization: `Bearer ${bob.token}` } },
+      (response) => {
+        response.setEncoding("utf8");
+        // One `data` event per HTTP chunk the server wrote (llhttp hands each chunk's body on by itself).
+        response.on("data", (text: string) => {
+          chunks.push(text);
+          if (text.startsWith(":ok")) opened();
+          if (chunks.join("").includes("burst/19")) gotAll();
+        });
+      },
+    );
+    try {
+      await ready;
+      for (let index = 0; index < 20; index += 1)
+        void cloud.services.bus.publish({
+          name: `burst/${index}`,
+          data: String(index),
+          ttl: 60,
+          publishedAt: new Date().toISOString(),
+          coreid: "api",
+          isPublic: true,
+          ownerUserId: null,
+          ownerCustomerId: null,
+          productId: null,
+        });
+      await all;
+      const events = chunks.slice(1);
+      expect(events).toHaveLength(1);
+      const names = [...(events[0] ?? "").matchAll(/^event: (.*)$/gm)].map((match) => match[1]);
+      expect(names).toEqual(Array.from({ length: 20 }, (_, index) => `burst/${index}`));
+    } finally {
+      request.destroy();
+    }
   });
 
   it("accepts the prefix URL-encoded as one segment or with raw slashes (§5.1)", async () => {

@@ -8,6 +8,7 @@ import { startMembership } from "../src/cluster/membership.js";
 import { GatewayDevices } from "../src/gateway/device-reads.js";
 import {
   claimSession,
+  listedOnlineCount,
   PresenceWriter,
   reconcileSessions,
   releaseSession,
@@ -251,6 +252,21 @@ function definePresenceConformance(
       expect(await row(held)).toMatchObject({ online: 1, gateway_node: "node-p" });
       expect(await row(replaced)).toMatchObject({ online: 1, gateway_node: "node-q" });
       expect(await row(stray)).toMatchObject({ online: 0, gateway_node: null });
+    });
+
+    it("counts a node's devices listed online from the index alone (every heartbeat asks)", async () => {
+      const device = await newDevice();
+      await claimSession(storage.db, { deviceId: device, nodeId: "node-count", facts: {} });
+      const query = listedOnlineCount(storage.db, "node-count");
+      expect(await query.executeTakeFirstOrThrow()).toEqual({ count: 1 });
+      if (dialectOf(storage.db) !== "sqlite") return; // PostgreSQL's planner picks by table statistics
+      const { sql, parameters } = query.compile();
+      const plan = await storage.db.executeQuery<{ detail: string }>(
+        CompiledQuery.raw(`explain query plan ${sql}`, [...parameters]),
+      );
+      expect(plan.rows.map((row) => row.detail)).toEqual([
+        expect.stringContaining("USING COVERING INDEX devices_gateway_node_online"),
+      ]);
     });
 
     it("declares a silent node dead on the database's clock, once, and lets it re-register when it beats again", async () => {

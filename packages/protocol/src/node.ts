@@ -4,6 +4,7 @@ export {
   createHandshakeCiphertext,
   createHandshakeReply,
   createNodeAesCbc,
+  createSessionAesCbc,
   createSessionCiphers,
   exportPrivateKeyDer,
   exportPrivateKeyPem,

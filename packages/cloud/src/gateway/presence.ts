@@ -80,6 +80,18 @@ export interface Reconciliation {
 }
 
 /**
+ * How many devices the database lists online at a node: every heartbeat of every node asks, so it reads
+ * the index on (`gateway_node`, `online`) alone (migration `0014a_presence_index`).
+ */
+export function listedOnlineCount(db: Kysely<Database>, nodeId: string) {
+  return db
+    .selectFrom("devices")
+    .select((eb) => eb.fn.countAll<number>().as("count"))
+    .where("gateway_node", "=", nodeId)
+    .where("online", "=", 1);
+}
+
+/**
  * Checks the sessions this node holds against the database and repairs what a fault broke: a device listed
  * offline (or on no node) although its current session is here is listed online here again; a session
  * whose epoch is no longer current is reported for closing. Cheap when nothing is wrong: one count first.
@@ -96,12 +108,7 @@ export async function reconcileSessions(
 ): Promise<Reconciliation> {
   const { nodeId, leases } = options;
   if (!options.force) {
-    const listed = await db
-      .selectFrom("devices")
-      .select((eb) => eb.fn.countAll<number>().as("count"))
-      .where("gateway_node", "=", nodeId)
-      .where("online", "=", 1)
-      .executeTakeFirstOrThrow();
+    const listed = await listedOnlineCount(db, nodeId).executeTakeFirstOrThrow();
     if (Number(listed.count) === leases.length) return { superseded: [], reasserted: [] };
   }
   const superseded: SessionLease[] = [];

@@ -175,6 +175,60 @@ export function createNodeAesCbc(): AesCbc {
   };
 }
 
+/**
+ * Raw AES-128-CBC through one long-lived `node:crypto` context per direction, for one session's key: each
+ * message is one `update` on it. The context chains from the last ciphertext block it saw, whatever IV the
+ * caller gives, so the difference of the two is folded into the message's first block (CBC: C0 = E(P0 ^ IV),
+ * P0 = D(C0) ^ IV). A fresh context per message ({@link createNodeAesCbc}) leaves a native object and its
+ * weak handle for V8's next scavenge to finalize: a fleet of thousands of pinging sessions paid for that in
+ * every young-generation pause (bench/README.md, connections). Calls must come in the order of the stream
+ * of each direction, as {@link ChainedCipher} makes them.
+ * @see spec/device-protocols.md B.3
+ */
+export function createSessionAesCbc(key: Uint8Array): AesCbc {
+  if (key.length !== 16) throw new RangeError("AES-128 key must be 16 bytes");
+  const sessionKey = Buffer.from(key);
+  /** One direction: its context, and the last ciphertext block it chained from. */
+  const side = (make: typeof createCipheriv | typeof createDecipheriv) => {
+    let context: ReturnType<typeof createCipheriv> | undefined;
+    const chain = Buffer.alloc(16);
+    return (iv: Uint8Array): { context: ReturnType<typeof createCipheriv>; chain: Buffer } => {
+      if (!context) {
+        context = make("aes-128-cbc", sessionKey, iv);
+        context.setAutoPadding(false);
+        chain.set(iv);
+      }
+      return { context, chain };
+    };
+  };
+  const encryptor = side(createCipheriv);
+  const decryptor = side(createDecipheriv);
+  const check = (given: Uint8Array, data: Uint8Array) => {
+    if (!constantTimeEqual(given, sessionKey)) throw new RangeError("not this session's AES key");
+    if (data.length === 0 || data.length % 16 !== 0)
+      throw new RangeError("AES-CBC data must be a positive multiple of 16 bytes");
+  };
+  return {
+    encrypt(givenKey, iv, data) {
+      check(givenKey, data);
+      const { context, chain } = encryptor(iv);
+      const input = Buffer.from(data);
+      for (let i = 0; i < 16; i++) input[i] = (input[i] ?? 0) ^ (iv[i] ?? 0) ^ (chain[i] ?? 0);
+      const out = context.update(input);
+      out.copy(chain, 0, out.length - 16);
+      return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    },
+    decrypt(givenKey, iv, data) {
+      check(givenKey, data);
+      const { context, chain } = decryptor(iv);
+      const out = context.update(data);
+      for (let i = 0; i < 16; i++) out[i] = (out[i] ?? 0) ^ (iv[i] ?? 0) ^ (chain[i] ?? 0);
+      chain.set(data.subarray(data.length - 16));
+      return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    },
+  };
+}
+
 /** The send and receive ciphers of one session. */
 export interface SessionCiphers {
   /** Encrypts what this side sends. */
@@ -188,7 +242,7 @@ export interface SessionCiphers {
  * @see spec/device-protocols.md B.3
  */
 export function createSessionCiphers(credentials: SessionCredentials): SessionCiphers {
-  const aes = createNodeAesCbc();
+  const aes = createSessionAesCbc(credentials.key);
   return {
     send: new ChainedCipher({ key: credentials.key, iv: credentials.iv, aes }),
     receive: new ChainedCipher({ key: credentials.key, iv: credentials.iv, aes }),

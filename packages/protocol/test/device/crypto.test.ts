@@ -2,6 +2,7 @@ import { constants, generateKeyPairSync, privateDecrypt, publicDecrypt, randomBy
 import { beforeAll, describe, expect, it } from "vitest";
 
 import {
+  ChainedCipher,
   decodeMessage,
   encodeFrame,
   encodeMessage,
@@ -15,6 +16,8 @@ import {
 import {
   createHandshakeCiphertext,
   createHandshakeReply,
+  createNodeAesCbc,
+  createSessionAesCbc,
   createSessionCiphers,
   exportPrivateKeyDer,
   exportPrivateKeyPem,
@@ -204,6 +207,51 @@ describe("raw type-1 signatures and HMAC-SHA1 (spec B.2 step 4)", () => {
     expect(rsaVerifyRaw(server.publicKey, hmacSha1(utf8("key"), utf8("datA")), signature)).toBe(false);
     expect(rsaVerifyRaw(otherServer.publicKey, digest, signature)).toBe(false);
     expect(rsaVerifyRaw(server.publicKey, digest, new Uint8Array(256))).toBe(false);
+  });
+});
+
+describe("one AES context per direction for a whole session (spec B.3)", () => {
+  it("gives the ciphertexts and plaintexts of a fresh context per message, over a chained stream", () => {
+    const key = randomBytes(16);
+    const iv = randomBytes(16);
+    const fresh = {
+      send: new ChainedCipher({ key, iv, aes: createNodeAesCbc() }),
+      receive: new ChainedCipher({ key, iv, aes: createNodeAesCbc() }),
+    };
+    const reused = createSessionAesCbc(key);
+    const send = new ChainedCipher({ key, iv, aes: reused });
+    const receive = new ChainedCipher({ key, iv, aes: createSessionAesCbc(key) });
+    for (let index = 0; index < 200; index += 1) {
+      // One to five blocks: the protocol's IV is the first block of the previous message, not the last.
+      const plain = randomBytes(index % 80);
+      const expected = fresh.send.encrypt(plain);
+      const actual = send.encrypt(plain);
+      expect(toHex(actual)).toBe(toHex(expected));
+      expect(toHex(receive.decrypt(actual))).toBe(toHex(fresh.receive.decrypt(expected)));
+    }
+  });
+
+  it("keeps decrypting in step after a message whose padding is refused", () => {
+    const key = randomBytes(16);
+    const iv = randomBytes(16);
+    const send = new ChainedCipher({ key, iv, aes: createNodeAesCbc() });
+    const receive = new ChainedCipher({ key, iv, aes: createSessionAesCbc(key) });
+    // Two blocks that decrypt to zeros under the receive IV: pad length 0, refused.
+    const zeros = createNodeAesCbc().encrypt(key, iv, new Uint8Array(32));
+    expect(() => receive.decrypt(zeros)).toThrow(MalformedFrameError);
+    // The chain did not move: the sender's first message is still the one expected.
+    expect(toHex(receive.decrypt(send.encrypt(utf8("after a bad frame"))))).toBe(
+      toHex(utf8("after a bad frame")),
+    );
+    expect(toHex(receive.decrypt(send.encrypt(utf8("and the next"))))).toBe(toHex(utf8("and the next")));
+  });
+
+  it("refuses another key and data that is not whole blocks", () => {
+    const aes = createSessionAesCbc(randomBytes(16));
+    expect(() => aes.encrypt(randomBytes(16), randomBytes(16), randomBytes(16))).toThrow(RangeError);
+    expect(() =>
+      createSessionAesCbc(randomBytes(16)).decrypt(randomBytes(16), randomBytes(16), randomBytes(15)),
+    ).toThrow(RangeError);
   });
 });
 

@@ -76,13 +76,23 @@ export function registerEventRoutes(
     });
     raw.write(":ok\n\n");
     let lastWrite = Date.now();
+    // The events of one turn of the event loop go out in one write, at its end (a storm of device events
+    // would otherwise make a syscall, a TCP segment and a wake-up of the reader for each).
+    let pending = "";
+    const flush = () => {
+      const text = pending;
+      pending = "";
+      if (text.length > 0 && !raw.destroyed) raw.write(text);
+    };
     const write = (text: string) => {
-      if (raw.writableLength > MAX_BUFFERED_SSE_BYTES) {
+      if (raw.writableLength + pending.length > MAX_BUFFERED_SSE_BYTES) {
         request.log.warn({ ip }, "event stream client too slow; closing");
+        pending = "";
         raw.destroy();
         return;
       }
-      raw.write(text);
+      if (pending.length === 0) setImmediate(flush);
+      pending += text;
       lastWrite = Date.now();
     };
     const unsubscribe = bus.subscribe((event) => {
