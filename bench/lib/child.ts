@@ -71,8 +71,7 @@ export function startChild<TApi extends ChildApi>(options: StartChildOptions): C
     options.packages === "built"
       ? process.execArgv.filter((arg, index, all) => !isSourceCondition(arg, index, all))
       : process.execArgv;
-  const extra = options.nodeFlags ?? [];
-  const execArgv = [...inherited, "--expose-gc", ...extra];
+  const execArgv = [...inherited, "--expose-gc", ...(options.nodeFlags ?? [])];
   const child: ChildProcess = fork(options.entry, [], {
     execArgv,
     env: options.niceness ? { ...process.env, [NICENESS_VARIABLE]: String(options.niceness) } : process.env,

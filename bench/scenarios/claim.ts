@@ -95,7 +95,6 @@ async function pool<T>(
 /** Runs the claim scenario. */
 export async function runClaim(context: ScenarioContext): Promise<ScenarioResult> {
   const count = context.quick ? 50 : 200;
-  const warmup = count;
   const keys = await deviceKeys(8);
   const ids = deviceIds(count);
   const cloud = await launchCloud(context, { scenario: "claim" });
@@ -135,7 +134,7 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
     // during the measured storm, ~0.3 s of CPU taken from the cores the claims wait for.
     for (let round = 0; round < WARMUP_STORMS; round += 1) {
       const warmupOwner = await createUser(url);
-      await claimDevices(await prepare(deviceIds(warmup), warmupOwner));
+      await claimDevices(await prepare(deviceIds(count), warmupOwner));
       await fleet.call("closeAll", {});
     }
 
@@ -145,10 +144,9 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
     // The owner's app watches the stream (in a process of its own) and this process polls the device list
     // every LIST_POLL_INTERVAL_MS.
     await owner.call("open", { name: "claims", baseUrl: url, path: STREAM_PATH, token, keep: "online" });
+    /** What the owner's app has kept of stream `name` so far, by device. */
+    const kept = async (name: string) => new Map(Object.entries(await owner.call("kept", { name })));
     let streamAt = new Map<string, number>();
-    const readStream = async () => {
-      streamAt = new Map(Object.entries(await owner.call("kept", { name: "claims" })));
-    };
     const listAt = new Map<string, number>();
     let listPolls = 0;
     const poller = (async () => {
@@ -174,10 +172,10 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
         runnerDelay.enable();
         const results = await claimDevices(assigned);
         const deadline = Date.now() + CLAIM_TIMEOUT_MS;
-        await readStream();
+        streamAt = await kept("claims");
         while ((streamAt.size < count || listAt.size < count) && Date.now() < deadline) {
           await sleep(20);
-          await readStream();
+          streamAt = await kept("claims");
         }
         const wallMs = performance.now() - startedAt;
         runnerDelay.disable();
@@ -204,7 +202,7 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
     let relay: number[] = [];
     while (relay.length < published && Date.now() < relayDeadline) {
       await sleep(20);
-      relay = Object.values(await owner.call("kept", { name: "relay" }));
+      relay = [...(await kept("relay")).values()];
     }
 
     const sentAt = new Map(
@@ -307,7 +305,7 @@ export async function runClaim(context: ScenarioContext): Promise<ScenarioResult
       ],
       raw: {
         devices: count,
-        warmupDevices: warmup * WARMUP_STORMS,
+        warmupDevices: count * WARMUP_STORMS,
         fleetNiceness: FLEET_NICENESS,
         claimedInStream: toStream.length,
         listedInList: toList.length,

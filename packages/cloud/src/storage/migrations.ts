@@ -367,9 +367,9 @@ function webhooks(dialect: Dialect): Migration {
 
 /**
  * The count every gateway node makes on each heartbeat (its devices listed online, `reconcileSessions`)
- * read one table row per device through the index on `gateway_node` alone: ~15 ms of the event loop every
- * 10 s on SQLite with 19,000 devices held, whose rows no longer fit the page cache (bench/README.md,
- * connections). With `online` in the index the count reads the index only; the index serves every lookup
+ * read one table row per device through the index on `gateway_node` alone: a 31–56 ms stall of the event
+ * loop every 10 s on SQLite with 19,000 devices held, 14–18 ms of it in SQLite (bench/README.md,
+ * connections, third session). With `online` in the index the count reads the index only; the index serves every lookup
  * by `gateway_node` the old one did.
  */
 const presenceIndex: Migration = {

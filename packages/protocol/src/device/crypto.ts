@@ -21,7 +21,7 @@ import {
 
 import { MalformedFrameError } from "../errors.js";
 import { constantTimeEqual, copyBytes } from "./bytes.js";
-import { ChainedCipher, type AesCbc } from "./frame.js";
+import { AES_128_KEY_LENGTH, AES_BLOCK_LENGTH, ChainedCipher, type AesCbc } from "./frame.js";
 import {
   checkDevicePublicKeyDer,
   checkServerPublicKeyDer,
@@ -186,12 +186,12 @@ export function createNodeAesCbc(): AesCbc {
  * @see spec/device-protocols.md B.3
  */
 export function createSessionAesCbc(key: Uint8Array): AesCbc {
-  if (key.length !== 16) throw new RangeError("AES-128 key must be 16 bytes");
+  if (key.length !== AES_128_KEY_LENGTH) throw new RangeError("AES-128 key must be 16 bytes");
   const sessionKey = Buffer.from(key);
   /** One direction: its context, and the last ciphertext block it chained from. */
   const side = (make: typeof createCipheriv | typeof createDecipheriv) => {
     let context: ReturnType<typeof createCipheriv> | undefined;
-    const chain = Buffer.alloc(16);
+    const chain = Buffer.alloc(AES_BLOCK_LENGTH);
     return (iv: Uint8Array): { context: ReturnType<typeof createCipheriv>; chain: Buffer } => {
       if (!context) {
         context = make("aes-128-cbc", sessionKey, iv);
@@ -205,7 +205,7 @@ export function createSessionAesCbc(key: Uint8Array): AesCbc {
   const decryptor = side(createDecipheriv);
   const check = (given: Uint8Array, data: Uint8Array) => {
     if (!constantTimeEqual(given, sessionKey)) throw new RangeError("not this session's AES key");
-    if (data.length === 0 || data.length % 16 !== 0)
+    if (data.length === 0 || data.length % AES_BLOCK_LENGTH !== 0)
       throw new RangeError("AES-CBC data must be a positive multiple of 16 bytes");
   };
   return {
@@ -213,17 +213,17 @@ export function createSessionAesCbc(key: Uint8Array): AesCbc {
       check(givenKey, data);
       const { context, chain } = encryptor(iv);
       const input = Buffer.from(data);
-      for (let i = 0; i < 16; i++) input[i] = (input[i] ?? 0) ^ (iv[i] ?? 0) ^ (chain[i] ?? 0);
+      for (let i = 0; i < AES_BLOCK_LENGTH; i++) input[i] = (input[i] ?? 0) ^ (iv[i] ?? 0) ^ (chain[i] ?? 0);
       const out = context.update(input);
-      out.copy(chain, 0, out.length - 16);
+      out.copy(chain, 0, out.length - AES_BLOCK_LENGTH);
       return new Uint8Array(out.buffer, out.byteOffset, out.length);
     },
     decrypt(givenKey, iv, data) {
       check(givenKey, data);
       const { context, chain } = decryptor(iv);
       const out = context.update(data);
-      for (let i = 0; i < 16; i++) out[i] = (out[i] ?? 0) ^ (iv[i] ?? 0) ^ (chain[i] ?? 0);
-      chain.set(data.subarray(data.length - 16));
+      for (let i = 0; i < AES_BLOCK_LENGTH; i++) out[i] = (out[i] ?? 0) ^ (iv[i] ?? 0) ^ (chain[i] ?? 0);
+      chain.set(data.subarray(data.length - AES_BLOCK_LENGTH));
       return new Uint8Array(out.buffer, out.byteOffset, out.length);
     },
   };
