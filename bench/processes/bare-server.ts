@@ -1,13 +1,15 @@
 // The limit of the API scenario: a bare Fastify route, served the same way as Roost's API (its own
 // process, 127.0.0.1, no logging), that sends a fixed body of the same shape and size as Roost's answer.
 // What Roost adds on top (authentication, rate limiting, body parsing, the database) is what the ratio shows.
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Sqlite from "better-sqlite3";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
+
+import { newClaimCode, newClaimCodeRowId } from "@roost/cloud";
 
 import { serveChild } from "../lib/child.js";
 
@@ -35,10 +37,11 @@ let app: FastifyInstance | undefined;
 let sqlite: Sqlite.Database | undefined;
 let dataDir: string | undefined;
 
-/** Roost's claim_codes table (packages/cloud/src/storage/migrations.ts). */
-const CLAIM_CODES_TABLE = `create table claim_codes (id text primary key, code_hash text not null unique,
+/** Roost's claim_codes table and its index (packages/cloud/src/storage/migrations.ts, as of 0015a). */
+const CLAIM_CODES_TABLE = `create table claim_codes (id text primary key, code_hash text not null,
   principal_kind text not null, user_id text, customer_id text, product_id integer, created_at bigint not null,
-  expires_at bigint not null, used_at bigint, revoked_at bigint, device_id text)`;
+  expires_at bigint not null, used_at bigint, revoked_at bigint, device_id text, by_hash integer not null default 1);
+  create unique index claim_codes_hash on claim_codes (code_hash) where by_hash = 1`;
 
 /** A handler that stores a claim code per request, one insert statement per event-loop turn. */
 function claimCodeInserter(body: unknown): () => Promise<unknown> {
@@ -58,7 +61,7 @@ function claimCodeInserter(body: unknown): () => Promise<unknown> {
     let statement = statements.get(batch.length);
     if (!statement) {
       statement = db.prepare(
-        `insert into claim_codes values ${Array(batch.length).fill("(?,?,?,?,?,?,?,?,?,?,?)").join(",")}`,
+        `insert into claim_codes values ${Array(batch.length).fill("(?,?,?,?,?,?,?,?,?,?,?,?)").join(",")}`,
       );
       statements.set(batch.length, statement);
     }
@@ -66,10 +69,12 @@ function claimCodeInserter(body: unknown): () => Promise<unknown> {
     for (const waiting of batch) waiting.done();
   };
   return () => {
-    const code = randomBytes(48).toString("base64").slice(0, 63);
+    // Roost's code and row: a time-ordered row ID that the code carries (security.ts), found by it, not by hash.
     const now = Date.now();
-    const row: unknown[] = [randomUUID(), createHash("sha256").update(code).digest("hex"), "user", userId];
-    row.push(null, null, now, now + 3_600_000, null, null, null);
+    const id = newClaimCodeRowId(now);
+    const code = newClaimCode(id);
+    const row: unknown[] = [id, createHash("sha256").update(code).digest("hex"), "user", userId];
+    row.push(null, null, now, now + 3_600_000, null, null, null, 0);
     return new Promise<void>((resolve) => {
       if (queue.length === 0) setImmediate(flush);
       queue.push({ row, done: resolve });

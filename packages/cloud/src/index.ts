@@ -26,7 +26,7 @@ export type {
 } from "./services/claims.js";
 export { CLAIM_ATTEMPT_EVENT } from "./gateway/connection.js";
 export { importDevicePublicKey } from "./gateway/device-key.js";
-export { randomBytesPooled } from "./security.js";
+export { newClaimCode, newClaimCodeRowId, randomBytesPooled } from "./security.js";
 export type { Principal, Owner } from "./services/principal.js";
 export { InProcessEventBus } from "./events/bus.js";
 export type { DeviceCommand, DeviceCommandResult, EventBus } from "./events/bus.js";

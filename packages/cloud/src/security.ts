@@ -7,8 +7,12 @@ export function newToken(): string {
   return randomBytes(20).toString("hex");
 }
 
-/** Random bytes behind one claim code. */
-const CLAIM_CODE_BYTES = 48;
+/** Bytes of a claim code row's ID as a code carries it (see {@link newClaimCodeRowId}): 120 bits. */
+const ROW_ID_PACKED_BYTES = 15;
+/** Characters of a claim code that carry its row's ID: its 15 packed bytes in base64. */
+const CLAIM_CODE_ROW_ID_LENGTH = 20;
+/** Random bytes behind the rest of a claim code: 44 base64 characters, of which 43 are kept (258 bits). */
+const CLAIM_CODE_SECRET_BYTES = 33;
 
 /** Random bytes drawn from the CSPRNG at once, handed out in slices that are each used once. */
 const RANDOM_POOL_BYTES = 48 * 128;
@@ -39,12 +43,82 @@ export function randomBytesPooled(length: number): Uint8Array {
 }
 
 /**
- * A fresh claim code: 48 random bytes in base64 (64 characters) cut to 63, so 378 bits of entropy
- * from the base64 alphabet. @see spec/cloud-api.md §3.2, DESIGN.md security rules
+ * A fresh claim code for the claim code row `id` (made by {@link newClaimCodeRowId}): the ID packed in 20
+ * base64 characters, then 43 characters of 258 random bits; 63 characters of the base64 alphabet in all, the
+ * length and form of Particle's codes. A claim finds the row by the ID ({@link claimCodeRowId}) and accepts
+ * the code only if it hashes to the row's stored hash, so no index over the hashes of all codes has to grow
+ * at a random place with each new code (bench/README.md, api). The code is stored only as its hash; the ID in
+ * it tells nothing but when the code was made. @see spec/cloud-api.md §3.2, DESIGN.md security rules
  */
-export function newClaimCode(): string {
-  return randomPooled(CLAIM_CODE_BYTES).toString("base64").slice(0, CLAIM_CODE_LENGTH);
+export function newClaimCode(id: string): string {
+  const packed = packRowId(id);
+  if (!packed) throw new RangeError(`not a claim code row ID: ${id}`);
+  return (
+    packed.toString("base64") +
+    randomPooled(CLAIM_CODE_SECRET_BYTES)
+      .toString("base64")
+      .slice(0, CLAIM_CODE_LENGTH - CLAIM_CODE_ROW_ID_LENGTH)
+  );
 }
+
+/**
+ * The claim code row ID that `code` carries if {@link newClaimCode} made it, or undefined when the code
+ * cannot be one of those (an ICCID or IMEI used as a code, another length or alphabet). Every 63-character
+ * base64 code reads as some ID: one made before the IDs were put in codes finds no row by it, and the claim
+ * then looks the code up by its hash.
+ */
+export function claimCodeRowId(code: string): string | undefined {
+  if (code.length !== CLAIM_CODE_LENGTH || !BASE64_CHARACTERS.test(code)) return undefined;
+  return unpackRowId(Buffer.from(code.slice(0, CLAIM_CODE_ROW_ID_LENGTH), "base64"));
+}
+
+const BASE64_CHARACTERS = /^[A-Za-z0-9+/]+$/;
+
+/**
+ * A fresh claim code row ID: a version 7 UUID (RFC 9562 §5.7), 48 bits of Unix time in ms then 72 random
+ * bits, the two lowest bits of its `rand_a` left zero so that the ID fits the 120 bits a code gives it (and
+ * the code's secret keeps 256 bits and more). Rows keyed by it are added at the end of their primary key's
+ * index, a page already in the cache, not at a random page of it (bench/README.md, api).
+ */
+export function newClaimCodeRowId(now: number = Date.now()): string {
+  const packed = Buffer.allocUnsafe(ROW_ID_PACKED_BYTES);
+  packed.writeUIntBE(now, 0, 6);
+  randomPooled(ROW_ID_PACKED_BYTES - 6).copy(packed, 6);
+  return unpackRowId(packed);
+}
+
+/**
+ * Packed (15 bytes): the 6 bytes of time, then 72 bits: the 10 high bits of `rand_a`, then the 62 bits of
+ * `rand_b`. The UUID (16 bytes) adds the version (7), the variant (binary 10) and the two zero bits.
+ */
+function unpackRowId(packed: Buffer): string {
+  const uuid = Buffer.allocUnsafe(16);
+  packed.copy(uuid, 0, 0, 6);
+  const randA = ((packed[6] ?? 0) << 2) | ((packed[7] ?? 0) >> 6);
+  uuid[6] = 0x70 | (randA >> 6);
+  uuid[7] = (randA << 2) & 0xff;
+  uuid[8] = 0x80 | ((packed[7] ?? 0) & 0x3f);
+  packed.copy(uuid, 9, 8, 15);
+  const hex = uuid.toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The packed form of a row ID {@link newClaimCodeRowId} made, or undefined for any other string. */
+function packRowId(id: string): Buffer | undefined {
+  if (!ROW_ID.test(id)) return undefined;
+  const uuid = Buffer.from(id.replaceAll("-", ""), "hex");
+  const randA = (((uuid[6] ?? 0) & 0x0f) << 8) | (uuid[7] ?? 0);
+  if ((randA & 0b11) !== 0) return undefined;
+  const packed = Buffer.allocUnsafe(ROW_ID_PACKED_BYTES);
+  uuid.copy(packed, 0, 0, 6);
+  packed[6] = randA >> 4;
+  packed[7] = (((randA >> 2) & 0b11) << 6) | ((uuid[8] ?? 0) & 0x3f);
+  uuid.copy(packed, 8, 9, 16);
+  return packed;
+}
+
+/** A version 7 UUID of the RFC's variant, in lower case. */
+const ROW_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /** A random identifier for rows that are never secrets (users, customers, claim ids). */
 export function newId(): string {

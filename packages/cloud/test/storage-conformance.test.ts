@@ -4,14 +4,17 @@
  * OS temp folder) always runs; PostgreSQL runs when ROOST_TEST_POSTGRES_URL names a server, and there the
  * races are real (a pool of connections, READ COMMITTED).
  */
-import { createHash, createPublicKey } from "node:crypto";
+import { createHash, createPublicKey, randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Migrator, sql } from "kysely";
+import Sqlite from "better-sqlite3";
+import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect } from "kysely";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createCloudConfig } from "../src/config.js";
+import { claimCodeRowId } from "../src/security.js";
 import type { ClaimReason } from "../src/services/claims.js";
 import type { DeviceRow, ProductDeviceQuery } from "../src/services/devices.js";
 import type { Services } from "../src/services/index.js";
@@ -99,6 +102,20 @@ function unique(prefix: string): string {
 function pkcs1WithCrlf(spkiPem: string): string {
   const pkcs1 = createPublicKey(spkiPem).export({ type: "pkcs1", format: "pem" }).toString();
   return `  \r\n${pkcs1.replaceAll("\n", "\r\n")}\r\n  `;
+}
+
+/** A legacy claim code (before migration 0015a): 63 characters of random base64, found by its hash. */
+function legacyClaimCode(): string {
+  return randomBytes(48).toString("base64").slice(0, 63);
+}
+
+/** The database of `options` opened without migrating it: its migrations are the test's to run. */
+function openUnmigrated(options: StorageOptions): Kysely<unknown> {
+  const dialect =
+    options.databaseUrl === undefined
+      ? new SqliteDialect({ database: new Sqlite(options.sqliteFile ?? ":memory:") })
+      : new PostgresDialect({ pool: new pg.Pool({ connectionString: options.databaseUrl, max: 1 }) });
+  return new Kysely<unknown>({ dialect });
 }
 
 /** Runs the whole conformance suite against one backend. */
@@ -324,6 +341,99 @@ function defineStorageConformance(backend: BackendFactory): void {
         }
         // The first connection still works after the second one came and went.
         expect(await services.accounts.getUser(user.id)).toMatchObject({ id: user.id });
+      });
+
+      it("keeps the claim codes of a database made before 0015a claimable, found by their hash", async () => {
+        await withFreshDatabase(async (fresh) => {
+          // The database as the release before 0015a left it, with two pending codes of random base64. Every
+          // such code reads as carrying some row ID (security.ts, claimCodeRowId): the second one's names the
+          // first one's row, so its claim finds a row by that ID whose hash is not its own.
+          const old = openUnmigrated(fresh.options);
+          const codes = [legacyClaimCode(), legacyClaimCode()];
+          const ids = [claimCodeRowId(codes[1] ?? ""), randomUUID()];
+          expect(ids[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+          try {
+            const migrated = await new Migrator({
+              db: old,
+              provider: createMigrationProvider(storage.dialect),
+            }).migrateTo("0014a_presence_index");
+            expect(migrated.error).toBeUndefined();
+            for (const [at, code] of codes.entries())
+              await sql`insert into claim_codes (id, code_hash, principal_kind, user_id, created_at, expires_at)
+                values (${ids[at]}, ${sha256(code)}, 'user', 'someone', ${clock.now},
+                  ${clock.now + CLAIM_CODE_TTL_SECONDS * 1000})`.execute(old);
+          } finally {
+            await old.destroy();
+          }
+
+          const upgraded = await openStorage(fresh.options);
+          try {
+            expect(await appliedMigrations(upgraded)).toEqual(await knownMigrations());
+            const onUpgraded = createServices({ db: upgraded.db, config });
+            const user = await onUpgraded.accounts.createUser({
+              username: `${unique("user")}@example.com`,
+              password: PASSWORD,
+            });
+            const principal: Principal = {
+              kind: "user",
+              userId: user.id,
+              username: user.username,
+              token: { hash: "test", clientId: "particle", expiresAt: null },
+            };
+            await upgraded.db.updateTable("claim_codes").set({ user_id: user.id }).execute();
+            const rows = await upgraded.db.selectFrom("claim_codes").select(["id", "by_hash"]).execute();
+            expect(rows.map((row) => row.by_hash)).toEqual([1, 1]);
+            for (const code of codes) {
+              const device = await onUpgraded.devices.register({
+                principal,
+                deviceId: newDeviceId(),
+                publicKey: KEYS[0].publicKeyPem,
+                allowNew: true,
+                platformKnown: true,
+                algorithm: "rsa",
+                productId: null,
+                platformId: PHOTON,
+                mayAdministerProduct: () => Promise.resolve(false),
+              });
+              expect(await onUpgraded.claims.claimByCode({ deviceId: device.id, code })).toMatchObject({
+                ok: true,
+                reason: "claimed",
+                owner: { kind: "user", userId: user.id },
+              });
+            }
+          } finally {
+            await upgraded.close();
+          }
+        });
+      });
+
+      it("indexes code hashes only for the codes found by them", async () => {
+        if (storage.dialect === "sqlite") {
+          const indexes = await sql<{ name: string; unique: number; partial: number }>`select name,
+            "unique", partial from pragma_index_list('claim_codes') order by name`.execute(storage.db);
+          expect(indexes.rows).toEqual([
+            { name: "claim_codes_hash", unique: 1, partial: 1 },
+            { name: "sqlite_autoindex_claim_codes_1", unique: 1, partial: 0 },
+          ]);
+          // Both ways a claim finds its code read one index entry, never the table's rows one by one.
+          for (const lookup of [
+            sql`explain query plan select id from claim_codes where id = ${"x"} and code_hash = ${"h"}`,
+            sql`explain query plan select id from claim_codes where code_hash = ${"h"} and by_hash = 1`,
+          ]) {
+            const plan = await lookup.execute(storage.db);
+            const steps = plan.rows.map((row) => (row as { detail: string }).detail);
+            expect(steps.join("; ")).toMatch(
+              /^SEARCH claim_codes USING INDEX (sqlite_autoindex_claim_codes_1|claim_codes_hash) \((id|code_hash)=\?\)$/,
+            );
+          }
+        } else {
+          const indexes = await sql<{ indexname: string; indexdef: string }>`select indexname, indexdef
+            from pg_indexes where tablename = 'claim_codes' order by indexname`.execute(storage.db);
+          expect(indexes.rows.map((row) => row.indexname)).toEqual(["claim_codes_hash", "claim_codes_pkey"]);
+          expect(indexes.rows[0]?.indexdef).toMatch(
+            /UNIQUE INDEX claim_codes_hash .*\(code_hash\) WHERE \(by_hash = 1\)$/,
+          );
+        }
       });
 
       it.runIf(backend.multiNode)(
@@ -1330,6 +1440,29 @@ function defineStorageConformance(backend: BackendFactory): void {
           "unknown_code",
           null,
         );
+      });
+
+      it("finds a fresh code by the row ID it carries, and refuses that ID with another secret, changing nothing", async () => {
+        const { principal, owner } = await newUser();
+        const device = await registerDevice(principal);
+        const code = await services.claims.createCode({ owner });
+        expect(code.claim_code).toMatch(/^[A-Za-z0-9+/]{63}$/);
+        expect(claimCodeRowId(code.claim_code)).toBe(code.claim_id);
+        expect(await codeRow(code.claim_id)).toMatchObject({
+          by_hash: 0,
+          code_hash: sha256(code.claim_code),
+        });
+        // The same row ID with a secret that is not the code's: no code, whatever the ID names.
+        const forged = code.claim_code.slice(0, 20) + legacyClaimCode().slice(0, 43);
+        expect(claimCodeRowId(forged)).toBe(code.claim_id);
+        await expectRefusedChangingNothing({ deviceId: device.id, code: forged }, "unknown_code", null);
+        clock.advance(1);
+        expect(
+          await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code }),
+        ).toMatchObject({
+          ok: true,
+          claimId: code.claim_id,
+        });
       });
 
       it("refuses a code once the clock reaches the end of its lifetime and changes nothing", async () => {

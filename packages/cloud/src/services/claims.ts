@@ -8,7 +8,7 @@ import { AppError } from "../errors.js";
 import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
-import { hashSecret, newClaimCode, newId } from "../security.js";
+import { claimCodeRowId, hashSecret, newClaimCode, newClaimCodeRowId, newId } from "../security.js";
 import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { HooksRead, WebhookService } from "../webhooks/service.js";
@@ -136,7 +136,10 @@ function claimStatements(db: Kysely<Database>) {
     // Everything a presented code is checked against, in one round trip: the device's recent and logged
     // attempts, the code (all null when unknown) with its owner's name and its attempts, and the device's
     // ownership (null when unknown). One row whatever exists.
-    presented: prepareQuery<{ hash: string; device: string; since: number }, PresentedRow>(db, (slot) => {
+    presented: prepareQuery<
+      { hash: string; row: string | null; device: string; since: number },
+      PresentedRow
+    >(db, (slot) => {
       const query = sql<PresentedRow>`select
           (select count(*) from claim_attempts where device_id = ${slot("device")}
             and at > ${slot("since")}) as device_recent_attempts,
@@ -150,7 +153,9 @@ function claimStatements(db: Kysely<Database>) {
           device.id as device_found, device.product_id as device_product_id,
           device.owner_user_id as device_owner_user_id, device.owner_customer_id as device_owner_customer_id
         from (select 1 as one) as one
-        left join claim_codes as code on code.code_hash = ${slot("hash")}
+        left join claim_codes as code on code.id = coalesce(
+          (select id from claim_codes where id = ${slot("row")} and code_hash = ${slot("hash")}),
+          (select id from claim_codes where code_hash = ${slot("hash")} and by_hash = 1))
         left join users as owner_user on owner_user.id = code.user_id
         left join customers as owner_customer on owner_customer.id = code.customer_id
         left join devices as device on device.id = ${slot("device")}`;
@@ -244,9 +249,18 @@ type PresentedRow = { [K in keyof ClaimCodesTable]: ClaimCodesTable[K] | null } 
 };
 
 /**
+ * A presented code's row in a batch (see PRESENT_ALL): by the row ID the code carries if its hash matches
+ * (security.ts, `newClaimCode`), else by the code's hash among the rows found that way (`by_hash`: preset codes,
+ * codes made before migration 0015a). COALESCE reads the second only when the first finds nothing.
+ */
+const CODE_ROW_BY_ID = `(select id from claim_codes where id = v.c and code_hash = v.h)`;
+const CODE_ROW_BY_HASH = `(select id from claim_codes where code_hash = v.h and by_hash = 1)`;
+
+/**
  * The `presented` statement of claimByCode for a batch of claims (see ClaimService #presentAll): the rows
- * travel as one JSON parameter, `[{ i: position, h: code hash, d: device ID, s: since }]`, and each comes
- * back with its position as `i`. One row per claim (code hashes and device IDs are unique).
+ * travel as one JSON parameter, `[{ i: position, h: code hash, c: the row ID the code carries or null,
+ * d: device ID, s: since }]`, and each comes back with its position as `i`. One row per claim (code hashes
+ * and device IDs are unique).
  */
 const PRESENT_ALL = (() => {
   const select = `select v.i,
@@ -259,17 +273,18 @@ const PRESENT_ALL = (() => {
       (select count(*) from claim_attempts where claim_code_id = code.id) as logged_attempts,
       device.id as device_found, device.product_id as device_product_id,
       device.owner_user_id as device_owner_user_id, device.owner_customer_id as device_owner_customer_id`;
-  const joins = `left join claim_codes as code on code.code_hash = v.h
+  const joins = `left join claim_codes as code on code.id = coalesce(${CODE_ROW_BY_ID}, ${CODE_ROW_BY_HASH})
     left join users as owner_user on owner_user.id = code.user_id
     left join customers as owner_customer on owner_customer.id = code.customer_id
     left join devices as device on device.id = v.d`;
   return {
     sqlite: `${select}
-      from (select value ->> '$.i' as i, value ->> '$.h' as h, value ->> '$.d' as d, value ->> '$.s' as s
+      from (select value ->> '$.i' as i, value ->> '$.h' as h, value ->> '$.c' as c, value ->> '$.d' as d,
+          value ->> '$.s' as s
         from json_each(?)) as v
       ${joins}`,
     postgres: `${select}
-      from jsonb_to_recordset($1::jsonb) as v(i integer, h text, d text, s bigint)
+      from jsonb_to_recordset($1::jsonb) as v(i integer, h text, c text, d text, s bigint)
       ${joins}`,
   };
 })();
@@ -313,6 +328,8 @@ interface ClaimRequest {
   readonly id: string;
   /** The presented code's hash. */
   readonly hash: string;
+  /** The claim code row ID the presented code carries, if it can carry one (security.ts, `claimCodeRowId`). */
+  readonly row: string | null;
   readonly source: ClaimSource;
   readonly online: boolean;
   /** When the code was presented: what expiry and the rate limit are judged against. */
@@ -387,6 +404,7 @@ const CLAIM_CODE_COLUMNS = [
   "used_at",
   "revoked_at",
   "device_id",
+  "by_hash",
 ] as const satisfies readonly (keyof ClaimCodesTable)[];
 
 /**
@@ -514,15 +532,16 @@ export class ClaimService {
    */
   async createCode(options: { owner: Owner; presetCode?: string | undefined }): Promise<ClaimCodeResponse> {
     const { owner } = options;
-    const code = options.presetCode ?? newClaimCode();
     const now = this.#config.clock();
-    const id = newId();
+    const id = newClaimCodeRowId(now);
+    const code = options.presetCode ?? newClaimCode(id);
     if (options.presetCode !== undefined) {
       // An ICCID is printed on the SIM card: a pending code for it must not be taken over by someone else.
       const pending = await this.#db
         .selectFrom("claim_codes")
         .selectAll()
         .where("code_hash", "=", hashSecret(code))
+        .where("by_hash", "=", 1)
         .where("used_at", "is", null)
         .where("revoked_at", "is", null)
         .where("expires_at", ">", now)
@@ -543,6 +562,7 @@ export class ClaimService {
       used_at: null,
       revoked_at: null,
       device_id: null,
+      by_hash: options.presetCode === undefined ? 0 : 1,
     };
     if (options.presetCode === undefined) {
       // The owner's device IDs do not depend on the new code: read them while it is inserted (on
@@ -553,9 +573,10 @@ export class ClaimService {
     await this.#db
       .insertInto("claim_codes")
       .values(row)
-      // A preset code (an ICCID) may be asked for again: the newest request wins.
+      // A preset code (an ICCID) may be asked for again: the newest request wins. The conflict target is the
+      // partial index, named by its own predicate as a literal (a parameter would not match it).
       .onConflict((oc) =>
-        oc.column("code_hash").doUpdateSet({
+        oc.column("code_hash").where("by_hash", "=", sql.lit(1)).doUpdateSet({
           id,
           created_at: row.created_at,
           expires_at: row.expires_at,
@@ -607,6 +628,7 @@ export class ClaimService {
     const outcome = await this.#laneOfThisTurn().add({
       id: deviceId,
       hash: hashSecret(options.code),
+      row: claimCodeRowId(options.code) ?? null,
       source: options.source ?? "gateway",
       online: options.online === true,
       now: this.#config.clock(),
@@ -713,11 +735,11 @@ export class ClaimService {
   ): Promise<Map<number, PresentedRow>> {
     const window = this.#config.retention.claimPresentationWindowMs;
     const hashes = new Set<string>();
-    const rows: { i: number; h: string; d: string; s: number }[] = [];
+    const rows: { i: number; h: string; c: string | null; d: string; s: number }[] = [];
     for (const [index, request] of requests.entries()) {
       if (hashes.has(request.hash)) continue;
       hashes.add(request.hash);
-      rows.push({ i: index, h: request.hash, d: request.id, s: request.now - window });
+      rows.push({ i: index, h: request.hash, c: request.row, d: request.id, s: request.now - window });
     }
     const result = await trx.executeQuery<PresentedRow & { i: number | string }>(
       CompiledQuery.raw(this.#postgres ? PRESENT_ALL.postgres : PRESENT_ALL.sqlite, [JSON.stringify(rows)]),
@@ -736,7 +758,12 @@ export class ClaimService {
     const since = now - this.#config.retention.claimPresentationWindowMs;
     const presented =
       claim.presented ??
-      (await this.#statements.presented({ hash: request.hash, device: deviceId, since }, trx)).rows[0];
+      (
+        await this.#statements.presented(
+          { hash: request.hash, row: request.row, device: deviceId, since },
+          trx,
+        )
+      ).rows[0];
     // A device presents codes unauthenticated by any account: past the limit its code is not considered.
     if (source === "gateway" && Number(presented?.device_recent_attempts ?? 0) >= limit)
       throw new ClaimRefused("rate_limited");

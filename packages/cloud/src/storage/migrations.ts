@@ -383,6 +383,42 @@ const presenceIndex: Migration = {
   },
 };
 
+/** The columns of `claim_codes` before 0015a, in order. */
+const CLAIM_CODE_COLUMNS_0001 = `id, code_hash, principal_kind, user_id, customer_id, product_id, created_at, expires_at,
+  used_at, revoked_at, device_id`;
+
+/**
+ * Claim codes found by the row ID they carry (security.ts, `newClaimCode`), not by their hash: the unique
+ * index over every code's hash goes, so a new code's insert no longer writes a random page of it (with
+ * each insert's random page of the old random `id` index, that was most of the insert's cost: bench/README.md,
+ * api). `by_hash` marks the rows still found by their hash: preset codes (an ICCID or IMEI) and every code
+ * made before this migration (the column's default); a partial unique index covers only them. SQLite cannot
+ * drop the index of a column's UNIQUE constraint, so there the table is rebuilt (it holds no foreign keys,
+ * and none point at it).
+ */
+function claimCodeLocators(dialect: Dialect): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      if (dialect === "postgres") {
+        await sql`alter table claim_codes add column by_hash integer not null default 1`.execute(db);
+        await sql`alter table claim_codes drop constraint claim_codes_code_hash_key`.execute(db);
+      } else {
+        await sql`create table claim_codes_0015a (id text primary key, code_hash text not null,
+          principal_kind text not null, user_id text, customer_id text, product_id integer,
+          created_at bigint not null, expires_at bigint not null, used_at bigint, revoked_at bigint,
+          device_id text, by_hash integer not null default 1)`.execute(db);
+        await sql`insert into claim_codes_0015a (${sql.raw(CLAIM_CODE_COLUMNS_0001)})
+          select ${sql.raw(CLAIM_CODE_COLUMNS_0001)} from claim_codes`.execute(db);
+        await sql`drop table claim_codes`.execute(db);
+        await sql`alter table claim_codes_0015a rename to claim_codes`.execute(db);
+      }
+      await sql`create unique index claim_codes_hash on claim_codes (code_hash) where by_hash = 1`.execute(
+        db,
+      );
+    },
+  };
+}
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -398,6 +434,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0012a_dtls_sessions": dtlsSessions,
         "0013a_webhooks": webhooks(dialect),
         "0014a_presence_index": presenceIndex,
+        "0015a_claim_code_locators": claimCodeLocators(dialect),
       }),
   };
 }

@@ -184,6 +184,11 @@ export interface ClaimCodesTable {
   used_at: number | null;
   revoked_at: number | null;
   device_id: string | null;
+  /**
+   * 1 when the code is found by its hash (a preset ICCID or IMEI, a code made before migration 0015a), 0
+   * when it carries its row's ID (security.ts, `newClaimCode`).
+   */
+  by_hash: number;
 }
 
 export interface ClaimAttemptsTable {
