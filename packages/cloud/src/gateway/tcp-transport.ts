@@ -201,6 +201,11 @@ export class SessionCipherPair {
   }
 
   #drop(): void {
+    // `final` frees the OpenSSL context now; a dropped Cipher's context is otherwise freed by V8's weak
+    // callbacks inside a scavenge, on the main thread, thousands at a time in a held fleet's scavenges
+    // (bench/README.md, connections). With whole blocks and no padding it returns nothing and cannot fail.
+    this.#encryptor?.final();
+    this.#decryptor?.final();
     this.#encryptor = undefined;
     this.#decryptor = undefined;
     this.#chains = undefined;
