@@ -134,6 +134,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         cryptoWorkers?: number;
         webhooksAllowPrivate: boolean;
       }) => {
+        const stopped = untilSignal();
         const cloud = await serve(
           {
             ...options,
@@ -145,7 +146,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
           },
           (line) => console.log(line),
         );
-        await untilSignal();
+        await stopped;
         await cloud.close();
       },
     );
@@ -210,8 +211,9 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         host: string;
         data: string;
       }) => {
+        const stopped = untilSignal();
         const dev = await startDev(options, (line) => console.log(line));
-        await untilSignal();
+        await stopped;
         await dev.stop();
       },
     );
@@ -408,6 +410,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         platform?: number;
         claimCode?: string;
       }) => {
+        const stopped = untilSignal();
         const running = await runDevice(
           {
             state: options.state,
@@ -422,7 +425,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
           },
           (line) => console.log(line),
         );
-        await untilSignal();
+        await stopped;
         await running.stop();
       },
     );
@@ -481,18 +484,23 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env): Command {
         claim: boolean;
         platform?: number;
       }) => {
+        const stopped = untilSignal();
         const fleet = await runFleet(
           { ...options, cloudUrl: options.cloud, platformId: options.platform },
           (line) => console.log(line),
         );
-        await untilSignal();
+        await stopped;
         fleet.stop();
       },
     );
   return program;
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
+/**
+ * Resolves on the first SIGINT or SIGTERM. Commands call it before they start what they run: a signal that
+ * comes while it starts then stops it once started, instead of killing the process with it half started
+ * (and the exit code of a killed process).
+ */
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
