@@ -177,8 +177,11 @@ function defineStorageConformance(backend: BackendFactory): void {
 
     // ---- fixtures -------------------------------------------------------------------------------------
 
-    async function newUser(): Promise<{ user: UsersTable; principal: Principal; owner: Owner }> {
-      const user = await services.accounts.createUser({
+    /** A new user (on the suite's services, or on `on`: services over another database). */
+    async function newUser(
+      on: Services = services,
+    ): Promise<{ user: UsersTable; principal: Principal; owner: Owner }> {
+      const user = await on.accounts.createUser({
         username: `${unique("user")}@example.com`,
         password: PASSWORD,
       });
@@ -210,8 +213,9 @@ function defineStorageConformance(backend: BackendFactory): void {
     function registerDevice(
       principal: Principal,
       options: { deviceId?: string; productId?: number | null; platformId?: number; publicKey?: string } = {},
+      on: Services = services,
     ): Promise<DeviceRow> {
-      return services.devices.register({
+      return on.devices.register({
         principal,
         deviceId: options.deviceId ?? newDeviceId(),
         publicKey: options.publicKey ?? KEYS[0].publicKeyPem,
@@ -220,7 +224,7 @@ function defineStorageConformance(backend: BackendFactory): void {
         algorithm: "rsa",
         productId: options.productId ?? null,
         platformId: options.platformId ?? PHOTON,
-        mayAdministerProduct: (productId) => services.products.canAdminister(principal, productId),
+        mayAdministerProduct: (productId) => on.products.canAdminister(principal, productId),
       });
     }
 
@@ -370,31 +374,12 @@ function defineStorageConformance(backend: BackendFactory): void {
           try {
             expect(await appliedMigrations(upgraded)).toEqual(await knownMigrations());
             const onUpgraded = createServices({ db: upgraded.db, config });
-            const user = await onUpgraded.accounts.createUser({
-              username: `${unique("user")}@example.com`,
-              password: PASSWORD,
-            });
-            const principal: Principal = {
-              kind: "user",
-              userId: user.id,
-              username: user.username,
-              token: { hash: "test", clientId: "particle", expiresAt: null },
-            };
+            const { user, principal } = await newUser(onUpgraded);
             await upgraded.db.updateTable("claim_codes").set({ user_id: user.id }).execute();
             const rows = await upgraded.db.selectFrom("claim_codes").select(["id", "by_hash"]).execute();
             expect(rows.map((row) => row.by_hash)).toEqual([1, 1]);
             for (const code of codes) {
-              const device = await onUpgraded.devices.register({
-                principal,
-                deviceId: newDeviceId(),
-                publicKey: KEYS[0].publicKeyPem,
-                allowNew: true,
-                platformKnown: true,
-                algorithm: "rsa",
-                productId: null,
-                platformId: PHOTON,
-                mayAdministerProduct: () => Promise.resolve(false),
-              });
+              const device = await registerDevice(principal, {}, onUpgraded);
               expect(await onUpgraded.claims.claimByCode({ deviceId: device.id, code })).toMatchObject({
                 ok: true,
                 reason: "claimed",
