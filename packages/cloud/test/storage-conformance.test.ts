@@ -1450,6 +1450,34 @@ function defineStorageConformance(backend: BackendFactory): void {
         });
       });
 
+      it("lets a preset code (an ICCID) be asked for again by its owner, not by another, and claims with it by its hash", async () => {
+        const { principal, owner } = await newUser();
+        const other = await newUser();
+        const device = await registerDevice(principal);
+        const iccid = `8901${Date.now().toString().slice(-12)}${Math.floor(Math.random() * 1e4)}`;
+        const first = await services.claims.createCode({ owner, presetCode: iccid });
+        expect(first.claim_code).toBe(iccid);
+        await expect(
+          services.claims.createCode({ owner: other.owner, presetCode: iccid }),
+        ).rejects.toMatchObject({
+          code: "CONFLICT",
+        });
+        clock.advance(1);
+        const again = await services.claims.createCode({ owner, presetCode: iccid });
+        expect(again.claim_id).not.toBe(first.claim_id);
+        expect(await codeRow(again.claim_id)).toMatchObject({
+          by_hash: 1,
+          code_hash: sha256(iccid),
+          used_at: null,
+        });
+        clock.advance(1);
+        expect(await services.claims.claimByCode({ deviceId: device.id, code: iccid })).toMatchObject({
+          ok: true,
+          claimId: again.claim_id,
+          owner,
+        });
+      });
+
       it("refuses a code once the clock reaches the end of its lifetime and changes nothing", async () => {
         const { principal, owner } = await newUser();
         const device = await registerDevice(principal);
