@@ -1201,6 +1201,69 @@ function defineStorageConformance(backend: BackendFactory): void {
         expect(await services.devices.ownedIds(otherOwner)).toEqual([devices[5]?.id]);
       });
 
+      it("answers each fresh claim code of one burst with its own owner's device IDs, users' and customers', in the list's order", async () => {
+        const { principal, owner, user } = await newUser();
+        const { owner: otherUser } = await newUser();
+        const { owner: newcomer } = await newUser();
+        const product = await newProduct(user.id);
+        const { owner: customer } = await newCustomer(product);
+        const owned: DeviceRow[] = [];
+        for (let index = 0; index < 3; index += 1) owned.push(await registerDevice(principal));
+        const customers = await registerDevice(principal, { productId: product.id });
+        const others = await registerDevice(principal);
+        for (const [device, by] of [
+          ...owned.map((device) => [device, owner] as const),
+          [customers, customer] as const,
+          [others, otherUser] as const,
+        ]) {
+          const code = await services.claims.createCode({ owner: by });
+          expect(
+            await services.claims.claimByCode({ deviceId: device.id, code: code.claim_code, source: "api" }),
+          ).toMatchObject({ ok: true });
+        }
+        for (const [device, at] of [
+          [owned[0], 100],
+          [owned[1], null],
+          [owned[2], 300],
+        ] as const)
+          await storage.db
+            .updateTable("devices")
+            .set({ last_handshake_at: at === null ? null : clock.now + at })
+            .where("id", "=", device?.id ?? "")
+            .execute();
+        const expected = [owned[2]?.id, owned[0]?.id, owned[1]?.id];
+        expect(await services.devices.ownedIds(owner)).toEqual(expected);
+
+        // Asked for in one turn of the event loop, the codes are stored together (on PostgreSQL by the
+        // statement that also reads the owners' devices).
+        const askers = [owner, customer, newcomer, otherUser, owner];
+        const answers = await Promise.all(
+          askers.map((asker) => services.claims.createCode({ owner: asker })),
+        );
+        expect(answers.map((answer) => answer.device_ids)).toEqual([
+          expected,
+          [customers.id],
+          [],
+          [others.id],
+          expected,
+        ]);
+        expect(answers[0]?.device_ids).not.toBe(answers[4]?.device_ids);
+        for (const [index, answer] of answers.entries()) {
+          const asker = askers[index];
+          expect(await codeRow(answer.claim_id)).toMatchObject({
+            code_hash: sha256(answer.claim_code),
+            user_id: asker?.kind === "user" ? asker.userId : null,
+            customer_id: asker?.kind === "customer" ? asker.customerId : null,
+            used_at: null,
+          });
+        }
+        // Each is claimable by its owner's device.
+        const fresh = await registerDevice(principal, { productId: product.id });
+        expect(
+          await services.claims.claimByCode({ deviceId: fresh.id, code: answers[1]?.claim_code ?? "" }),
+        ).toMatchObject({ ok: true, owner: customer });
+      });
+
       it("imports devices into a product, reporting unknown or other-platform IDs as invalid and other products' devices as nonmembers", async () => {
         const { principal, user } = await newUser();
         const product = await newProduct(user.id, PHOTON);

@@ -13,7 +13,7 @@ import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { HooksRead, WebhookService } from "../webhooks/service.js";
 import type { DeviceService } from "./devices.js";
-import { prepareInsertMany, prepareQuery } from "./prepared.js";
+import { insertManyText, prepareQuery } from "./prepared.js";
 import type { Owner } from "./principal.js";
 import type { RetentionService } from "./retention.js";
 import type { TransferService } from "./transfers.js";
@@ -408,6 +408,19 @@ const CLAIM_CODE_COLUMNS = [
 ] as const satisfies readonly (keyof ClaimCodesTable)[];
 
 /**
+ * PostgreSQL: the device IDs of the owners of a group of fresh claim codes, read by the statement that
+ * inserts them (`with inserted as (insert …) select …`), in the order of `DeviceService.ownedIds`. Its two
+ * parameters, numbered after the insert's, are the users' and the customers' IDs.
+ */
+const ownedIdsOfGroup = (first: number) =>
+  `select "owner_user_id" as "user_id", "owner_customer_id" as "customer_id", "id" from "devices" ` +
+  `where "owner_user_id" = any($${first}::text[]) or "owner_customer_id" = any($${first + 1}::text[]) ` +
+  `order by "last_handshake_at" desc nulls last, "id"`;
+
+/** The key of an owner's device IDs in one turn's reads (a user's and a customer's IDs never meet). */
+const ownerKey = (owner: Owner) => (owner.kind === "user" ? `u:${owner.userId}` : `c:${owner.customerId}`);
+
+/**
  * Claim codes and claiming. `claimByCode` is the one transaction both the device gateway and tests use:
  * it checks the code, binds the device and spends the code, or changes nothing and records why not.
  */
@@ -421,17 +434,19 @@ export class ClaimService {
   readonly #retention: RetentionService;
   readonly #statements: ReturnType<typeof claimStatements>;
   readonly #postgres: boolean;
-  readonly #insertCodes: ReturnType<typeof prepareInsertMany<"claim_codes", keyof ClaimCodesTable>>;
+  readonly #insertCodes: ReturnType<typeof insertManyText<"claim_codes", keyof ClaimCodesTable>>;
   /** Owners whose device IDs are asked for in this turn of the event loop, with the read that answers. */
   #idReads = new Map<string, Promise<string[]>>();
   /**
    * Fresh (random) claim codes asked for in the same turn of the event loop, inserted in one statement: one
    * commit and one WAL append for all of them (group commit; bench api scenario). A random code or id
    * colliding with a stored one (2^-378, 2^-122) would fail the whole group with a unique violation, which
-   * each caller reports as the usual 409 "try again". At most 200 rows (2,200 parameters) per statement,
-   * within both databases' limits.
+   * each caller reports as the usual 409 "try again". At most 200 rows (2,400 parameters) per statement,
+   * within both databases' limits. On PostgreSQL the same statement reads each code's owner's device IDs
+   * (the answer's `device_ids`): one round trip for both. On SQLite the insert answers nothing and the IDs
+   * are read beside it (#ownedIdsThisTurn).
    */
-  readonly #freshCodes: Batcher<ClaimCodesTable, undefined>;
+  readonly #freshCodes: Batcher<ClaimCodesTable, string[] | undefined>;
   /**
    * Claims by code presented in the same turn of the event loop, run in one transaction (see
    * {@link #claimAll}): 200 devices claiming at once commit a few times instead of 200 times, one
@@ -466,11 +481,13 @@ export class ClaimService {
     this.#retention = options.retention;
     this.#statements = claimStatements(options.db);
     this.#postgres = dialectOf(options.db) === "postgres";
-    this.#insertCodes = prepareInsertMany(options.db, "claim_codes", CLAIM_CODE_COLUMNS);
-    this.#freshCodes = new Batcher<ClaimCodesTable, undefined>(async (rows) => {
-      await this.#insertCodes(rows);
-      return rows.map(() => undefined);
-    }, 200);
+    this.#insertCodes = insertManyText(options.db, "claim_codes", CLAIM_CODE_COLUMNS);
+    this.#freshCodes = this.#postgres
+      ? new Batcher((rows) => this.#insertCodesReadingOwners(rows), 200)
+      : new Batcher(async (rows) => {
+          await this.#db.executeQuery(this.#insertCodes(rows));
+          return rows.map(() => undefined);
+        }, 200);
     const lane = () =>
       new Batcher<ClaimRequest, ClaimOutcome>((requests) => this.#claimAll(requests), CLAIM_BATCH_LIMIT);
     this.#firstLane = lane();
@@ -565,8 +582,11 @@ export class ClaimService {
       by_hash: options.presetCode === undefined ? 0 : 1,
     };
     if (options.presetCode === undefined) {
-      // The owner's device IDs do not depend on the new code: read them while it is inserted (on
-      // PostgreSQL two connections of the pool, one round trip instead of two).
+      if (this.#postgres) {
+        const deviceIds = (await this.#freshCodes.add(row)) ?? [];
+        return { claim_code: code, device_ids: deviceIds, claim_id: id };
+      }
+      // The owner's device IDs do not depend on the new code: read them while it is inserted.
       const [deviceIds] = await Promise.all([this.#ownedIdsThisTurn(owner), this.#freshCodes.add(row)]);
       return { claim_code: code, device_ids: deviceIds, claim_id: id };
     }
@@ -594,12 +614,50 @@ export class ClaimService {
   }
 
   /**
+   * PostgreSQL: inserts a group of fresh codes and reads their owners' device IDs in one statement (see
+   * ownedIdsOfGroup), answering each code with a copy of its owner's IDs.
+   */
+  async #insertCodesReadingOwners(rows: readonly ClaimCodesTable[]): Promise<string[][]> {
+    const insert = this.#insertCodes(rows);
+    const users = new Set<string>();
+    const customers = new Set<string>();
+    for (const row of rows) {
+      if (row.user_id !== null) users.add(row.user_id);
+      if (row.customer_id !== null) customers.add(row.customer_id);
+    }
+    const { rows: devices } = await this.#db.executeQuery<{
+      user_id: string | null;
+      customer_id: string | null;
+      id: string;
+    }>(
+      CompiledQuery.raw(
+        `with "inserted" as (${insert.sql}) ${ownedIdsOfGroup(insert.parameters.length + 1)}`,
+        [...insert.parameters, [...users], [...customers]],
+      ),
+    );
+    const ids = new Map<string, string[]>();
+    const add = (key: string, id: string) => {
+      const list = ids.get(key);
+      if (list) list.push(id);
+      else ids.set(key, [id]);
+    };
+    for (const device of devices) {
+      if (device.user_id !== null && users.has(device.user_id)) add(`u:${device.user_id}`, device.id);
+      if (device.customer_id !== null && customers.has(device.customer_id))
+        add(`c:${device.customer_id}`, device.id);
+    }
+    return rows.map((row) => [
+      ...(ids.get(row.user_id !== null ? `u:${row.user_id}` : `c:${row.customer_id ?? ""}`) ?? []),
+    ]);
+  }
+
+  /**
    * The owner's device IDs, read once for every claim-code request of the same owner that arrived in this
    * turn of the event loop: the read starts after all of them arrived (at the end of the turn), so each
    * sees the devices as they were after its request came in.
    */
   #ownedIdsThisTurn(owner: Owner): Promise<string[]> {
-    const key = owner.kind === "user" ? `u:${owner.userId}` : `c:${owner.customerId}`;
+    const key = ownerKey(owner);
     let read = this.#idReads.get(key);
     if (!read) {
       if (this.#idReads.size === 0) setImmediate(() => (this.#idReads = new Map()));

@@ -42,9 +42,9 @@ export function prepareQuery<P extends Record<string, unknown>, R>(
 }
 
 /**
- * A multi-row insert of `columns` into `table`, compiled once per row count (at most `limit` texts) and run
- * with each call's rows: the group insert of claim codes (storage/batch.ts) built and compiled the same
- * statement through Kysely per group. Every row must have every column.
+ * A multi-row insert of `columns` into `table`, compiled once per row count and run with each call's rows:
+ * the group insert of claim codes (storage/batch.ts) built and compiled the same statement through Kysely
+ * per group. Every row must have every column.
  */
 export function prepareInsertMany<T extends keyof Database, C extends string>(
   db: Kysely<Database>,
@@ -54,6 +54,20 @@ export function prepareInsertMany<T extends keyof Database, C extends string>(
   rows: readonly Readonly<Record<C, unknown>>[],
   executor?: Kysely<Database>,
 ) => Promise<QueryResult<never>> {
+  const text = insertManyText(db, table, columns);
+  return (rows, executor = db) => executor.executeQuery<never>(text(rows));
+}
+
+/**
+ * The statement {@link prepareInsertMany} runs, for a caller that sends it inside a larger one (PostgreSQL's
+ * `with … as (insert …) select …`): its text, compiled once per row count, and the rows' values in the order
+ * of its parameters (`$1` onwards).
+ */
+export function insertManyText<T extends keyof Database, C extends string>(
+  db: Kysely<Database>,
+  table: T,
+  columns: readonly C[],
+): (rows: readonly Readonly<Record<C, unknown>>[]) => CompiledQuery {
   const texts = new Map<number, { sql: string; order: { row: number; column: C }[] }>();
   const compile = (count: number) => {
     const marked = Array.from({ length: count }, (_, row) =>
@@ -75,13 +89,15 @@ export function prepareInsertMany<T extends keyof Database, C extends string>(
     if (compiled.sql.includes(SLOT_MARK)) throw new Error(`prepareInsertMany: a value is not a parameter`);
     return { sql: compiled.sql, order };
   };
-  return (rows, executor = db) => {
+  return (rows) => {
     let text = texts.get(rows.length);
     if (!text) {
       text = compile(rows.length);
       texts.set(rows.length, text);
     }
-    const parameters = text.order.map(({ row, column }) => rows[row]?.[column]);
-    return executor.executeQuery<never>(CompiledQuery.raw(text.sql, parameters));
+    return CompiledQuery.raw(
+      text.sql,
+      text.order.map(({ row, column }) => rows[row]?.[column]),
+    );
   };
 }
