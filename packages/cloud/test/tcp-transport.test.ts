@@ -3,7 +3,7 @@ import { connect, createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { decodeMessage, encodeFrame, encodeMessage } from "@roost/protocol";
+import { decodeMessage, encodeFrame, encodeMessage, MalformedFrameError } from "@roost/protocol";
 import type { SessionCiphers } from "@roost/protocol/node";
 import { createSessionCiphers } from "@roost/protocol/node";
 
@@ -49,7 +49,7 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
     }
   });
 
-  it("after its first seconds, a session keeps no contexts from a quiet burst (a ping), and a busy burst's until the sweep", async () => {
+  it("after its first seconds, a session makes no contexts for a quiet burst (a ping), and keeps a busy burst's until the sweep", async () => {
     let now = 0;
     useCipherClock(() => now);
     try {
@@ -65,13 +65,18 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
         }
       };
       now = 60_000;
-      // A ping and its answer.
+      // A ping and its answer, in JavaScript: no context at all, in this turn or after it.
       exchange(1);
-      expect(server.holdsContexts).toBe(true);
+      expect(server.holdsContexts).toBe(false);
       await nextTurn();
       expect(server.holdsContexts).toBe(false);
-      // A burst of six messages: kept past the turn, then dropped by the sweep once unused.
+      exchange(1);
+      expect(server.holdsContexts).toBe(false);
+      await nextTurn();
+      // A burst of six messages: two without contexts, then the contexts take the chains over, kept past the
+      // turn, then dropped by the sweep once unused.
       exchange(3);
+      expect(server.holdsContexts).toBe(true);
       await nextTurn();
       expect(server.holdsContexts).toBe(true);
       sweepCipherContexts();
@@ -99,6 +104,44 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
     expect(idle.holdsContexts).toBe(false);
     sweepCipherContexts();
     expect(busy.holdsContexts).toBe(false);
+  });
+
+  it("encrypts and decrypts an older session's quiet messages in JavaScript as the device's chains expect, refusals included", async () => {
+    let now = 0;
+    useCipherClock(() => now);
+    try {
+      const credentials = newCredentials();
+      const server = new SessionCipherPair(credentials);
+      const device = createSessionCiphers(credentials);
+      now = 60_000;
+      for (const length of [0, 1, 15, 16, 17, 31, 32, 33, 100, 700]) {
+        // One message each way per turn: always the quiet path.
+        const up = new Uint8Array(randomBytes(length));
+        expect(new Uint8Array(server.decrypt(device.send.encrypt(up)))).toEqual(up);
+        const down = new Uint8Array(randomBytes(length));
+        const sent = server.encrypt(down);
+        expect(Buffer.isBuffer(sent)).toBe(true);
+        expect(device.receive.decrypt(sent)).toEqual(down);
+        expect(server.holdsContexts).toBe(false);
+        await nextTurn();
+      }
+      // A refused ciphertext leaves the chain where the device expects it (random blocks fail to unpad
+      // nearly always: the one try that does not is skipped, as the session would end there anyway).
+      const forged = new Uint8Array(randomBytes(32));
+      let refused = false;
+      try {
+        server.decrypt(forged);
+      } catch (error) {
+        expect(error).toBeInstanceOf(MalformedFrameError);
+        refused = true;
+      }
+      if (refused) {
+        const up = new Uint8Array(randomBytes(9));
+        expect(new Uint8Array(server.decrypt(device.send.encrypt(up)))).toEqual(up);
+      }
+    } finally {
+      useCipherClock(() => performance.now());
+    }
   });
 
   it("refuses a ciphertext of bad length or padding and keeps its chain for the next message", () => {

@@ -101,8 +101,11 @@ export interface Devos extends AsyncDisposable {
   readonly folder: string;
   /** Every line the firmware logged so far (stderr and stdout). */
   readonly lines: readonly string[];
-  /** Resolves with the first line (already seen or to come) matching `pattern`; rejects if it exits first. */
-  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /**
+   * Resolves with the first line (already seen or to come) matching `pattern`, looking from index `from` of
+   * `lines` on (default 0: every line so far); rejects if it exits first.
+   */
+  waitForLine(pattern: RegExp, timeoutMs?: number, from?: number): Promise<string>;
   /** Stops the process (SIGTERM, then SIGKILL) and removes its folder if it made it. */
   stop(): Promise<void>;
   /** Kills the process with `signal` (SIGKILL: a power cut) and waits for it to exit; the folder stays. */
@@ -166,9 +169,9 @@ export function startDevos(options: DevosOptions): Devos {
   return {
     folder,
     lines,
-    waitForLine(pattern, timeoutMs = 60_000) {
+    waitForLine(pattern, timeoutMs = 60_000, start = 0) {
       return new Promise((resolve, reject) => {
-        let from = 0;
+        let from = start;
         const check = () => {
           for (; from < lines.length; from++) {
             const line = lines[from] ?? "";

@@ -1,6 +1,7 @@
 // Particle's own Device OS (gcc builds v2.3.1 and v5.1.0, /work/shared/devos) against a real Roost cloud over
 // the Gen 2 TCP protocol: handshake, Hello, describe, presence with the platform, claim by ID, and a function
-// call from particle-api-js that the firmware itself answers. @see spec/device-protocols.md Part B
+// call from particle-api-js that the firmware itself answers; v2.3.1, which logs what it receives, also
+// completes its ping after 15 s of silence in the same session. @see spec/device-protocols.md Part B
 import { randomBytes } from "node:crypto";
 import Particle from "particle-api-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -118,7 +119,16 @@ describe.skipIf(!DEVOS_AVAILABLE)("real Device OS over TCP (Gen 2 protocol)", ()
             (error: { statusCode: number }) => error,
           );
         expect(call?.statusCode).toBe(408);
-        if (logsMessages) await firmware.waitForLine(/rcv'd message type=2\b/);
+        if (logsMessages) {
+          await firmware.waitForLine(/rcv'd message type=2\b/);
+          // Then silence: after 15 s the firmware pings (spec B.6). The session is older than its connect
+          // phase, so the gateway answers in JavaScript AES without an OpenSSL context (tcp-transport.ts):
+          // the firmware decrypts the empty ACK and completes its ping, in the same session.
+          const quiet = firmware.lines.length;
+          await firmware.waitForLine(/message id \d+ complete with code 0\.00/, 30_000, quiet);
+          expect(firmware.lines.filter((line) => /Handshake completed/.test(line))).toHaveLength(1);
+          expect(await online(device.id)).toBe(true);
+        }
       },
     );
   }

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import type { Cipher, Decipher } from "node:crypto";
 import type { Duplex } from "node:stream";
+import { cbc } from "@noble/ciphers/aes.js";
 
 import type { DeviceMessage } from "@roost/protocol";
 import {
@@ -23,7 +24,10 @@ const CONTEXT_SWEEP_INTERVAL_MS = 1000;
  * from burst to burst; an older one keeps them only after a burst of more than {@link QUIET_BURST_MESSAGES}.
  */
 const CONNECT_PHASE_MS = 10_000;
-/** A held device's ping and its answer: a burst that leaves no contexts behind. */
+/**
+ * A held device's ping and its answer: a burst that makes no contexts. Its messages are encrypted in
+ * JavaScript (`@noble/ciphers`), which leaves V8 no native object to finalize.
+ */
 const QUIET_BURST_MESSAGES = 2;
 
 let clock: () => number = () => performance.now();
@@ -61,6 +65,20 @@ function endBurst(pair: SessionCipherPair): void {
 }
 
 /**
+ * A decrypted message without its PKCS#7 padding (spec B.3).
+ * @throws MalformedFrameError when the padding is invalid.
+ */
+function unpad(padded: Uint8Array): Uint8Array {
+  const length = padded.length;
+  const padLength = padded[length - 1] ?? 0;
+  if (padLength < 1 || padLength > BLOCK)
+    throw new MalformedFrameError(`invalid PKCS#7 pad length ${padLength}`);
+  for (let at = length - padLength; at < length; at++)
+    if (padded[at] !== padLength) throw new MalformedFrameError("invalid PKCS#7 padding bytes");
+  return padded.subarray(0, length - padLength);
+}
+
+/**
  * The two AES-128-CBC chains of a Gen 2 session in one 48-byte buffer (key, send IV, receive IV): each
  * message is padded (PKCS#7) and encrypted under the chain's IV, and the next IV of that direction is the
  * first block of the message's ciphertext (spec B.3). The same rule as `ChainedCipher` of `@roost/protocol`,
@@ -72,8 +90,11 @@ function endBurst(pair: SessionCipherPair): void {
  * A device's connect sequence is about nine messages each way in a few bursts, and making a context cost more
  * than the AES itself (bench/README.md, handshake profile). A session in its first seconds keeps its
  * contexts from burst to burst, and so does an older one after a busy burst; one sweep for the whole process
- * drops those unused for a second. A held device's ping makes its contexts for that burst only: an idle
- * session holds none (bench/README.md, connections: memory per held device).
+ * drops those unused for a second. The first {@link QUIET_BURST_MESSAGES} messages of an older session's
+ * burst (a held device's ping and its answer) make no context: each is encrypted under the chain's IV in
+ * JavaScript. An OpenSSL context is a native object that V8 finalizes in a scavenge, on the event loop: a
+ * held fleet's pings made thousands per scavenge, and finalizing them was up to half of the pause
+ * (bench/README.md, connections). An idle session holds no context and no JavaScript key schedule.
  */
 export class SessionCipherPair {
   readonly #state: Buffer;
@@ -101,17 +122,19 @@ export class SessionCipherPair {
     return this.#encryptor !== undefined || this.#decryptor !== undefined;
   }
 
-  #chainState(): Buffer {
+  /**
+   * The contexts' chain state for this message, or undefined for a quiet message (see the class): the first
+   * messages of an older session's burst, when it holds no contexts.
+   */
+  #chainState(): Buffer | undefined {
     this.#used = true;
-    this.#burstMessages += 1;
-    if (!this.#chains) {
-      this.#chains = Buffer.allocUnsafe(2 * BLOCK);
-      if (clock() - this.#born <= CONNECT_PHASE_MS) holdContexts(this);
-      else {
-        this.#burstMessages = 1;
-        setImmediate(endBurst, this);
-      }
-    }
+    if (this.#chains) return this.#chains;
+    if (clock() - this.#born > CONNECT_PHASE_MS) {
+      if (this.#burstMessages === 0) setImmediate(endBurst, this);
+      this.#burstMessages += 1;
+      if (this.#burstMessages <= QUIET_BURST_MESSAGES) return undefined;
+    } else holdContexts(this);
+    this.#chains = Buffer.allocUnsafe(2 * BLOCK);
     return this.#chains;
   }
 
@@ -124,6 +147,13 @@ export class SessionCipherPair {
     const input = Buffer.allocUnsafe(length);
     input.set(plain, 0);
     input.fill(padLength, plain.length);
+    if (!chains) {
+      const out = cbc(state.subarray(0, BLOCK), state.subarray(BLOCK, 2 * BLOCK), {
+        disablePadding: true,
+      }).encrypt(input);
+      state.set(out.subarray(0, BLOCK), BLOCK);
+      return Buffer.from(out.buffer, out.byteOffset, out.length);
+    }
     if (!this.#encryptor) {
       const encryptor = createCipheriv(
         "aes-128-cbc",
@@ -152,6 +182,14 @@ export class SessionCipherPair {
       throw new MalformedFrameError(`ciphertext length ${length} is not a positive multiple of 16`);
     const state = this.#state;
     const chains = this.#chainState();
+    if (!chains) {
+      const padded = cbc(state.subarray(0, BLOCK), state.subarray(2 * BLOCK, 3 * BLOCK), {
+        disablePadding: true,
+      }).decrypt(ciphertext);
+      const message = unpad(padded);
+      state.set(ciphertext.subarray(0, BLOCK), 2 * BLOCK);
+      return message;
+    }
     if (!this.#decryptor) {
       const decryptor = createDecipheriv(
         "aes-128-cbc",
@@ -168,13 +206,9 @@ export class SessionCipherPair {
       padded[i] = (padded[i] ?? 0) ^ (chains[BLOCK + i] ?? 0) ^ (state[2 * BLOCK + i] ?? 0);
     // The context has seen this ciphertext whether or not it unpads.
     chains.set(ciphertext.subarray(length - BLOCK, length), BLOCK);
-    const padLength = padded[length - 1] ?? 0;
-    if (padLength < 1 || padLength > BLOCK)
-      throw new MalformedFrameError(`invalid PKCS#7 pad length ${padLength}`);
-    for (let at = length - padLength; at < length; at++)
-      if (padded[at] !== padLength) throw new MalformedFrameError("invalid PKCS#7 padding bytes");
+    const message = unpad(padded);
     state.set(ciphertext.subarray(0, BLOCK), 2 * BLOCK);
-    return padded.subarray(0, length - padLength);
+    return message;
   }
 
   /**
@@ -195,7 +229,9 @@ export class SessionCipherPair {
    * looks after them from now on), or drops them.
    */
   endBurst(): boolean {
-    if (this.#burstMessages > QUIET_BURST_MESSAGES) return true;
+    const busy = this.#burstMessages > QUIET_BURST_MESSAGES;
+    this.#burstMessages = 0;
+    if (busy && this.#chains) return true;
     this.#drop();
     return false;
   }
