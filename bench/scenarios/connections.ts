@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { ChildHandle } from "../lib/child.js";
 import type { ScenarioContext } from "../lib/context.js";
 import { connectDevices, launchCloud, launchFleets, profiled, sleep } from "../lib/context.js";
+import { machineIdleSeconds } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
@@ -54,6 +55,13 @@ interface StepResult {
   /** The server's garbage collections during the hold (see the cloud-server's `stats`). */
   readonly serverGc: CloudServerStats["gc"];
   readonly devicesLoopDelayMs: { readonly p99: number; readonly max: number };
+  /**
+   * During the hold, in ms per second held: the server's main thread runnable but waiting for a core (Linux
+   * schedstat), and the machine's idle CPU time over all its cores (/proc/stat); undefined elsewhere. A ping
+   * late while both loops ran on time and the machine idled waited somewhere else (the kernel's network).
+   */
+  readonly serverRunQueueMsPerS: number | undefined;
+  readonly machineIdleMsPerS: number | undefined;
 }
 
 async function drainPings(fleets: readonly ChildHandle<DeviceFleetApi>[]) {
@@ -154,10 +162,13 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
           const memory = await server.call("stats", { gc: true });
           await drainPings(fleets);
           const holdStart = await server.call("stats", {});
+          const idleStart = machineIdleSeconds();
           const holdStarted = performance.now();
           await sleep(holdMs(last));
           const holdEnd = await server.call("stats", {});
+          const idleEnd = machineIdleSeconds();
           const heldMs = performance.now() - holdStarted;
+          const perSecondHeld = (ms: number) => (ms * 1000) / heldMs;
           const pings = await drainPings(fleets);
           const grown = memory.rssBytes - baseline.rssBytes;
           const result: StepResult = {
@@ -176,6 +187,17 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
             serverLoopDelayMs: { p99: holdEnd.loopDelayMs.p99, max: holdEnd.loopDelayMs.max },
             serverGc: holdEnd.gc,
             devicesLoopDelayMs: pings.loopDelayMs,
+            serverRunQueueMsPerS:
+              holdStart.mainThreadRunQueueMicros === undefined ||
+              holdEnd.mainThreadRunQueueMicros === undefined
+                ? undefined
+                : perSecondHeld(
+                    (holdEnd.mainThreadRunQueueMicros - holdStart.mainThreadRunQueueMicros) / 1000,
+                  ),
+            machineIdleMsPerS:
+              idleStart === undefined || idleEnd === undefined
+                ? undefined
+                : perSecondHeld((idleEnd.total - idleStart.total) * 1000),
           };
           results.push(result);
           context.log(
@@ -186,6 +208,8 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
               `devices ${round(result.devicesLoopDelayMs.p99)}/${round(result.devicesLoopDelayMs.max)} ms, ` +
               `server GC ${result.serverGc.markCompacts} mark-compacts (longest ${round(result.serverGc.longestMarkCompactMs)} ms), ` +
               `${result.serverGc.scavenges} scavenges (longest ${round(result.serverGc.longestScavengeMs)} ms), ` +
+              `server waiting for a core ${round(result.serverRunQueueMsPerS ?? Number.NaN)} ms/s, ` +
+              `machine idle ${round(result.machineIdleMsPerS ?? Number.NaN)} ms/s, ` +
               `${failures} failed, ${pings.disconnected} dropped`,
           );
           // "Held" means every device connected and none dropped while idle.
