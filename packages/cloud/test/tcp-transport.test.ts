@@ -24,6 +24,31 @@ function newCredentials() {
   };
 }
 
+/**
+ * Runs `test` on one session's server pair and device ciphers, born at 0 ms on a clock the test sets
+ * (`at(ms)`), then gives the pair the real clock back.
+ */
+async function onSessionClock(
+  test: (session: {
+    server: SessionCipherPair;
+    device: SessionCiphers;
+    at: (ms: number) => void;
+  }) => Promise<void>,
+): Promise<void> {
+  let now = 0;
+  useCipherClock(() => now);
+  try {
+    const credentials = newCredentials();
+    await test({
+      server: new SessionCipherPair(credentials),
+      device: createSessionCiphers(credentials),
+      at: (ms) => (now = ms),
+    });
+  } finally {
+    useCipherClock(() => performance.now());
+  }
+}
+
 describe("the gateway's session cipher pair (spec B.3)", () => {
   it("encrypts and decrypts exactly as the device's chained ciphers, across turns and across dropped contexts", async () => {
     const credentials = newCredentials();
@@ -49,13 +74,8 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
     }
   });
 
-  it("after its first seconds, a session makes no contexts for a quiet burst (a ping), and keeps a busy burst's until the sweep", async () => {
-    let now = 0;
-    useCipherClock(() => now);
-    try {
-      const credentials = newCredentials();
-      const server = new SessionCipherPair(credentials);
-      const device = createSessionCiphers(credentials);
+  it("after its first seconds, a session makes no contexts for a quiet burst (a ping), and keeps a busy burst's until the sweep", () =>
+    onSessionClock(async ({ server, device, at }) => {
       const exchange = (count: number) => {
         for (let i = 0; i < count; i++) {
           const up = new Uint8Array(randomBytes(5 + i));
@@ -64,7 +84,7 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
           expect(device.receive.decrypt(server.encrypt(down))).toEqual(down);
         }
       };
-      now = 60_000;
+      at(60_000);
       // A ping and its answer, in JavaScript: no context at all, in this turn or after it.
       exchange(1);
       expect(server.holdsContexts).toBe(false);
@@ -86,10 +106,7 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
       sweepCipherContexts();
       expect(server.holdsContexts).toBe(false);
       exchange(2);
-    } finally {
-      useCipherClock(() => performance.now());
-    }
-  });
+    }));
 
   it("keeps the contexts of a pair in use and drops those of an idle one at the second sweep", () => {
     const busy = new SessionCipherPair(newCredentials());
@@ -106,14 +123,9 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
     expect(busy.holdsContexts).toBe(false);
   });
 
-  it("encrypts and decrypts an older session's quiet messages in JavaScript as the device's chains expect, refusals included", async () => {
-    let now = 0;
-    useCipherClock(() => now);
-    try {
-      const credentials = newCredentials();
-      const server = new SessionCipherPair(credentials);
-      const device = createSessionCiphers(credentials);
-      now = 60_000;
+  it("encrypts and decrypts an older session's quiet messages in JavaScript as the device's chains expect, refusals included", () =>
+    onSessionClock(async ({ server, device, at }) => {
+      at(60_000);
       for (const length of [0, 1, 15, 16, 17, 31, 32, 33, 100, 700]) {
         // One message each way per turn: always the quiet path.
         const up = new Uint8Array(randomBytes(length));
@@ -139,10 +151,7 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
         const up = new Uint8Array(randomBytes(9));
         expect(new Uint8Array(server.decrypt(device.send.encrypt(up)))).toEqual(up);
       }
-    } finally {
-      useCipherClock(() => performance.now());
-    }
-  });
+    }));
 
   it("refuses a ciphertext of bad length or padding and keeps its chain for the next message", () => {
     const credentials = newCredentials();
