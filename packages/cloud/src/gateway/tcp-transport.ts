@@ -229,9 +229,10 @@ export class SessionCipherPair {
    * looks after them from now on), or drops them.
    */
   endBurst(): boolean {
+    // Past the quiet messages the burst made contexts (see #chainState).
     const busy = this.#burstMessages > QUIET_BURST_MESSAGES;
     this.#burstMessages = 0;
-    if (busy && this.#chains) return true;
+    if (busy) return true;
     this.#drop();
     return false;
   }

@@ -418,7 +418,10 @@ const ownedIdsOfGroup = (first: number) =>
   `order by "last_handshake_at" desc nulls last, "id"`;
 
 /** The key of an owner's device IDs in one turn's reads (a user's and a customer's IDs never meet). */
-const ownerKey = (owner: Owner) => (owner.kind === "user" ? `u:${owner.userId}` : `c:${owner.customerId}`);
+const userKey = (userId: string) => `u:${userId}`;
+const customerKey = (customerId: string) => `c:${customerId}`;
+const ownerKey = (owner: Owner) =>
+  owner.kind === "user" ? userKey(owner.userId) : customerKey(owner.customerId);
 
 /**
  * Claim codes and claiming. `claimByCode` is the one transaction both the device gateway and tests use:
@@ -642,12 +645,12 @@ export class ClaimService {
       else ids.set(key, [id]);
     };
     for (const device of devices) {
-      if (device.user_id !== null && users.has(device.user_id)) add(`u:${device.user_id}`, device.id);
+      if (device.user_id !== null && users.has(device.user_id)) add(userKey(device.user_id), device.id);
       if (device.customer_id !== null && customers.has(device.customer_id))
-        add(`c:${device.customer_id}`, device.id);
+        add(customerKey(device.customer_id), device.id);
     }
     return rows.map((row) => [
-      ...(ids.get(row.user_id !== null ? `u:${row.user_id}` : `c:${row.customer_id ?? ""}`) ?? []),
+      ...(ids.get(row.user_id !== null ? userKey(row.user_id) : customerKey(row.customer_id ?? "")) ?? []),
     ]);
   }
 
