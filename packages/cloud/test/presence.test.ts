@@ -7,6 +7,7 @@ import type { Membership } from "../src/cluster/membership.js";
 import { startMembership } from "../src/cluster/membership.js";
 import { GatewayDevices } from "../src/gateway/device-reads.js";
 import {
+  absentNodes,
   claimSession,
   listedOnlineCount,
   PresenceWriter,
@@ -244,7 +245,8 @@ function definePresenceConformance(
       await claimSession(storage.db, { deviceId: stray, nodeId: "node-p", facts: {} });
       const result = await reconcileSessions(storage.db, {
         nodeId: "node-p",
-        leases: [heldLease, replacedLease],
+        held: 2,
+        leases: () => [heldLease, replacedLease],
         force: true,
       });
       expect(result.reasserted).toEqual([heldLease]);
@@ -267,6 +269,36 @@ function definePresenceConformance(
       expect(plan.rows.map((row) => row.detail)).toEqual([
         expect.stringContaining("USING COVERING INDEX devices_gateway_node_online"),
       ]);
+    });
+
+    it("finds the nodes devices name that are gone by seeking each in the index, not reading each device", async () => {
+      const alive = await newDevice();
+      const others = [await newDevice(), await newDevice(), await newDevice()];
+      await storage.db
+        .insertInto("gateway_nodes")
+        .values({ id: "seek-alive", last_seen: Date.now() })
+        .execute();
+      await claimSession(storage.db, { deviceId: alive, nodeId: "seek-alive", facts: {} });
+      await claimSession(storage.db, { deviceId: others[0] as string, nodeId: "seek-gone-1", facts: {} });
+      await claimSession(storage.db, { deviceId: others[1] as string, nodeId: "seek-gone-2", facts: {} });
+      await claimSession(storage.db, { deviceId: others[2] as string, nodeId: "seek-gone-2", facts: {} });
+      const gone = (await absentNodes(storage.db).execute()).map((node) => node.id);
+      expect(gone.filter((id) => id.startsWith("seek-")).sort()).toEqual(["seek-gone-1", "seek-gone-2"]);
+      await sweepOrphans(storage.db, 30);
+      expect((await absentNodes(storage.db).execute()).filter((node) => node.id.startsWith("seek-"))).toEqual(
+        [],
+      );
+      expect(await row(alive)).toMatchObject({ online: 1, gateway_node: "seek-alive" });
+      await storage.db.deleteFrom("gateway_nodes").where("id", "=", "seek-alive").execute();
+      if (dialectOf(storage.db) !== "sqlite") return; // PostgreSQL's planner picks by table statistics
+      const { sql, parameters } = absentNodes(storage.db).compile();
+      const plan = await storage.db.executeQuery<{ detail: string }>(
+        CompiledQuery.raw(`explain query plan ${sql}`, [...parameters]),
+      );
+      const onDevices = plan.rows.map((row) => row.detail).filter((detail) => / devices\b/.test(detail));
+      expect(onDevices.length).toBeGreaterThan(0);
+      for (const detail of onDevices)
+        expect(detail).toMatch(/^SEARCH devices USING COVERING INDEX devices_gateway_node_online/);
     });
 
     it("declares a silent node dead on the database's clock, once, and lets it re-register when it beats again", async () => {

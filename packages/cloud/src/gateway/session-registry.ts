@@ -150,12 +150,12 @@ export class SessionRegistry<TSession extends RegisteredSession> {
 
   /** After a beat: re-asserts or closes sessions so that the database and this node agree. */
   async reconcile(beat: Beat): Promise<void> {
-    const leases = [...this.#sessions.values()].map((entry) => entry.lease);
     const { superseded, reasserted } = await reconcileSessions(this.#services.db, {
       nodeId: this.#nodeId,
-      leases,
+      held: this.#sessions.size,
+      leases: () => [...this.#sessions.values()].map((entry) => entry.lease),
       force: beat.rejoined,
-      inFlux: new Set(this.#inFlux.keys()),
+      inFlux: () => new Set(this.#inFlux.keys()),
     });
     for (const lease of superseded) {
       const entry = this.#sessions.get(lease.deviceId);
