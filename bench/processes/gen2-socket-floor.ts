@@ -1,10 +1,12 @@
-// The floor of the handshake scenario: what Node's TCP stack costs a server for one Gen 2 connection when it
-// does nothing else. A bare `net` server (its own process, started like bare-server.ts) plays the gateway's
-// side of a Photon's start byte for byte: the same reads and writes (system calls), of the same sizes, in the
-// same order, as a real handshake and connect sequence, with the gateway's socket options, but no crypto, no
-// protocol and no database. The same file, started a second time, plays the devices' side.
+// The floors of the handshake and connections scenarios: what Node's TCP stack costs a server for Gen 2
+// connections when it does nothing else. A bare `net` server (its own process, started like bare-server.ts)
+// plays the gateway's side of a Photon's start byte for byte: the same reads and writes (system calls), of the
+// same sizes, in the same order, as a real handshake and connect sequence, with the gateway's socket options,
+// but no crypto, no protocol and no database. Held connections then ping as `CloudLink` does, and the server
+// answers each ping's bytes at once. The same file, started again, plays the devices' side.
 import { connect, createServer } from "node:net";
 import type { Server, Socket } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { serveChild } from "../lib/child.js";
 
@@ -30,6 +32,12 @@ export const GEN2_CONNECT_EXCHANGE: readonly FloorStep[] = [
   { write: 36 },
 ];
 
+/**
+ * A held device's ping and the gateway's answer (spec B.3: a 2-byte length, then one AES block holding the
+ * CoAP ping or its ACK): what each side writes, and reads, once per ping.
+ */
+export const GEN2_PING_FRAME_BYTES = 18;
+
 /** The methods of this process. */
 export type SocketFloorApi = {
   /** Server side: listens on 127.0.0.1 and plays `steps` on every connection it accepts. */
@@ -47,6 +55,29 @@ export type SocketFloorApi = {
     concurrency: number;
   }): Promise<{ completed: number; failed: number }>;
   closeAll(params: Record<string, never>): Promise<void>;
+  /**
+   * Client side: `connections` connections that each play `steps` and then stay, pinging as `CloudLink` does
+   * (a timer a second per device; a ping after `pingIntervalMs` of silence from the server). Their starts are
+   * spread evenly over `spreadMs`, one at a time, so that their pings fall due as a fleet's that connected at
+   * that pace; `localAddresses` are used in turn. Resolves when all have started their hold.
+   */
+  hold(params: {
+    port: number;
+    steps: readonly FloorStep[];
+    connections: number;
+    spreadMs: number;
+    pingIntervalMs: number;
+    localAddresses?: readonly string[];
+  }): Promise<{ held: number; failed: number }>;
+  /** Either side: this process's event-loop delay since the last call, in ms. */
+  loopDelay(params: Record<string, never>): Promise<{ p99: number; max: number }>;
+  /** Client side: ping round trips since the last call (ms), this process's loop delay, and the held count. */
+  pings(params: Record<string, never>): Promise<{
+    roundTripsMs: number[];
+    loopDelayMs: { p99: number; max: number };
+    held: number;
+    dropped: number;
+  }>;
 };
 
 let server: Server | undefined;
@@ -100,6 +131,59 @@ function play(socket: Socket, steps: readonly FloorStep[], mine: "server" | "cli
   });
 }
 
+/** Server side: every whole ping frame read is answered with one frame of the same size, in one write. */
+function answerPings(socket: Socket): void {
+  let buffered = 0;
+  socket.on("data", (chunk: Buffer) => {
+    buffered += chunk.length;
+    while (buffered >= GEN2_PING_FRAME_BYTES) {
+      buffered -= GEN2_PING_FRAME_BYTES;
+      socket.write(zeros.subarray(0, GEN2_PING_FRAME_BYTES));
+    }
+  });
+}
+
+let roundTrips: number[] = [];
+let holding = 0;
+let dropped = 0;
+let closingAll = false;
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+
+/**
+ * Client side: `CloudLink`'s keep-alive (packages/device/src/cloud-link.ts) on a bare socket: a timer a
+ * second checks the silence and pings after `intervalMs` of it; the round trip runs from the write to the
+ * `data` event that completes the answer.
+ */
+function pingFromDevice(socket: Socket, intervalMs: number): void {
+  let lastReceived = Date.now();
+  let sentAt: number | undefined;
+  let buffered = 0;
+  holding += 1;
+  socket.on("data", (chunk: Buffer) => {
+    lastReceived = Date.now();
+    buffered += chunk.length;
+    if (sentAt !== undefined && buffered >= GEN2_PING_FRAME_BYTES) {
+      buffered -= GEN2_PING_FRAME_BYTES;
+      roundTrips.push(performance.now() - sentAt);
+      sentAt = undefined;
+    }
+  });
+  const timer = setInterval(
+    () => {
+      if (sentAt !== undefined || Date.now() - lastReceived < intervalMs) return;
+      sentAt = performance.now();
+      socket.write(zeros.subarray(0, GEN2_PING_FRAME_BYTES));
+    },
+    Math.min(1000, intervalMs / 3),
+  );
+  socket.once("close", () => {
+    clearInterval(timer);
+    holding -= 1;
+    if (!closingAll) dropped += 1;
+  });
+}
+
 const api: SocketFloorApi = {
   serve(params) {
     // The gateway's options (gateway.ts): no Nagle delay, keep-alive probes after 15 s.
@@ -111,6 +195,7 @@ const api: SocketFloorApi = {
       play(socket, params.steps, "server").then(
         () => {
           completed += 1;
+          answerPings(socket);
         },
         () => socket.destroy(),
       );
@@ -152,7 +237,59 @@ const api: SocketFloorApi = {
     return { completed: done, failed };
   },
 
+  async hold(params) {
+    const addresses = params.localAddresses ?? [];
+    const gapMs = params.connections > 0 ? params.spreadMs / params.connections : 0;
+    const started = performance.now();
+    const starts: Promise<void>[] = [];
+    let failed = 0;
+    for (let index = 0; index < params.connections; index++) {
+      const due = started + index * gapMs;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      const localAddress = addresses[index % Math.max(1, addresses.length)];
+      const socket = connect({
+        host: "127.0.0.1",
+        port: params.port,
+        noDelay: true,
+        ...(localAddress ? { localAddress } : {}),
+      });
+      open.add(socket);
+      socket.on("close", () => open.delete(socket));
+      starts.push(
+        play(socket, params.steps, "client").then(
+          () => pingFromDevice(socket, params.pingIntervalMs),
+          () => {
+            failed += 1;
+            socket.destroy();
+          },
+        ),
+      );
+    }
+    await Promise.all(starts);
+    return { held: params.connections - failed, failed };
+  },
+
+  loopDelay() {
+    const delay = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+    loopDelay.reset();
+    return Promise.resolve(delay);
+  },
+
+  pings() {
+    const report = {
+      roundTripsMs: roundTrips,
+      loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+      held: holding,
+      dropped,
+    };
+    roundTrips = [];
+    loopDelay.reset();
+    return Promise.resolve(report);
+  },
+
   async closeAll() {
+    closingAll = true;
     const closing = [...open]
       .filter((socket) => !socket.closed)
       .map((socket) => new Promise<void>((resolve) => socket.once("close", () => resolve()).end()));

@@ -8,11 +8,13 @@ import type { ScenarioContext } from "../lib/context.js";
 import { connectDevices, launchCloud, launchFleets, profiled, sleep } from "../lib/context.js";
 import { machineIdleSeconds } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
-import type { ScenarioResult } from "../lib/report.js";
+import type { ReportRow, ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
 import type { Summary } from "../lib/stats.js";
 import type { CloudServerStats, HeapBreakdownEntry } from "../processes/cloud-server.js";
 import type { DeviceFleetApi } from "../processes/device-fleet.js";
+import { measurePingFloor } from "./ping-floor.js";
+import type { PingFloorStepResult } from "./ping-floor.js";
 
 /**
  * Devices one node should hold: as many as the open-file limit lets one process hold (issue 11), each device a
@@ -32,6 +34,17 @@ const DEVICES_PER_FLEET = 8000;
 
 /** Loopback source addresses per device process: fewer than ~28,000 ephemeral ports are needed on each. */
 const SOURCES_PER_FLEET = 4;
+
+/**
+ * Nice value of the device processes (Linux), as in the claim scenario: they stand in for devices on other
+ * machines. At the server's priority, the server's main thread waited 95–125 ms a second for a core in the
+ * last hold while the machine was two-thirds idle (bench/README.md). `ROOST_BENCH_FLEET_NICENESS=0` runs
+ * them at the server's priority. The ping floor's clients run at the same value.
+ */
+const FLEET_NICENESS = Number(process.env.ROOST_BENCH_FLEET_NICENESS ?? 10);
+
+/** `ROOST_BENCH_PING_FLOOR=0` skips the ping floor (bench/scenarios/ping-floor.ts) after Roost's steps. */
+const PING_FLOOR = process.env.ROOST_BENCH_PING_FLOOR !== "0";
 
 /** A heap snapshot is summed by constructor after the last step when at most this many devices are held. */
 const HEAP_BREAKDOWN_MAX_DEVICES = 5000;
@@ -116,6 +129,9 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
   const fleets = launchFleets(fleetCount);
   const server = cloud.process;
   const started = Date.now();
+  let outcome: { rows: ReportRow[]; raw: Record<string, unknown>; profile: string | undefined };
+  const results: StepResult[] = [];
+  let held = 0;
   try {
     for (let start = 0; start < assigned.length; start += 5000)
       await server.call("insertDevices", {
@@ -139,8 +155,6 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
       : undefined;
     context.log(`baseline RSS ${round(baseline.rssBytes / 2 ** 20)} MiB; steps ${steps.join(", ")}`);
 
-    const results: StepResult[] = [];
-    let held = 0;
     let stopReason = "all steps held";
     const { profile } = await profiled(context, {
       cloud,
@@ -246,7 +260,7 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
 
     const final = results.at(-1);
     const heldResult = results.find((result) => result.devices === held) ?? final;
-    const rows = heldResult
+    const rows: ReportRow[] = heldResult
       ? [
           {
             scenario: "connections",
@@ -280,9 +294,8 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
           },
         ]
       : [];
-    return {
-      name: "connections",
-      profiles: [profile],
+    outcome = {
+      profile,
       rows,
       raw: {
         targetDevices: maxDevices,
@@ -295,6 +308,7 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
         openFilesLimit: fileLimit,
         baselineRssBytes: baseline.rssBytes,
         baselineHeapUsedBytes: baseline.heapUsedBytes,
+        fleetNiceness: FLEET_NICENESS,
         steps: results,
       },
     };
@@ -302,4 +316,53 @@ export async function runConnections(context: ScenarioContext): Promise<Scenario
     await Promise.all(fleets.map((fleet) => fleet.exit(20_000)));
     await server.exit(20_000);
   }
+
+  // The same steps against a bare server, once Roost and its devices have gone: what the ping round trip
+  // would be if the server cost nothing.
+  const heldSteps = results.filter((result) => result.devices <= held);
+  const roostAtHeld = heldSteps.at(-1);
+  let floor: PingFloorStepResult[] | undefined;
+  if (PING_FLOOR && roostAtHeld) {
+    context.log(`ping floor: the same ${heldSteps.length} steps against a bare server`);
+    floor = await measurePingFloor(context, {
+      steps: heldSteps.map((result) => ({ devices: result.devices, connectMs: result.connectMs })),
+      clients: fleetCount,
+      niceness: FLEET_NICENESS,
+      localAddresses,
+      pingIntervalMs,
+      holdMs: (last) => holdMs(last && heldSteps.length === steps.length),
+    });
+    for (const step of floor)
+      context.log(
+        `  floor ${step.devices} devices: ping p50/p99 ${round(step.pings.p50, 2)}/${round(step.pings.p99)} ms ` +
+          `(${step.pings.count} pings), server ${round(step.serverCores, 3)} cores, loop delay p99/max server ` +
+          `${round(step.serverLoopDelayMs.p99)}/${round(step.serverLoopDelayMs.max)} ms, devices ` +
+          `${round(step.devicesLoopDelayMs.p99)}/${round(step.devicesLoopDelayMs.max)} ms, machine idle ` +
+          `${round(step.machineIdleMsPerS ?? Number.NaN)} ms/s, ${step.held} held, ${step.dropped} dropped`,
+      );
+    const floorAtHeld = floor.at(-1);
+    if (floorAtHeld)
+      outcome.rows.push(
+        {
+          scenario: "connections",
+          figure: `ping round trip p99 at ${floorAtHeld.devices}, bare Node floor`,
+          value: `${round(floorAtHeld.pings.p99)} ms (p50 ${round(floorAtHeld.pings.p50)} ms)`,
+          limit: `${TARGET_PING_P99_MS} ms (target)`,
+          ratio: floorAtHeld.pings.p99 / TARGET_PING_P99_MS,
+        },
+        {
+          scenario: "connections",
+          figure: `ping round trip p99 at ${floorAtHeld.devices}, Roost ÷ floor`,
+          value: `${round(roostAtHeld.pings.p99)} ms`,
+          limit: `${round(floorAtHeld.pings.p99)} ms (floor)`,
+          ratio: roostAtHeld.pings.p99 / floorAtHeld.pings.p99,
+        },
+      );
+  }
+  return {
+    name: "connections",
+    profiles: [outcome.profile],
+    rows: outcome.rows,
+    raw: { ...outcome.raw, pingFloor: floor },
+  };
 }
