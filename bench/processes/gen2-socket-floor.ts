@@ -9,6 +9,7 @@ import type { Server, Socket } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { serveChild } from "../lib/child.js";
+import { answerPings, pingAsCloudLink } from "../lib/ping-echo.js";
 
 /** One step of a connection, from the server's side: it writes `write` bytes, or waits until `read` arrived. */
 export type FloorStep = { readonly write: number } | { readonly read: number };
@@ -31,12 +32,6 @@ export const GEN2_CONNECT_EXCHANGE: readonly FloorStep[] = [
   { write: 54 },
   { write: 36 },
 ];
-
-/**
- * A held device's ping and the gateway's answer (spec B.3: a 2-byte length, then one AES block holding the
- * CoAP ping or its ACK): what each side writes, and reads, once per ping.
- */
-export const GEN2_PING_FRAME_BYTES = 18;
 
 /** The methods of this process. */
 export type SocketFloorApi = {
@@ -131,18 +126,6 @@ function play(socket: Socket, steps: readonly FloorStep[], mine: "server" | "cli
   });
 }
 
-/** Server side: every whole ping frame read is answered with one frame of the same size, in one write. */
-function answerPings(socket: Socket): void {
-  let buffered = 0;
-  socket.on("data", (chunk: Buffer) => {
-    buffered += chunk.length;
-    while (buffered >= GEN2_PING_FRAME_BYTES) {
-      buffered -= GEN2_PING_FRAME_BYTES;
-      socket.write(zeros.subarray(0, GEN2_PING_FRAME_BYTES));
-    }
-  });
-}
-
 let roundTrips: number[] = [];
 let holding = 0;
 let dropped = 0;
@@ -150,35 +133,11 @@ let closingAll = false;
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 loopDelay.enable();
 
-/**
- * Client side: `CloudLink`'s keep-alive (packages/device/src/cloud-link.ts) on a bare socket: a timer a
- * second checks the silence and pings after `intervalMs` of it; the round trip runs from the write to the
- * `data` event that completes the answer.
- */
+/** Client side: a held connection pings as `CloudLink` does; its round trips are collected. */
 function pingFromDevice(socket: Socket, intervalMs: number): void {
-  let lastReceived = Date.now();
-  let sentAt: number | undefined;
-  let buffered = 0;
   holding += 1;
-  socket.on("data", (chunk: Buffer) => {
-    lastReceived = Date.now();
-    buffered += chunk.length;
-    if (sentAt !== undefined && buffered >= GEN2_PING_FRAME_BYTES) {
-      buffered -= GEN2_PING_FRAME_BYTES;
-      roundTrips.push(performance.now() - sentAt);
-      sentAt = undefined;
-    }
-  });
-  const timer = setInterval(
-    () => {
-      if (sentAt !== undefined || Date.now() - lastReceived < intervalMs) return;
-      sentAt = performance.now();
-      socket.write(zeros.subarray(0, GEN2_PING_FRAME_BYTES));
-    },
-    Math.min(1000, intervalMs / 3),
-  );
+  pingAsCloudLink(socket, intervalMs, (ms) => roundTrips.push(ms));
   socket.once("close", () => {
-    clearInterval(timer);
     holding -= 1;
     if (!closingAll) dropped += 1;
   });
