@@ -39,3 +39,14 @@ export function round(value: number, decimals = 3): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
 }
+
+/** The worst event-loop delay of several processes: the largest p99 and the largest maximum, in ms. */
+export function worstLoopDelay(reports: readonly { readonly loopDelayMs: { p99: number; max: number } }[]): {
+  p99: number;
+  max: number;
+} {
+  return {
+    p99: Math.max(...reports.map((report) => report.loopDelayMs.p99)),
+    max: Math.max(...reports.map((report) => report.loopDelayMs.max)),
+  };
+}

@@ -9,7 +9,7 @@ import { connectDevices, launchCloud, launchFleets, profiled, sleep } from "../l
 import { machineIdleSeconds } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ReportRow, ScenarioResult } from "../lib/report.js";
-import { round, summarize } from "../lib/stats.js";
+import { round, summarize, worstLoopDelay } from "../lib/stats.js";
 import type { Summary } from "../lib/stats.js";
 import type { CloudServerStats, HeapBreakdownEntry } from "../processes/cloud-server.js";
 import type { DeviceFleetApi } from "../processes/device-fleet.js";
@@ -81,10 +81,7 @@ async function drainPings(fleets: readonly ChildHandle<DeviceFleetApi>[]) {
   const reports = await Promise.all(fleets.map((fleet) => fleet.call("pings", {})));
   return {
     roundTrips: reports.flatMap((report) => report.roundTripsMs),
-    loopDelayMs: {
-      p99: Math.max(...reports.map((report) => report.loopDelayMs.p99)),
-      max: Math.max(...reports.map((report) => report.loopDelayMs.max)),
-    },
+    loopDelayMs: worstLoopDelay(reports),
     connected: reports.reduce((sum, report) => sum + report.connected, 0),
     disconnected: reports.reduce((sum, report) => sum + report.disconnected, 0),
     reasons: reports.reduce<Record<string, number>>((sum, report) => {

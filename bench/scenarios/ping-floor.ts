@@ -8,7 +8,7 @@ import { startChild } from "../lib/child.js";
 import type { ScenarioContext } from "../lib/context.js";
 import { sleep, split } from "../lib/context.js";
 import { machineIdleSeconds } from "../lib/idle-cpu.js";
-import { summarize } from "../lib/stats.js";
+import { summarize, worstLoopDelay } from "../lib/stats.js";
 import type { Summary } from "../lib/stats.js";
 import type { SocketFloorApi } from "../processes/gen2-socket-floor.js";
 import { GEN2_CONNECT_EXCHANGE } from "../processes/gen2-socket-floor.js";
@@ -65,10 +65,7 @@ export async function measurePingFloor(
     const reports = await Promise.all(clients.map((client) => client.call("pings", {})));
     return {
       roundTrips: reports.flatMap((report) => report.roundTripsMs),
-      loopDelayMs: {
-        p99: Math.max(...reports.map((report) => report.loopDelayMs.p99)),
-        max: Math.max(...reports.map((report) => report.loopDelayMs.max)),
-      },
+      loopDelayMs: worstLoopDelay(reports),
       held: reports.reduce((sum, report) => sum + report.held, 0),
       dropped: reports.reduce((sum, report) => sum + report.dropped, 0),
     };
