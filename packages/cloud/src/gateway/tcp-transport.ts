@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import type { Cipher, Decipher } from "node:crypto";
 import type { Duplex } from "node:stream";
-import { cbc } from "@noble/ciphers/aes.js";
+import { unsafe as aesBlocks } from "@noble/ciphers/aes.js";
 
 import type { DeviceMessage } from "@roost/protocol";
 import {
@@ -31,6 +31,12 @@ const CONNECT_PHASE_MS = 10_000;
 const QUIET_BURST_MESSAGES = 2;
 
 let clock: () => number = () => performance.now();
+
+/**
+ * The block the quiet path encrypts or decrypts in place: noble's block functions read it as 32-bit words, so
+ * it must be aligned, which a frame's bytes in a socket chunk need not be. One event loop, one at a time.
+ */
+const scratch = new Uint8Array(BLOCK);
 
 /** @internal Tests: the clock (ms) that tells a session's age. */
 export function useCipherClock(now: () => number): void {
@@ -94,7 +100,9 @@ function unpad(padded: Uint8Array): Uint8Array {
  * burst (a held device's ping and its answer) make no context: each is encrypted under the chain's IV in
  * JavaScript. An OpenSSL context is a native object that V8 finalizes in a scavenge, on the event loop: a
  * held fleet's pings made thousands per scavenge, and finalizing them was up to half of the pause
- * (bench/README.md, connections). An idle session holds no context and no JavaScript key schedule.
+ * (bench/README.md, connections). An idle session holds no context; after its first quiet message it keeps
+ * the key's two JavaScript schedules (noble's block functions, `unsafe` in its API: a minor version may move
+ * them, so `@noble/ciphers` is pinned to its minor), and each quiet message allocates only its output.
  */
 export class SessionCipherPair {
   readonly #state: Buffer;
@@ -103,6 +111,12 @@ export class SessionCipherPair {
   /** While contexts live: the last block each context chained from (send at 0, receive at 16). */
   #chains: Buffer | undefined;
   #used = false;
+  /**
+   * The session key's AES schedules for the quiet path, expanded on its first quiet message and kept (~0.5 KiB):
+   * `cbc()` expanded both on every call, and with its buffers that was 28 % of what a held fleet's pings
+   * allocated (bench/README.md, sixth session).
+   */
+  #schedules: { readonly encrypt: Uint32Array; readonly decrypt: Uint32Array } | undefined;
   /** When the session started (the clock's ms), and messages in the current burst of an older session. */
   readonly #born = clock();
   #burstMessages = 0;
@@ -138,6 +152,14 @@ export class SessionCipherPair {
     return this.#chains;
   }
 
+  #keySchedules(): { readonly encrypt: Uint32Array; readonly decrypt: Uint32Array } {
+    const key = this.#state.subarray(0, BLOCK);
+    return (this.#schedules ??= {
+      encrypt: aesBlocks.expandKeyLE(key),
+      decrypt: aesBlocks.expandKeyDecLE(key),
+    });
+  }
+
   /** Pads and encrypts one message to send; chains the send IV. */
   encrypt(plain: Uint8Array): Buffer {
     const state = this.#state;
@@ -148,11 +170,16 @@ export class SessionCipherPair {
     input.set(plain, 0);
     input.fill(padLength, plain.length);
     if (!chains) {
-      const out = cbc(state.subarray(0, BLOCK), state.subarray(BLOCK, 2 * BLOCK), {
-        disablePadding: true,
-      }).encrypt(input);
-      state.set(out.subarray(0, BLOCK), BLOCK);
-      return Buffer.from(out.buffer, out.byteOffset, out.length);
+      // CBC, block by block, in place: C_i = E(P_i ^ C_(i-1)), C_(-1) the send IV.
+      const keys = this.#keySchedules();
+      for (let at = 0; at < length; at += BLOCK) {
+        const previous = at === 0 ? state.subarray(BLOCK, 2 * BLOCK) : input.subarray(at - BLOCK, at);
+        for (let i = 0; i < BLOCK; i++) scratch[i] = (input[at + i] ?? 0) ^ (previous[i] ?? 0);
+        aesBlocks.encryptBlock(keys.encrypt, scratch);
+        input.set(scratch, at);
+      }
+      state.set(input.subarray(0, BLOCK), BLOCK);
+      return input;
     }
     if (!this.#encryptor) {
       const encryptor = createCipheriv(
@@ -183,9 +210,16 @@ export class SessionCipherPair {
     const state = this.#state;
     const chains = this.#chainState();
     if (!chains) {
-      const padded = cbc(state.subarray(0, BLOCK), state.subarray(2 * BLOCK, 3 * BLOCK), {
-        disablePadding: true,
-      }).decrypt(ciphertext);
+      // CBC, block by block: P_i = D(C_i) ^ C_(i-1), C_(-1) the receive IV.
+      const keys = this.#keySchedules();
+      const padded = new Uint8Array(length);
+      for (let at = 0; at < length; at += BLOCK) {
+        const previous =
+          at === 0 ? state.subarray(2 * BLOCK, 3 * BLOCK) : ciphertext.subarray(at - BLOCK, at);
+        scratch.set(ciphertext.subarray(at, at + BLOCK));
+        aesBlocks.decryptBlock(keys.decrypt, scratch);
+        for (let i = 0; i < BLOCK; i++) padded[at + i] = (scratch[i] ?? 0) ^ (previous[i] ?? 0);
+      }
       const message = unpad(padded);
       state.set(ciphertext.subarray(0, BLOCK), 2 * BLOCK);
       return message;
