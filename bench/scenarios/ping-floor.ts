@@ -6,7 +6,7 @@
 import type { ChildHandle } from "../lib/child.js";
 import { startChild } from "../lib/child.js";
 import type { ScenarioContext } from "../lib/context.js";
-import { sleep, split } from "../lib/context.js";
+import { sleep } from "../lib/context.js";
 import { machineIdleSeconds } from "../lib/idle-cpu.js";
 import { summarize, worstLoopDelay } from "../lib/stats.js";
 import type { Summary } from "../lib/stats.js";
@@ -77,17 +77,17 @@ export async function measurePingFloor(
     let previous = 0;
     for (const [index, step] of options.steps.entries()) {
       const last = index === options.steps.length - 1;
-      const shares = split(
-        Array.from({ length: step.devices - previous }, (_, device) => device),
-        clients.length,
-      );
+      // The step's new connections shared out as `split` shares Roost's devices among its processes.
+      const added = step.devices - previous;
+      const perClient = Math.ceil(added / clients.length);
+      const share = (client: number) => Math.max(0, Math.min(perClient, added - client * perClient));
       previous = step.devices;
       await Promise.all(
         clients.map((client, clientIndex) =>
           client.call("hold", {
             port,
             steps,
-            connections: shares[clientIndex]?.length ?? 0,
+            connections: share(clientIndex),
             spreadMs: step.connectMs,
             pingIntervalMs: options.pingIntervalMs,
             localAddresses: options.localAddresses(clientIndex),
