@@ -155,6 +155,51 @@ describe("the gateway's session cipher pair (spec B.3)", () => {
       }
     }));
 
+  it("answers a ping's block with its ACK in both chains, with or without contexts, and leaves any other block alone", () => {
+    const credentials = newCredentials();
+    const server = new SessionCipherPair(credentials);
+    const device = createSessionCiphers(credentials);
+    const ackOf = (frame: Buffer | undefined) => {
+      expect(frame?.length).toBe(18);
+      expect(frame?.readUInt16BE(0)).toBe(16);
+      return decodeMessage(device.receive.decrypt(frame?.subarray(2) ?? new Uint8Array(0)), "server");
+    };
+    // A fresh pair holds no contexts; after a burst it does, and the chains must still meet.
+    for (const messageId of [0x0102, 0xfffe]) {
+      const ping = device.send.encrypt(encodeMessage({ kind: "ping", messageId }));
+      // At an offset inside a chunk, as the transport finds it.
+      const chunk = Buffer.concat([Buffer.alloc(5), ping]);
+      expect(ackOf(server.answerPing(chunk, 5))).toEqual({ kind: "ack", messageId });
+      const up = new Uint8Array(randomBytes(40));
+      expect(new Uint8Array(server.decrypt(device.send.encrypt(up)))).toEqual(up);
+      const down = new Uint8Array(randomBytes(3));
+      expect(device.receive.decrypt(server.encrypt(down))).toEqual(down);
+      expect(server.holdsContexts).toBe(true);
+    }
+    // One-block messages that are not pings: an ACK, an event, a ping with a token, random bytes. None is
+    // answered, and the chains have not moved: the same block then reads as what it is.
+    const notPings: Uint8Array[] = [
+      encodeMessage({ kind: "ack", messageId: 3 }),
+      encodeMessage({
+        kind: "event",
+        messageId: 4,
+        confirmable: false,
+        visibility: "private",
+        name: "a",
+        ttl: 60,
+        data: "",
+      }),
+      new Uint8Array([0x41, 0x00, 0x00, 0x05, 0x07]),
+      new Uint8Array([0x40, 0x00, 0x00, 0x06, 0x00]),
+    ];
+    for (const plain of notPings) {
+      const block = device.send.encrypt(plain);
+      expect(block.length).toBe(16);
+      expect(server.answerPing(block, 0)).toBeUndefined();
+      expect(new Uint8Array(server.decrypt(block))).toEqual(plain);
+    }
+  });
+
   it("refuses a ciphertext of bad length or padding and keeps its chain for the next message", () => {
     const credentials = newCredentials();
     const server = new SessionCipherPair(credentials);
@@ -255,6 +300,96 @@ describe("the Gen 2 TCP transport", () => {
         kind: "ack",
         messageId: 2,
       });
+    } finally {
+      device.destroy();
+      transport.close();
+    }
+  });
+
+  it("answers the pings that arrive alone while the session waits, when the gate allows; the session gets the rest", async () => {
+    const { transport, device, ciphers } = await pair();
+    // What the device reads: whole frames, decrypted in its receive chain, in order.
+    const answers: unknown[] = [];
+    let bytes = Buffer.alloc(0);
+    let onAnswer: (() => void) | undefined;
+    device.on("data", (chunk: Buffer) => {
+      bytes = Buffer.concat([bytes, chunk]);
+      while (bytes.length >= 2 && bytes.length >= 2 + bytes.readUInt16BE(0)) {
+        const body = bytes.subarray(2, 2 + bytes.readUInt16BE(0));
+        answers.push(decodeMessage(ciphers.receive.decrypt(body), "server"));
+        bytes = bytes.subarray(2 + body.length);
+        onAnswer?.();
+      }
+    });
+    const answered = (count: number) =>
+      new Promise<void>((resolve) => {
+        onAnswer = () => answers.length >= count && resolve();
+        onAnswer();
+      });
+    const frame = (message: Parameters<typeof encodeMessage>[0]) =>
+      encodeFrame(ciphers.send.encrypt(encodeMessage(message)));
+    let allow = true;
+    let asked = 0;
+    let told = 0;
+    const gate = {
+      answersPingAlone: () => {
+        asked += 1;
+        return allow;
+      },
+      answeredPing: () => (told += 1),
+    };
+    try {
+      // Two pings in one write and one alone: answered here; the session's wait goes on.
+      let settled = false;
+      const read = transport.next(10_000, "idle_timeout", gate).finally(() => (settled = true));
+      device.write(
+        Buffer.concat([frame({ kind: "ping", messageId: 1 }), frame({ kind: "ping", messageId: 2 })]),
+      );
+      await answered(2);
+      device.write(frame({ kind: "ping", messageId: 3 }));
+      await answered(3);
+      expect(answers).toEqual([1, 2, 3].map((messageId) => ({ kind: "ack", messageId })));
+      expect(settled).toBe(false);
+      expect(told).toBe(3);
+      // A one-block message that is not a ping ends the wait, the chains in step after the answers.
+      device.write(frame({ kind: "ack", messageId: 4 }));
+      expect(await read).toEqual({ kind: "ack", messageId: 4 });
+
+      // Behind another frame of the same chunk, a ping keeps its place: the session reads both, in order.
+      const both = transport.next(10_000, "idle_timeout", gate);
+      device.write(
+        Buffer.concat([
+          frame({
+            kind: "event",
+            messageId: 5,
+            confirmable: false,
+            visibility: "private",
+            name: "e",
+            ttl: 60,
+            data: "",
+          }),
+          frame({ kind: "ping", messageId: 6 }),
+        ]),
+      );
+      expect(await both).toMatchObject({ kind: "event", messageId: 5 });
+      expect(await transport.next(10_000, "idle_timeout", gate)).toEqual({ kind: "ping", messageId: 6 });
+
+      // When the gate says no (`last_heard` is due), and when no wait has a gate, the session gets the ping.
+      allow = false;
+      const before = asked;
+      const gated = transport.next(10_000, "idle_timeout", gate);
+      device.write(frame({ kind: "ping", messageId: 7 }));
+      expect(await gated).toEqual({ kind: "ping", messageId: 7 });
+      expect(asked).toBe(before + 1);
+      allow = true;
+      const ungated = transport.next(10_000, "idle_timeout");
+      device.write(frame({ kind: "ping", messageId: 8 }));
+      expect(await ungated).toEqual({ kind: "ping", messageId: 8 });
+      expect(told).toBe(3);
+      // Nothing was sent for those two: the next thing the device reads is the session's own answer.
+      transport.send(encodeMessage({ kind: "ack", messageId: 8 }));
+      await answered(4);
+      expect(answers[3]).toEqual({ kind: "ack", messageId: 8 });
     } finally {
       device.destroy();
       transport.close();

@@ -121,11 +121,14 @@ describe.skipIf(!DEVOS_AVAILABLE)("real Device OS over TCP (Gen 2 protocol)", ()
         expect(call?.statusCode).toBe(408);
         if (logsMessages) {
           await firmware.waitForLine(/rcv'd message type=2\b/);
-          // Then silence: after 15 s the firmware pings (spec B.6). The session is older than its connect
-          // phase, so the gateway answers in JavaScript AES without an OpenSSL context (tcp-transport.ts):
-          // the firmware decrypts the empty ACK and completes its ping, in the same session.
+          // Then silence: after 15 s the firmware pings (spec B.6). Within the minute of its Hello's
+          // `last_heard`, the device's transport answers it without waking the session, in JavaScript AES
+          // (tcp-transport.ts, `answerPing`): the firmware decrypts the empty ACK and completes its ping, in
+          // the same session.
           const quiet = firmware.lines.length;
+          const answeredAlone = cloud.gateway?.stats.pingsAnsweredAlone ?? 0;
           await firmware.waitForLine(/message id \d+ complete with code 0\.00/, 30_000, quiet);
+          expect(cloud.gateway?.stats.pingsAnsweredAlone).toBe(answeredAlone + 1);
           expect(firmware.lines.filter((line) => /Handshake completed/.test(line))).toHaveLength(1);
           expect(await online(device.id)).toBe(true);
         }

@@ -61,6 +61,42 @@ describe("device gateway (spec/device-protocols.md Part B) through a real roost 
     await until(async () => (await cloud.services.devices.get(device.id))?.online === 0, "offline");
   });
 
+  it("answers a held device's pings and still writes last_heard once a minute", async () => {
+    const { token } = await newUser(cloud);
+    const device = newDevice();
+    await register(cloud, token, { device });
+    const held = link(device);
+    await held.connect();
+    const lastHeard = async () => (await cloud.services.devices.get(device.id))?.last_heard;
+    const pinged = () => {
+      const pong = new Promise<number>((resolve) => held.once("pong", resolve));
+      held.ping();
+      return pong;
+    };
+    // The Hello wrote it; pings within the minute are answered without writing it again.
+    // The session has handled the connect sequence once the time it asks after it comes back: it waits.
+    await held.requestTime();
+    const atHello = await lastHeard();
+    expect(atHello).toBeDefined();
+    const answeredAlone = () => cloud.gateway?.stats.pingsAnsweredAlone ?? 0;
+    const before = answeredAlone();
+    await pinged();
+    await pinged();
+    expect(await lastHeard()).toBe(atHello);
+    // Both answered by the device's transport: its session was not woken.
+    expect(answeredAlone()).toBe(before + 2);
+    // A minute later (the cloud's clock), the next ping goes to the session, which writes it before its answer.
+    clockOffsetMs = 61_000;
+    try {
+      await pinged();
+      expect(Number(await lastHeard())).toBeGreaterThanOrEqual(Number(atHello) + 61_000);
+      expect(answeredAlone()).toBe(before + 2);
+    } finally {
+      clockOffsetMs = 0;
+    }
+    held.close();
+  });
+
   it("claims a device by its code in user mode: confirm to the device, online to the owner's stream, device in the list", async () => {
     const { token } = await newUser(cloud);
     const device = newDevice();

@@ -89,6 +89,8 @@ export interface ConnectionContext {
   readonly routes: SubscriptionIndex<DeviceSession>;
   /** Called once per connection with why it ended. */
   closed(reason: CloseReason): void;
+  /** Called when a transport answered a ping without the session (see {@link PingGate}). */
+  pingAnswered?(): void;
   /** The `error` listener of every device socket (`this` is the socket): one function, not one per connection. */
   readonly onSocketError: (this: Duplex, error: Error) => void;
 }
@@ -131,17 +133,31 @@ export interface MessageChannel {
 /** What the message loop reads from: the next device message, or a {@link SessionEnd}. */
 export interface DeviceTransport {
   readonly channel: MessageChannel;
-  /** The next message; throws SessionEnd with `timeoutReason` after `timeoutMs` of silence. */
-  next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage>;
+  /**
+   * The next message; throws SessionEnd with `timeoutReason` after `timeoutMs` of silence. A transport may
+   * answer pings itself while it waits, when `pings` allows.
+   */
+  next(timeoutMs: number, timeoutReason: CloseReason, pings?: PingGate): Promise<DeviceMessage>;
   /** Called on `timeoutReason` "idle_timeout" instead of ending, where the transport can ask (UDP ping). */
   stillThere?(): Promise<boolean>;
+}
+
+/**
+ * Whether a ping now needs nothing of the session but its ACK, so that the transport may answer it without
+ * waking the session: a held fleet's pings then allocate almost nothing on the server (bench/README.md,
+ * connections). Asked at each ping.
+ */
+export interface PingGate {
+  answersPingAlone(): boolean;
+  /** The transport answered one. */
+  answeredPing(): void;
 }
 
 /**
  * One authenticated device connection: the encrypted CoAP session after the handshake. Owns the send
  * chain, the pending requests (by 1-byte token) and the device's subscriptions.
  */
-export class DeviceSession {
+export class DeviceSession implements PingGate {
   readonly deviceId: string;
   readonly #channel: MessageChannel;
   readonly #context: ConnectionContext;
@@ -336,6 +352,18 @@ export class DeviceSession {
       });
       this.send(build(token));
     });
+  }
+
+  /** A ping needs only its ACK unless `last_heard` is due (see {@link DeviceSession.handle}). */
+  answersPingAlone(): boolean {
+    return (
+      !this.#closed &&
+      this.#context.services.config.clock() - this.#lastHeardWritten < LAST_HEARD_WRITE_INTERVAL_MS
+    );
+  }
+
+  answeredPing(): void {
+    this.#context.pingAnswered?.();
   }
 
   /** Handles one message from the device. Dispatch table of spec B.4; anything unexpected closes the session. */
@@ -605,7 +633,7 @@ export async function runDeviceSession(options: RunDeviceSessionOptions): Promis
     for (;;) {
       let message: DeviceMessage;
       try {
-        message = await transport.next(limits.idleTimeoutMs, "idle_timeout");
+        message = await transport.next(limits.idleTimeoutMs, "idle_timeout", session);
       } catch (error) {
         // A UDP device need not speak for a while (the gcc build never pings): ask before giving up on it.
         if (

@@ -56,6 +56,8 @@ export interface GatewayStats {
   dtlsHandshakes: number;
   /** Gen 3 sessions continued from the database without a handshake (restored at start, or another node's). */
   dtlsRestored: number;
+  /** Held devices' pings answered by their transport without waking the session (Gen 2; see `PingGate`). */
+  pingsAnsweredAlone: number;
 }
 
 /**
@@ -91,7 +93,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const nodeId = membership.nodeId;
   const registry = new SessionRegistry<DeviceSession>({ services, nodeId, logger });
   const sockets = new Set<Socket>();
-  const stats: GatewayStats = { connected: 0, accepted: 0, closed: {}, dtlsHandshakes: 0, dtlsRestored: 0 };
+  const stats: GatewayStats = {
+    connected: 0,
+    accepted: 0,
+    closed: {},
+    dtlsHandshakes: 0,
+    dtlsRestored: 0,
+    pingsAnsweredAlone: 0,
+  };
   registry.onSizeChange = (size) => (stats.connected = size);
   const routes = new SubscriptionIndex<DeviceSession>();
   const unsubscribe = services.bus.subscribe((event) => {
@@ -138,6 +147,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     closed(reason: CloseReason) {
       stats.closed[reason] = (stats.closed[reason] ?? 0) + 1;
+    },
+    pingAnswered() {
+      stats.pingsAnsweredAlone += 1;
     },
   };
 

@@ -11,7 +11,7 @@ import {
   MAX_FRAME_BODY_LENGTH,
 } from "@roost/protocol";
 
-import type { CloseReason, DeviceTransport, MessageChannel } from "./connection.js";
+import type { CloseReason, DeviceTransport, MessageChannel, PingGate } from "./connection.js";
 import { SessionEnd } from "./connection.js";
 
 const BLOCK = 16;
@@ -245,6 +245,40 @@ export class SessionCipherPair {
   }
 
   /**
+   * A held device's ping, answered without the session: when the one-block ciphertext at `bytes[at…at+16]`
+   * decrypts to a CoAP ping (CON, code 0.00, no token: the only form RFC 7252 §4.3 allows an empty message),
+   * returns its ACK's frame (the 2-byte length and one block) and moves both chains on. Anything else returns
+   * undefined and leaves both chains as they were: the frame is then read as any other. Allocates the answer
+   * only; works whether or not the pair holds contexts (they fold any difference of chains into the next
+   * message: see the class).
+   * @see spec/device-protocols.md B.3, B.4 (ping)
+   */
+  answerPing(bytes: Uint8Array, at: number): Buffer | undefined {
+    const state = this.#state;
+    const keys = this.#keySchedules();
+    scratch.set(bytes.subarray(at, at + BLOCK));
+    aesBlocks.decryptBlock(keys.decrypt, scratch);
+    for (let i = 0; i < BLOCK; i++) {
+      const plain = (scratch[i] ?? 0) ^ (state[2 * BLOCK + i] ?? 0);
+      // Header byte 0: version 1, CON, token length 0; byte 1: code 0.00; then the message ID (2 and 3), then
+      // the 12 bytes of padding that fill the block (PKCS#7: each 0x0c).
+      if (i === 0 ? plain !== 0x40 : i === 1 ? plain !== 0x00 : i >= 4 && plain !== BLOCK - 4)
+        return undefined;
+      scratch[i] = plain;
+    }
+    state.set(bytes.subarray(at, at + BLOCK), 2 * BLOCK);
+    // The ACK: version 1, ACK, token length 0; code 0.00; the ping's message ID (still in 2 and 3); padding.
+    scratch[0] = 0x60;
+    for (let i = 0; i < BLOCK; i++) scratch[i] = (scratch[i] ?? 0) ^ (state[BLOCK + i] ?? 0);
+    aesBlocks.encryptBlock(keys.encrypt, scratch);
+    state.set(scratch, BLOCK);
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + BLOCK);
+    frame.writeUInt16BE(BLOCK, 0);
+    frame.set(scratch, FRAME_HEADER_LENGTH);
+    return frame;
+  }
+
+  /**
    * @internal For the sweep: keeps the contexts if they were used since the last sweep (and says so), or
    * drops them.
    */
@@ -305,6 +339,7 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
         resolve(message: DeviceMessage): void;
         reject(error: SessionEnd): void;
         readonly timeoutReason: CloseReason;
+        readonly pings: PingGate | undefined;
       }
     | undefined;
   /**
@@ -341,6 +376,10 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     const frame = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + body.length);
     frame.writeUInt16BE(body.length, 0);
     body.copy(frame, FRAME_HEADER_LENGTH);
+    this.#write(frame);
+  }
+
+  #write(frame: Buffer): void {
     // Messages sent while handling one burst from the device (the connect sequence brings nine) leave in one
     // write: each socket write is a system call that cost a handshake more CPU than its AES (bench/README.md).
     if (!this.#corked) {
@@ -361,12 +400,16 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     this.#socket.destroy();
   }
 
-  /** The next message; SessionEnd on a bad frame, the end of the stream, or `timeoutMs` of silence. */
-  next(timeoutMs: number, timeoutReason: CloseReason): Promise<DeviceMessage> {
+  /**
+   * The next message; SessionEnd on a bad frame, the end of the stream, or `timeoutMs` of silence. With
+   * `pings`, while it waits, a ping that arrives alone is answered here when the gate allows (see
+   * {@link PingGate}), and the wait goes on, its silence counted from the ping.
+   */
+  next(timeoutMs: number, timeoutReason: CloseReason, pings?: PingGate): Promise<DeviceMessage> {
     const ready = this.#ready();
     if (ready) return "message" in ready ? Promise.resolve(ready.message) : Promise.reject(ready.error);
     return new Promise<DeviceMessage>((resolve, reject) => {
-      this.#waiting = { resolve, reject, timeoutReason };
+      this.#waiting = { resolve, reject, timeoutReason, pings };
       if (this.#timer && this.#timerMs === timeoutMs) this.#timer.refresh();
       else {
         clearTimeout(this.#timer);
@@ -419,6 +462,22 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
     this.#timer = undefined;
   }
 
+  /**
+   * A one-block frame that arrived while the session waits with nothing queued: a ping the gate lets this
+   * transport answer is answered (the session never sees it) and the silence timer starts again.
+   */
+  #answeredPing(input: Uint8Array, offset: number): boolean {
+    const gate = this.#waiting?.pings;
+    if (!gate?.answersPingAlone()) return false;
+    const answer = this.#ciphers.answerPing(input, offset + FRAME_HEADER_LENGTH);
+    if (!answer) return false;
+    this.#timer?.refresh();
+    // One write, joining the burst's if one is corked.
+    this.#socket.write(answer);
+    gate.answeredPing();
+    return true;
+  }
+
   /** @internal Splits arriving bytes into frame bodies (2-byte big-endian length, then the body). */
   take(chunk: Uint8Array): void {
     if (this.#failure !== undefined) return;
@@ -443,6 +502,10 @@ export class TcpTransport implements DeviceTransport, MessageChannel {
       }
       const end = offset + FRAME_HEADER_LENGTH + length;
       if (input.length < end) break;
+      if (length === BLOCK && this.#frames === undefined && this.#answeredPing(input, offset)) {
+        offset = end;
+        continue;
+      }
       // Copies (a Buffer's own slice is a view that would keep the whole read chunk alive).
       (this.#frames ??= []).push(copy(input, offset + FRAME_HEADER_LENGTH, end));
       added = true;
