@@ -13,9 +13,11 @@ import { machineIdleSeconds } from "../lib/idle-cpu.js";
 import { deviceIds, deviceKeys } from "../lib/keys.js";
 import type { ScenarioResult } from "../lib/report.js";
 import { round, summarize } from "../lib/stats.js";
+import type { Summary } from "../lib/stats.js";
 import { histogramSvg } from "../lib/svg-histogram.js";
 import type { CloudServerStats } from "../processes/cloud-server.js";
 import type { OwnerAppApi } from "../processes/owner-app.js";
+import { measureClaimFloor } from "./claim-floor.js";
 
 /** p99 from claim to the owner's stream that issue 11 asks for at K = 200, in ms. */
 const TARGET_STREAM_P99_MS = 10;
@@ -92,8 +94,45 @@ async function pool<T>(
   );
 }
 
-/** Runs the claim scenario. */
+/**
+ * `ROOST_BENCH_CLAIM_FLOOR=0` skips the claim floor (bench/scenarios/claim-floor.ts) after Roost's storm. The
+ * floor has no database: it runs once, on the SQLite pass.
+ */
+const CLAIM_FLOOR = process.env.ROOST_BENCH_CLAIM_FLOOR !== "0";
+
+/** Runs the claim scenario: Roost's storm, then (on SQLite) the floor of the same storm. */
 export async function runClaim(context: ScenarioContext): Promise<ScenarioResult> {
+  const roost = await runClaimOnRoost(context);
+  if (!CLAIM_FLOOR || context.databaseUrl !== undefined) return roost;
+  const [key] = await deviceKeys(1);
+  if (!key) throw new Error("no device key");
+  const floor = await measureClaimFloor(context, {
+    count: context.quick ? 50 : 200,
+    key,
+    warmups: WARMUP_STORMS,
+    niceness: FLEET_NICENESS,
+  });
+  const roostP99 = (roost.raw.claimToStreamMs as Summary).p99;
+  const ms = (value: number) => `${round(value)} ms`;
+  return {
+    ...roost,
+    rows: [
+      ...roost.rows,
+      {
+        scenario: "claim",
+        figure: `floor: RSA and sockets only, claim -> stream p50/p95/p99`,
+        value: `${ms(floor.toStreamMs.p50)} / ${ms(floor.toStreamMs.p95)} / ${ms(floor.toStreamMs.p99)}`,
+        limit:
+          `${floor.devices - floor.failed} of ${floor.devices}, ${floor.workers} crypto workers; ` +
+          `target ${TARGET_STREAM_P99_MS} ms ${floor.toStreamMs.p99 <= TARGET_STREAM_P99_MS ? "reachable" : "out of reach"}`,
+        ratio: roostP99 / floor.toStreamMs.p99,
+      },
+    ],
+    raw: { ...roost.raw, claimFloor: floor },
+  };
+}
+
+async function runClaimOnRoost(context: ScenarioContext): Promise<ScenarioResult> {
   const count = context.quick ? 50 : 200;
   const keys = await deviceKeys(8);
   const ids = deviceIds(count);

@@ -26,6 +26,8 @@ export type {
 } from "./services/claims.js";
 export { CLAIM_ATTEMPT_EVENT } from "./gateway/connection.js";
 export { importDevicePublicKey } from "./gateway/device-key.js";
+export { startCryptoPool } from "./gateway/crypto-pool.js";
+export type { HandshakeCrypto } from "./gateway/crypto-pool.js";
 export { newClaimCode, newClaimCodeRowId, randomBytesPooled } from "./security.js";
 export type { Principal, Owner } from "./services/principal.js";
 export { InProcessEventBus } from "./events/bus.js";
