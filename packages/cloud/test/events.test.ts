@@ -95,7 +95,7 @@ describe("server-sent events (spec §5)", () => {
     expect(text).not.toContain("weather/secret");
   });
 
-  it("writes the events of one turn of the event loop in one chunk, in order", async () => {
+  it("writes the events of one task in one chunk, in order", async () => {
     const chunks: string[] = [];
     let opened: () => void = () => undefined;
     let gotAll: () => void = () => undefined;
@@ -133,6 +133,59 @@ describe("server-sent events (spec §5)", () => {
       expect(events).toHaveLength(1);
       const names = [...(events[0] ?? "").matchAll(/^event: (.*)$/gm)].map((match) => match[1]);
       expect(names).toEqual(Array.from({ length: 20 }, (_, index) => `burst/${index}`));
+    } finally {
+      request.destroy();
+    }
+  });
+
+  it("writes a quiet turn's first task's events at the end of that task, the turn's later ones together at its end", async () => {
+    const chunks: string[] = [];
+    let opened: () => void = () => undefined;
+    let gotAll: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => (opened = resolve));
+    const all = new Promise<void>((resolve) => (gotAll = resolve));
+    const request = httpGet(
+      `${cloud.url}/v1/events/quiet`,
+      { headers: { authorization: `Bearer ${bob.token}` } },
+      (response) => {
+        response.setEncoding("utf8");
+        response.on("data", (text: string) => {
+          chunks.push(text);
+          if (text.startsWith(":ok")) opened();
+          if (chunks.join("").includes("quiet/3")) gotAll();
+        });
+      },
+    );
+    const publish = (index: number) =>
+      void cloud.services.bus.publish({
+        name: `quiet/${index}`,
+        data: String(index),
+        ttl: 60,
+        publishedAt: new Date().toISOString(),
+        coreid: "api",
+        isPublic: true,
+        ownerUserId: null,
+        ownerCustomerId: null,
+        productId: null,
+      });
+    try {
+      await ready;
+      // Three tasks of one turn (immediates queued together run in the same check phase), as a storm's
+      // devices' messages are: the first task's events must not wait for the other two.
+      setImmediate(() => {
+        publish(0);
+        publish(1);
+      });
+      setImmediate(() => publish(2));
+      setImmediate(() => publish(3));
+      await all;
+      const names = chunks
+        .slice(1)
+        .map((chunk) => [...chunk.matchAll(/^event: (.*)$/gm)].map((match) => match[1]));
+      expect(names).toEqual([
+        ["quiet/0", "quiet/1"],
+        ["quiet/2", "quiet/3"],
+      ]);
     } finally {
       request.destroy();
     }

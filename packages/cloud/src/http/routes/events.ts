@@ -76,13 +76,29 @@ export function registerEventRoutes(
     });
     raw.write(":ok\n\n");
     let lastWrite = Date.now();
-    // The events of one turn of the event loop go out in one write, at its end (a storm of device events
-    // would otherwise make a syscall, a TCP segment and a wake-up of the reader for each).
+    // At most two writes a turn of the event loop (a storm of device events would otherwise make a syscall,
+    // a TCP segment and a wake-up of the reader for each): the first task of a turn that has events writes
+    // them at its end, so that an event of a quiet stream does not wait for the rest of the turn (in a
+    // storm, other devices' messages: bench/README.md, claim); the events of the turn's later tasks go out
+    // together at its end.
     let pending = "";
+    let scheduled = false;
+    let wroteThisTurn = false;
     const flush = () => {
+      scheduled = false;
       const text = pending;
       pending = "";
       if (text.length > 0 && !raw.destroyed) raw.write(text);
+    };
+    const schedule = () => {
+      scheduled = true;
+      if (wroteThisTurn) {
+        setImmediate(flush);
+        return;
+      }
+      wroteThisTurn = true;
+      setImmediate(() => (wroteThisTurn = false));
+      process.nextTick(flush);
     };
     const write = (text: string) => {
       if (raw.writableLength + pending.length > MAX_BUFFERED_SSE_BYTES) {
@@ -91,8 +107,8 @@ export function registerEventRoutes(
         raw.destroy();
         return;
       }
-      if (pending.length === 0) setImmediate(flush);
       pending += text;
+      if (!scheduled) schedule();
       lastWrite = Date.now();
     };
     const unsubscribe = bus.subscribe((event) => {
