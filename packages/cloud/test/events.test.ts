@@ -95,99 +95,84 @@ describe("server-sent events (spec §5)", () => {
     expect(text).not.toContain("weather/secret");
   });
 
-  it("writes the events of one task in one chunk, in order", async () => {
+  /**
+   * Opens `/v1/events/<prefix>` as bob and collects its HTTP chunks (one `data` event per chunk the server
+   * wrote: llhttp hands each chunk's body on by itself); `until(name)` resolves once an event of that name
+   * arrived, with each chunk's event names after `:ok`.
+   */
+  async function chunkedStream(prefix: string) {
     const chunks: string[] = [];
+    const waiting: { name: string; resolve: () => void }[] = [];
     let opened: () => void = () => undefined;
-    let gotAll: () => void = () => undefined;
     const ready = new Promise<void>((resolve) => (opened = resolve));
-    const all = new Promise<void>((resolve) => (gotAll = resolve));
     const request = httpGet(
-      `${cloud.url}/v1/events/burst`,
+      `${cloud.url}/v1/events/${prefix}`,
       { headers: { authorization: `Bearer ${bob.token}` } },
       (response) => {
         response.setEncoding("utf8");
-        // One `data` event per HTTP chunk the server wrote (llhttp hands each chunk's body on by itself).
         response.on("data", (text: string) => {
           chunks.push(text);
           if (text.startsWith(":ok")) opened();
-          if (chunks.join("").includes("burst/19")) gotAll();
+          const all = chunks.join("");
+          for (const wait of waiting) if (all.includes(`event: ${wait.name}\n`)) wait.resolve();
         });
       },
     );
+    await ready;
+    return {
+      async until(name: string): Promise<(string | undefined)[][]> {
+        await new Promise<void>((resolve) => waiting.push({ name, resolve }));
+        return chunks
+          .slice(1)
+          .map((chunk) => [...chunk.matchAll(/^event: (.*)$/gm)].map((match) => match[1]));
+      },
+      close: () => request.destroy(),
+    };
+  }
+
+  /** Publishes a public event named `name` on the bus (not awaited: its delivery is what is tested). */
+  const publishPublic = (name: string) =>
+    void cloud.services.bus.publish({
+      name,
+      data: name,
+      ttl: 60,
+      publishedAt: new Date().toISOString(),
+      coreid: "api",
+      isPublic: true,
+      ownerUserId: null,
+      ownerCustomerId: null,
+      productId: null,
+    });
+
+  it("writes the events of one task in one chunk, in order", async () => {
+    const stream = await chunkedStream("burst");
     try {
-      await ready;
-      for (let index = 0; index < 20; index += 1)
-        void cloud.services.bus.publish({
-          name: `burst/${index}`,
-          data: String(index),
-          ttl: 60,
-          publishedAt: new Date().toISOString(),
-          coreid: "api",
-          isPublic: true,
-          ownerUserId: null,
-          ownerCustomerId: null,
-          productId: null,
-        });
-      await all;
-      const events = chunks.slice(1);
-      expect(events).toHaveLength(1);
-      const names = [...(events[0] ?? "").matchAll(/^event: (.*)$/gm)].map((match) => match[1]);
-      expect(names).toEqual(Array.from({ length: 20 }, (_, index) => `burst/${index}`));
+      for (let index = 0; index < 20; index += 1) publishPublic(`burst/${index}`);
+      expect(await stream.until("burst/19")).toEqual([
+        Array.from({ length: 20 }, (_, index) => `burst/${index}`),
+      ]);
     } finally {
-      request.destroy();
+      stream.close();
     }
   });
 
   it("writes a quiet turn's first task's events at the end of that task, the turn's later ones together at its end", async () => {
-    const chunks: string[] = [];
-    let opened: () => void = () => undefined;
-    let gotAll: () => void = () => undefined;
-    const ready = new Promise<void>((resolve) => (opened = resolve));
-    const all = new Promise<void>((resolve) => (gotAll = resolve));
-    const request = httpGet(
-      `${cloud.url}/v1/events/quiet`,
-      { headers: { authorization: `Bearer ${bob.token}` } },
-      (response) => {
-        response.setEncoding("utf8");
-        response.on("data", (text: string) => {
-          chunks.push(text);
-          if (text.startsWith(":ok")) opened();
-          if (chunks.join("").includes("quiet/3")) gotAll();
-        });
-      },
-    );
-    const publish = (index: number) =>
-      void cloud.services.bus.publish({
-        name: `quiet/${index}`,
-        data: String(index),
-        ttl: 60,
-        publishedAt: new Date().toISOString(),
-        coreid: "api",
-        isPublic: true,
-        ownerUserId: null,
-        ownerCustomerId: null,
-        productId: null,
-      });
+    const stream = await chunkedStream("quiet");
     try {
-      await ready;
       // Three tasks of one turn (immediates queued together run in the same check phase), as a storm's
       // devices' messages are: the first task's events must not wait for the other two.
       setImmediate(() => {
-        publish(0);
-        publish(1);
+        publishPublic("quiet/0");
+        publishPublic("quiet/1");
       });
-      setImmediate(() => publish(2));
-      setImmediate(() => publish(3));
-      await all;
-      const names = chunks
-        .slice(1)
-        .map((chunk) => [...chunk.matchAll(/^event: (.*)$/gm)].map((match) => match[1]));
-      expect(names).toEqual([
+      setImmediate(() => publishPublic("quiet/2"));
+      setImmediate(() => publishPublic("quiet/3"));
+      expect(await stream.until("quiet/3")).toEqual([
         ["quiet/0", "quiet/1"],
         ["quiet/2", "quiet/3"],
       ]);
     } finally {
-      request.destroy();
+      stream.close();
     }
   });
 
