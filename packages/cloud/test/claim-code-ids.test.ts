@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { claimCodeRowId, newClaimCode, newClaimCodeRowId } from "../src/security.js";
+import { claimCodeRowId, newClaimCode, newClaimCodeAndRowId, newClaimCodeRowId } from "../src/security.js";
 
 /** 2031-01-01: above 2^32 ms, so a time cut to 32 bits would show. */
 const NOW = Date.UTC(2031, 0, 1);
@@ -24,6 +24,15 @@ describe("claim code row IDs (migration 0015a)", () => {
       expect(code).toMatch(/^[A-Za-z0-9+/]{63}$/);
       expect(claimCodeRowId(code)).toBe(id);
     }
+    // The same, made together (the API's path): a version 7 ID of that time, carried by its code.
+    const made = Array.from({ length: 200 }, (_, at) => newClaimCodeAndRowId(NOW + at));
+    for (const [at, { id, code }] of made.entries()) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{2}[048c]-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(Number.parseInt(id.replaceAll("-", "").slice(0, 12), 16)).toBe(NOW + at);
+      expect(code).toMatch(/^[A-Za-z0-9+/]{63}$/);
+      expect(claimCodeRowId(code)).toBe(id);
+    }
+    expect(new Set(made.map(({ code }) => code.slice(20))).size).toBe(made.length);
     const id = newClaimCodeRowId(NOW);
     const secrets = Array.from({ length: 20 }, () => newClaimCode(id).slice(20));
     expect(new Set(secrets).size).toBe(20);
