@@ -4,8 +4,8 @@
 // crypto worker pool, at its default size and priority), and move the same bytes in the same writes as a
 // Photon's start with a claim code; there is no session cipher, no CoAP, no database and no claim
 // transaction. When a device's connect burst has arrived, the server writes its `spark/status online` to the
-// owner's event stream (plain `node:http`, the events of one turn in one chunk, as Roost's stream route
-// does). Run by bench/processes/claim-floor.ts on both sides.
+// owner's event stream (plain `node:http`, the events of one turn in one chunk). Run by
+// bench/processes/claim-floor.ts on both sides.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { createServer as createHttpServer } from "node:http";

@@ -8,14 +8,7 @@ import { AppError } from "../errors.js";
 import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { CLAIM_ATTEMPT_EVENT, DEVICE_CLAIMED_EVENT } from "../events/model.js";
-import {
-  claimCodeRowId,
-  hashSecret,
-  newClaimCode,
-  newClaimCodeAndRowId,
-  newClaimCodeRowId,
-  newId,
-} from "../security.js";
+import { claimCodeRowId, hashSecret, newClaimCodeAndRowId, newClaimCodeRowId, newId } from "../security.js";
 import { Batcher, dialectOf } from "../storage/batch.js";
 import type { ClaimCodesTable, Database, DeviceRecord } from "../storage/schema.js";
 import type { HooksRead, WebhookService } from "../webhooks/service.js";
@@ -560,9 +553,10 @@ export class ClaimService {
   async createCode(options: { owner: Owner; presetCode?: string | undefined }): Promise<ClaimCodeResponse> {
     const { owner } = options;
     const now = this.#config.clock();
-    const fresh = options.presetCode === undefined ? newClaimCodeAndRowId(now) : undefined;
-    const id = fresh?.id ?? newClaimCodeRowId(now);
-    const code = options.presetCode ?? fresh?.code ?? newClaimCode(id);
+    const { id, code } =
+      options.presetCode === undefined
+        ? newClaimCodeAndRowId(now)
+        : { id: newClaimCodeRowId(now), code: options.presetCode };
     if (options.presetCode !== undefined) {
       // An ICCID is printed on the SIM card: a pending code for it must not be taken over by someone else.
       const pending = await this.#db
