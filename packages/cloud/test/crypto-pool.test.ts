@@ -113,6 +113,37 @@ describe("handshake crypto: worker pool and event loop alike", () => {
     }
   });
 
+  it("answers a handshake's reply before opens that were waiting in the same worker", async () => {
+    const single = startCryptoPool({ serverPrivateKey: server.privateKey, size: 1 });
+    const order: string[] = [];
+    try {
+      // One turn's jobs reach the worker in one message: eight opens, then a reply.
+      const opens = Array.from({ length: 8 }, (_, index) => {
+        const nonce = new Uint8Array(randomBytes(40));
+        const deviceId = randomBytes(12).toString("hex");
+        return single.openCiphertext(ciphertextFor(nonce, deviceId), nonce).then((plaintext) => {
+          expect(plaintext.deviceId).toBe(deviceId);
+          order.push(`open ${index}`);
+        });
+      });
+      const sent = credentials();
+      const reply = single.reply(exportPublicKeyDer(device.publicKey), sent).then((bytes) => {
+        expect(
+          openHandshakeReply({
+            reply: bytes,
+            devicePrivateKey: device.privateKey,
+            serverPublicKey: server.publicKey,
+          }),
+        ).toEqual(sent);
+        order.push("reply");
+      });
+      await Promise.all([...opens, reply]);
+      expect(order).toEqual(["reply", ...Array.from({ length: 8 }, (_, index) => `open ${index}`)]);
+    } finally {
+      await single.close();
+    }
+  });
+
   it("refuses work once closed", async () => {
     const closing = startCryptoPool({ serverPrivateKey: server.privateKey, size: 1 });
     await closing.close();

@@ -1,5 +1,6 @@
 // The gateway's handshake queue runs one job per turn of the event loop, so that what devices in session
-// sent is read between two handshake steps (connection.ts, `handshakeSteps`; the RSA of `--crypto-workers 0`).
+// sent is read between two handshake steps (connection.ts, `handshakeSteps`; the RSA of `--crypto-workers 0`),
+// and runs the steps of connections that have got further first.
 import { once } from "node:events";
 import type { AddressInfo, Socket } from "node:net";
 import { createConnection, createServer } from "node:net";
@@ -50,6 +51,28 @@ describe("HandshakeQueue", () => {
     await expect(failing).rejects.toThrow("bad ciphertext");
     expect(await third).toBe(3);
     expect(order).toEqual(["first", "failing", "third"]);
+    expect(queue.pending).toBe(0);
+  });
+
+  it("runs a session's opening before a handshake's reply, and that before a new handshake's first step", async () => {
+    const queue = new HandshakeQueue();
+    const order: string[] = [];
+    const step = (name: string) => () => {
+      order.push(name);
+    };
+    const jobs = [
+      queue.run(step("start 1"), "start"),
+      queue.run(step("reply 1"), "reply"),
+      queue.run(step("start 2")),
+      queue.run(step("opening 1"), "opening"),
+      queue.run(step("reply 2"), "reply"),
+    ];
+    expect(queue.pending).toBe(5);
+    // Queued while the others wait: an opening still goes ahead of every reply and start left.
+    await jobs[3];
+    const late = queue.run(step("opening 2"), "opening");
+    await Promise.all([...jobs, late]);
+    expect(order).toEqual(["opening 1", "opening 2", "reply 1", "reply 2", "start 1", "start 2"]);
     expect(queue.pending).toBe(0);
   });
 

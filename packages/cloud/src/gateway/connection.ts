@@ -687,6 +687,9 @@ async function openSession(options: RunDeviceSessionOptions, opening: Opening): 
   const { channel } = transport;
   const hello = options.resumed ? undefined : await transport.next(limits.helloTimeoutMs, "hello_timeout");
   if (hello && hello.kind !== "hello") throw new SessionEnd("bad_frame", `expected Hello, got ${hello.kind}`);
+  // A new session's opening takes its turn with the connections in progress, ahead of them: the traffic of
+  // devices already in session (their claims above all) comes first in a storm.
+  if (hello) await context.handshakeSteps?.run(noStep, "opening");
   const device = options.resumed ?? (hello ? await options.device(hello.hello) : undefined);
   if (!device) throw new SessionEnd("bad_frame", "no Hello");
   opening.deviceId = device.id;
@@ -698,9 +701,6 @@ async function openSession(options: RunDeviceSessionOptions, opening: Opening): 
   if (hello && channel.unreliable) {
     // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
     session.send({ kind: "ack", messageId: hello.messageId });
-  } else if (hello) {
-    // The device waits 4 s for this. @see spec/device-protocols.md B.2 step 6
-    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
   }
   const hasProduct =
     hello !== undefined &&
@@ -731,6 +731,9 @@ async function openSession(options: RunDeviceSessionOptions, opening: Opening): 
   );
   opening.lease = claimed.lease;
   session.registered(claimed);
+  if (hello && !channel.unreliable)
+    // The device waits 4 s for this, and is online once it has it. @see spec/device-protocols.md B.2 step 6
+    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
   log.info(
     { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
     "device online",
@@ -820,7 +823,7 @@ async function handshake(
       throw new SessionEnd("bad_handshake", error instanceof Error ? error.message : String(error));
     }
     // Devices in session first: this handshake's next main-thread work waits for its turn.
-    await context.handshakeSteps?.run(noStep);
+    await context.handshakeSteps?.run(noStep, "start");
     deviceId = plaintext.deviceId;
     const id = plaintext.deviceId;
     const offered = plaintext.devicePublicKey;
@@ -859,7 +862,7 @@ async function handshake(
       await recordAttempt(services, { deviceId: id, ip, reason: "key_mismatch" });
       throw new SessionEnd("key_mismatch", error.message);
     }
-    await context.handshakeSteps?.run(noStep);
+    await context.handshakeSteps?.run(noStep, "reply");
     socket.write(reply);
     // B.2 step 6 and B.3: framed, encrypted CoAP from here on; the first message must be the Hello.
     const transport = new TcpTransport({

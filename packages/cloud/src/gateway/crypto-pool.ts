@@ -35,10 +35,7 @@ export interface HandshakeCrypto {
   close(): Promise<void>;
 }
 
-/**
- * Most jobs in one message: a worker answers a message's jobs together, so a storm's first handshakes wait
- * for at most this many (~5 ms of RSA) rather than for a whole turn's worth.
- */
+/** Most jobs in one message to a worker: a turn's jobs beyond it leave in further messages. */
 const MAX_JOBS_PER_MESSAGE = 16;
 
 /**
@@ -57,7 +54,7 @@ export function inThreadCrypto(serverPrivateKey: KeyObject): HandshakeCrypto {
   return {
     workers: 0,
     openCiphertext: (ciphertext, nonce) =>
-      queue.run(() => openHandshakeCiphertext({ ciphertext, serverPrivateKey, nonce })),
+      queue.run(() => openHandshakeCiphertext({ ciphertext, serverPrivateKey, nonce }), "start"),
     reply: (devicePublicKeyDer, credentials) =>
       queue.run(() => {
         let devicePublicKey: KeyObject;
@@ -69,7 +66,7 @@ export function inThreadCrypto(serverPrivateKey: KeyObject): HandshakeCrypto {
           );
         }
         return createHandshakeReply({ devicePublicKey, serverPrivateKey, credentials });
-      }),
+      }, "reply"),
     close: () => Promise.resolve(),
   };
 }
@@ -106,9 +103,10 @@ interface PendingJob {
  * that in a reconnect storm connected devices' claims, events and pings still come first. A worker that dies
  * fails its jobs (those handshakes end) and is replaced. Threads start with the first job.
  *
- * The jobs submitted during one turn of the event loop go to each worker in one message, and the worker
- * answers a message's jobs in one message: in a storm each message costs both threads a system call and a
- * wake-up, more than the structured clone of a job (bench/README.md, handshake).
+ * The jobs submitted during one turn of the event loop go to each worker in one message: in a storm each
+ * message costs both threads a system call and a wake-up, more than the structured clone of a job
+ * (bench/README.md, handshake). A worker runs replies before opens (crypto-worker.ts) and answers each job
+ * as it finishes.
  */
 export function startCryptoPool(options: {
   serverPrivateKey: KeyObject;

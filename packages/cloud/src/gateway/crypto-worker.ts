@@ -69,19 +69,38 @@ function run(job: CryptoJob, key: KeyObject): CryptoJobResult {
   }
 }
 
-// A message carries the jobs of one turn of the gateway's event loop; their results go back in one message.
-parentPort?.on("message", (jobs: CryptoJob[]) => {
-  const results: CryptoJobResult[] = [];
-  for (const job of jobs) {
-    try {
-      results.push(run(job, serverPrivateKey));
-    } catch (error) {
-      results.push({
-        id: job.id,
-        ok: false,
-        message: error instanceof Error ? error.message : String(error),
-      });
-    }
+function runSafely(job: CryptoJob): CryptoJobResult {
+  try {
+    return run(job, serverPrivateKey);
+  } catch (error) {
+    return { id: job.id, ok: false, message: error instanceof Error ? error.message : String(error) };
   }
-  parentPort?.postMessage(results);
+}
+
+// Jobs wait here, replies before opens: a reply finishes a handshake whose ciphertext is already open. With
+// the jobs answered in arrival order, a storm's first reply waited behind every open of the storm, and its
+// devices all completed together at its end. One job per turn of this thread's loop, so that a reply posted
+// while opens wait is read before the next open starts; each result goes back at once.
+const replies: CryptoJob[] = [];
+const opens: CryptoJob[] = [];
+let scheduled = false;
+
+function step(): void {
+  scheduled = false;
+  const job = replies.shift() ?? opens.shift();
+  if (!job) return;
+  parentPort?.postMessage([runSafely(job)]);
+  schedule();
+}
+
+function schedule(): void {
+  if (scheduled || (replies.length === 0 && opens.length === 0)) return;
+  scheduled = true;
+  setImmediate(step);
+}
+
+// A message carries the jobs of one turn of the gateway's event loop.
+parentPort?.on("message", (jobs: CryptoJob[]) => {
+  for (const job of jobs) (job.kind === "handshake-reply" ? replies : opens).push(job);
+  schedule();
 });
