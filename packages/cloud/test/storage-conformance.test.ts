@@ -421,6 +421,39 @@ function defineStorageConformance(backend: BackendFactory): void {
         }
       });
 
+      it("checks a device's name against its owner's other devices by the owner and name together", async () => {
+        if (storage.dialect === "sqlite") {
+          const indexes = await sql<{ name: string }>`select name from pragma_index_list('devices')
+            where name like 'devices_owner%' order by name`.execute(storage.db);
+          expect(indexes.rows.map((row) => row.name)).toEqual([
+            "devices_owner_customer_name",
+            "devices_owner_user_name",
+          ]);
+          // The name check of a claim's bind (claims.ts) and of a rename: one index seek, whatever the number
+          // of devices the owner has; before 0016a it read every one of them.
+          for (const [column, index] of [
+            ["owner_user_id", "devices_owner_user_name"],
+            ["owner_customer_id", "devices_owner_customer_name"],
+          ] as const) {
+            const plan = await sql<{ detail: string }>`explain query plan select 1 from devices as others
+              where others.name = ${"x"} and others.id <> ${"a"} and others.${sql.ref(column)} = ${"o"}`.execute(
+              storage.db,
+            );
+            expect(plan.rows.map((row) => row.detail).join("; ")).toBe(
+              `SEARCH others USING INDEX ${index} (${column}=? AND name=?)`,
+            );
+          }
+        } else {
+          const indexes = await sql<{ indexname: string; indexdef: string }>`select indexname, indexdef
+            from pg_indexes where tablename = 'devices' and indexname like 'devices_owner%'
+            order by indexname`.execute(storage.db);
+          expect(indexes.rows.map((row) => row.indexdef.replace(/^.* USING btree /, ""))).toEqual([
+            "(owner_customer_id, name)",
+            "(owner_user_id, name)",
+          ]);
+        }
+      });
+
       it.runIf(backend.multiNode)(
         "lets two nodes start on the same fresh database at the same time",
         async () => {

@@ -419,6 +419,29 @@ function claimCodeLocators(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * A device's name is unique among its owner's devices: the claim that binds a device checks its new name
+ * against the owner's others (claims.ts, `bind`), as a rename does. By the owner's column alone that check
+ * read the table row of every device the owner has, so a claim cost more the more devices its owner had.
+ * With the name in the index the check is one seek; the index still serves every lookup by owner.
+ */
+const ownerNameIndexes: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createIndex("devices_owner_user_name")
+      .on("devices")
+      .columns(["owner_user_id", "name"])
+      .execute();
+    await db.schema
+      .createIndex("devices_owner_customer_name")
+      .on("devices")
+      .columns(["owner_customer_id", "name"])
+      .execute();
+    await db.schema.dropIndex("devices_owner_user").execute();
+    await db.schema.dropIndex("devices_owner_customer").execute();
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -435,6 +458,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0013a_webhooks": webhooks(dialect),
         "0014a_presence_index": presenceIndex,
         "0015a_claim_code_locators": claimCodeLocators(dialect),
+        "0016a_owner_name_indexes": ownerNameIndexes,
       }),
   };
 }
