@@ -698,10 +698,6 @@ async function openSession(options: RunDeviceSessionOptions, opening: Opening): 
   // The Hello's update below writes `last_heard`, so the session's first message need not write it again.
   const session = new DeviceSession({ channel, context, device, log, heardAt: now });
   opening.session = session;
-  if (hello && channel.unreliable) {
-    // UDP: the Hello is a CON request and the device waits for its ACK. @see docs/gen3-wire-format.md §4
-    session.send({ kind: "ack", messageId: hello.messageId });
-  }
   const hasProduct =
     hello !== undefined &&
     hello.hello.productId !== 0 &&
@@ -731,9 +727,15 @@ async function openSession(options: RunDeviceSessionOptions, opening: Opening): 
   );
   opening.lease = claimed.lease;
   session.registered(claimed);
-  if (hello && !channel.unreliable)
-    // The device waits 4 s for this, and is online once it has it. @see spec/device-protocols.md B.2 step 6
-    session.send({ kind: "server-hello", messageId: randomInt(0x10000), confirmable: false });
+  // The cloud answers the Hello once the device is registered: a device that has the answer is online.
+  // UDP: the Hello is a CON request and the device waits for its ACK (docs/gen3-wire-format.md §4); TCP:
+  // the device waits 4 s for the server's Hello (spec/device-protocols.md B.2 step 6).
+  if (hello)
+    session.send(
+      channel.unreliable
+        ? { kind: "ack", messageId: hello.messageId }
+        : { kind: "server-hello", messageId: randomInt(0x10000), confirmable: false },
+    );
   log.info(
     { ip, deviceId: id, platformId: hello?.hello.platformId, resumed: hello ? undefined : true },
     "device online",
