@@ -16,14 +16,14 @@ const STAGES: readonly HandshakeStage[] = ["opening", "reply", "start"];
  * storm's connections keep completing.
  */
 export class HandshakeQueue {
-  readonly #jobs = new Map<HandshakeStage, (() => void)[]>(STAGES.map((stage) => [stage, []]));
+  readonly #jobs: Record<HandshakeStage, (() => void)[]> = { opening: [], reply: [], start: [] };
   #pending = 0;
   #scheduled = false;
 
   /** Runs `job` on a later turn of the event loop, after the jobs queued before it at its stage or an earlier one. */
   run<T>(job: () => T, stage: HandshakeStage = "start"): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#jobs.get(stage)?.push(() => {
+      this.#jobs[stage].push(() => {
         try {
           resolve(job());
         } catch (error) {
@@ -42,7 +42,7 @@ export class HandshakeQueue {
 
   #next(): (() => void) | undefined {
     for (const stage of STAGES) {
-      const job = this.#jobs.get(stage)?.shift();
+      const job = this.#jobs[stage].shift();
       if (job) {
         this.#pending -= 1;
         return job;
