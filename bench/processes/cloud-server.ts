@@ -233,7 +233,12 @@ const api: CloudServerApi = {
       // The bench is one client IP making many requests: the per-IP limits would measure themselves.
       rateLimits: { apiMax: 1e9, tokenMax: 1e9, sensitiveMax: 1e9 },
       sseMaxPerIp: 1000,
-      deviceLimits: params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs },
+      // One host stands in for a fleet: the per-address handshake bounds would refuse its storms.
+      deviceLimits: {
+        maxHandshakesPerAddress: 1e9,
+        maxHandshakeFailuresPerAddress: 1e9,
+        ...(params.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: params.idleTimeoutMs }),
+      },
       cryptoWorkers: params.cryptoWorkers,
       webhooks: params.webhooks,
       deviceUdpPort: params.udp ? 0 : false,

@@ -30,6 +30,7 @@ import { importDevicePublicKey } from "./device-key.js";
 import type { GatewayDevices, SessionDevice } from "./device-reads.js";
 import type { SubscriptionIndex } from "./event-routing.js";
 import { ownerKeyOf } from "./event-routing.js";
+import type { Admission, HandshakeAdmission } from "./handshake-admission.js";
 import type { HandshakeQueue } from "./handshake-queue.js";
 import type { ClaimedDevice, SessionLease } from "./presence.js";
 import type { ServerKey } from "./server-key.js";
@@ -48,6 +49,14 @@ export interface ConnectionLimits {
   readonly maxFrameLength: number;
   /** Register an unknown device's offered key instead of refusing it (development only). @default false */
   readonly autoRegister: boolean;
+  /** Gen 2 handshakes in progress at once, over all sources ({@link HandshakeAdmission}). @default 10000 */
+  readonly maxHandshakes: number;
+  /** Gen 2 handshakes in progress at once from one IP address. @default 128 */
+  readonly maxHandshakesPerAddress: number;
+  /** Failed Gen 2 handshakes from one IP address per window, past which its connections are refused. @default 100 */
+  readonly maxHandshakeFailuresPerAddress: number;
+  /** That window, in ms, from the address's first failure in it. @default 60000 */
+  readonly handshakeFailureWindowMs: number;
 }
 
 /** Why a connection ended, counted by the gateway. */
@@ -62,7 +71,8 @@ export type CloseReason =
   | "replaced"
   | "device_closed"
   | "goodbye"
-  | "server_shutdown";
+  | "server_shutdown"
+  | Exclude<Admission, "admitted">;
 
 /** What a connection needs from the gateway that runs it. */
 export interface ConnectionContext {
@@ -74,6 +84,8 @@ export interface ConnectionContext {
   readonly limits: ConnectionLimits;
   /** This gateway node's id, written on the devices it holds. */
   readonly nodeId: string;
+  /** Which new Gen 2 connections are taken on (none: all of them). */
+  readonly admission?: HandshakeAdmission | undefined;
   /** Where the asymmetric work of handshakes runs: worker threads, or the event loop after devices' traffic. */
   readonly crypto: HandshakeCrypto;
   /**
@@ -759,23 +771,40 @@ export function handleDeviceConnection(
   // Each line names the device's address itself: a pino child logger per connection would cost every held
   // connection ~1.5 KB of heap (bench/README.md, connections).
   const ip = remoteAddress;
+  const { admission } = context;
+  // Before any work (the nonce, the RSA): a source past its limits is closed at once.
+  const admitted = admission?.admit(ip) ?? "admitted";
+  if (admitted !== "admitted") {
+    socket.destroy();
+    context.logger.debug({ ip, reason: admitted }, "device connection refused");
+    context.closed(admitted);
+    return Promise.resolve();
+  }
   socket.on("error", context.onSocketError);
   // Chained rather than awaited: while the device is connected, nothing of the handshake stays alive.
   return handshake(socket, context, ip)
     .then(
-      ({ device, transport }) =>
-        runDeviceSession({
+      ({ device, transport }) => {
+        admission?.finished(ip, false);
+        return runDeviceSession({
           transport,
           context,
           remoteAddress,
           device: () => Promise.resolve(device),
-        }),
+        });
+      },
       (error: unknown) => {
         socket.destroy();
-        return endReason(error, context.logger, {
+        const reason = endReason(error, context.logger, {
           ip,
           deviceId: error instanceof HandshakeFailure ? error.deviceId : undefined,
         });
+        if (admission?.finished(ip, reason !== "server_shutdown"))
+          context.logger.warn(
+            { ip, failures: context.limits.maxHandshakeFailuresPerAddress },
+            "too many failed device handshakes from this address: its connections are refused for the rest of the window",
+          );
+        return reason;
       },
     )
     .then((reason) => context.closed(reason));

@@ -11,6 +11,7 @@ import { handleDeviceConnection } from "./connection.js";
 import { inThreadCrypto, startCryptoPool } from "./crypto-pool.js";
 import { GatewayDevices } from "./device-reads.js";
 import { SubscriptionIndex } from "./event-routing.js";
+import { HandshakeAdmission } from "./handshake-admission.js";
 import { HandshakeQueue } from "./handshake-queue.js";
 import type { ServerKey } from "./server-key.js";
 import { SessionRegistry } from "./session-registry.js";
@@ -84,6 +85,10 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   idleTimeoutMs: 31_000,
   maxFrameLength: 2048,
   autoRegister: false,
+  maxHandshakes: 10_000,
+  maxHandshakesPerAddress: 128,
+  maxHandshakeFailuresPerAddress: 100,
+  handshakeFailureWindowMs: 60_000,
 };
 
 /** Listens for devices, runs each connection, routes bus events and commands to the sessions. */
@@ -140,6 +145,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     limits,
     crypto,
     handshakeSteps: new HandshakeQueue(),
+    admission: new HandshakeAdmission(limits, services.config.clock),
     registry,
     routes,
     onSocketError(this: Duplex, error: Error) {
