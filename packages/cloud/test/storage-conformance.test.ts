@@ -392,12 +392,13 @@ function defineStorageConformance(backend: BackendFactory): void {
         });
       });
 
-      it("indexes code hashes only for the codes found by them", async () => {
+      it("indexes claim codes only where a lookup needs it: hashes of codes found by them, pending codes by customer", async () => {
         if (storage.dialect === "sqlite") {
           const indexes = await sql<{ name: string; unique: number; partial: number }>`select name,
             "unique", partial from pragma_index_list('claim_codes') order by name`.execute(storage.db);
           expect(indexes.rows).toEqual([
             { name: "claim_codes_hash", unique: 1, partial: 1 },
+            { name: "claim_codes_pending_customer", unique: 0, partial: 1 },
             { name: "sqlite_autoindex_claim_codes_1", unique: 1, partial: 0 },
           ]);
           // Both ways a claim finds its code read one index entry, never the table's rows one by one.
@@ -411,12 +412,26 @@ function defineStorageConformance(backend: BackendFactory): void {
               /^SEARCH claim_codes USING INDEX (sqlite_autoindex_claim_codes_1|claim_codes_hash) \((id|code_hash)=\?\)$/,
             );
           }
+          // Deleting a customer revokes its pending codes (AccountService.deleteCustomer): an index search
+          // since 0017a, not a scan of every code of the deployment.
+          const plan = await sql<{ detail: string }>`explain query plan update claim_codes set revoked_at = 1
+            where customer_id = ${"c"} and used_at is null`.execute(storage.db);
+          expect(plan.rows.map((row) => row.detail).join("; ")).toBe(
+            "SEARCH claim_codes USING INDEX claim_codes_pending_customer (customer_id=?)",
+          );
         } else {
           const indexes = await sql<{ indexname: string; indexdef: string }>`select indexname, indexdef
             from pg_indexes where tablename = 'claim_codes' order by indexname`.execute(storage.db);
-          expect(indexes.rows.map((row) => row.indexname)).toEqual(["claim_codes_hash", "claim_codes_pkey"]);
+          expect(indexes.rows.map((row) => row.indexname)).toEqual([
+            "claim_codes_hash",
+            "claim_codes_pending_customer",
+            "claim_codes_pkey",
+          ]);
           expect(indexes.rows[0]?.indexdef).toMatch(
             /UNIQUE INDEX claim_codes_hash .*\(code_hash\) WHERE \(by_hash = 1\)$/,
+          );
+          expect(indexes.rows[1]?.indexdef).toMatch(
+            /INDEX claim_codes_pending_customer .*\(customer_id\) WHERE \(\(customer_id IS NOT NULL\) AND \(used_at IS NULL\)\)$/,
           );
         }
       });

@@ -442,6 +442,19 @@ const ownerNameIndexes: Migration = {
   },
 };
 
+/**
+ * A product customer's pending claim codes, found by the customer: deleting a customer revokes them
+ * (`AccountService.deleteCustomer`), which read every claim code of the deployment before. Partial, so that
+ * the codes of users (no customer) and spent codes cost the index nothing: the claim-code insert of users,
+ * the hot one, writes no more pages than before.
+ */
+const pendingCustomerCodes: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`create index claim_codes_pending_customer on claim_codes (customer_id)
+      where customer_id is not null and used_at is null`.execute(db);
+  },
+};
+
 /** Migrations live in code, in order; each runs once per database. */
 export function createMigrationProvider(dialect: Dialect): MigrationProvider {
   return {
@@ -459,6 +472,7 @@ export function createMigrationProvider(dialect: Dialect): MigrationProvider {
         "0014a_presence_index": presenceIndex,
         "0015a_claim_code_locators": claimCodeLocators(dialect),
         "0016a_owner_name_indexes": ownerNameIndexes,
+        "0017a_pending_customer_codes": pendingCustomerCodes,
       }),
   };
 }
