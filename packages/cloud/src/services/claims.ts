@@ -231,6 +231,41 @@ const SPEND_BIND_RECORD_POSTGRES = `with spent as (
     (select name from bound) as name`;
 
 /**
+ * {@link SPEND_BIND_RECORD_POSTGRES} for the checked claims of a batch at once: the rows travel as one JSON
+ * parameter, `[{ i: position, now, d: device, c: code row ID, ou / oc: the new owner, n: name candidate,
+ * b: bind, a: attempt ID, r: reason, s: source, at: attempt time }]`, and each comes back with its position,
+ * whether its code was spent and its device bound, and the device's name. Each row's bind and record are
+ * conditional on its own spend, so a row whose code was spent meanwhile writes nothing. Devices and codes
+ * are distinct within a batch (the Batcher's rule; a repeated code is left to run alone), and the batch's
+ * name candidates are distinct: no row's effect depends on another's.
+ */
+const SPEND_BIND_RECORD_ALL_POSTGRES = `with v as (
+    select * from jsonb_to_recordset($1::jsonb) as v(i int, now bigint, d text, c text, ou text, oc text,
+      n text, b boolean, a text, r text, s text, at bigint)
+  ), spent as (
+    update claim_codes as code set used_at = v.now, device_id = v.d
+    from v where code.id = v.c and code.used_at is null and code.revoked_at is null
+    returning v.i
+  ), bound as (
+    update devices as device set owner_user_id = v.ou, owner_customer_id = v.oc, claimed_at = v.now,
+      updated_at = v.now,
+      name = coalesce(device.name, case when exists (select 1 from devices as others
+        where others.name = v.n and others.id <> v.d
+          and (others.owner_user_id = v.ou or others.owner_customer_id = v.oc)) then null else v.n end)
+    from v where device.id = v.d and device.owner_user_id is null and device.owner_customer_id is null and v.b
+      and v.i in (select i from spent)
+    returning v.i, device.name
+  ), recorded as (
+    insert into claim_attempts (id, claim_code_id, device_id, outcome, reason, source, at)
+    select v.a, v.c, v.d, 'claimed', v.r, v.s, v.at from v
+    where v.i in (select i from spent) and (not v.b or v.i in (select i from bound))
+    returning id
+  )
+  select v.i, v.i in (select i from spent) as spent, v.i in (select i from bound) as bound,
+    (select bound.name from bound where bound.i = v.i) as name
+  from v`;
+
+/**
  * What a presented code is checked against: the code's columns (null when unknown) with its owner's name
  * and attempt counts, the device's attempt counts and ownership (`device_found` null when unknown).
  * Counts are numbers (PostgreSQL's `bigint` is read as a number by the pool).
@@ -348,6 +383,27 @@ interface BatchClaim {
   readonly presented: PresentedRow | undefined;
   readonly hooks: HooksRead;
   readonly seen: Seen;
+}
+
+/** A claim that passed its checks (see ClaimService #check): what its writes and its result need. */
+interface CheckedClaim {
+  readonly code: PresentedRow & ClaimCodesTable;
+  readonly owner: Owner;
+  readonly device: {
+    readonly product_id: number | null;
+    readonly owner_user_id: string | null;
+    readonly owner_customer_id: string | null;
+  };
+  readonly alreadyMine: boolean;
+  readonly reason: ClaimReason;
+  readonly attempt: {
+    claimId: string;
+    deviceId: string;
+    outcome: "claimed";
+    reason: ClaimReason;
+    source: ClaimSource;
+  };
+  readonly logged: { readonly device: number; readonly code: number };
 }
 
 /** What a claim learnt of its code before it was refused (a refusal tells the code's owner). */
@@ -747,6 +803,8 @@ export class ClaimService {
     this.#transactions += 1;
     return this.#db.transaction().execute(async (trx) => {
       const presented = await this.#presentAll(trx, requests);
+      if (this.#postgres && !savepoints && requests.length > 1)
+        return this.#runTogether(trx, requests, presented);
       const hooks: HooksRead = new Map();
       const outcomes: ClaimOutcome[] = [];
       for (const [index, request] of requests.entries()) {
@@ -785,6 +843,118 @@ export class ClaimService {
   }
 
   /**
+   * PostgreSQL, a batch run without savepoints: every claim is checked first (nothing written), then the
+   * checked claims' writes go in one statement ({@link SPEND_BIND_RECORD_ALL_POSTGRES}: one round trip
+   * instead of one per claim, each a wait behind the storm's other statements), then each claim's refusal or
+   * result follows in batch order. A claim whose code an earlier claim of the batch presented too runs on its
+   * own after the statement, as in a batch of claims one by one (it must see that claim's spend). A claim
+   * whose code was spent meanwhile wrote nothing and is refused; one whose bind lost to another transaction
+   * after its spend must be undone alone: the batch runs again with savepoints, as for any unexpected error.
+   */
+  async #runTogether(
+    trx: Transaction<Database>,
+    requests: readonly ClaimRequest[],
+    presented: Map<number, PresentedRow>,
+  ): Promise<ClaimOutcome[]> {
+    const hooks: HooksRead = new Map();
+    type Step =
+      | { readonly claim: BatchClaim; readonly checked: CheckedClaim; readonly row: number }
+      | { readonly claim: BatchClaim; readonly refused: ClaimReason }
+      | { readonly claim: BatchClaim; readonly alone: true };
+    try {
+      const steps: Step[] = [];
+      const rows: Record<string, unknown>[] = [];
+      const names = new Set<string>();
+      for (const [index, request] of requests.entries()) {
+        const claim: BatchClaim = {
+          request,
+          presented: presented.get(index),
+          hooks,
+          seen: { claimId: null, recognised: null, wrote: false },
+        };
+        if (claim.presented === undefined) {
+          steps.push({ claim, alone: true });
+          continue;
+        }
+        let checked: CheckedClaim;
+        try {
+          checked = await this.#check(trx, claim);
+        } catch (error) {
+          if (!(error instanceof ClaimRefused)) throw error;
+          steps.push({ claim, refused: error.reason });
+          continue;
+        }
+        // One statement sees no other row's new name: the batch's candidates are drawn distinct.
+        let name = this.#devices.nameCandidate();
+        for (let tries = 0; names.has(name) && tries < 20; tries++) name = this.#devices.nameCandidate();
+        names.add(name);
+        const { owner } = checked;
+        steps.push({ claim, checked, row: rows.length });
+        rows.push({
+          i: rows.length,
+          now: request.now,
+          d: request.id,
+          c: checked.code.id,
+          ou: owner.kind === "user" ? owner.userId : null,
+          oc: owner.kind === "customer" ? owner.customerId : null,
+          n: name,
+          b: !checked.alreadyMine,
+          a: newId(),
+          r: checked.reason,
+          s: request.source,
+          at: this.#config.clock(),
+        });
+      }
+      const written =
+        rows.length === 0
+          ? []
+          : (
+              await trx.executeQuery<{ i: number; spent: boolean; bound: boolean; name: string | null }>(
+                CompiledQuery.raw(SPEND_BIND_RECORD_ALL_POSTGRES, [JSON.stringify(rows)]),
+              )
+            ).rows;
+      const byRow = new Map(written.map((row) => [Number(row.i), row]));
+      const outcomes: ClaimOutcome[] = [];
+      for (const step of steps) {
+        const { claim } = step;
+        if ("alone" in step) {
+          outcomes.push({ result: await this.#claimAlone(trx, claim) });
+        } else if ("refused" in step) {
+          outcomes.push({ result: await this.#refusedIn(trx, claim, step.refused) });
+        } else {
+          const { checked } = step;
+          const done = byRow.get(step.row);
+          if (!done?.spent) {
+            const reason = await this.#unspentReason(trx, checked.code.id, claim.request.id);
+            outcomes.push({ result: await this.#refusedIn(trx, claim, reason) });
+            continue;
+          }
+          claim.seen.wrote = true;
+          if (!checked.alreadyMine) {
+            if (!done.bound) throw new NeedsSavepoints();
+            if (done.name === null) await this.#nameAfresh(trx, claim.request.id);
+          }
+          await this.#capLogs(trx, checked.attempt, checked.logged);
+          outcomes.push({ result: await this.#finish(trx, claim, checked) });
+        }
+      }
+      return outcomes;
+    } catch (error) {
+      throw error instanceof NeedsSavepoints ? error : new NeedsSavepoints();
+    }
+  }
+
+  /** One claim of a batch run without savepoints, on its own (see {@link #runTogether}). */
+  async #claimAlone(trx: Transaction<Database>, claim: BatchClaim): Promise<ClaimResult> {
+    try {
+      return await this.#claimIn(trx, claim);
+    } catch (error) {
+      if (claim.seen.wrote || !(error instanceof ClaimRefused)) throw new NeedsSavepoints();
+      return this.#refusedIn(trx, claim, error.reason);
+    }
+  }
+
+  /**
    * What each claim of a batch presents (see the `presented` statement), read for the whole batch in one
    * statement at its start, by position in the batch. A claim whose code an earlier claim of the batch
    * presented too is left out: the earlier one may change what it finds, so it reads for itself in its turn.
@@ -815,7 +985,17 @@ export class ClaimService {
    * {@link ClaimRefused}, having noted in `seen` the code's id and owner once it recognised the code.
    */
   async #claimIn(trx: Transaction<Database>, claim: BatchClaim): Promise<ClaimResult> {
-    const { request, seen, hooks } = claim;
+    const checked = await this.#check(trx, claim);
+    await this.#write(trx, claim, checked);
+    return this.#finish(trx, claim, checked);
+  }
+
+  /**
+   * What a claim would do, from its code and its device as read, or {@link ClaimRefused}; writes nothing (but
+   * may read the code when the batch did not, and the product's team).
+   */
+  async #check(trx: Transaction<Database>, claim: BatchClaim): Promise<CheckedClaim> {
+    const { request, seen } = claim;
     const { id: deviceId, source, now } = request;
     const limit = this.#config.retention.claimPresentationsPerWindow;
     const since = now - this.#config.retention.claimPresentationWindowMs;
@@ -861,8 +1041,16 @@ export class ClaimService {
     if (!alreadyMine && (device.owner_user_id !== null || device.owner_customer_id !== null))
       throw new ClaimRefused("owned_by_other");
     const reason: ClaimReason = alreadyMine ? "already_owned" : "claimed";
-    const attempt = { claimId: code.id, deviceId, outcome: "claimed", reason, source };
+    const attempt = { claimId: code.id, deviceId, outcome: "claimed" as const, reason, source };
     const logged = { device: Number(code.device_logged_attempts), code: Number(code.logged_attempts) };
+    return { code, owner, device, alreadyMine, reason, attempt, logged };
+  }
+
+  /** A checked claim's writes, one at a time: spend the code, bind the device, record the attempt. */
+  async #write(trx: Transaction<Database>, claim: BatchClaim, checked: CheckedClaim): Promise<void> {
+    const { seen } = claim;
+    const { id: deviceId, source, now } = claim.request;
+    const { code, owner, alreadyMine, reason, attempt, logged } = checked;
     if (this.#postgres) {
       // Spend, bind and record in one statement: one round trip instead of three (see #spendBindRecord).
       seen.wrote = true;
@@ -886,6 +1074,13 @@ export class ClaimService {
         throw new ClaimRefused("owned_by_other");
       await this.#record(trx, attempt, logged);
     }
+  }
+
+  /** A claim whose writes are done: its events queued with their webhook deliveries, and its result. */
+  async #finish(trx: Transaction<Database>, claim: BatchClaim, checked: CheckedClaim): Promise<ClaimResult> {
+    const { request, hooks } = claim;
+    const { id: deviceId, source } = request;
+    const { code, owner, device, alreadyMine, reason } = checked;
     const described =
       owner.kind === "user"
         ? { kind: "user", user_id: owner.userId, username: code.owner_username }
@@ -1092,18 +1287,21 @@ export class ClaimService {
     if (!options.bind) return;
     if (Number(row.bound) === 0) throw new ClaimRefused("owned_by_other");
     // The candidate was another device's name: draw until one is free (rare: 40,000 names).
-    if (row.name === null) {
-      const device = await trx
-        .selectFrom("devices")
-        .selectAll()
-        .where("id", "=", options.deviceId)
-        .executeTakeFirstOrThrow();
-      await trx
-        .updateTable("devices")
-        .set({ name: await this.#devices.generateName(device, trx) })
-        .where("id", "=", device.id)
-        .execute();
-    }
+    if (row.name === null) await this.#nameAfresh(trx, options.deviceId);
+  }
+
+  /** Names a device just bound whose name candidate its owner already had. */
+  async #nameAfresh(trx: Transaction<Database>, deviceId: string): Promise<void> {
+    const device = await trx
+      .selectFrom("devices")
+      .selectAll()
+      .where("id", "=", deviceId)
+      .executeTakeFirstOrThrow();
+    await trx
+      .updateTable("devices")
+      .set({ name: await this.#devices.generateName(device, trx) })
+      .where("id", "=", device.id)
+      .execute();
   }
 
   /**
