@@ -4,10 +4,12 @@
  * then over real sockets from several loopback addresses against a real gateway.
  */
 import { randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { CONTENT_TYPE, DTLS_1_2, encodeRecord } from "@roost/protocol";
 import { until } from "@roost/tests/support";
 
 import { HandshakeAdmission } from "../src/gateway/handshake-admission.js";
@@ -122,5 +124,56 @@ describe("the Gen 2 gateway's admission of new connections", () => {
     expect((await attempt("127.0.0.4")).first).toBeNull();
     expect(gateway().stats.closed.too_many_failures).toBe(1);
     expect((await attempt("127.0.0.5")).first?.length).toBe(40);
+  });
+});
+
+describe("the Gen 3 gateway's lookups of stored sessions for records it cannot place", () => {
+  let cloud: RunningCloud;
+
+  beforeAll(async () => {
+    cloud = await startTestCloud({ deviceUdpPort: 0, deviceLimits: LIMITS });
+  });
+  afterAll(async () => {
+    await cloud.close();
+  });
+
+  const gateway = () => {
+    if (!cloud.gateway?.udpPort) throw new Error("no UDP gateway");
+    return { ...cloud.gateway, udpPort: cloud.gateway.udpPort };
+  };
+
+  /** Sends one application-data record under a made-up Connection ID from `localAddress`. */
+  const madeUp = (localAddress: string) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = createSocket("udp4");
+      const record = encodeRecord({
+        type: CONTENT_TYPE.cid,
+        version: DTLS_1_2,
+        epoch: 1,
+        sequenceNumber: 1,
+        cid: randomBytes(8),
+        fragment: randomBytes(40),
+      });
+      socket.bind(0, localAddress, () =>
+        socket.send(record, gateway().udpPort, "127.0.0.1", (error) => {
+          socket.close();
+          if (error) reject(error);
+          else resolve();
+        }),
+      );
+    });
+
+  it("stops looking up for an address whose made-up Connection IDs missed three times; other addresses go on", async () => {
+    for (let i = 1; i <= 3; i++) {
+      await madeUp("127.0.0.6");
+      await until(() => gateway().stats.dtlsLookupMisses >= i, `lookup ${i} missed`);
+    }
+    expect(gateway().stats.dtlsLookupsRefused).toBe(0);
+    await madeUp("127.0.0.6");
+    await until(() => gateway().stats.dtlsLookupsRefused >= 1, "the fourth lookup refused");
+    expect(gateway().stats.dtlsLookupMisses).toBe(3);
+    await madeUp("127.0.0.7");
+    await until(() => gateway().stats.dtlsLookupMisses >= 4, "another address's lookup");
+    expect(gateway().stats.dtlsLookupsRefused).toBe(1);
   });
 });

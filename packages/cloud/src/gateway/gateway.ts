@@ -59,6 +59,10 @@ export interface GatewayStats {
   dtlsRestored: number;
   /** Held devices' pings answered by their transport without waking the session (Gen 2; see `PingGate`). */
   pingsAnsweredAlone: number;
+  /** Gen 3: lookups of a stored session, for a Connection ID or device this node does not hold, that found none. */
+  dtlsLookupMisses: number;
+  /** Gen 3: such lookups refused to a source past its limits (see `HandshakeAdmission`). */
+  dtlsLookupsRefused: number;
 }
 
 /**
@@ -105,6 +109,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     dtlsHandshakes: 0,
     dtlsRestored: 0,
     pingsAnsweredAlone: 0,
+    dtlsLookupMisses: 0,
+    dtlsLookupsRefused: 0,
   };
   registry.onSizeChange = (size) => (stats.connected = size);
   const routes = new SubscriptionIndex<DeviceSession>();
@@ -192,6 +198,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         restoreSessions: options.restoreUdpSessions,
         onHandshake: () => (stats.dtlsHandshakes += 1),
         onRestore: () => (stats.dtlsRestored += 1),
+        onLookupMissed: () => (stats.dtlsLookupMisses += 1),
+        onLookupRefused: () => (stats.dtlsLookupsRefused += 1),
       });
     } catch (error) {
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -18,6 +18,7 @@ import {
   loadDtlsSessions,
   saveDtlsSession,
 } from "./dtls-store.js";
+import { HandshakeAdmission } from "./handshake-admission.js";
 import type { EcServerKey } from "./server-key.js";
 
 /**
@@ -130,6 +131,10 @@ export interface UdpGatewayOptions {
   readonly onHandshake?: () => void;
   /** Called once per session continued from the database (restored at start or taken over from another node). */
   readonly onRestore?: () => void;
+  /** Called when a stored session looked up for an unknown Connection ID or device was not found. */
+  readonly onLookupMissed?: () => void;
+  /** Called when a source was refused a lookup by its limits. */
+  readonly onLookupRefused?: () => void;
 }
 
 /** The Gen 3 side of the gateway: a UDP socket and the DTLS server on it. */
@@ -206,6 +211,19 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
 
   /** Lookups of stored sessions in flight, by key, with the datagrams that wait for them. */
   const restoring = new Map<string, { datagram: Uint8Array; from: PeerAddress }[]>();
+  /**
+   * Lookups per source address, by the Gen 2 port's rule ({@link HandshakeAdmission}): a lookup is an
+   * unauthenticated source's claim to a stored session, as a handshake is. Lookups in flight from one address
+   * are capped, and an address whose made-up Connection IDs missed too often is not looked up for again until
+   * its window ends: one host cannot fill the lookups every source shares, nor keep the database busy.
+   */
+  const lookups = new HandshakeAdmission(
+    {
+      ...context.limits,
+      maxHandshakes: RESTORE_LIMITS.inFlight,
+    },
+    services.config.clock,
+  );
   /** Keys recently looked up and not stored, with when. */
   const misses = new Map<string, number>();
 
@@ -228,11 +246,20 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
       return true;
     }
     const now = Date.now();
-    const missed = misses.get(name);
-    if (missed !== undefined && now - missed < RESTORE_LIMITS.missMs) return false;
+    const missedAt = misses.get(name);
+    if (missedAt !== undefined && now - missedAt < RESTORE_LIMITS.missMs) return false;
     if (restoring.size >= RESTORE_LIMITS.inFlight || closing) return false;
+    const admitted = lookups.admit(from.address);
+    if (admitted !== "admitted") {
+      options.onLookupRefused?.();
+      log.debug({ ip: from.address, reason: admitted }, "stored DTLS session not looked up");
+      return false;
+    }
     restoring.set(name, [{ datagram, from }]);
+    let missed = false;
     const miss = () => {
+      missed = true;
+      options.onLookupMissed?.();
       misses.delete(name);
       misses.set(name, now);
       if (misses.size > RESTORE_LIMITS.misses) {
@@ -255,6 +282,11 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
       } catch (error) {
         log.error({ err: error }, "could not look up a stored DTLS session");
       } finally {
+        if (lookups.finished(from.address, missed))
+          log.warn(
+            { ip: from.address, misses: context.limits.maxHandshakeFailuresPerAddress },
+            "too many unknown DTLS sessions named from this address: not looked up for the rest of the window",
+          );
         const waiting = restoring.get(name) ?? [];
         restoring.delete(name);
         if (taken) for (const held of waiting) receive(held.datagram, held.from);
