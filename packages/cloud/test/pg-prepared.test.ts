@@ -58,9 +58,12 @@ describe.skipIf(!POSTGRES_URL)("PostgreSQL statements prepared per connection", 
       const held = (await preparedOn(db)).filter((row) => row.statement === text);
       expect(held).toHaveLength(1);
       expect(held[0]?.name.startsWith(PREPARED_NAME_PREFIX)).toBe(true);
+      // Several statements in one text run unnamed (a prepared statement holds one).
+      await expect(run(db, "select 1 as n; select 2 as n")).resolves.toBeDefined();
       const statements = (await preparedOn(db)).map((row) => row.statement.toLowerCase());
       expect(statements).not.toContain("begin");
       expect(statements).not.toContain("commit");
+      expect(statements.some((statement) => statement.includes(";"))).toBe(false);
     });
   });
 

@@ -82,7 +82,9 @@ export class PreparingPool implements PostgresPool {
 
   /** The name of a text, if it may be named on a connection in `state`. */
   nameFor(text: string, state: ConnectionState): string | undefined {
-    if (state.disabled || state.unnamed.has(text) || !PREPARABLE.test(text)) return undefined;
+    // A text with a `;` may hold several statements, which a prepared statement cannot.
+    if (state.disabled || state.unnamed.has(text) || !PREPARABLE.test(text) || text.includes(";"))
+      return undefined;
     if (!state.prepared.has(text) && state.prepared.size >= MAX_PREPARED_PER_CONNECTION) return undefined;
     let name = this.#names.get(text);
     if (name === undefined) {
@@ -131,9 +133,10 @@ class PreparingClient implements PostgresPoolClient {
     const name = this.#pool.nameFor(text, state);
     if (name === undefined) return this.#unnamed<R>(text, values);
     const inTransaction = state.inTransaction;
+    // Counted from its first run: the server keeps it even when that run fails after the Parse.
+    state.prepared.add(text);
     try {
       const result = await this.#client.query<R & pg.QueryResultRow>({ name, text, values: [...values] });
-      state.prepared.add(text);
       return result as unknown as PostgresQueryResult<R>;
     } catch (error) {
       const code = errorCode(error);
