@@ -218,10 +218,8 @@ export async function startUdpGateway(options: UdpGatewayOptions): Promise<UdpGa
    * its window ends: one host cannot fill the lookups every source shares, nor keep the database busy.
    */
   const lookups = new HandshakeAdmission(
-    {
-      ...context.limits,
-      maxHandshakes: RESTORE_LIMITS.inFlight,
-    },
+    // The lookups of all sources together are bounded by `restoring` (RESTORE_LIMITS.inFlight).
+    { ...context.limits, maxHandshakes: Infinity },
     services.config.clock,
   );
   /** Keys recently looked up and not stored, with when. */

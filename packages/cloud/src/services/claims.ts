@@ -203,41 +203,17 @@ function claimStatements(db: Kysely<Database>) {
 }
 
 /**
- * PostgreSQL's spend + bind + record of a claim in one statement (see ClaimService #spendBindRecord).
- * $1 now, $2 device, $3 code id, $4 user owner or null, $5 customer owner or null, $6 name candidate,
- * $7 bind (false when the device is already the owner's), $8 attempt id, $9 reason, $10 source, $11 at.
- * The name rule is the bind statement's: a device without a name takes the candidate unless another device
- * of the same owner has it (one of $4, $5 is null, so one comparison holds at most).
- */
-const SPEND_BIND_RECORD_POSTGRES = `with spent as (
-    update claim_codes set used_at = $1, device_id = $2
-    where id = $3 and used_at is null and revoked_at is null
-    returning id
-  ), bound as (
-    update devices set owner_user_id = $4, owner_customer_id = $5, claimed_at = $1, updated_at = $1,
-      name = coalesce(name, case when exists (select 1 from devices as others
-        where others.name = $6 and others.id <> $2
-          and (others.owner_user_id = $4 or others.owner_customer_id = $5)) then null else $6 end)
-    where id = $2 and owner_user_id is null and owner_customer_id is null and $7::boolean
-      and exists (select 1 from spent)
-    returning name
-  ), recorded as (
-    insert into claim_attempts (id, claim_code_id, device_id, outcome, reason, source, at)
-    select $8, $3, $2, 'claimed', $9, $10, $11
-    where exists (select 1 from spent) and (not $7::boolean or exists (select 1 from bound))
-    returning id
-  )
-  select (select count(*) from spent)::int as spent, (select count(*) from bound)::int as bound,
-    (select name from bound) as name`;
-
-/**
- * {@link SPEND_BIND_RECORD_POSTGRES} for the checked claims of a batch at once: the rows travel as one JSON
- * parameter, `[{ i: position, now, d: device, c: code row ID, ou / oc: the new owner, n: name candidate,
- * b: bind, a: attempt ID, r: reason, s: source, at: attempt time }]`, and each comes back with its position,
- * whether its code was spent and its device bound, and the device's name. Each row's bind and record are
- * conditional on its own spend, so a row whose code was spent meanwhile writes nothing. Devices and codes
- * are distinct within a batch (the Batcher's rule; a repeated code is left to run alone), and the batch's
- * name candidates are distinct: no row's effect depends on another's.
+ * PostgreSQL's spend + bind + record of claims in one statement (see ClaimService #spendBindRecord, and
+ * #runTogether for a batch's): the rows travel as one JSON parameter, `[{ i: position, now, d: device, c: code
+ * row ID, ou / oc: the new owner, n: name candidate, b: bind (false when the device is already the owner's),
+ * a: attempt ID, r: reason, s: source, at: attempt time }]`, and each comes back with its position, whether
+ * its code was spent and its device bound, and the device's name. Each row's parts depend on the one before
+ * (data-modifying CTEs, one snapshot): the code is spent only if unused and unrevoked, the device bound only
+ * if its code was spent and it is still unowned, the attempt recorded only if both happened; a row whose
+ * code was spent meanwhile writes nothing. The name rule is the bind statement's: a device without a name
+ * takes the candidate unless another device of the same owner has it. Devices and codes are distinct within
+ * a batch (the Batcher's rule; a repeated code is left to run alone), and the batch's name candidates are
+ * distinct: no row's effect depends on another's.
  */
 const SPEND_BIND_RECORD_ALL_POSTGRES = `with v as (
     select * from jsonb_to_recordset($1::jsonb) as v(i int, now bigint, d text, c text, ou text, oc text,
@@ -888,32 +864,22 @@ export class ClaimService {
         let name = this.#devices.nameCandidate();
         for (let tries = 0; names.has(name) && tries < 20; tries++) name = this.#devices.nameCandidate();
         names.add(name);
-        const { owner } = checked;
         steps.push({ claim, checked, row: rows.length });
-        rows.push({
-          i: rows.length,
-          now: request.now,
-          d: request.id,
-          c: checked.code.id,
-          ou: owner.kind === "user" ? owner.userId : null,
-          oc: owner.kind === "customer" ? owner.customerId : null,
-          n: name,
-          b: !checked.alreadyMine,
-          a: newId(),
-          r: checked.reason,
-          s: request.source,
-          at: this.#config.clock(),
-        });
+        rows.push(
+          this.#spendRow({
+            index: rows.length,
+            now: request.now,
+            deviceId: request.id,
+            owner: checked.owner,
+            codeId: checked.code.id,
+            name,
+            bind: !checked.alreadyMine,
+            reason: checked.reason,
+            source: request.source,
+          }),
+        );
       }
-      const written =
-        rows.length === 0
-          ? []
-          : (
-              await trx.executeQuery<{ i: number; spent: boolean; bound: boolean; name: string | null }>(
-                CompiledQuery.raw(SPEND_BIND_RECORD_ALL_POSTGRES, [JSON.stringify(rows)]),
-              )
-            ).rows;
-      const byRow = new Map(written.map((row) => [Number(row.i), row]));
+      const written = await this.#spendBindRecordAll(trx, rows);
       const outcomes: ClaimOutcome[] = [];
       for (const step of steps) {
         const { claim } = step;
@@ -923,7 +889,7 @@ export class ClaimService {
           outcomes.push({ result: await this.#refusedIn(trx, claim, step.refused) });
         } else {
           const { checked } = step;
-          const done = byRow.get(step.row);
+          const done = written[step.row];
           if (!done?.spent) {
             const reason = await this.#unspentReason(trx, checked.code.id, claim.request.id);
             outcomes.push({ result: await this.#refusedIn(trx, claim, reason) });
@@ -1265,29 +1231,56 @@ export class ClaimService {
       source: ClaimSource;
     },
   ): Promise<void> {
-    const { owner } = options;
-    const result = await trx.executeQuery<{ spent: number; bound: number; name: string | null }>(
-      CompiledQuery.raw(SPEND_BIND_RECORD_POSTGRES, [
-        options.now,
-        options.deviceId,
-        options.codeId,
-        owner.kind === "user" ? owner.userId : null,
-        owner.kind === "customer" ? owner.customerId : null,
-        this.#devices.nameCandidate(),
-        options.bind,
-        newId(),
-        options.reason,
-        options.source,
-        this.#config.clock(),
-      ]),
-    );
-    const row = result.rows[0];
-    if (!row || Number(row.spent) === 0)
-      throw new ClaimRefused(await this.#unspentReason(trx, options.codeId, options.deviceId));
+    const [row] = await this.#spendBindRecordAll(trx, [
+      this.#spendRow({ ...options, name: this.#devices.nameCandidate(), index: 0 }),
+    ]);
+    if (!row?.spent) throw new ClaimRefused(await this.#unspentReason(trx, options.codeId, options.deviceId));
     if (!options.bind) return;
-    if (Number(row.bound) === 0) throw new ClaimRefused("owned_by_other");
+    if (!row.bound) throw new ClaimRefused("owned_by_other");
     // The candidate was another device's name: draw until one is free (rare: 40,000 names).
     if (row.name === null) await this.#nameAfresh(trx, options.deviceId);
+  }
+
+  /** A claim's row of {@link SPEND_BIND_RECORD_ALL_POSTGRES}. */
+  #spendRow(claim: {
+    index: number;
+    now: number;
+    deviceId: string;
+    owner: Owner;
+    codeId: string;
+    name: string;
+    bind: boolean;
+    reason: ClaimReason;
+    source: ClaimSource;
+  }): Record<string, unknown> {
+    const { owner } = claim;
+    return {
+      i: claim.index,
+      now: claim.now,
+      d: claim.deviceId,
+      c: claim.codeId,
+      ou: owner.kind === "user" ? owner.userId : null,
+      oc: owner.kind === "customer" ? owner.customerId : null,
+      n: claim.name,
+      b: claim.bind,
+      a: newId(),
+      r: claim.reason,
+      s: claim.source,
+      at: this.#config.clock(),
+    };
+  }
+
+  /** Runs {@link SPEND_BIND_RECORD_ALL_POSTGRES} for `rows`; what each row did, by its position. */
+  async #spendBindRecordAll(
+    trx: Transaction<Database>,
+    rows: readonly Record<string, unknown>[],
+  ): Promise<({ spent: boolean; bound: boolean; name: string | null } | undefined)[]> {
+    if (rows.length === 0) return [];
+    const result = await trx.executeQuery<{ i: number; spent: boolean; bound: boolean; name: string | null }>(
+      CompiledQuery.raw(SPEND_BIND_RECORD_ALL_POSTGRES, [JSON.stringify(rows)]),
+    );
+    const byRow = new Map(result.rows.map((row) => [Number(row.i), row]));
+    return rows.map((_, index) => byRow.get(index));
   }
 
   /** Names a device just bound whose name candidate its owner already had. */

@@ -22,13 +22,6 @@ export interface Storage {
 export interface StorageOptions {
   readonly databaseUrl?: string | undefined;
   readonly sqliteFile?: string;
-  /**
-   * PostgreSQL: name statements so that the server parses and plans each once per connection
-   * ({@link PreparingPool}). Off for a pooler that cannot keep prepared statements (PgBouncer before 1.21 in
-   * transaction mode); without it such a pooler's refusals only turn naming off connection by connection.
-   * @default true
-   */
-  readonly preparedStatements?: boolean;
 }
 
 // PostgreSQL returns BIGINT (OID 20) as a string to avoid precision loss; our bigints are epoch
@@ -66,7 +59,6 @@ function withStatementCache(sqlite: Sqlite.Database): SqliteDatabase {
 export async function openStorage({
   databaseUrl,
   sqliteFile = ":memory:",
-  preparedStatements = true,
 }: StorageOptions): Promise<Storage> {
   let db: Kysely<Database>;
   let dialect: Dialect;
@@ -88,9 +80,8 @@ export async function openStorage({
     // An idle client whose server connection ends (a PostgreSQL restart, an administrator) emits 'error':
     // unhandled, that would end the process. The pool drops the client and opens a new one when needed.
     pool.on("error", () => undefined);
-    db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: preparedStatements ? new PreparingPool(pool) : pool }),
-    });
+    // Statements prepared once per connection (pg-prepared.ts).
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new PreparingPool(pool) }) });
   } else {
     dialect = "sqlite";
     const sqlite = new Sqlite(sqliteFile);

@@ -54,7 +54,7 @@ function errorCode(error: unknown): string | undefined {
  *   the call is retried at once unless it was inside a transaction (which the error has aborted).
  * - A pooler such as PgBouncer in transaction mode hands each transaction another server connection, where the
  *   statement is missing or was prepared by someone else: that connection stops naming statements, with the
- *   same retry. `preparedStatements: false` in {@link StorageOptions} turns naming off from the start.
+ *   same retry.
  * - Texts built per call would each stay prepared: at most {@link MAX_PREPARED_PER_CONNECTION} per connection.
  */
 export class PreparingPool implements PostgresPool {
