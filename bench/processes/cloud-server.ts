@@ -232,7 +232,9 @@ const api: CloudServerApi = {
       databaseUrl: params.databaseUrl,
       // The bench is one client IP making many requests: the per-IP limits would measure themselves.
       rateLimits: { apiMax: 1e9, tokenMax: 1e9, sensitiveMax: 1e9 },
-      sseMaxPerIp: 1000,
+      // The fanout scenario holds thousands of event streams from it.
+      sseMaxPerIp: 1e6,
+      http: { maxConnectionsPerIp: 1e6 },
       // One host stands in for a fleet: the per-address handshake bounds would refuse its storms.
       deviceLimits: {
         maxHandshakesPerAddress: 1e9,

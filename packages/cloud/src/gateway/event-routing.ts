@@ -1,4 +1,5 @@
 import type { CloudEvent } from "../events/model.js";
+import { PrefixIndex } from "../events/prefix-index.js";
 
 /**
  * A device subscription: an event-name prefix and whose events it wants.
@@ -52,39 +53,24 @@ interface Entry<S> {
   readonly subscriptions: Subscription[];
 }
 
-/** Adds `entry` to the set filed under `key`. */
-function file<S>(index: Map<string, Set<Entry<S>>>, key: string, entry: Entry<S>): void {
-  let entries = index.get(key);
-  if (!entries) index.set(key, (entries = new Set()));
-  entries.add(entry);
-}
+/** The scope that all-devices subscriptions are filed under (owner keys start `u:` or `c:`, devices `d:`). */
+const PUBLIC_SCOPE = "*";
 
-/** Removes `entry` from the set filed under `key`, dropping the set when it empties. */
-function unfile<S>(index: Map<string, Set<Entry<S>>>, key: string, entry: Entry<S>): void {
-  const entries = index.get(key);
-  if (!entries) return;
-  entries.delete(entry);
-  if (entries.size === 0) index.delete(key);
+/** The scope of one device's events. */
+function deviceScope(deviceId: string): string {
+  return `d:${deviceId}`;
 }
 
 /**
- * The subscriptions of every device connected to a node, filed by scope, prefix and owner, so that routing an
- * event costs one lookup per prefix of its name whatever the number of connected devices, instead of a test
- * of every subscription of every session. Only the prefix lengths some subscription has are looked up
- * (devices subscribe to a few prefixes: `spark`, `particle` and their own), not every prefix of the name.
+ * The subscriptions of every device connected to a node, filed by scope, prefix and owner
+ * ({@link PrefixIndex}), so that routing an event costs one lookup per scope of the event and prefix length in
+ * use, whatever the number of connected devices, instead of a test of every subscription of every session.
  */
 export class SubscriptionIndex<S> {
   readonly #entries = new Map<S, Entry<S>>();
-  /** Filed subscriptions by the length of their prefix. */
-  readonly #lengthCounts = new Map<number, number>();
-  /** The lengths of {@link #lengthCounts}, ascending; rebuilt when a length appears or disappears. */
-  #lengths: readonly number[] = [];
-  /** all-devices subscriptions, by prefix. */
-  readonly #public = new Map<string, Set<Entry<S>>>();
-  /** my-devices subscriptions, by `owner \0 prefix`. */
-  readonly #byOwner = new Map<string, Set<Entry<S>>>();
-  /** one-device subscriptions, by `device id \0 prefix`. */
-  readonly #byDevice = new Map<string, Set<Entry<S>>>();
+  /** all-devices subscriptions under {@link PUBLIC_SCOPE}, my-devices ones under their device's owner key,
+   * one-device ones under that device's {@link deviceScope}. */
+  readonly #index = new PrefixIndex<Entry<S>>();
 
   /** Subscribers with at least one subscription. */
   get size(): number {
@@ -144,48 +130,31 @@ export class SubscriptionIndex<S> {
   match(event: CloudEvent): Set<S> {
     const found = new Set<S>();
     const owners = eventOwners(event);
-    const { name } = event;
-    for (const length of this.#lengths) {
-      if (length > name.length) break;
-      const prefix = name.slice(0, length);
-      if (event.isPublic) for (const entry of this.#public.get(prefix) ?? []) found.add(entry.subscriber);
-      for (const owner of owners)
-        for (const entry of this.#byOwner.get(`${owner}\0${prefix}`) ?? []) found.add(entry.subscriber);
-      for (const entry of this.#byDevice.get(`${event.coreid}\0${prefix}`) ?? [])
-        if (event.isPublic || (entry.owner !== undefined && owners.includes(entry.owner)))
-          found.add(entry.subscriber);
-    }
+    const device = deviceScope(event.coreid);
+    const scopes = event.isPublic ? [PUBLIC_SCOPE, device, ...owners] : [device, ...owners];
+    this.#index.forEach(scopes, event.name, (entry, scope) => {
+      // A device's private events go to its subscribers of the same owner only.
+      if (scope !== device || event.isPublic || (entry.owner !== undefined && owners.includes(entry.owner)))
+        found.add(entry.subscriber);
+    });
     return found;
   }
 
-  #keyOf(entry: Entry<S>, subscription: Subscription): [Map<string, Set<Entry<S>>>, string] | undefined {
-    const { scope, prefix } = subscription;
-    if (scope === "all-devices") return [this.#public, prefix];
+  #scopeOf(entry: Entry<S>, subscription: Subscription): string | undefined {
+    const { scope } = subscription;
+    if (scope === "all-devices") return PUBLIC_SCOPE;
     // An unowned device's my-devices subscriptions want nothing until it is claimed.
-    if (scope === "my-devices")
-      return entry.owner === undefined ? undefined : [this.#byOwner, `${entry.owner}\0${prefix}`];
-    return [this.#byDevice, `${scope.deviceId}\0${prefix}`];
+    if (scope === "my-devices") return entry.owner;
+    return deviceScope(scope.deviceId);
   }
 
   #file(entry: Entry<S>, subscription: Subscription): void {
-    const key = this.#keyOf(entry, subscription);
-    if (!key) return;
-    file(key[0], key[1], entry);
-    this.#countLength(subscription.prefix.length, 1);
+    const scope = this.#scopeOf(entry, subscription);
+    if (scope !== undefined) this.#index.add(scope, subscription.prefix, entry);
   }
 
   #unfile(entry: Entry<S>, subscription: Subscription): void {
-    const key = this.#keyOf(entry, subscription);
-    if (!key) return;
-    unfile(key[0], key[1], entry);
-    this.#countLength(subscription.prefix.length, -1);
-  }
-
-  #countLength(length: number, change: 1 | -1): void {
-    const count = (this.#lengthCounts.get(length) ?? 0) + change;
-    if (count > 0) this.#lengthCounts.set(length, count);
-    else this.#lengthCounts.delete(length);
-    if (count === 0 || (change === 1 && count === 1))
-      this.#lengths = [...this.#lengthCounts.keys()].sort((a, b) => a - b);
+    const scope = this.#scopeOf(entry, subscription);
+    if (scope !== undefined) this.#index.delete(scope, subscription.prefix, entry);
   }
 }

@@ -6,12 +6,12 @@ import type { CloudEvent } from "../../events/model.js";
 import {
   API_COREID,
   DEFAULT_EVENT_TTL,
-  formatSseEvent,
   MAX_EVENT_DATA_BYTES,
   MAX_EVENT_NAME_LENGTH,
 } from "../../events/model.js";
 import type { Services } from "../../services/index.js";
-import type { Principal } from "../../services/principal.js";
+import type { EventStreamSink, StreamFilter } from "../event-streams.js";
+import { EventStreams, streamFilters } from "../event-streams.js";
 import {
   administeredProduct,
   authenticate,
@@ -28,13 +28,6 @@ import {
 /** A stream stops being fed when this many bytes wait unsent: a client that reads too slowly is dropped. */
 const MAX_BUFFERED_SSE_BYTES = 1_048_576;
 
-/** True when the event came from (or was published by) something the principal owns. */
-function ownedBy(principal: Principal, event: CloudEvent): boolean {
-  if (principal.kind === "user") return event.ownerUserId === principal.userId;
-  if (principal.kind === "customer") return event.ownerCustomerId === principal.customerId;
-  return event.productId === principal.productId;
-}
-
 /** The prefix of a wildcard route (`/…/events/*`), with or without embedded slashes. @see spec/cloud-api.md §5.1 */
 function prefixOf(request: FastifyRequest): string {
   const raw = (request.params as Record<string, string | undefined>)["*"] ?? "";
@@ -50,9 +43,17 @@ export function registerEventRoutes(
   const { bus, config, devices } = services;
   const slots = options.streamSlots;
   const openStreams = new Set<FastifyReply["raw"]>();
+  // One subscription to the bus for every stream of the node: each event goes to the streams filed under its
+  // scopes (event-streams.ts), not to a subscription per open stream.
+  const streams = new EventStreams();
+  const unsubscribe = bus.subscribe((event) => streams.deliver(event));
   // Streams never end on their own: end them when the server closes, or close would wait for ever.
   app.addHook("preClose", (done) => {
     for (const raw of openStreams) raw.destroy();
+    done();
+  });
+  app.addHook("onClose", (_instance, done) => {
+    unsubscribe();
     done();
   });
 
@@ -60,8 +61,9 @@ export function registerEventRoutes(
   async function stream(
     request: FastifyRequest,
     reply: FastifyReply,
-    options: { prefix: string; accepts: (event: CloudEvent) => boolean },
+    filter: StreamFilter & { readonly prefix: string },
   ): Promise<void> {
+    const { prefix } = filter;
     const ip = clientIp(request);
     // The cap holds across every node of the deployment (the slots live in the shared database).
     if (!(await slots.acquire(ip)))
@@ -111,9 +113,8 @@ export function registerEventRoutes(
       if (!scheduled) schedule();
       lastWrite = Date.now();
     };
-    const unsubscribe = bus.subscribe((event) => {
-      if (event.name.startsWith(options.prefix) && options.accepts(event)) write(formatSseEvent(event));
-    });
+    const sink: EventStreamSink = { write };
+    streams.add(sink, prefix, filter);
     // spark-server writes a bare newline after 9 s of silence; api-js gives up after 15 s. @see spec/cloud-api.md §5.2
     const keepAlive = setInterval(
       () => {
@@ -126,7 +127,7 @@ export function registerEventRoutes(
       if (closed) return;
       closed = true;
       clearInterval(keepAlive);
-      unsubscribe();
+      streams.remove(sink);
       void slots.release(ip);
     };
     openStreams.add(raw);
@@ -145,16 +146,13 @@ export function registerEventRoutes(
     const principal = await authenticate(services, request);
     const prefix = prefixOf(request);
     if (prefix.length === 0) throw new AppError("BAD_REQUEST", "event prefix filter is required");
-    await stream(request, reply, { prefix, accepts: (event) => event.isPublic || ownedBy(principal, event) });
+    await stream(request, reply, { prefix, ...streamFilters.public(principal) });
   });
 
   const mine = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = await authenticate(services, request);
     requirePerson(principal);
-    await stream(request, reply, {
-      prefix: prefixOf(request),
-      accepts: (event) => ownedBy(principal, event),
-    });
+    await stream(request, reply, { prefix: prefixOf(request), ...streamFilters.mine(principal) });
   };
   app.get("/v1/devices/events", mine);
   app.get("/v1/devices/events/*", mine);
@@ -164,7 +162,7 @@ export function registerEventRoutes(
     const device = await devices.findAccessible(principal, param(request, "deviceIdOrName"));
     await stream(request, reply, {
       prefix: prefixOf(request),
-      accepts: (event) => event.coreid === device.id && ownedBy(principal, event),
+      ...streamFilters.device(principal, device.id),
     });
   };
   app.get("/v1/devices/:deviceIdOrName/events", oneDevice);
@@ -173,10 +171,7 @@ export function registerEventRoutes(
   const product = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = await authenticate(services, request);
     const found = await administeredProduct(services, request, principal);
-    await stream(request, reply, {
-      prefix: prefixOf(request),
-      accepts: (event) => event.productId === found.id,
-    });
+    await stream(request, reply, { prefix: prefixOf(request), ...streamFilters.product(found.id) });
   };
   app.get("/v1/products/:productIdOrSlug/events", product);
   app.get("/v1/products/:productIdOrSlug/events/*", product);
@@ -187,7 +182,7 @@ export function registerEventRoutes(
     const device = await devices.findInProduct(found.id, param(request, "deviceId"));
     await stream(request, reply, {
       prefix: prefixOf(request),
-      accepts: (event) => event.productId === found.id && event.coreid === device.id,
+      ...streamFilters.productDevice(found.id, device.id),
     });
   };
   app.get("/v1/products/:productIdOrSlug/devices/:deviceId/events", productDevice);
