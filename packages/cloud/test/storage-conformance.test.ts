@@ -2273,6 +2273,43 @@ function defineStorageConformance(backend: BackendFactory): void {
         expect(refused.device).toBeUndefined();
       });
 
+      it("reads an owner's hooks once for many events, and uses a hook made, disabled or deleted at once", async () => {
+        const { user } = await newUser();
+        const owner = { kind: "user" as const, userId: user.id };
+        const event = (n: number) => ({
+          name: `tick/${n}`,
+          data: String(n),
+          ttl: 60,
+          publishedAt: new Date(clock.now).toISOString(),
+          coreid: "api",
+          isPublic: false,
+          ownerUserId: user.id,
+          ownerCustomerId: null,
+          productId: null,
+        });
+        const reads = services.webhooks.hookReads;
+        for (let n = 0; n < 5; n++) expect(await services.webhooks.enqueue(event(n))).toBe(0);
+        expect(services.webhooks.hookReads - reads).toBe(1);
+        const { row } = await services.webhooks.create({
+          owner,
+          fields: { event: "tick", url: "https://example.com/ticks" },
+          resolveDevice: () => Promise.reject(new Error("no device filter")),
+        });
+        expect(await services.webhooks.enqueue(event(5))).toBe(1);
+        await services.webhooks.setDisabled({ owner, id: row.id, disabled: true });
+        expect(await services.webhooks.enqueue(event(6))).toBe(0);
+        await services.webhooks.setDisabled({ owner, id: row.id, disabled: false });
+        expect(await services.webhooks.enqueue(event(7))).toBe(1);
+        await services.webhooks.delete(owner, row.id);
+        expect(await services.webhooks.enqueue(event(8))).toBe(0);
+        // Kept for a second at most: then read again, whatever the bus said.
+        const before = services.webhooks.hookReads;
+        expect(await services.webhooks.enqueue(event(9))).toBe(0);
+        clock.advance(1000);
+        expect(await services.webhooks.enqueue(event(10))).toBe(0);
+        expect(services.webhooks.hookReads - before).toBe(1);
+      });
+
       it("leaves no delivery behind when the transaction it was queued in rolls back", async () => {
         const { principal, owner, user } = await newUser();
         await services.webhooks.create({

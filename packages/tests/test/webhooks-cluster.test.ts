@@ -136,4 +136,37 @@ describe.skipIf(!POSTGRES_URL)("webhooks on a two-node cluster (PostgreSQL)", ()
     const requests = await target.received(before + 1);
     expect(new URLSearchParams(requests[before]?.body).get("data")).toBe("left behind");
   });
+  it.skipIf(!NATS_URL)(
+    "a node that has read an owner's hooks uses a hook made on another node once it hears of it",
+    async () => {
+      const receiver = await startReceiver();
+      try {
+        const { token } = await newUser(nodeA);
+        const publish = (node: RunningCloud, name: string) =>
+          api(node, { method: "POST", path: "/v1/devices/events", token, json: { name, private: true } });
+        // Node A reads the owner's hooks (none) and keeps them.
+        expect((await publish(nodeA, "before/0")).status).toBe(200);
+        const heard = new Promise<void>((resolve) => {
+          const stop = nodeA.services.bus.onNotice((notice) => {
+            if (notice.kind !== "webhooks-changed") return;
+            stop();
+            resolve();
+          });
+        });
+        const hook = await api(nodeB, {
+          method: "POST",
+          path: "/v1/webhooks",
+          token,
+          json: { event: "after", url: receiver.url },
+        });
+        expect(hook.status).toBe(200);
+        await heard;
+        expect((await publish(nodeA, "after/1")).status).toBe(200);
+        const [request] = await receiver.received(1);
+        expect(new URLSearchParams(request?.body).get("event")).toBe("after/1");
+      } finally {
+        await receiver.close();
+      }
+    },
+  );
 });

@@ -27,7 +27,9 @@ export type DeviceCommandResult =
  */
 export type NodeNotice =
   | { readonly kind: "tokens-revoked"; readonly hashes: readonly string[] }
-  | { readonly kind: "subject-tokens-revoked"; readonly userId?: string; readonly customerId?: string };
+  | { readonly kind: "subject-tokens-revoked"; readonly userId?: string; readonly customerId?: string }
+  /** A hook was created, deleted, enabled or disabled: the hooks each node keeps per owner are stale. */
+  | { readonly kind: "webhooks-changed" };
 
 /**
  * Answers the commands for one connected device. `minEpoch` is the session epoch the sender read from the

@@ -64,7 +64,7 @@ export function createServices(options: {
   bus?: EventBus;
 }): Services {
   const { bus: rawBus = new InProcessEventBus(), ...rest } = options;
-  const webhooks = new WebhookService(rest);
+  const webhooks = new WebhookService({ ...rest, bus: rawBus });
   const bus = withWebhooks(rawBus, webhooks);
   const devices = new DeviceService(rest);
   const transfers = new TransferService(rest);

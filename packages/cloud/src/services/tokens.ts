@@ -105,6 +105,7 @@ class PrincipalCache {
       for (const hash of notice.hashes) this.#entries.delete(hash);
       return;
     }
+    if (notice.kind !== "subject-tokens-revoked") return;
     for (const [hash, { principal }] of this.#entries) {
       if (
         (principal.kind === "user" && principal.userId === notice.userId) ||

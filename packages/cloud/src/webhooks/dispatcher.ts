@@ -477,6 +477,7 @@ export class WebhookDispatcher {
         })
         .where("id", "=", hook.id)
         .execute();
+      await this.#webhooks.hooksChanged();
       this.#log.warn({ hookId: hook.id, failures, why }, "webhook disabled");
     } else if (failures >= limits.throttleAfterFailures) {
       const pause = Math.min(

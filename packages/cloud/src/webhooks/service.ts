@@ -5,6 +5,7 @@ import { isDeviceId, normalizeDeviceId } from "@roost/protocol";
 
 import type { CloudConfig } from "../config.js";
 import { BadRequestError, NotFoundError } from "../errors.js";
+import type { EventBus } from "../events/bus.js";
 import type { CloudEvent } from "../events/model.js";
 import { newId } from "../security.js";
 import { prepareQuery } from "../services/prepared.js";
@@ -259,6 +260,15 @@ export interface DeliveryLogEntry {
 }
 
 /**
+ * How long a node uses the hooks it read for an owner, in ms. Changes reach every node at once over the bus;
+ * this bounds how long a node that missed the notice (a bus outage) matches events against old hooks.
+ */
+const HOOKS_TTL_MS = 1000;
+
+/** Owners whose hooks a node keeps at most; past this it starts afresh. */
+const HOOKS_KEPT = 10_000;
+
+/**
  * The hooks an event of an owner may go to, and the firmware version its deliveries carry: read for every
  * device event with an owner, so built and compiled once (the query builder had cost more than the read).
  */
@@ -292,11 +302,57 @@ export class WebhookService {
 
   /** The reads of every device event with an owner (see {@link enqueueAll}), compiled once. */
   readonly #reads: ReturnType<typeof hookReads>;
+  /** The enabled hooks of each owner and product, as last read (see {@link #hooksOf}). */
+  readonly #hooks = new Map<string, { rows: Promise<HookTarget[]>; readAt: number }>();
+  /** Where hook changes are told to the other nodes. */
+  readonly #bus: EventBus | undefined;
+  /** Reads of an owner's hooks so far (tests and benchmarks count them). */
+  hookReads = 0;
 
-  constructor(options: { db: Kysely<Database>; config: CloudConfig }) {
+  constructor(options: { db: Kysely<Database>; config: CloudConfig; bus?: EventBus }) {
     this.#db = options.db;
     this.#config = options.config;
     this.#reads = hookReads(options.db);
+    this.#bus = options.bus;
+    // Another node changed a hook; and notices sent while the bus was away are lost: read afresh.
+    options.bus?.onNotice((notice) => {
+      if (notice.kind === "webhooks-changed") this.#hooks.clear();
+    });
+    options.bus?.onConnectionChange(() => this.#hooks.clear());
+  }
+
+  /**
+   * The enabled hooks an event of `user` and `product` may go to. Every event of an owned device needs them,
+   * and they seldom change: read once and kept for {@link HOOKS_TTL_MS}, forgotten at once when a hook changes
+   * on this node ({@link #changed}) or another (the notice `webhooks-changed`). On PostgreSQL the read
+   * was a round trip for every event (bench/README.md, fanout). `db` reads inside the caller's transaction.
+   */
+  #hooksOf(user: string | null, product: number | null, db: Kysely<Database>): Promise<HookTarget[]> {
+    const scope = `${user ?? ""}\u0000${product ?? ""}`;
+    const now = this.#config.clock();
+    const kept = this.#hooks.get(scope);
+    if (kept && now - kept.readAt < HOOKS_TTL_MS) return kept.rows;
+    this.hookReads += 1;
+    const rows = this.#reads.hooks({ user, product }, db).then((result) => result.rows);
+    if (this.#hooks.size >= HOOKS_KEPT) this.#hooks.clear();
+    // Kept from the start of the read: a change before it ends clears it with the rest.
+    this.#hooks.set(scope, { rows, readAt: now });
+    rows.catch(() => {
+      if (this.#hooks.get(scope)?.rows === rows) this.#hooks.delete(scope);
+    });
+    return rows;
+  }
+
+  /** A hook was created, deleted, enabled or disabled: this node forgets its hooks now, the others on notice. */
+  async #changed(): Promise<void> {
+    this.#hooks.clear();
+    // The change is committed: a bus that cannot carry the notice leaves other nodes to the TTL, not an error.
+    await this.#bus?.notify({ kind: "webhooks-changed" }).catch(() => undefined);
+  }
+
+  /** Tells every node that a hook changed outside this service (the dispatcher disabled it). */
+  hooksChanged(): Promise<void> {
+    return this.#changed();
   }
 
   /** Calls `listener` with the hooks that got deliveries queued on this node (the dispatcher's wake-up). */
@@ -333,6 +389,7 @@ export class WebhookService {
       updated_at: now,
     };
     await this.#db.insertInto("webhooks").values(row).execute();
+    await this.#changed();
     return { row, secret: row.secret };
   }
 
@@ -366,6 +423,7 @@ export class WebhookService {
       await trx.deleteFrom("webhook_deliveries").where("hook_id", "=", row.id).execute();
       await trx.deleteFrom("webhooks").where("id", "=", row.id).execute();
     });
+    await this.#changed();
   }
 
   /** Enables or disables a hook by hand; enabling clears the failure count and any throttle. */
@@ -382,6 +440,7 @@ export class WebhookService {
           updated_at: now,
         };
     await this.#db.updateTable("webhooks").set(changes).where("id", "=", row.id).execute();
+    await this.#changed();
     if (!options.disabled) this.#notify([row.id]);
     return { ...row, ...changes };
   }
@@ -429,9 +488,7 @@ export class WebhookService {
       const scope = `${event.ownerUserId ?? ""}\u0000${event.productId ?? ""}`;
       let read = hooksOf.get(scope);
       if (!read) {
-        read = this.#reads
-          .hooks({ user: event.ownerUserId, product: event.productId }, db)
-          .then((result) => result.rows);
+        read = this.#hooksOf(event.ownerUserId, event.productId, db);
         hooksOf.set(scope, read);
         // A read that failed is not kept for the next call (another claim's savepoint).
         read.catch(() => hooksOf.delete(scope));
