@@ -14,6 +14,11 @@ const NATS_URL = process.env.ROOST_TEST_NATS_URL;
 /** Events published (half through each node). */
 const EVENTS = 40;
 
+/** Creates a hook of the token's user on `event` (sent to `url`), through `node`'s API. */
+function createHook(node: RunningCloud, token: string, json: { event: string; url: string }) {
+  return api(node, { method: "POST", path: "/v1/webhooks", token, json });
+}
+
 describe.skipIf(!POSTGRES_URL)("webhooks on a two-node cluster (PostgreSQL)", () => {
   const database = `roost_hooks_${randomBytes(5).toString("hex")}`;
   let nodeA: RunningCloud;
@@ -54,12 +59,7 @@ describe.skipIf(!POSTGRES_URL)("webhooks on a two-node cluster (PostgreSQL)", ()
 
   it("delivers each event once, whichever node it happened on", async () => {
     const { token } = await newUser(nodeA);
-    const hook = await api(nodeB, {
-      method: "POST",
-      path: "/v1/webhooks",
-      token,
-      json: { event: "tick", url: target.url },
-    });
+    const hook = await createHook(nodeB, token, { event: "tick", url: target.url });
     expect(hook.status).toBe(200);
     await Promise.all(
       Array.from({ length: EVENTS }, (_, n) =>
@@ -95,14 +95,7 @@ describe.skipIf(!POSTGRES_URL)("webhooks on a two-node cluster (PostgreSQL)", ()
 
   it("takes over a delivery whose node died holding its lease", async () => {
     const { token } = await newUser(nodeA);
-    const hook = (
-      await api(nodeA, {
-        method: "POST",
-        path: "/v1/webhooks",
-        token,
-        json: { event: "orphan", url: target.url },
-      })
-    ).body;
+    const hook = (await createHook(nodeA, token, { event: "orphan", url: target.url })).body;
     const before = target.requests.length;
     const now = Date.now();
     // A node leased this delivery and vanished: its lease ran out a moment ago.
@@ -153,12 +146,7 @@ describe.skipIf(!POSTGRES_URL)("webhooks on a two-node cluster (PostgreSQL)", ()
             resolve();
           });
         });
-        const hook = await api(nodeB, {
-          method: "POST",
-          path: "/v1/webhooks",
-          token,
-          json: { event: "after", url: receiver.url },
-        });
+        const hook = await createHook(nodeB, token, { event: "after", url: receiver.url });
         expect(hook.status).toBe(200);
         await heard;
         expect((await publish(nodeA, "after/1")).status).toBe(200);
