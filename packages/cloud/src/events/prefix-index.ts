@@ -1,3 +1,31 @@
+import type { CloudEvent } from "./model.js";
+
+/** The scope of every public event. */
+export const PUBLIC_SCOPE = "*";
+
+/** The scope of one user's devices' events (and the user's API publishes). */
+export function userScope(userId: string): string {
+  return `u:${userId}`;
+}
+
+/** The scope of one customer's devices' events. */
+export function customerScope(customerId: string): string {
+  return `c:${customerId}`;
+}
+
+/** The scope of one device's events. */
+export function deviceScope(deviceId: string): string {
+  return `d:${deviceId}`;
+}
+
+/** The owner scopes an event was published under (a device has at most one owner; both are given). */
+export function ownerScopes(event: CloudEvent): string[] {
+  const owners: string[] = [];
+  if (event.ownerUserId) owners.push(userScope(event.ownerUserId));
+  if (event.ownerCustomerId) owners.push(customerScope(event.ownerCustomerId));
+  return owners;
+}
+
 /**
  * Items filed under a scope (whose events they want: an owner, a device, a product, the public) and an
  * event-name prefix, so that the items an event concerns are found by one map lookup per scope of the event

@@ -1,5 +1,12 @@
 import type { CloudEvent } from "../events/model.js";
-import { PrefixIndex } from "../events/prefix-index.js";
+import {
+  customerScope,
+  deviceScope,
+  ownerScopes,
+  PrefixIndex,
+  PUBLIC_SCOPE,
+  userScope,
+} from "../events/prefix-index.js";
 
 /**
  * A device subscription: an event-name prefix and whose events it wants.
@@ -18,17 +25,9 @@ export function ownerKeyOf(device: {
   readonly owner_user_id: string | null;
   readonly owner_customer_id: string | null;
 }): OwnerKey {
-  if (device.owner_user_id) return `u:${device.owner_user_id}`;
-  if (device.owner_customer_id) return `c:${device.owner_customer_id}`;
+  if (device.owner_user_id) return userScope(device.owner_user_id);
+  if (device.owner_customer_id) return customerScope(device.owner_customer_id);
   return undefined;
-}
-
-/** The owner keys an event was published under (a device has at most one owner; both are checked). */
-function eventOwners(event: CloudEvent): string[] {
-  const owners: string[] = [];
-  if (event.ownerUserId) owners.push(`u:${event.ownerUserId}`);
-  if (event.ownerCustomerId) owners.push(`c:${event.ownerCustomerId}`);
-  return owners;
 }
 
 /**
@@ -40,7 +39,7 @@ function eventOwners(event: CloudEvent): string[] {
  */
 export function wants(subscription: Subscription, owner: OwnerKey, event: CloudEvent): boolean {
   if (!event.name.startsWith(subscription.prefix)) return false;
-  const sameOwner = owner !== undefined && eventOwners(event).includes(owner);
+  const sameOwner = owner !== undefined && ownerScopes(event).includes(owner);
   if (subscription.scope === "all-devices") return event.isPublic;
   if (subscription.scope === "my-devices") return sameOwner;
   return event.coreid === subscription.scope.deviceId && (event.isPublic || sameOwner);
@@ -51,14 +50,6 @@ interface Entry<S> {
   readonly subscriber: S;
   owner: OwnerKey;
   readonly subscriptions: Subscription[];
-}
-
-/** The scope that all-devices subscriptions are filed under (owner keys start `u:` or `c:`, devices `d:`). */
-const PUBLIC_SCOPE = "*";
-
-/** The scope of one device's events. */
-function deviceScope(deviceId: string): string {
-  return `d:${deviceId}`;
 }
 
 /**
@@ -129,7 +120,7 @@ export class SubscriptionIndex<S> {
   /** Every subscriber with at least one subscription that {@link wants} the event, once each. */
   match(event: CloudEvent): Set<S> {
     const found = new Set<S>();
-    const owners = eventOwners(event);
+    const owners = ownerScopes(event);
     const device = deviceScope(event.coreid);
     const scopes = event.isPublic ? [PUBLIC_SCOPE, device, ...owners] : [device, ...owners];
     this.#index.forEach(scopes, event.name, (entry, scope) => {

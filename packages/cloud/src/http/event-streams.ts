@@ -1,5 +1,6 @@
 import type { CloudEvent } from "../events/model.js";
 import { formatSseEvent } from "../events/model.js";
+import * as eventScopes from "../events/prefix-index.js";
 import { PrefixIndex } from "../events/prefix-index.js";
 import type { Principal } from "../services/principal.js";
 
@@ -10,23 +11,15 @@ import type { Principal } from "../services/principal.js";
  */
 export type StreamScope = string;
 
-/** The scope of every public event. */
-export const PUBLIC_EVENTS: StreamScope = "*";
-
-/** The scope of one device's events. */
-export function deviceEvents(deviceId: string): StreamScope {
-  return `d:${deviceId}`;
-}
-
 /** The scope of a product's events (its customers' devices and its own). */
-export function productEvents(productId: number): StreamScope {
+function productEvents(productId: number): StreamScope {
   return `p:${productId}`;
 }
 
 /** The scope of the events a principal owns: a user's or a customer's devices, or a product token's product. */
-export function ownedEvents(principal: Principal): StreamScope {
-  if (principal.kind === "user") return `u:${principal.userId}`;
-  if (principal.kind === "customer") return `c:${principal.customerId}`;
+function ownedEvents(principal: Principal): StreamScope {
+  if (principal.kind === "user") return eventScopes.userScope(principal.userId);
+  if (principal.kind === "customer") return eventScopes.customerScope(principal.customerId);
   return productEvents(principal.productId);
 }
 
@@ -47,7 +40,7 @@ export interface StreamFilter {
 export const streamFilters = {
   /** `GET /v1/events/:prefix`: every public event, and the principal's own private ones. */
   public: (principal: Principal): StreamFilter => ({
-    scopes: [PUBLIC_EVENTS, ownedEvents(principal)],
+    scopes: [eventScopes.PUBLIC_SCOPE, ownedEvents(principal)],
     accepts: (event) => event.isPublic || ownedBy(principal, event),
   }),
   /** `GET /v1/devices/events`: the events of the principal's devices. */
@@ -57,7 +50,7 @@ export const streamFilters = {
   }),
   /** `GET /v1/devices/:id/events`: one device's events, while the principal owns it. */
   device: (principal: Principal, deviceId: string): StreamFilter => ({
-    scopes: [deviceEvents(deviceId)],
+    scopes: [eventScopes.deviceScope(deviceId)],
     accepts: (event) => event.coreid === deviceId && ownedBy(principal, event),
   }),
   /** `GET /v1/products/:product/events`: the product's events. */
@@ -67,17 +60,15 @@ export const streamFilters = {
   }),
   /** `GET /v1/products/:product/devices/:id/events`: one device's events while it is in the product. */
   productDevice: (productId: number, deviceId: string): StreamFilter => ({
-    scopes: [deviceEvents(deviceId)],
+    scopes: [eventScopes.deviceScope(deviceId)],
     accepts: (event) => event.productId === productId && event.coreid === deviceId,
   }),
 };
 
 /** Every scope `event` belongs to. */
 function scopesOf(event: CloudEvent): StreamScope[] {
-  const scopes = [deviceEvents(event.coreid)];
-  if (event.isPublic) scopes.push(PUBLIC_EVENTS);
-  if (event.ownerUserId !== null) scopes.push(`u:${event.ownerUserId}`);
-  if (event.ownerCustomerId !== null) scopes.push(`c:${event.ownerCustomerId}`);
+  const scopes = [eventScopes.deviceScope(event.coreid), ...eventScopes.ownerScopes(event)];
+  if (event.isPublic) scopes.push(eventScopes.PUBLIC_SCOPE);
   if (event.productId !== null) scopes.push(productEvents(event.productId));
   return scopes;
 }

@@ -322,18 +322,21 @@ export class WebhookService {
   }
 
   /**
-   * The enabled hooks an event of `user` and `product` may go to. Every event of an owned device needs them,
+   * The enabled hooks an event of `owner` (its user and product, `scope` in one string) may go to. Every event of an owned device needs them,
    * and they seldom change: read once and kept for {@link HOOKS_TTL_MS}, forgotten at once when a hook changes
-   * on this node ({@link #changed}) or another (the notice `webhooks-changed`). On PostgreSQL the read
+   * on this node ({@link hooksChanged}) or another (the notice `webhooks-changed`). On PostgreSQL the read
    * was a round trip for every event (bench/README.md, fanout). `db` reads inside the caller's transaction.
    */
-  #hooksOf(user: string | null, product: number | null, db: Kysely<Database>): Promise<HookTarget[]> {
-    const scope = `${user ?? ""}\u0000${product ?? ""}`;
+  #hooksOf(
+    scope: string,
+    owner: { user: string | null; product: number | null },
+    db: Kysely<Database>,
+  ): Promise<HookTarget[]> {
     const now = this.#config.clock();
     const kept = this.#hooks.get(scope);
     if (kept && now - kept.readAt < HOOKS_TTL_MS) return kept.rows;
     this.hookReads += 1;
-    const rows = this.#reads.hooks({ user, product }, db).then((result) => result.rows);
+    const rows = this.#reads.hooks(owner, db).then((result) => result.rows);
     if (this.#hooks.size >= HOOKS_KEPT) this.#hooks.clear();
     // Kept from the start of the read: a change before it ends clears it with the rest.
     this.#hooks.set(scope, { rows, readAt: now });
@@ -343,16 +346,14 @@ export class WebhookService {
     return rows;
   }
 
-  /** A hook was created, deleted, enabled or disabled: this node forgets its hooks now, the others on notice. */
-  async #changed(): Promise<void> {
+  /**
+   * A hook was created, deleted, enabled or disabled (here, or by the dispatcher): this node forgets its hooks
+   * now, the others on notice.
+   */
+  async hooksChanged(): Promise<void> {
     this.#hooks.clear();
     // The change is committed: a bus that cannot carry the notice leaves other nodes to the TTL, not an error.
     await this.#bus?.notify({ kind: "webhooks-changed" }).catch(() => undefined);
-  }
-
-  /** Tells every node that a hook changed outside this service (the dispatcher disabled it). */
-  hooksChanged(): Promise<void> {
-    return this.#changed();
   }
 
   /** Calls `listener` with the hooks that got deliveries queued on this node (the dispatcher's wake-up). */
@@ -389,7 +390,7 @@ export class WebhookService {
       updated_at: now,
     };
     await this.#db.insertInto("webhooks").values(row).execute();
-    await this.#changed();
+    await this.hooksChanged();
     return { row, secret: row.secret };
   }
 
@@ -423,7 +424,7 @@ export class WebhookService {
       await trx.deleteFrom("webhook_deliveries").where("hook_id", "=", row.id).execute();
       await trx.deleteFrom("webhooks").where("id", "=", row.id).execute();
     });
-    await this.#changed();
+    await this.hooksChanged();
   }
 
   /** Enables or disables a hook by hand; enabling clears the failure count and any throttle. */
@@ -440,7 +441,7 @@ export class WebhookService {
           updated_at: now,
         };
     await this.#db.updateTable("webhooks").set(changes).where("id", "=", row.id).execute();
-    await this.#changed();
+    await this.hooksChanged();
     if (!options.disabled) this.#notify([row.id]);
     return { ...row, ...changes };
   }
@@ -488,7 +489,7 @@ export class WebhookService {
       const scope = `${event.ownerUserId ?? ""}\u0000${event.productId ?? ""}`;
       let read = hooksOf.get(scope);
       if (!read) {
-        read = this.#hooksOf(event.ownerUserId, event.productId, db);
+        read = this.#hooksOf(scope, { user: event.ownerUserId, product: event.productId }, db);
         hooksOf.set(scope, read);
         // A read that failed is not kept for the next call (another claim's savepoint).
         read.catch(() => hooksOf.delete(scope));
